@@ -1,0 +1,237 @@
+//! Data types shared by several ETSI MEC APIs.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A hyperlink (`LinkType`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkType {
+    /// URI referring to a resource.
+    pub href: String,
+}
+
+impl LinkType {
+    /// A link to `href`.
+    pub fn new(href: impl Into<String>) -> Self {
+        Self { href: href.into() }
+    }
+}
+
+/// Unix time split into seconds and nanoseconds (`TimeStamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimeStamp {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    pub seconds: u32,
+    /// Nanoseconds part.
+    pub nano_seconds: u32,
+}
+
+impl TimeStamp {
+    /// The given number of milliseconds since the Unix epoch as a time stamp.
+    pub fn from_unix_millis(millis: i64) -> Self {
+        let millis = millis.max(0);
+        Self {
+            seconds: u32::try_from(millis / 1000).unwrap_or(u32::MAX),
+            nano_seconds: u32::try_from((millis % 1000) * 1_000_000).unwrap_or(0),
+        }
+    }
+}
+
+/// A category reference (`CategoryRef`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRef {
+    /// Reference of the catalogue.
+    pub href: String,
+    /// Unique identifier of the category.
+    pub id: String,
+    /// Name of the category.
+    pub name: String,
+    /// Category version.
+    pub version: String,
+}
+
+/// A host and port pair (`Addresses`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Addresses {
+    /// Host portion of the address.
+    pub host: String,
+    /// Port portion of the address.
+    pub port: u16,
+}
+
+/// Entry point of a service or application (`EndPointInfo`): exactly one member is present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndPointInfo {
+    /// URIs of the entry point (REST APIs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uris: Option<Vec<String>>,
+    /// Fully qualified domain names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<Vec<String>>,
+    /// IP address and port pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<Addresses>>,
+    /// Entry point in an implementation-specific format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub alternative: Option<serde_json::Value>,
+}
+
+impl EndPointInfo {
+    /// Checks the ETSI rule that exactly one of `uris`, `fqdn`, `addresses`, `alternative` is set.
+    pub fn validate(&self) -> Result<(), String> {
+        let present = [
+            self.uris.is_some(),
+            self.fqdn.is_some(),
+            self.addresses.is_some(),
+            self.alternative.is_some(),
+        ]
+        .into_iter()
+        .filter(|p| *p)
+        .count();
+        if present == 1 {
+            Ok(())
+        } else {
+            Err("exactly one of uris, fqdn, addresses or alternative shall be present".into())
+        }
+    }
+}
+
+/// Grant types of OAuth 2.0; ETSI MEC supports only the client credentials grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GrantType {
+    /// Authorization code grant.
+    Oauth2AuthorizationCode,
+    /// Implicit grant.
+    Oauth2ImplicitGrant,
+    /// Resource owner password credentials grant.
+    Oauth2ResourceOwner,
+    /// Client credentials grant (the one MEC supports).
+    Oauth2ClientCredentials,
+}
+
+/// OAuth 2.0 parameters of a transport (`OAuth2Info`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Info {
+    /// Supported grant types.
+    pub grant_types: Vec<GrantType>,
+    /// The token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+}
+
+/// Security of a transport (`SecurityInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityInfo {
+    /// OAuth 2.0 parameters, present when OAuth 2.0 secures the transport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub o_auth2_info: Option<OAuth2Info>,
+}
+
+/// Kinds of transport (`TransportType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransportType {
+    /// RESTful API over HTTP.
+    RestHttp,
+    /// Topic-based message bus.
+    MbTopicBased,
+    /// Routing-based message bus.
+    MbRouting,
+    /// Publish-subscribe message bus.
+    MbPubsub,
+    /// Remote procedure call.
+    Rpc,
+    /// Streaming remote procedure call.
+    RpcStreaming,
+    /// WebSocket.
+    Websocket,
+}
+
+/// Serialization formats (`SerializerType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SerializerType {
+    /// JSON.
+    Json,
+    /// XML 1.1.
+    Xml,
+    /// Protocol buffers version 3.
+    Protobuf3,
+}
+
+/// A transport offered by the platform or brought by an application (`TransportInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportInfo {
+    /// Identifier of the transport.
+    pub id: String,
+    /// Name of the transport.
+    pub name: String,
+    /// Human-readable description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Type of the transport.
+    #[serde(rename = "type")]
+    pub transport_type: TransportType,
+    /// Protocol name, "HTTP" for REST.
+    pub protocol: String,
+    /// Protocol version.
+    pub version: String,
+    /// Where to reach the transport.
+    pub endpoint: EndPointInfo,
+    /// Security of the transport.
+    pub security: SecurityInfo,
+    /// Implementation-specific details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub impl_specific_info: Option<serde_json::Value>,
+}
+
+/// One entry of a subscription link list (`Subscriptions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionLink {
+    /// URI of the subscription.
+    pub href: String,
+    /// Type of the subscription.
+    pub subscription_type: String,
+}
+
+/// Links of a subscription link list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionLinkListLinks {
+    /// Self-referring URI.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+    /// The subscriptions.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionLink>,
+}
+
+/// The subscriptions of an application instance (`SubscriptionLinkList`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionLinkList {
+    /// Links to this list and its subscriptions.
+    #[serde(rename = "_links")]
+    pub links: SubscriptionLinkListLinks,
+}
+
+/// A `_links` object holding only `self`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfLink {
+    /// Self-referring URI.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+}

@@ -1,0 +1,461 @@
+//! Data types of the MEC application support API (`mec_app_support/v1`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::common::{
+    CategoryRef, EndPointInfo, LinkType, SecurityInfo, SelfLink, SerializerType, TimeStamp,
+    TransportType,
+};
+
+/// State of a traffic or DNS rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RuleState {
+    /// The rule is applied.
+    Active,
+    /// The rule is not applied.
+    Inactive,
+}
+
+/// How a traffic filter matches (`TrafficRule.filterType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FilterType {
+    /// Upstream packets match; downstream packets of the flow are handled in the same context.
+    Flow,
+    /// Each packet is matched on its own.
+    Packet,
+}
+
+/// What the data plane does with a matching packet (`TrafficRule.action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TrafficRuleAction {
+    /// Discard the packet.
+    Drop,
+    /// Strip the tunnel and forward to the destination interface.
+    ForwardDecapsulated,
+    /// Forward keeping or adding the tunnel header.
+    ForwardEncapsulated,
+    /// Let the packet continue on its normal path.
+    Passthrough,
+    /// Forward the packet and a decapsulated copy.
+    DuplicateDecapsulated,
+    /// Forward the packet and an encapsulated copy.
+    DuplicateEncapsulated,
+}
+
+/// Packet filter of a traffic rule (`TrafficFilter`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficFilter {
+    /// Source addresses or prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_address: Option<Vec<String>>,
+    /// Destination addresses or prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_address: Option<Vec<String>>,
+    /// Source ports or port ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<Vec<String>>,
+    /// Destination ports or port ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_port: Option<Vec<String>>,
+    /// Protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Vec<String>>,
+    /// Tags (v2.1.1 called this `token`, accepted as an alias).
+    #[serde(default, alias = "token", skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Vec<String>>,
+    /// Outer (GTP-U) source addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_tunnel_address: Option<Vec<String>>,
+    /// Outer (GTP-U) destination addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tgt_tunnel_address: Option<Vec<String>>,
+    /// Outer source ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_tunnel_port: Option<Vec<String>>,
+    /// Outer destination ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_tunnel_port: Option<Vec<String>>,
+    /// QoS class identifier.
+    #[serde(rename = "qCI", default, skip_serializing_if = "Option::is_none")]
+    pub q_ci: Option<u32>,
+    /// DiffServ code point (IPv4).
+    #[serde(rename = "dSCP", default, skip_serializing_if = "Option::is_none")]
+    pub d_scp: Option<u32>,
+    /// Traffic class (IPv6).
+    #[serde(rename = "tC", default, skip_serializing_if = "Option::is_none")]
+    pub t_c: Option<u32>,
+}
+
+/// Kind of destination interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InterfaceType {
+    /// A tunnel (see `tunnelInfo`).
+    Tunnel,
+    /// A MAC address.
+    Mac,
+    /// An IP address.
+    Ip,
+}
+
+/// Kind of tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TunnelType {
+    /// GTP-U.
+    GtpU,
+    /// GRE.
+    Gre,
+}
+
+/// Tunnel of a destination interface (`TunnelInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TunnelInfo {
+    /// Tunnel type.
+    pub tunnel_type: TunnelType,
+    /// Destination address of the tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_dst_address: Option<String>,
+    /// Source address of the tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_src_address: Option<String>,
+}
+
+/// Where matching traffic goes (`DestinationInterface`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationInterface {
+    /// Interface type.
+    pub interface_type: InterfaceType,
+    /// Tunnel, for TUNNEL interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_info: Option<TunnelInfo>,
+    /// Source MAC address, for MAC interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac_address: Option<String>,
+    /// Destination MAC address, for MAC interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_mac_address: Option<String>,
+    /// Destination IP address, for IP interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ip_address: Option<String>,
+}
+
+/// A traffic rule of an application instance (`TrafficRule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficRule {
+    /// Identifier of the rule.
+    pub traffic_rule_id: String,
+    /// Filter type.
+    pub filter_type: FilterType,
+    /// Priority, 0 (highest) to 255 (lowest).
+    pub priority: u8,
+    /// Filters; a packet matching any of them matches the rule.
+    pub traffic_filter: Vec<TrafficFilter>,
+    /// Action on matching packets.
+    pub action: TrafficRuleAction,
+    /// Destination interface, for forwarding actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_interface: Option<DestinationInterface>,
+    /// Whether the rule is applied.
+    pub state: RuleState,
+}
+
+/// Address family of a DNS rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IpAddressType {
+    /// IPv6 (answered as AAAA).
+    #[serde(rename = "IP_V6")]
+    IpV6,
+    /// IPv4 (answered as A).
+    #[serde(rename = "IP_V4")]
+    IpV4,
+}
+
+/// A DNS rule of an application instance (`DnsRule`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsRule {
+    /// Identifier of the rule.
+    pub dns_rule_id: String,
+    /// FQDN resolved by the rule.
+    pub domain_name: String,
+    /// Address family.
+    pub ip_address_type: IpAddressType,
+    /// Address the FQDN resolves to.
+    pub ip_address: String,
+    /// Time to live in seconds; the rule does not expire when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// Whether the rule is answered.
+    pub state: RuleState,
+}
+
+/// Kind of NTP server address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NtpServerAddrType {
+    /// An IP address.
+    IpAddress,
+    /// A DNS name.
+    DnsName,
+}
+
+/// NTP authentication option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthenticationOption {
+    /// No authentication.
+    None,
+    /// Symmetric key.
+    SymmetricKey,
+    /// Autokey.
+    AutoKey,
+}
+
+/// An NTP server the platform offers (`NtpServers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NtpServers {
+    /// Address type.
+    pub ntp_server_addr_type: NtpServerAddrType,
+    /// Address.
+    pub ntp_server_addr: String,
+    /// Minimum poll interval, as a power of two seconds (3..17).
+    pub min_polling_interval: u32,
+    /// Maximum poll interval, as a power of two seconds (3..17).
+    pub max_polling_interval: u32,
+    /// Local priority.
+    pub local_priority: u32,
+    /// Authentication option.
+    pub authentication_option: AuthenticationOption,
+    /// Authentication key number.
+    pub authentication_key_num: u32,
+}
+
+/// A PTP master the platform offers (`PtpMasters`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PtpMasters {
+    /// IP address of the master.
+    pub ptp_master_ip_address: String,
+    /// Local priority.
+    pub ptp_master_local_priority: u32,
+    /// Maximum rate of Delay_Req messages.
+    pub delay_req_max_rate: u32,
+}
+
+/// Timing capabilities of the platform (`TimingCaps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimingCaps {
+    /// When the capabilities were read.
+    pub time_stamp: TimeStamp,
+    /// Available NTP servers.
+    pub ntp_servers: Vec<NtpServers>,
+    /// Available PTP masters.
+    pub ptp_masters: Vec<PtpMasters>,
+}
+
+/// Whether the platform clock is locked to UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TimeSourceStatus {
+    /// Locked to a UTC source.
+    Traceable,
+    /// Not locked to a UTC source.
+    Nontraceable,
+}
+
+/// The platform time (`CurrentTime`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CurrentTime {
+    /// Seconds since the Unix epoch.
+    pub seconds: u32,
+    /// Nanoseconds part.
+    pub nano_seconds: u32,
+    /// Time source status.
+    pub time_source_status: TimeSourceStatus,
+}
+
+/// An application's readiness indication (`AppReadyConfirmation`); `indication` is "READY".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppReadyConfirmation {
+    /// Shall be "READY".
+    pub indication: String,
+}
+
+/// What is being done to an application instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationActionType {
+    /// The instance is being stopped.
+    Stopping,
+    /// The instance is being terminated.
+    Terminating,
+}
+
+/// An application's answer to a termination notification (`AppTerminationConfirmation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppTerminationConfirmation {
+    /// Shall match the notification's operation.
+    pub operation_action: OperationActionType,
+}
+
+/// Subscription to termination of an application instance
+/// (`AppTerminationNotificationSubscription`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppTerminationNotificationSubscription {
+    /// Shall be "AppTerminationNotificationSubscription".
+    pub subscription_type: String,
+    /// Where notifications are POSTed.
+    pub callback_reference: String,
+    /// Link to this subscription (responses only).
+    #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<SelfLink>,
+    /// The application instance whose termination is reported.
+    pub app_instance_id: String,
+}
+
+/// Links of a termination notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppTerminationNotificationLinks {
+    /// The related subscription.
+    pub subscription: LinkType,
+    /// Where to confirm termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_termination: Option<LinkType>,
+}
+
+/// Notice that an application instance is being stopped or terminated
+/// (`AppTerminationNotification`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppTerminationNotification {
+    /// "AppTerminationNotification".
+    pub notification_type: String,
+    /// The operation under way.
+    pub operation_action: OperationActionType,
+    /// Seconds the application has to confirm.
+    pub max_graceful_timeout: u32,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppTerminationNotificationLinks,
+}
+
+/// A transport an application needs (`TransportDescriptor`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportDescriptor {
+    /// Name of the transport.
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Type of the transport.
+    #[serde(rename = "type")]
+    pub transport_type: TransportType,
+    /// Protocol name.
+    pub protocol: String,
+    /// Protocol version.
+    pub version: String,
+    /// Security of the transport.
+    pub security: SecurityInfo,
+    /// Implementation-specific details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub impl_specific_info: Option<serde_json::Value>,
+}
+
+/// A transport and serializer binding (`TransportDependency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransportDependency {
+    /// The transport.
+    pub transport: TransportDescriptor,
+    /// Supported serializers.
+    pub serializers: Vec<SerializerType>,
+    /// Labels grouping bindings.
+    pub labels: Vec<String>,
+}
+
+/// A service an application requires or may use (`ServiceDependency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceDependency {
+    /// Name of the service.
+    pub ser_name: String,
+    /// Category of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ser_category: Option<CategoryRef>,
+    /// Version of the service.
+    pub version: String,
+    /// Transport dependencies; REST + JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ser_transport_dependencies: Option<Vec<TransportDependency>>,
+    /// Requested permissions (format left open by ETSI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub requested_permissions: Option<serde_json::Value>,
+}
+
+/// A platform feature an application requires or may use (`FeatureDependency`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeatureDependency {
+    /// Name of the feature.
+    pub feature_name: String,
+    /// Version of the feature.
+    pub version: String,
+}
+
+/// An application instance as the platform knows it (`AppInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppInfo {
+    /// Name of the application.
+    pub app_name: String,
+    /// Provider of the application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_provider: Option<String>,
+    /// Category of the application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_category: Option<CategoryRef>,
+    /// AppD identifier, when instantiated by MEC management.
+    #[serde(rename = "appDId", default, skip_serializing_if = "Option::is_none")]
+    pub app_d_id: Option<String>,
+    /// Application instance identifier, when instantiated by MEC management.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_id: Option<String>,
+    /// Endpoint of the application server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndPointInfo>,
+    /// Services the application requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_service_required: Option<Vec<ServiceDependency>>,
+    /// Services the application may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_service_optional: Option<Vec<ServiceDependency>>,
+    /// Features the application requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_feature_required: Option<Vec<FeatureDependency>>,
+    /// Features the application may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_feature_optional: Option<Vec<FeatureDependency>>,
+    /// Whether MEC management instantiated the application; false when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_ins_by_mec: Option<bool>,
+}

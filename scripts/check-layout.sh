@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Enforces the layering of shared/architecture.md that the compiler cannot:
+# every crate opts into the workspace lints, API handlers hold no SQL, domain code no HTTP server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+for manifest in */Cargo.toml; do
+  grep -q '^\[lints\]' "$manifest" && grep -q 'workspace = true' "$manifest" ||
+    { echo "$manifest: missing [lints] workspace = true"; fail=1; }
+done
+if grep -rn 'sqlx' mep/src/api meao/src/api 2>/dev/null; then echo "api/ must not use sqlx"; fail=1; fi
+for domain in mep/src/platform.rs mep/src/timing.rs; do
+  if grep -n 'use axum\|use tonic' "$domain"; then echo "$domain: domain code must not use axum or tonic"; fail=1; fi
+done
+exit $fail

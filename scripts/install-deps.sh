@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need and a fresh Debian machine may lack. Idempotent.
+set -euo pipefail
+
+need=()
+for pkg in pkg-config libssl-dev postgresql; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "installing Debian packages: ${need[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y --no-install-recommends "${need[@]}" ||
+    { $sudo_cmd apt-get update && $sudo_cmd apt-get install -y --no-install-recommends "${need[@]}"; }
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

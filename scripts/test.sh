@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, against SQLite and a real PostgreSQL.
+# Works on a fresh machine: installs what is missing, starts its own PostgreSQL, stops it after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CI=${CI:-true}
+scripts/install-deps.sh
+
+echo "== format"
+cargo fmt --all -- --check
+echo "== lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-layout.sh
+
+echo "== PostgreSQL"
+pgdir=$(mktemp -d /tmp/mecplane-pg.XXXXXX)
+eval "$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")"
+trap 'runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || true' EXIT
+
+echo "== tests"
+cargo test --workspace --locked

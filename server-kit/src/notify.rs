@@ -1,0 +1,262 @@
+//! At-least-once delivery of notifications to subscriber callbacks.
+//!
+//! A service writes each notification to its outbox (a table) in the same transaction as the
+//! change it reports; [`Deliverer`] POSTs due notifications, records the outcome, and retries
+//! failures with exponential backoff until `max_attempts`, after which the notification is kept
+//! as given up (with its last error) rather than deleted. Because the outbox is durable, a
+//! restart loses nothing; a crash between POST and record means one duplicate, never a loss.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::admin::Metrics;
+
+/// Error type of outbox implementations.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNotification {
+    /// Outbox row id.
+    pub id: String,
+    /// Where to POST.
+    pub callback_uri: String,
+    /// The JSON body.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// Result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The subscriber answered 2xx.
+    Delivered,
+    /// Try again at `next_attempt_at` (Unix ms).
+    Retry {
+        /// When to try again.
+        next_attempt_at: i64,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// Attempts exhausted.
+    GaveUp {
+        /// Why the last attempt failed.
+        error: String,
+    },
+}
+
+/// Durable storage of pending notifications.
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `limit` notifications due at `now_ms`, oldest first.
+    fn due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PendingNotification>, BoxError>> + Send;
+    /// Records the outcome of an attempt; `attempts` includes it.
+    fn record(
+        &self,
+        id: &str,
+        attempts: u32,
+        outcome: &Outcome,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Delay after the first failure (ms); doubles each time.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts (ms).
+    pub max_backoff_ms: u64,
+    /// Timeout of one POST (ms).
+    pub timeout_ms: u64,
+    /// How often to look for due notifications when not woken (ms).
+    pub poll_interval_ms: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 300_000,
+            timeout_ms: 5_000,
+            poll_interval_ms: 1_000,
+            concurrency: 16,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The outcome of failed attempt number `attempts` at `now_ms`.
+    pub fn after_failure(&self, attempts: u32, now_ms: i64, error: String) -> Outcome {
+        if attempts >= self.max_attempts {
+            return Outcome::GaveUp { error };
+        }
+        let exponent = attempts.saturating_sub(1).min(30);
+        let delay = self
+            .initial_backoff_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.max_backoff_ms);
+        Outcome::Retry {
+            next_attempt_at: now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
+            error,
+        }
+    }
+}
+
+/// Delivers notifications from an [`Outbox`].
+pub struct Deliverer<O> {
+    outbox: Arc<O>,
+    client: reqwest::Client,
+    config: DeliveryConfig,
+    wake: Arc<Notify>,
+    delivered: Counter,
+    failed: Counter,
+}
+
+impl<O: Outbox> Deliverer<O> {
+    /// A deliverer over `outbox`, registering its counters in `metrics`.
+    pub fn new(
+        outbox: Arc<O>,
+        config: DeliveryConfig,
+        metrics: &Metrics,
+    ) -> Result<Self, BoxError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .build()?;
+        let delivered = Counter::default();
+        let failed = Counter::default();
+        metrics.register(
+            "notifications_delivered",
+            "Notifications delivered",
+            delivered.clone(),
+        );
+        metrics.register(
+            "notifications_failed",
+            "Failed notification attempts",
+            failed.clone(),
+        );
+        Ok(Self {
+            outbox,
+            client,
+            config,
+            wake: Arc::new(Notify::new()),
+            delivered,
+            failed,
+        })
+    }
+
+    /// A handle that makes the loop look for work now (call after writing to the outbox).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    async fn attempt(&self, pending: PendingNotification) {
+        let attempts = pending.attempts.saturating_add(1);
+        let result = self
+            .client
+            .post(&pending.callback_uri)
+            .header("content-type", "application/json")
+            .body(pending.body.clone())
+            .send()
+            .await;
+        let outcome = match result {
+            Ok(response) if response.status().is_success() => {
+                self.delivered.inc();
+                Outcome::Delivered
+            }
+            Ok(response) => {
+                self.failed.inc();
+                let error = format!("callback answered {}", response.status());
+                self.config
+                    .after_failure(attempts, crate::unix_millis_now(), error)
+            }
+            Err(e) => {
+                self.failed.inc();
+                let error = format!("callback unreachable: {e}");
+                self.config
+                    .after_failure(attempts, crate::unix_millis_now(), error)
+            }
+        };
+        match &outcome {
+            Outcome::GaveUp { error } => {
+                tracing::warn!(id = %pending.id, callback = %pending.callback_uri, %error, attempts, "gave up on notification");
+            }
+            Outcome::Retry { error, .. } => {
+                tracing::debug!(id = %pending.id, %error, attempts, "notification will be retried");
+            }
+            Outcome::Delivered => {}
+        }
+        if let Err(e) = self.outbox.record(&pending.id, attempts, &outcome).await {
+            tracing::error!(id = %pending.id, error = %e, "cannot record notification outcome");
+        }
+    }
+
+    /// Delivers every notification due now; returns how many were attempted.
+    pub async fn run_once(&self) -> Result<usize, BoxError> {
+        let due = self.outbox.due(crate::unix_millis_now(), 256).await?;
+        let n = due.len();
+        futures::stream::iter(due)
+            .for_each_concurrent(self.config.concurrency.max(1), |p| self.attempt(p))
+            .await;
+        Ok(n)
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
+        loop {
+            match self.run_once().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read the notification outbox"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {},
+                () = tokio::time::sleep(poll) => {},
+                () = &mut shutdown => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_gives_up() {
+        let c = DeliveryConfig {
+            max_attempts: 5,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 350,
+            ..DeliveryConfig::default()
+        };
+        let at = |n| match c.after_failure(n, 0, String::new()) {
+            Outcome::Retry {
+                next_attempt_at, ..
+            } => next_attempt_at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((at(1), at(2), at(3), at(4)), (100, 200, 350, 350));
+        assert!(matches!(
+            c.after_failure(5, 0, String::new()),
+            Outcome::GaveUp { .. }
+        ));
+    }
+}

@@ -1,0 +1,235 @@
+//! The API edge error: one enum, one mapping to RFC 7807 `application/problem+json`.
+//!
+//! Handlers return `Result<_, ApiError>`; extractor rejections (bad JSON, unknown fields, wrong
+//! content type, body too large, bad query or path) convert into `ApiError` so every failure a
+//! client sees has the same shape. Internal details are logged, never sent.
+
+use api_specs::ProblemDetails;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Content type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error as the API client sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: bad parameters or body.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or invalid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Kind of resource, e.g. "service".
+        kind: &'static str,
+        /// Its identifier.
+        id: String,
+    },
+    /// The URI maps to no resource.
+    #[error("no resource at this URI")]
+    NoRoute,
+    /// The resource does not support the method.
+    #[error("method not allowed on this resource")]
+    MethodNotAllowed,
+    /// Conflict with the current state of the resource.
+    #[error("{0}")]
+    Conflict(String),
+    /// An `If-Match` precondition failed.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The request body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request URI is too long.
+    #[error("request URI too long")]
+    UriTooLong,
+    /// The request body has an unsupported media type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A dependency is unavailable; the client may retry.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// A server-side failure; the message is logged, not sent.
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A `NotFound` for a resource kind and id.
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// The RFC 7807 body of this error.
+    pub fn problem(&self) -> ProblemDetails {
+        let status = self.status();
+        ProblemDetails {
+            problem_type: None,
+            title: status.canonical_reason().map(str::to_owned),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            instance: None,
+        }
+    }
+}
+
+/// Renders a problem body with the right content type.
+fn problem_response(status: StatusCode, problem: &ProblemDetails) -> Response {
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = problem_response(self.status(), &self.problem());
+        if matches!(self, Self::Unauthorized(_)) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mecplane\", error=\"invalid_token\""),
+            );
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Middleware: fills `instance` with the request path and logs server-side errors once, with
+/// their internal message.
+pub async fn problem_middleware(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let mut response = next.run(request).await;
+    let Some(error) = response.extensions_mut().remove::<ApiError>() else {
+        return response;
+    };
+    match &error {
+        ApiError::Internal(internal) => {
+            tracing::error!(%method, %path, error = %internal, "request failed");
+        }
+        other if other.status().is_server_error() => {
+            tracing::warn!(%method, %path, error = %other, "request failed");
+        }
+        other => tracing::debug!(%method, %path, error = %other, "request rejected"),
+    }
+    let mut problem = error.problem();
+    problem.instance = Some(path);
+    let mut rendered = problem_response(error.status(), &problem);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rendered
+}
+
+/// Fallback for URIs that match no route.
+pub async fn no_route() -> ApiError {
+    ApiError::NoRoute
+}
+
+/// Fallback for methods a resource does not support.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::UnsupportedMediaType("expected Content-Type: application/json".into())
+            }
+            JsonRejection::JsonDataError(e) => Self::BadRequest(e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => Self::BadRequest(e.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge("request body exceeds the size limit".into())
+            }
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+/// JSON body extractor and response whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query-string extractor keeping repeated keys, whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path extractor whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_message() {
+        let problem = ApiError::Internal("db password wrong".into()).problem();
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("password"));
+    }
+
+    #[test]
+    fn not_found_names_kind_and_id() {
+        let problem = ApiError::not_found("service", "s1").problem();
+        assert_eq!(problem.status, 404);
+        assert_eq!(problem.detail, "service s1 not found");
+    }
+}

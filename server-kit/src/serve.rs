@@ -1,0 +1,158 @@
+//! The accept loop: plain HTTP or TLS (openssl), HTTP/1.1 and HTTP/2, graceful shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load TLS material ({what})")]
+pub struct TlsError {
+    what: String,
+    #[source]
+    source: openssl::error::ErrorStack,
+}
+
+/// Builds an openssl acceptor (TLS 1.2 or later, Mozilla intermediate ciphers, ALPN h2/http1.1).
+pub fn tls_acceptor(config: &TlsConfig) -> Result<Arc<SslAcceptor>, TlsError> {
+    let err = |what: String| move |source| TlsError { what, source };
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(err("acceptor".into()))?;
+    builder
+        .set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(err("protocol version".into()))?;
+    builder
+        .set_certificate_chain_file(&config.cert_file)
+        .map_err(err(config.cert_file.display().to_string()))?;
+    builder
+        .set_private_key_file(&config.key_file, SslFiletype::PEM)
+        .map_err(err(config.key_file.display().to_string()))?;
+    builder
+        .check_private_key()
+        .map_err(err("key does not match certificate".into()))?;
+    if let Some(ca) = &config.client_ca_file {
+        builder
+            .set_ca_file(ca)
+            .map_err(err(ca.display().to_string()))?;
+        builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    builder.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client)
+            .ok_or(openssl::ssl::AlpnError::NOACK)
+    });
+    Ok(Arc::new(builder.build()))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
+/// (up to `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<SslAcceptor>>,
+    shutdown: impl Future<Output = ()> + Send,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let ssl = match openssl::ssl::Ssl::new(acceptor.context()) {
+                        Ok(ssl) => ssl,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "TLS session setup failed");
+                            return;
+                        }
+                    };
+                    let Ok(mut tls_stream) = tokio_openssl::SslStream::new(ssl, stream) else {
+                        return;
+                    };
+                    if let Err(e) = Pin::new(&mut tls_stream).accept().await {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing connections"),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,1 @@
+//! End-to-end suites that start real mecplane processes (MEAO, MEPs, brokers, clusters).
