@@ -1,0 +1,315 @@
+//! The test context: a MEP started on port 0 over SQLite or PostgreSQL, OAuth clients, and a
+//! callback server recording notifications.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use mep::config::MepConfig;
+use mep::server::{RunningServer, Server};
+use serde_json::{Value, json};
+use server_kit::auth::{ClientConfig, Secret};
+use tokio::sync::mpsc;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per database for an async fn taking a [`Db`].
+#[macro_export]
+macro_rules! on_both_dbs {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::integration::common::Db::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::integration::common::pg_admin_url().is_some() {
+                    super::$name($crate::integration::common::Db::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// The PostgreSQL admin URL; under `CI=true` its absence fails the test instead of skipping.
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("MECPLANE_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but MECPLANE_TEST_PG_URL is not set: PostgreSQL tests cannot run")
+        }
+        _ => {
+            eprintln!("MECPLANE_TEST_PG_URL not set: skipping the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// A database URL for a fresh database.
+pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}/mep.db?mode=rwc", dir.display()),
+        Db::Postgres => {
+            let admin = pg_admin_url().expect("PostgreSQL URL");
+            sqlx::any::install_default_drivers();
+            let name = format!("mep_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect admin");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let (base, _) = admin.rsplit_once('/').expect("url with database");
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// A running MEP and what tests need around it.
+pub struct Ctx {
+    pub server: Option<RunningServer>,
+    pub config: MepConfig,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub _dir: tempfile::TempDir,
+}
+
+pub const OPERATOR: (&str, &str) = ("operator", "op-secret");
+pub const APP1: (&str, &str) = ("app1", "app1-secret");
+pub const APP2: (&str, &str) = ("app2", "app2-secret");
+
+fn client(id: &str, secret: &str, scopes: &[&str], app: Option<&str>) -> ClientConfig {
+    ClientConfig {
+        client_id: id.into(),
+        client_secret: Secret::new(secret),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        app_instance_id: app.map(str::to_owned),
+    }
+}
+
+/// The test configuration: loopback port 0, fast delivery retries, 1 s liveness minimum.
+pub fn test_config(database_url: String) -> MepConfig {
+    let mut c = MepConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url,
+        min_liveness_interval_secs: 1,
+        max_body_bytes: 64 * 1024,
+        ..MepConfig::default()
+    };
+    c.dns.listen = Some("127.0.0.1:0".parse().expect("addr"));
+    c.delivery.poll_interval_ms = 50;
+    c.delivery.initial_backoff_ms = 100;
+    c.delivery.max_backoff_ms = 400;
+    c.delivery.max_attempts = 6;
+    c.delivery.timeout_ms = 2000;
+    c.auth.signing_key = Some(Secret::new("test-key"));
+    let all = ["mep_mgmt", "mec_service_mgmt", "mec_app_support"];
+    let app = ["mec_service_mgmt", "mec_app_support"];
+    c.auth.clients = vec![
+        client(OPERATOR.0, OPERATOR.1, &all, None),
+        client(APP1.0, APP1.1, &app, Some("i1")),
+        client(APP2.0, APP2.1, &app, Some("i2")),
+        client(
+            "discovery-only",
+            "d-secret",
+            &["mec_service_mgmt"],
+            Some("i1"),
+        ),
+    ];
+    c
+}
+
+impl Ctx {
+    pub async fn start(db: Db) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = fresh_database(db, dir.path()).await;
+        Self::start_with(test_config(url), dir).await
+    }
+
+    pub async fn start_with(config: MepConfig, dir: tempfile::TempDir) -> Self {
+        let server = Server::start(config.clone()).await.expect("MEP starts");
+        let base = server.api_root.clone();
+        Self {
+            server: Some(server),
+            config,
+            http: reqwest::Client::new(),
+            base,
+            _dir: dir,
+        }
+    }
+
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Stops the MEP and starts it again on the same database (new port).
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let server = Server::start(self.config.clone())
+            .await
+            .expect("MEP restarts");
+        self.base = server.api_root.clone();
+        self.server = Some(server);
+    }
+
+    pub async fn token(&self, (id, secret): (&str, &str)) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request")
+            .json()
+            .await
+            .expect("token json");
+        r["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with a bearer token and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut r = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.expect("request")
+    }
+
+    /// Provisions app instance `id` with one DNS rule and one traffic rule, as the operator.
+    pub async fn provision(&self, id: &str) -> Value {
+        let op = self.token(OPERATOR).await;
+        let r = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/mep_mgmt/v1/app_instances/{id}"),
+                &op,
+                Some(app_config(id)),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "provision {id}");
+        r.json().await.expect("json")
+    }
+}
+
+/// An app instance configuration with a DNS rule `{id}.mec.example` and a traffic rule.
+pub fn app_config(id: &str) -> Value {
+    json!({
+        "appInfo": {"appName": format!("app-{id}"), "appProvider": "ACME", "isInsByMec": true},
+        "appTrafficRule": [{
+            "trafficRuleId": "tr1", "filterType": "FLOW", "priority": 1,
+            "trafficFilter": [{"dstAddress": ["10.20.0.0/16"], "dstPort": ["443"], "protocol": ["TCP"]}],
+            "action": "FORWARD_DECAPSULATED",
+            "dstInterface": {"interfaceType": "IP", "dstIpAddress": "10.10.0.7"},
+            "state": "ACTIVE"
+        }],
+        "appDNSRule": [{
+            "dnsRuleId": "dns1", "domainName": format!("{id}.mec.example"), "ipAddressType": "IP_V4",
+            "ipAddress": "10.10.0.7", "ttl": 30, "state": "ACTIVE"
+        }]
+    })
+}
+
+/// A service registration body.
+pub fn service(name: &str) -> Value {
+    json!({"serName": name, "version": "1.0", "state": "ACTIVE", "serializer": "JSON",
+           "transportId": "mep-rest-http", "serCategory": {"href": "http://cat/1", "id": "cat-video", "name": "video", "version": "1"}})
+}
+
+/// An HTTP server recording the JSON bodies POSTed to it; the first `fail_first` answer 503.
+pub struct Callback {
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<Value>,
+    pub attempts: Arc<Mutex<u32>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Callback {
+    pub async fn start(fail_first: u32) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), fail_first).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, fail_first: u32) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let attempts = Arc::new(Mutex::new(0u32));
+        let state = (tx, attempts.clone(), fail_first);
+        let app = axum::Router::new()
+            .route(
+                "/notify",
+                post(
+                    |State((tx, attempts, fail)): State<(
+                        mpsc::UnboundedSender<Value>,
+                        Arc<Mutex<u32>>,
+                        u32,
+                    )>,
+                     body: axum::Json<Value>| async move {
+                        let n = {
+                            let mut a = attempts.lock().expect("lock");
+                            *a += 1;
+                            *a
+                        };
+                        if n <= fail {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let _ = tx.send(body.0);
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind callback");
+        let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            rx,
+            attempts,
+            task,
+        }
+    }
+
+    /// The next notification, failing after 10 s.
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("a notification within 10 s")
+            .expect("channel open")
+    }
+
+    /// Asserts nothing arrives within `wait`.
+    pub async fn none_within(&mut self, wait: Duration) {
+        if let Ok(Some(v)) = tokio::time::timeout(wait, self.rx.recv()).await {
+            panic!("unexpected notification {v}");
+        }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,437 @@
+//! Subscriptions and notifications: service availability, application termination, delivery
+//! retries and durability across a restart.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::common::{APP1, APP2, Callback, Ctx, Db, OPERATOR, service};
+use crate::on_both_dbs;
+
+on_both_dbs!(
+    availability_notifications_follow_filters,
+    delivery_retries_until_the_subscriber_answers,
+    pending_notifications_survive_a_restart,
+    termination_waits_for_confirmation,
+    termination_proceeds_at_the_deadline,
+);
+
+fn availability_subscription(callback: &str, names: &[&str]) -> Value {
+    json!({"subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": callback,
+           "filteringCriteria": {"serNames": names}})
+}
+
+async fn availability_notifications_follow_filters(db: Db) {
+    let ctx = Ctx::start(db).await;
+    ctx.provision("i1").await;
+    ctx.provision("i2").await;
+    let (a1, a2) = (ctx.token(APP1).await, ctx.token(APP2).await);
+    let mut cb = Callback::start(0).await;
+
+    for bad in [
+        json!({"subscriptionType": "Wrong", "callbackReference": cb.url}),
+        json!({"subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": "not a uri"}),
+        json!({"subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url,
+               "filteringCriteria": {"serNames": ["a"], "serInstanceIds": ["b"]}}),
+    ] {
+        let r = ctx
+            .call(
+                Method::POST,
+                "/mec_service_mgmt/v1/applications/i2/subscriptions",
+                &a2,
+                Some(bad),
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+    }
+    let r = ctx
+        .call(
+            Method::POST,
+            "/mec_service_mgmt/v1/applications/i2/subscriptions",
+            &a2,
+            Some(availability_subscription(&cb.url, &["video"])),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let sub: Value = r.json().await.unwrap();
+    assert_eq!(sub["_links"]["self"]["href"], location.as_str());
+    let list: Value = ctx
+        .call(
+            Method::GET,
+            "/mec_service_mgmt/v1/applications/i2/subscriptions",
+            &a2,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["_links"]["subscriptions"][0]["href"],
+        location.as_str()
+    );
+    assert_eq!(
+        list["_links"]["subscriptions"][0]["subscriptionType"],
+        "SerAvailabilityNotificationSubscription"
+    );
+    // the app support API lists only its own subscription type
+    let other: Value = ctx
+        .call(
+            Method::GET,
+            "/mec_app_support/v1/applications/i2/subscriptions",
+            &a2,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        other["_links"]["subscriptions"].as_array().unwrap().len(),
+        0
+    );
+
+    let created: Value = ctx
+        .call(
+            Method::POST,
+            "/mec_service_mgmt/v1/applications/i1/services",
+            &a1,
+            Some(service("video")),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let n = cb.next().await;
+    assert_eq!(n["notificationType"], "SerAvailabilityNotification");
+    assert_eq!(n["serviceReferences"][0]["changeType"], "ADDED");
+    assert_eq!(
+        n["serviceReferences"][0]["serInstanceId"],
+        created["serInstanceId"]
+    );
+    assert_eq!(n["_links"]["subscription"]["href"], location.as_str());
+
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/services",
+        &a1,
+        Some(service("not-watched")),
+    )
+    .await;
+    cb.none_within(Duration::from_millis(400)).await;
+
+    let id = created["serInstanceId"].as_str().unwrap();
+    let mut update = created.clone();
+    update["state"] = json!("INACTIVE");
+    ctx.call(
+        Method::PUT,
+        &format!("/mec_service_mgmt/v1/applications/i1/services/{id}"),
+        &a1,
+        Some(update),
+    )
+    .await;
+    let n = cb.next().await;
+    assert_eq!(
+        (
+            n["serviceReferences"][0]["changeType"].as_str(),
+            n["serviceReferences"][0]["state"].as_str()
+        ),
+        (Some("STATE_CHANGED"), Some("INACTIVE"))
+    );
+
+    ctx.call(
+        Method::DELETE,
+        &format!("/mec_service_mgmt/v1/applications/i1/services/{id}"),
+        &a1,
+        None,
+    )
+    .await;
+    let n = cb.next().await;
+    assert_eq!(n["serviceReferences"][0]["changeType"], "REMOVED");
+    assert!(n["serviceReferences"][0].get("link").is_none());
+
+    let sub_path = location.strip_prefix(&ctx.base).unwrap().to_owned();
+    assert_eq!(
+        ctx.call(Method::GET, &sub_path, &a2, None).await.status(),
+        200
+    );
+    assert_eq!(
+        ctx.call(Method::GET, &sub_path, &a1, None).await.status(),
+        403
+    );
+    assert_eq!(
+        ctx.call(Method::DELETE, &sub_path, &a2, None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        ctx.call(Method::GET, &sub_path, &a2, None).await.status(),
+        404
+    );
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/services",
+        &a1,
+        Some(service("video")),
+    )
+    .await;
+    cb.none_within(Duration::from_millis(400)).await;
+}
+
+async fn delivery_retries_until_the_subscriber_answers(db: Db) {
+    let ctx = Ctx::start(db).await;
+    ctx.provision("i1").await;
+    let a1 = ctx.token(APP1).await;
+    let mut cb = Callback::start(2).await;
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/subscriptions",
+        &a1,
+        Some(availability_subscription(&cb.url, &["video"])),
+    )
+    .await;
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/services",
+        &a1,
+        Some(service("video")),
+    )
+    .await;
+    let n = cb.next().await;
+    assert_eq!(n["serviceReferences"][0]["changeType"], "ADDED");
+    assert_eq!(
+        *cb.attempts.lock().unwrap(),
+        3,
+        "two refusals, then delivered"
+    );
+    // the outcome is recorded right after the callback answers
+    let store = ctx.server().platform.store();
+    let mut delivered = 0;
+    for _ in 0..50 {
+        delivered = store.notifications_count("DELIVERED").await.unwrap();
+        if delivered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered, 1);
+    assert_eq!(store.notifications_count("PENDING").await.unwrap(), 0);
+}
+
+async fn pending_notifications_survive_a_restart(db: Db) {
+    let mut ctx = Ctx::start(db).await;
+    ctx.provision("i1").await;
+    let a1 = ctx.token(APP1).await;
+    // a port nobody listens on yet
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let url = format!("http://{addr}/notify");
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/subscriptions",
+        &a1,
+        Some(availability_subscription(&url, &["video"])),
+    )
+    .await;
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/services",
+        &a1,
+        Some(service("video")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = ctx.server().platform.store();
+    assert_eq!(
+        store.notifications_count("PENDING").await.unwrap(),
+        1,
+        "undeliverable, kept pending"
+    );
+
+    ctx.restart().await;
+    let mut cb = Callback::start_on(addr, 0).await;
+    let n = cb.next().await;
+    assert_eq!(n["serviceReferences"][0]["changeType"], "ADDED");
+}
+
+fn termination_subscription(callback: &str, app: &str) -> Value {
+    json!({"subscriptionType": "AppTerminationNotificationSubscription", "callbackReference": callback, "appInstanceId": app})
+}
+
+async fn termination_waits_for_confirmation(db: Db) {
+    let ctx = Ctx::start(db).await;
+    ctx.provision("i1").await;
+    ctx.provision("i2").await;
+    let (a1, a2, op) = (
+        ctx.token(APP1).await,
+        ctx.token(APP2).await,
+        ctx.token(OPERATOR).await,
+    );
+    let mut term = Callback::start(0).await;
+    let mut avail = Callback::start(0).await;
+    let r = ctx
+        .call(
+            Method::POST,
+            "/mec_app_support/v1/applications/i1/subscriptions",
+            &a1,
+            Some(termination_subscription(&term.url, "i2")),
+        )
+        .await;
+    assert_eq!(r.status(), 400, "appInstanceId must be the path's");
+    let r = ctx
+        .call(
+            Method::POST,
+            "/mec_app_support/v1/applications/i1/subscriptions",
+            &a1,
+            Some(termination_subscription(&term.url, "i1")),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i2/subscriptions",
+        &a2,
+        Some(availability_subscription(&avail.url, &["video"])),
+    )
+    .await;
+    ctx.call(
+        Method::POST,
+        "/mec_service_mgmt/v1/applications/i1/services",
+        &a1,
+        Some(service("video")),
+    )
+    .await;
+    assert_eq!(
+        avail.next().await["serviceReferences"][0]["changeType"],
+        "ADDED"
+    );
+
+    let confirm = |action: &str| {
+        let body = json!({"operationAction": action});
+        let (ctx, a1) = (&ctx, a1.clone());
+        async move {
+            ctx.call(
+                Method::POST,
+                "/mec_app_support/v1/applications/i1/confirm_termination",
+                &a1,
+                Some(body),
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(confirm("TERMINATING").await, 409, "nothing pending yet");
+    let r = ctx
+        .call(
+            Method::DELETE,
+            "/mep_mgmt/v1/app_instances/i1?graceful_timeout=30",
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let n = term.next().await;
+    assert_eq!(n["notificationType"], "AppTerminationNotification");
+    assert_eq!(
+        (
+            n["operationAction"].as_str(),
+            n["maxGracefulTimeout"].as_u64()
+        ),
+        (Some("TERMINATING"), Some(30))
+    );
+    assert!(
+        n["_links"]["confirmTermination"]["href"]
+            .as_str()
+            .unwrap()
+            .ends_with("/applications/i1/confirm_termination")
+    );
+    let r = ctx
+        .call(
+            Method::POST,
+            "/mec_app_support/v1/applications/i1/confirm_ready",
+            &a1,
+            Some(json!({"indication": "READY"})),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(confirm("STOPPING").await, 409);
+    assert_eq!(confirm("TERMINATING").await, 204);
+
+    assert_eq!(
+        ctx.call(Method::GET, "/mep_mgmt/v1/app_instances/i1", &op, None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        avail.next().await["serviceReferences"][0]["changeType"],
+        "REMOVED"
+    );
+    let left: Value = ctx
+        .call(Method::GET, "/mec_service_mgmt/v1/services", &a2, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 0);
+}
+
+async fn termination_proceeds_at_the_deadline(db: Db) {
+    let ctx = Ctx::start(db).await;
+    ctx.provision("i1").await;
+    let (a1, op) = (ctx.token(APP1).await, ctx.token(OPERATOR).await);
+    let mut term = Callback::start(0).await;
+    ctx.call(
+        Method::POST,
+        "/mec_app_support/v1/applications/i1/subscriptions",
+        &a1,
+        Some(termination_subscription(&term.url, "i1")),
+    )
+    .await;
+
+    let r = ctx
+        .call(
+            Method::POST,
+            "/mep_mgmt/v1/app_instances/i1/stop",
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204, "no graceful period: stopped at once");
+    let rec: Value = ctx
+        .call(Method::GET, "/mep_mgmt/v1/app_instances/i1", &op, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec["state"], "INSTANTIATED");
+
+    let r = ctx
+        .call(
+            Method::DELETE,
+            "/mep_mgmt/v1/app_instances/i1?graceful_timeout=1",
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(term.next().await["operationAction"], "TERMINATING");
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if ctx
+            .call(Method::GET, "/mep_mgmt/v1/app_instances/i1", &op, None)
+            .await
+            .status()
+            == 404
+        {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "instance not removed after its graceful period");
+}
