@@ -83,6 +83,10 @@ fn location(href: &str) -> (HeaderName, HeaderValue) {
 #[openapi(
     info(title = "mecplane MEP: ETSI MEC 011 Mp1 and provisioning APIs", version = "3.1.1"),
     modifiers(&OAuth),
+    components(schemas(
+        api_specs::mp1::service_mgmt::ServiceAvailabilityNotification,
+        api_specs::mp1::app_support::AppTerminationNotification,
+    )),
     tags(
         (name = "services", description = "MEC service management (ETSI GS MEC 011 clause 8)"),
         (name = "transports", description = "Platform transports"),

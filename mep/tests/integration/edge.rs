@@ -324,3 +324,124 @@ async fn tls_serves_https_and_operational_endpoints() {
         "a client without the CA must fail the handshake"
     );
 }
+
+/// A tiny deterministic generator (xorshift) for hostile bodies.
+fn garbage(seed: &mut u64, len: usize) -> Vec<u8> {
+    let alphabet = br#"{}[]":,0123456789abcdefnulltrue \"\\-eE.ACTIVEserNameREADY"#;
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            alphabet[(*seed % alphabet.len() as u64) as usize]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_never_break_the_server() {
+    let ctx = Ctx::start(Db::Sqlite).await;
+    ctx.provision("i1").await;
+    let op = ctx.token(super::common::OPERATOR).await;
+    let targets = [
+        (
+            Method::POST,
+            "/mec_service_mgmt/v1/applications/i1/services",
+        ),
+        (
+            Method::PUT,
+            "/mec_service_mgmt/v1/applications/i1/services/x",
+        ),
+        (
+            Method::POST,
+            "/mec_service_mgmt/v1/applications/i1/subscriptions",
+        ),
+        (
+            Method::POST,
+            "/mec_app_support/v1/applications/i1/confirm_ready",
+        ),
+        (
+            Method::POST,
+            "/mec_app_support/v1/applications/i1/confirm_termination",
+        ),
+        (
+            Method::POST,
+            "/mec_app_support/v1/applications/i1/subscriptions",
+        ),
+        (
+            Method::PUT,
+            "/mec_app_support/v1/applications/i1/traffic_rules/tr1",
+        ),
+        (
+            Method::PUT,
+            "/mec_app_support/v1/applications/i1/dns_rules/dns1",
+        ),
+        (Method::PUT, "/mep_mgmt/v1/app_instances/i1"),
+    ];
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for round in 0..40 {
+        for (method, path) in &targets {
+            let body = garbage(&mut seed, 1 + round * 7);
+            let r = ctx
+                .http
+                .request(method.clone(), ctx.url(path))
+                .bearer_auth(&op)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_client_error(),
+                "{method} {path}: {}",
+                r.status()
+            );
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+        }
+    }
+    // garbage DNS datagrams do not stop the DNS server
+    let dns = ctx.server().dns_addr.unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for len in [0usize, 1, 12, 100, 512] {
+        socket.send_to(&garbage(&mut seed, len), dns).await.unwrap();
+    }
+    let mut query = hickory_proto::op::Message::new();
+    query.set_id(42).add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("i1.mec.example.").unwrap(),
+        hickory_proto::rr::RecordType::A,
+    ));
+    socket.send_to(&query.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.recv_from(&mut buf),
+    )
+    .await
+    .expect("the DNS server still answers")
+    .unwrap();
+    assert_eq!(
+        hickory_proto::op::Message::from_vec(&buf[..n])
+            .unwrap()
+            .id(),
+        42
+    );
+    let r = ctx
+        .call(Method::GET, "/mep_mgmt/v1/app_instances/i1", &op, None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let rules: Value = ctx
+        .call(
+            Method::GET,
+            "/mec_app_support/v1/applications/i1/dns_rules",
+            &op,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rules[0]["ipAddress"], "10.10.0.7",
+        "nothing was changed by garbage"
+    );
+}
