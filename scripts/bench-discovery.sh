@@ -63,6 +63,8 @@ run() { wrk -t2 -c100 -d"${dur}s" --latency "$@" 2>&1; }
 echo "== MEP discovery: GET /services, ${size} bytes, 100 connections, ${dur}s"
 mep_out=$(run -H "Authorization: Bearer $tok" "$api/mec_service_mgmt/v1/services")
 echo "$mep_out" | grep -E "Requests/sec|Latency  | 50%| 99%|Non-2xx" || true
+echo "== MEP filtered discovery: GET /services?ser_name=svc-3"
+run -H "Authorization: Bearer $tok" "$api/mec_service_mgmt/v1/services?ser_name=svc-3" | grep -E "Requests/sec|Latency  | 99%|Non-2xx" || true
 loaded_rss=$(awk '/VmRSS/ {print $2}' /proc/$mep_pid/status)
 echo "== nginx: static file of the same size"
 nginx_out=$(run http://127.0.0.1:18082/services.json)

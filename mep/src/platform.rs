@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
 
 use api_specs::common::{LinkType, SelfLink, SubscriptionLink, TimeStamp, TransportInfo};
 use api_specs::mp1::app_support::{
@@ -204,6 +206,9 @@ type RuleKey = (String, String);
 
 #[derive(Debug, Clone, Default)]
 struct State {
+    /// `GET /services` without filters, serialized once per published state: discovery is the
+    /// hot path and most calls are unfiltered.
+    all_services_json: OnceLock<Bytes>,
     apps: BTreeMap<String, AppInstance>,
     services: BTreeMap<String, Service>,
     traffic_rules: BTreeMap<RuleKey, Tagged<TrafficRule>>,
@@ -472,6 +477,7 @@ impl Platform {
     ) -> Result<R, MepError> {
         let _writer = self.writer.lock().await;
         let mut next = (*self.snapshot()).clone();
+        next.all_services_json = OnceLock::new();
         let now = server_kit::unix_millis_now();
         let (changes, result) = op(&mut next, now)?;
         if changes.is_empty() {
@@ -852,15 +858,25 @@ impl Platform {
         }
     }
 
-    /// Services matching `query`, optionally only those of one producer.
-    pub fn service_list(&self, producer: Option<&str>, query: &ServiceQuery) -> Vec<ServiceInfo> {
-        self.snapshot()
-            .services
-            .values()
-            .filter(|s| producer.is_none_or(|p| p == s.app_instance_id))
-            .filter(|s| query.matches(&s.info.value))
-            .map(|s| s.info.value.clone())
-            .collect()
+    /// Services matching `query`, optionally only those of one producer, as a JSON array.
+    pub fn service_list_json(&self, producer: Option<&str>, query: &ServiceQuery) -> Bytes {
+        let state = self.snapshot();
+        let select = || -> Vec<&ServiceInfo> {
+            state
+                .services
+                .values()
+                .filter(|s| producer.is_none_or(|p| p == s.app_instance_id))
+                .filter(|s| query.matches(&s.info.value))
+                .map(|s| &s.info.value)
+                .collect()
+        };
+        if producer.is_none() && *query == ServiceQuery::default() {
+            return state
+                .all_services_json
+                .get_or_init(|| Bytes::from(serde_json::to_vec(&select()).unwrap_or_default()))
+                .clone();
+        }
+        Bytes::from(serde_json::to_vec(&select()).unwrap_or_default())
     }
 
     /// One service, optionally checking it belongs to `producer`.

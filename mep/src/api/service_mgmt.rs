@@ -8,8 +8,8 @@ use api_specs::mp1::service_mgmt::{
     ServiceLivenessUpdate,
 };
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use server_kit::auth::Caller;
 use server_kit::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use utoipa::IntoParams;
@@ -135,10 +135,15 @@ async fn services_get(
     State(mep): State<AppState>,
     uri: axum::http::Uri,
     ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
-) -> Result<ApiJson<Vec<ServiceInfo>>, ApiError> {
+) -> Result<Response, ApiError> {
     check_query_len(&uri)?;
     let query = parse_query(pairs)?;
-    Ok(ApiJson(mep.service_list(None, &query)))
+    Ok(json_array(mep.service_list_json(None, &query)))
+}
+
+/// A pre-serialized JSON body.
+fn json_array(body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// One service available on this platform.
@@ -173,12 +178,12 @@ async fn app_services_get(
     uri: axum::http::Uri,
     ApiPath(app): ApiPath<String>,
     ApiQuery(pairs): ApiQuery<Vec<(String, String)>>,
-) -> Result<ApiJson<Vec<ServiceInfo>>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.authorize_app(&app)?;
     check_query_len(&uri)?;
     let query = parse_query(pairs)?;
     mep.app_instance_get(&app)?;
-    Ok(ApiJson(mep.service_list(Some(&app), &query)))
+    Ok(json_array(mep.service_list_json(Some(&app), &query)))
 }
 
 /// Register a service produced by an application instance.
