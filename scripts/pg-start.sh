@@ -11,7 +11,8 @@ run() {
 }
 rm -rf "$dir" && mkdir -p "$dir"
 [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
-run "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1
+run "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 ||
+  { cat "$dir/initdb.log" >&2; exit 1; }
 run "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
   -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
 echo "export MECPLANE_TEST_PG_URL=postgres://postgres@127.0.0.1:$port/postgres PG_TEST_DIR=$dir PG_TEST_BIN=$bin"

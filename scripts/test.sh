@@ -14,7 +14,10 @@ scripts/check-layout.sh
 
 echo "== PostgreSQL"
 pgdir=$(mktemp -d /tmp/mecplane-pg.XXXXXX)
-eval "$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")"
+chmod 755 "$pgdir"
+pgenv=$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")
+eval "$pgenv"
+[ -n "${MECPLANE_TEST_PG_URL:-}" ] || { echo "PostgreSQL did not start" >&2; exit 1; }
 trap 'runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || true' EXIT
 
 echo "== tests"
