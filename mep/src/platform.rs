@@ -25,12 +25,12 @@ use api_specs::mp1::service_mgmt::{
     ServiceInfoLinks, ServiceLivenessInfo, ServiceReferences, ServiceState,
 };
 use serde::{Deserialize, Serialize};
+use server_kit::notify::NotificationRow;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use crate::store::{
-    AppRow, Change, NotificationRow, RuleRow, ServiceRow, Store, StoreError, SubscriptionRow,
-    parse_body,
+    AppRow, Change, RuleRow, ServiceRow, Store, StoreError, SubscriptionRow, parse_body,
 };
 
 /// Subscription type of service availability subscriptions.

@@ -36,9 +36,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The data directory could not be created.
-    #[error("cannot create the data directory")]
-    DataDir(#[source] std::io::Error),
     /// The store could not be opened.
     #[error("cannot open the store")]
     Store(#[from] crate::store::StoreError),
@@ -84,16 +81,6 @@ impl std::fmt::Debug for RunningServer {
 #[derive(Debug)]
 pub struct Server;
 
-fn sqlite_parent(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
-    if path.is_empty() || path == ":memory:" {
-        return None;
-    }
-    std::path::Path::new(path)
-        .parent()
-        .map(std::path::Path::to_path_buf)
-}
-
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
@@ -101,10 +88,6 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 impl Server {
     /// Opens the store, binds the listeners and starts every task.
     pub async fn start(config: MepConfig) -> Result<RunningServer, StartError> {
-        if let Some(dir) = sqlite_parent(&config.database_url).filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(StartError::DataDir)?;
-        }
         let store = Store::connect(&config.database_url).await?;
         let listener =
             TcpListener::bind(config.listen)
@@ -133,7 +116,7 @@ impl Server {
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
         let metrics = Metrics::new("mep");
-        let outbox = Arc::new(store.clone());
+        let outbox = Arc::new(store.outbox());
         let deliverer = Deliverer::new(outbox, config.delivery.clone(), &metrics)
             .map_err(|e| StartError::Delivery(e.to_string()))?;
         let transports = if config.transports.is_empty() {
@@ -246,7 +229,7 @@ async fn housekeeping(platform: Arc<Platform>, rx: watch::Receiver<bool>) {
             }
             _ = purge.tick() => {
                 let day_ago = server_kit::unix_millis_now() - 86_400_000;
-                match platform.store().notifications_purge(day_ago).await {
+                match platform.store().outbox().purge(day_ago).await {
                     Ok(n) if n > 0 => tracing::info!(purged = n, "purged old notifications"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "notification purge failed"),

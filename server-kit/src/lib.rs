@@ -7,13 +7,15 @@
 //! - [`serve`]: the HTTP(S) accept loop with TLS via openssl and graceful shutdown.
 //! - [`config`]: typed configuration from a TOML file plus environment overrides.
 //! - [`telemetry`], [`admin`]: tracing, Prometheus metrics, health and readiness endpoints.
-//! - [`notify`]: at-least-once delivery of notifications to subscriber callbacks.
+//! - [`notify`]: at-least-once delivery of notifications to subscriber callbacks from an
+//!   outbox table; [`db`]: the sqlx pool over SQLite or PostgreSQL.
 //!
-//! Nothing here knows about a database, a VIM or a particular ETSI API.
+//! Nothing here knows about a VIM, a service's tables or a particular ETSI API.
 
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod db;
 pub mod notify;
 pub mod problem;
 pub mod serve;

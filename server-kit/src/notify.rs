@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::admin::Metrics;
+use sqlx::{AnyPool, Row};
 
 /// Error type of outbox implementations.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -232,6 +233,127 @@ impl<O: Outbox> Deliverer<O> {
                 () = &mut shutdown => return,
             }
         }
+    }
+}
+
+/// A notification to queue in the `notifications` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    /// Identifier.
+    pub id: String,
+    /// The subscription it answers.
+    pub subscription_id: String,
+    /// Where to POST.
+    pub callback_uri: String,
+    /// Notification JSON.
+    pub body: String,
+    /// When queued (Unix ms).
+    pub created_at: i64,
+}
+
+const PENDING: &str = "PENDING";
+
+/// The outbox as a `notifications` table, which each service's migrations create with the
+/// columns `id, subscription_id, callback_uri, body, state, attempts, next_attempt_at,
+/// last_error, created_at`.
+#[derive(Debug, Clone)]
+pub struct SqlOutbox {
+    pool: AnyPool,
+}
+
+impl SqlOutbox {
+    /// The outbox in `pool`'s database.
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// Queues `n` inside the caller's transaction, so it commits with the change it reports.
+    pub async fn enqueue(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        n: &NotificationRow,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO notifications (id, subscription_id, callback_uri, body, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+        )
+        .bind(&n.id)
+        .bind(&n.subscription_id)
+        .bind(&n.callback_uri)
+        .bind(&n.body)
+        .bind(PENDING)
+        .bind(n.created_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes delivered or abandoned notifications older than `before` (Unix ms).
+    pub async fn purge(&self, before: i64) -> Result<u64, sqlx::Error> {
+        let done =
+            sqlx::query("DELETE FROM notifications WHERE state <> $1 AND next_attempt_at < $2")
+                .bind(PENDING)
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Counts notifications in `state` (PENDING, DELIVERED or GAVE_UP).
+    pub async fn count(&self, state: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) FROM notifications WHERE state = $1")
+            .bind(state)
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get(0)
+    }
+}
+
+impl Outbox for SqlOutbox {
+    async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<PendingNotification>, BoxError> {
+        let rows = sqlx::query(
+            "SELECT id, callback_uri, body, attempts FROM notifications \
+             WHERE state = $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at, created_at LIMIT $3",
+        )
+        .bind(PENDING)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let attempts: i64 = r.try_get(3)?;
+                Ok(PendingNotification {
+                    id: r.try_get(0)?,
+                    callback_uri: r.try_get(1)?,
+                    body: r.try_get(2)?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn record(&self, id: &str, attempts: u32, outcome: &Outcome) -> Result<(), BoxError> {
+        let now = crate::unix_millis_now();
+        let (state, next, error) = match outcome {
+            Outcome::Delivered => ("DELIVERED", now, None),
+            Outcome::Retry {
+                next_attempt_at,
+                error,
+            } => (PENDING, *next_attempt_at, Some(error.as_str())),
+            Outcome::GaveUp { error } => ("GAVE_UP", now, Some(error.as_str())),
+        };
+        sqlx::query(
+            "UPDATE notifications SET state = $1, attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $5",
+        )
+        .bind(state)
+        .bind(i64::from(attempts))
+        .bind(next)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

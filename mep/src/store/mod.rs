@@ -5,19 +5,19 @@
 //! at all. At start-up [`Store::load`] reads everything back into memory.
 
 use serde::de::DeserializeOwned;
-use server_kit::notify::{BoxError, Outbox, Outcome, PendingNotification};
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use server_kit::db::DbError;
+use server_kit::notify::{NotificationRow, SqlOutbox};
 use sqlx::{AnyPool, Row};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or a query failed.
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database")]
+    Open(#[from] DbError),
+    /// A query failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
-    /// The schema migration failed.
-    #[error("database migration failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
     /// A stored body no longer parses.
     #[error("stored {what} is corrupt")]
     Corrupt {
@@ -133,21 +133,6 @@ pub struct SubscriptionRow {
     pub body: String,
 }
 
-/// A notification to queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotificationRow {
-    /// Identifier.
-    pub id: String,
-    /// The subscription it answers.
-    pub subscription_id: String,
-    /// Where to POST.
-    pub callback_uri: String,
-    /// Notification JSON.
-    pub body: String,
-    /// When queued (Unix ms).
-    pub created_at: i64,
-}
-
 /// Everything stored, read at start-up.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -171,37 +156,16 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const PENDING: &str = "PENDING";
-
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        install_default_drivers();
-        let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        if sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
-        }
-        MIGRATOR.run(&pool).await?;
+        let pool = server_kit::db::connect(url, &MIGRATOR).await?;
         Ok(Self { pool })
+    }
+
+    /// The notification outbox in this database.
+    pub fn outbox(&self) -> SqlOutbox {
+        SqlOutbox::new(self.pool.clone())
     }
 
     /// Checks the database answers.
@@ -410,44 +374,11 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                Change::Enqueue(n) => {
-                    sqlx::query(
-                        "INSERT INTO notifications (id, subscription_id, callback_uri, body, state, attempts, next_attempt_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
-                    )
-                    .bind(&n.id)
-                    .bind(&n.subscription_id)
-                    .bind(&n.callback_uri)
-                    .bind(&n.body)
-                    .bind(PENDING)
-                    .bind(n.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Change::Enqueue(n) => SqlOutbox::enqueue(&mut tx, n).await?,
             }
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Deletes delivered or abandoned notifications older than `before` (Unix ms).
-    pub async fn notifications_purge(&self, before: i64) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM notifications WHERE state <> $1 AND next_attempt_at < $2")
-                .bind(PENDING)
-                .bind(before)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Counts notifications by state, for tests and metrics.
-    pub async fn notifications_count(&self, state: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM notifications WHERE state = $1")
-            .bind(state)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
     }
 }
 
@@ -477,56 +408,4 @@ pub fn parse_body<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, Stor
         what: what.to_owned(),
         source,
     })
-}
-
-impl Outbox for Store {
-    async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<PendingNotification>, BoxError> {
-        let rows = sqlx::query(
-            "SELECT id, callback_uri, body, attempts FROM notifications \
-             WHERE state = $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at, created_at LIMIT $3",
-        )
-        .bind(PENDING)
-        .bind(now_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let attempts: i64 = r.try_get(3)?;
-                Ok(PendingNotification {
-                    id: r.try_get(0)?,
-                    callback_uri: r.try_get(1)?,
-                    body: r.try_get(2)?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn record(&self, id: &str, attempts: u32, outcome: &Outcome) -> Result<(), BoxError> {
-        let (state, next, error) = match outcome {
-            Outcome::Delivered => ("DELIVERED", server_kit::unix_millis_now(), None),
-            Outcome::Retry {
-                next_attempt_at,
-                error,
-            } => (PENDING, *next_attempt_at, Some(error.as_str())),
-            Outcome::GaveUp { error } => (
-                "GAVE_UP",
-                server_kit::unix_millis_now(),
-                Some(error.as_str()),
-            ),
-        };
-        sqlx::query(
-            "UPDATE notifications SET state = $1, attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $5",
-        )
-        .bind(state)
-        .bind(i64::from(attempts))
-        .bind(next)
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 }

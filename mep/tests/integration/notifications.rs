@@ -211,14 +211,14 @@ async fn delivery_retries_until_the_subscriber_answers(db: Db) {
     let store = ctx.server().platform.store();
     let mut delivered = 0;
     for _ in 0..50 {
-        delivered = store.notifications_count("DELIVERED").await.unwrap();
+        delivered = store.outbox().count("DELIVERED").await.unwrap();
         if delivered == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(delivered, 1);
-    assert_eq!(store.notifications_count("PENDING").await.unwrap(), 0);
+    assert_eq!(store.outbox().count("PENDING").await.unwrap(), 0);
 }
 
 async fn pending_notifications_survive_a_restart(db: Db) {
@@ -247,7 +247,7 @@ async fn pending_notifications_survive_a_restart(db: Db) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = ctx.server().platform.store();
     assert_eq!(
-        store.notifications_count("PENDING").await.unwrap(),
+        store.outbox().count("PENDING").await.unwrap(),
         1,
         "undeliverable, kept pending"
     );

@@ -1,0 +1,350 @@
+//! Data types of the application package management API (`app_pkgm/v1`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ProblemDetails;
+use crate::common::{LinkType, TimeStamp};
+
+/// A checksum (`Checksum`): algorithm name (e.g. SHA-256) and lower-case hex hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checksum {
+    /// Hash algorithm, e.g. "SHA-256" or "SHA-512".
+    pub algorithm: String,
+    /// Hex-encoded hash.
+    pub hash: String,
+}
+
+/// Request to create a package resource (`CreateAppPkg`).
+///
+/// `appPkgPath` and `checksum` are required by the OAS for fetch-from-URI onboarding; mecplane
+/// also accepts them absent, for packages uploaded later with `PUT .../package_content`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAppPkg {
+    /// Name of the package.
+    pub app_pkg_name: String,
+    /// Version of the package.
+    pub app_pkg_version: String,
+    /// Provider of the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_provider: Option<String>,
+    /// Checksum the content must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+    /// Where the MEAO fetches the package from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_pkg_path: Option<String>,
+    /// Free-form data kept with the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_defined_data: Option<serde_json::Value>,
+}
+
+/// Onboarding state of a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnboardingState {
+    /// Resource created, no content yet.
+    Created,
+    /// Content being uploaded or fetched.
+    Uploading,
+    /// Content being validated.
+    Processing,
+    /// Onboarded.
+    Onboarded,
+    /// Onboarding failed; see `onboardingFailureDetails`.
+    Error,
+}
+
+/// Operational state of a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationalState {
+    /// New instances may be created from the package.
+    Enabled,
+    /// No new instances may be created.
+    Disabled,
+}
+
+/// Usage state of a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UsageState {
+    /// Instances exist.
+    InUse,
+    /// No instances exist.
+    NotInUse,
+}
+
+/// A software image of a package (`AppPkgSWImageInfo`, shaped like NFV-SOL 005's
+/// VnfPackageSoftwareImageInfo since ETSI left it for further study).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgSWImageInfo {
+    /// The `swImageDescriptor` id in the AppD.
+    pub id: String,
+    /// Image name.
+    pub name: String,
+    /// Image provider.
+    pub provider: String,
+    /// Image version.
+    pub version: String,
+    /// Checksum of the image.
+    pub checksum: Checksum,
+    /// Container format, e.g. DOCKER.
+    pub container_format: String,
+    /// Disk format, e.g. RAW or QCOW2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_format: Option<String>,
+    /// Minimum disk (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_disk: Option<u64>,
+    /// Minimum RAM (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ram: Option<u64>,
+    /// Size (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Path inside the package (included images) or the image reference (external images).
+    pub image_path: String,
+}
+
+/// An additional artifact of a package (`AppPkgArtifactInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgArtifactInfo {
+    /// Path inside the package.
+    pub artifact_path: String,
+    /// Checksum of the artifact.
+    pub checksum: Checksum,
+}
+
+/// Links of a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgInfoLinks {
+    /// This package.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+    /// Its AppD.
+    #[serde(rename = "appD")]
+    pub app_d: LinkType,
+    /// Its content.
+    pub app_pkg_content: LinkType,
+}
+
+/// An application package (`AppPkgInfo`). Attributes known only once the AppD is read are
+/// empty strings until then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgInfo {
+    /// Package identifier.
+    pub id: String,
+    /// AppD identifier.
+    #[serde(rename = "appDId")]
+    pub app_d_id: String,
+    /// Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_provider: Option<String>,
+    /// Application name.
+    pub app_name: String,
+    /// Application software version.
+    pub app_software_version: String,
+    /// AppD version.
+    #[serde(rename = "appDVersion")]
+    pub app_d_version: String,
+    /// Checksum of the package content.
+    pub checksum: Checksum,
+    /// Certificate that signed the package (PEM), if signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_certificate: Option<String>,
+    /// Software images.
+    pub software_images: Vec<AppPkgSWImageInfo>,
+    /// Other artifacts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_artifacts: Vec<AppPkgArtifactInfo>,
+    /// Onboarding state.
+    pub onboarding_state: OnboardingState,
+    /// Operational state.
+    pub operational_state: OperationalState,
+    /// Usage state.
+    pub usage_state: UsageState,
+    /// MEC versions the AppD is compatible with.
+    pub mec_info: Vec<String>,
+    /// Free-form data given at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_defined_data: Option<serde_json::Value>,
+    /// Why onboarding failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_failure_details: Option<ProblemDetails>,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppPkgInfoLinks,
+}
+
+/// Enable or disable a package (`AppPkgInfoModifications`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppPkgInfoModifications {
+    /// The new operational state.
+    pub operational_state: OperationalState,
+}
+
+/// Kinds of package subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AppPkgSubscriptionType {
+    /// Onboarding of packages.
+    AppPackageOnBoardingSubscription,
+    /// Enabling and disabling of packages.
+    AppPackageChangeSubscription,
+    /// Deletion of packages.
+    AppPackageDeletionSubscription,
+}
+
+/// Which packages a subscription reports on (`AppPkgFilter`); all attributes are ANDed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppPkgFilter {
+    /// Package id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_pkg_info_id: Option<String>,
+    /// AppD id.
+    #[serde(rename = "appDId", default, skip_serializing_if = "Option::is_none")]
+    pub app_d_id: Option<String>,
+    /// Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_provider: Option<String>,
+    /// Application name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    /// Software version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_software_version: Option<String>,
+    /// AppD version.
+    #[serde(
+        rename = "appDVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub app_d_version: Option<String>,
+    /// Operational state (change subscriptions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operational_state: Option<OperationalState>,
+    /// Usage state (change subscriptions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_state: Option<UsageState>,
+}
+
+/// A package subscription request (`AppPkgSubscription`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppPkgSubscription {
+    /// Where notifications are POSTed.
+    pub callback_uri: String,
+    /// Kind of subscription.
+    pub subscription_type: AppPkgSubscriptionType,
+    /// Which packages; all when absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_pkg_filter: Vec<AppPkgFilter>,
+}
+
+/// A `_links` object with only `self`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SelfOnlyLinks {
+    /// This resource.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+}
+
+/// A package subscription (`AppPkgSubscriptionInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgSubscriptionInfo {
+    /// Subscription id.
+    pub id: String,
+    /// Kind of subscription.
+    pub subscription_type: AppPkgSubscriptionType,
+    /// Where notifications are POSTed.
+    pub callback_uri: String,
+    /// Package filters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_pkg_filter: Vec<AppPkgFilter>,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: SelfOnlyLinks,
+}
+
+/// One entry of a package subscription link list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgSubscriptionLink {
+    /// URI of the subscription.
+    pub href: String,
+    /// Kind of subscription.
+    pub subscription_type: AppPkgSubscriptionType,
+}
+
+/// Links of a package subscription list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppPkgSubscriptionLinkListLinks {
+    /// This list.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+    /// The subscriptions.
+    pub subscriptions: Vec<AppPkgSubscriptionLink>,
+}
+
+/// The package subscriptions (`AppPkgSubscriptionLinkList`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppPkgSubscriptionLinkList {
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppPkgSubscriptionLinkListLinks,
+}
+
+/// Kinds of package notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AppPkgNotificationType {
+    /// A package was onboarded.
+    AppPackageOnBoarded,
+    /// A package was enabled.
+    AppPackageEnabled,
+    /// A package was disabled.
+    AppPackageDisabled,
+    /// A package was deleted.
+    AppPackageDeleted,
+}
+
+/// Links of a package notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppPkgNotificationLinks {
+    /// The subscription.
+    pub subscription: LinkType,
+}
+
+/// A package notification (`AppPkgNotification`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPkgNotification {
+    /// Notification id.
+    pub id: String,
+    /// Kind of notification.
+    pub notification_type: AppPkgNotificationType,
+    /// The subscription.
+    pub subscription_id: String,
+    /// When it happened.
+    pub time_stamp: TimeStamp,
+    /// The package.
+    pub app_pkg_id: String,
+    /// Its AppD.
+    #[serde(rename = "appDId")]
+    pub app_d_id: String,
+    /// Its operational state.
+    pub operational_state: OperationalState,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppPkgNotificationLinks,
+}
