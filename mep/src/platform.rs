@@ -16,8 +16,8 @@ use bytes::Bytes;
 use api_specs::common::{LinkType, SelfLink, SubscriptionLink, TimeStamp, TransportInfo};
 use api_specs::mp1::app_support::{
     AppInfo, AppTerminationNotification, AppTerminationNotificationLinks,
-    AppTerminationNotificationSubscription, DnsRule, IpAddressType, OperationActionType, RuleState,
-    TrafficRule, TrafficRuleAction,
+    AppTerminationNotificationSubscription, DnsRule, OperationActionType, RuleState, TrafficRule,
+    TrafficRuleAction, validate_dns_target,
 };
 use api_specs::mp1::service_mgmt::{
     ChangeType, FilteringCriteria, LocalityType, NotificationLinks,
@@ -1633,32 +1633,8 @@ pub fn normalize_domain(name: &str) -> String {
 }
 
 fn validate_dns_rule(rule: &DnsRule) -> Result<(), MepError> {
-    let domain = normalize_domain(&rule.domain_name);
-    let valid_label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(valid_label) {
-        return Err(MepError::Invalid(format!(
-            "domainName {} is not a valid FQDN",
-            rule.domain_name
-        )));
-    }
-    let ip: IpAddr = rule.ip_address.parse().map_err(|_| {
-        MepError::Invalid(format!(
-            "ipAddress {} is not an IP address",
-            rule.ip_address
-        ))
-    })?;
-    match (rule.ip_address_type, ip) {
-        (IpAddressType::IpV4, IpAddr::V4(_)) | (IpAddressType::IpV6, IpAddr::V6(_)) => Ok(()),
-        _ => Err(MepError::Invalid(format!(
-            "ipAddress {} does not match ipAddressType",
-            rule.ip_address
-        ))),
-    }
+    validate_dns_target(&rule.domain_name, rule.ip_address_type, &rule.ip_address)
+        .map_err(MepError::Invalid)
 }
 
 fn validate_traffic_rule(rule: &TrafficRule) -> Result<(), MepError> {
@@ -1678,72 +1654,16 @@ fn validate_traffic_rule(rule: &TrafficRule) -> Result<(), MepError> {
         )));
     }
     for filter in &rule.traffic_filter {
-        for address in filter
-            .src_address
-            .iter()
-            .chain(&filter.dst_address)
-            .flatten()
-        {
-            if !valid_address(address) {
-                return Err(MepError::Invalid(format!(
-                    "traffic rule {id}: {address} is not an address, prefix or range"
-                )));
-            }
-        }
-        for port in filter.src_port.iter().chain(&filter.dst_port).flatten() {
-            if !valid_port(port) {
-                return Err(MepError::Invalid(format!(
-                    "traffic rule {id}: {port} is not a port or port range"
-                )));
-            }
-        }
+        filter
+            .validate()
+            .map_err(|e| MepError::Invalid(format!("traffic rule {id}: {e}")))?;
     }
     Ok(())
-}
-
-fn valid_address(s: &str) -> bool {
-    if let Some((ip, len)) = s.split_once('/') {
-        return match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(_)) => len.parse::<u8>().is_ok_and(|l| l <= 32),
-            Ok(IpAddr::V6(_)) => len.parse::<u8>().is_ok_and(|l| l <= 128),
-            Err(_) => false,
-        };
-    }
-    if let Some((a, b)) = s.split_once('-') {
-        return a.trim().parse::<IpAddr>().is_ok() && b.trim().parse::<IpAddr>().is_ok();
-    }
-    s.parse::<IpAddr>().is_ok()
-}
-
-fn valid_port(s: &str) -> bool {
-    match s.split_once('-') {
-        Some((a, b)) => {
-            matches!((a.trim().parse::<u16>(), b.trim().parse::<u16>()), (Ok(a), Ok(b)) if a <= b)
-        }
-        None => s.trim().parse::<u16>().is_ok(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_and_ports() {
-        for ok in [
-            "10.0.0.1",
-            "10.0.0.0/8",
-            "2001:db8::/32",
-            "10.0.0.1-10.0.0.9",
-        ] {
-            assert!(valid_address(ok), "{ok}");
-        }
-        for bad in ["10.0.0.0/33", "host", "10.0.0.1-x", ""] {
-            assert!(!valid_address(bad), "{bad}");
-        }
-        assert!(valid_port("80") && valid_port("1000-2000"));
-        assert!(!valid_port("2000-1000") && !valid_port("70000") && !valid_port("http"));
-    }
 
     #[test]
     fn if_match_accepts_current_weak_and_star() {

@@ -12,10 +12,8 @@ use api_specs::common::{
 use server_kit::admin::{Metrics, ReadinessCheck};
 use server_kit::auth::Authority;
 use server_kit::notify::Deliverer;
-use server_kit::serve::{serve, tls_acceptor};
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use server_kit::serve::{BoundListener, ListenError, Tasks, serve};
+use tokio::net::UdpSocket;
 
 use crate::api::{self, HttpLimits};
 use crate::config::MepConfig;
@@ -25,11 +23,12 @@ use crate::store::Store;
 /// Why the MEP could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot bind {what} on {addr}")]
-    Bind {
-        /// Which listener.
-        what: &'static str,
+    /// The API listener could not be set up.
+    #[error("cannot set up the API listener")]
+    Listen(#[from] ListenError),
+    /// The DNS server could not be bound.
+    #[error("cannot bind the DNS server on {addr}")]
+    Dns {
         /// The address.
         addr: SocketAddr,
         /// The cause.
@@ -42,9 +41,6 @@ pub enum StartError {
     /// The stored state could not be loaded.
     #[error("cannot load the platform state")]
     Platform(#[from] crate::platform::MepError),
-    /// TLS material is unusable.
-    #[error(transparent)]
-    Tls(#[from] server_kit::serve::TlsError),
     /// The token authority could not be set up.
     #[error("cannot set up authentication")]
     Auth(#[from] server_kit::auth::AuthError),
@@ -63,9 +59,7 @@ pub struct RunningServer {
     pub api_root: String,
     /// The platform (for in-process inspection by tests).
     pub platform: Arc<Platform>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    dns_task: Option<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -81,39 +75,17 @@ impl std::fmt::Debug for RunningServer {
 #[derive(Debug)]
 pub struct Server;
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
 impl Server {
     /// Opens the store, binds the listeners and starts every task.
     pub async fn start(config: MepConfig) -> Result<RunningServer, StartError> {
         let store = Store::connect(&config.database_url).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    what: "API listener",
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            what: "API listener",
-            addr: config.listen,
-            source,
-        })?;
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let api_root = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{local_addr}"))
-            .trim_end_matches('/')
-            .to_owned();
-        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let bound = BoundListener::bind(
+            config.listen,
+            config.public_url.as_deref(),
+            config.tls.as_ref(),
+        )
+        .await?;
+        let (local_addr, api_root) = (bound.local_addr, bound.api_root.clone());
 
         let metrics = Metrics::new("mep");
         let outbox = Arc::new(store.outbox());
@@ -151,41 +123,52 @@ impl Server {
             },
         );
 
-        let (stop, rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
-        tasks.push(tokio::spawn(serve(
-            listener,
+        tasks.spawn(serve(
+            bound.listener,
             app,
-            tls,
-            stopped(rx.clone()),
+            bound.tls,
+            tasks.stopped(),
             grace,
-        )));
-        tasks.push(tokio::spawn(deliverer.run(stopped(rx.clone()))));
-        tasks.push(tokio::spawn(housekeeping(platform.clone(), rx.clone())));
-
-        let (dns_addr, dns_task) = match config.dns.listen {
-            Some(addr) => {
-                let socket = UdpSocket::bind(addr)
+        ));
+        tasks.spawn(deliverer.run(tasks.stopped()));
+        let sweeper = platform.clone();
+        tasks.every(Duration::from_secs(1), move || {
+            let platform = sweeper.clone();
+            async move {
+                if let Err(e) = platform.sweep().await {
+                    tracing::error!(error = %e, "housekeeping failed");
+                }
+            }
+        });
+        let purger = store.outbox();
+        tasks.every(Duration::from_secs(3600), move || {
+            let outbox = purger.clone();
+            async move {
+                match outbox
+                    .purge(server_kit::unix_millis_now() - 86_400_000)
                     .await
-                    .map_err(|source| StartError::Bind {
-                        what: "DNS server",
-                        addr,
-                        source,
-                    })?;
-                let bound = socket.local_addr().map_err(|source| StartError::Bind {
-                    what: "DNS server",
-                    addr,
-                    source,
-                })?;
-                let task = tokio::spawn(crate::dns::serve(
+                {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "purged old notifications"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "notification purge failed"),
+                }
+            }
+        });
+        let dns_addr = match config.dns.listen {
+            Some(addr) => {
+                let dns_err = |source| StartError::Dns { addr, source };
+                let socket = UdpSocket::bind(addr).await.map_err(dns_err)?;
+                let bound = socket.local_addr().map_err(dns_err)?;
+                tasks.spawn_abortable(crate::dns::serve(
                     socket,
                     platform.dns_table(),
                     config.dns.upstream,
                 ));
-                (Some(bound), Some(task))
+                Some(bound)
             }
-            None => (None, None),
+            None => None,
         };
         tracing::info!(%local_addr, ?dns_addr, %api_root, "MEP started");
         Ok(RunningServer {
@@ -193,9 +176,7 @@ impl Server {
             dns_addr,
             api_root,
             platform,
-            stop,
             tasks,
-            dns_task,
         })
     }
 }
@@ -203,40 +184,8 @@ impl Server {
 impl RunningServer {
     /// Stops accepting work, lets in-flight requests finish and waits for every task.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        if let Some(dns) = self.dns_task {
-            dns.abort();
-        }
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.tasks.shutdown().await;
         tracing::info!("MEP stopped");
-    }
-}
-
-/// Once a second: heartbeat supervision and graceful-period deadlines; hourly: purge of
-/// delivered notifications older than a day.
-async fn housekeeping(platform: Arc<Platform>, rx: watch::Receiver<bool>) {
-    let mut stop = std::pin::pin!(stopped(rx));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut purge = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = platform.sweep().await {
-                    tracing::error!(error = %e, "housekeeping failed");
-                }
-            }
-            _ = purge.tick() => {
-                let day_ago = server_kit::unix_millis_now() - 86_400_000;
-                match platform.store().outbox().purge(day_ago).await {
-                    Ok(n) if n > 0 => tracing::info!(purged = n, "purged old notifications"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "notification purge failed"),
-                }
-            }
-            () = &mut stop => return,
-        }
     }
 }
 

@@ -156,3 +156,135 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested");
 }
+
+/// A bound API listener and the URL clients reach it at.
+pub struct BoundListener {
+    /// The socket.
+    pub listener: TcpListener,
+    /// The bound address.
+    pub local_addr: std::net::SocketAddr,
+    /// Absolute URL prefix of the APIs (configured, or derived from the bound address).
+    pub api_root: String,
+    /// The TLS acceptor, when TLS is configured.
+    pub tls: Option<Arc<SslAcceptor>>,
+}
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The address could not be bound.
+    #[error("cannot bind {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl BoundListener {
+    /// Binds `addr` (port 0 picks one) with optional TLS.
+    pub async fn bind(
+        addr: std::net::SocketAddr,
+        public_url: Option<&str>,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Self, ListenError> {
+        let bind_err = |source| ListenError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let api_root = public_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{scheme}://{local_addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let tls = tls.map(tls_acceptor).transpose()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            api_root,
+            tls,
+        })
+    }
+}
+
+/// The background tasks of a service and the signal that stops them.
+pub struct Tasks {
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Tasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks")
+            .field("running", &self.handles.len())
+            .finish()
+    }
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Self {
+            stop: tokio::sync::watch::channel(false).0,
+            handles: Vec::new(),
+        }
+    }
+}
+
+impl Tasks {
+    /// A future that resolves when the tasks are told to stop.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// Spawns a task; it should end soon after [`Tasks::stopped`] resolves.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.handles.push(tokio::spawn(task));
+    }
+
+    /// Spawns a task that is aborted at shutdown instead of asked to stop.
+    pub fn spawn_abortable(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        let stopped = self.stopped();
+        self.handles.push(tokio::spawn(async move {
+            tokio::select! {
+                () = task => {},
+                () = stopped => {},
+            }
+        }));
+    }
+
+    /// Spawns `tick` every `period` until stopped.
+    pub fn every<F, Fut>(&mut self, period: Duration, mut tick: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let stopped = self.stopped();
+        self.handles.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut stopped = std::pin::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => tick().await,
+                    () = &mut stopped => return,
+                }
+            }
+        }));
+    }
+
+    /// Signals every task to stop and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}

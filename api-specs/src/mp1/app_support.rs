@@ -459,3 +459,104 @@ pub struct AppInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_ins_by_mec: Option<bool>,
 }
+
+// === validation shared by every service that accepts rules ===
+
+impl TrafficFilter {
+    /// Checks addresses (IP, CIDR prefix or `a-b` range) and ports (port or `a-b` range).
+    pub fn validate(&self) -> Result<(), String> {
+        for address in self.src_address.iter().chain(&self.dst_address).flatten() {
+            if !valid_address(address) {
+                return Err(format!("{address} is not an IP address, prefix or range"));
+            }
+        }
+        for port in self.src_port.iter().chain(&self.dst_port).flatten() {
+            if !valid_port(port) {
+                return Err(format!("{port} is not a port or port range"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_address(s: &str) -> bool {
+    use std::net::IpAddr;
+    if let Some((ip, len)) = s.split_once('/') {
+        return match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => len.parse::<u8>().is_ok_and(|l| l <= 32),
+            Ok(IpAddr::V6(_)) => len.parse::<u8>().is_ok_and(|l| l <= 128),
+            Err(_) => false,
+        };
+    }
+    if let Some((a, b)) = s.split_once('-') {
+        return a.trim().parse::<IpAddr>().is_ok() && b.trim().parse::<IpAddr>().is_ok();
+    }
+    s.parse::<IpAddr>().is_ok()
+}
+
+fn valid_port(s: &str) -> bool {
+    match s.split_once('-') {
+        Some((a, b)) => matches!(
+            (a.trim().parse::<u16>(), b.trim().parse::<u16>()),
+            (Ok(a), Ok(b)) if a <= b
+        ),
+        None => s.trim().parse::<u16>().is_ok(),
+    }
+}
+
+/// Checks a DNS rule's domain and that its address parses and matches its type.
+pub fn validate_dns_target(
+    domain_name: &str,
+    ip_address_type: IpAddressType,
+    ip_address: &str,
+) -> Result<(), String> {
+    let domain = domain_name.trim_end_matches('.');
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(valid_label) {
+        return Err(format!("domainName {domain_name} is not a valid FQDN"));
+    }
+    let ip: std::net::IpAddr = ip_address
+        .parse()
+        .map_err(|_| format!("ipAddress {ip_address} is not an IP address"))?;
+    match (ip_address_type, ip) {
+        (IpAddressType::IpV4, std::net::IpAddr::V4(_))
+        | (IpAddressType::IpV6, std::net::IpAddr::V6(_)) => Ok(()),
+        _ => Err(format!(
+            "ipAddress {ip_address} does not match ipAddressType"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_ports() {
+        for ok in [
+            "10.0.0.1",
+            "10.0.0.0/8",
+            "2001:db8::/32",
+            "10.0.0.1-10.0.0.9",
+        ] {
+            assert!(valid_address(ok), "{ok}");
+        }
+        for bad in ["10.0.0.0/33", "host", "10.0.0.1-x", ""] {
+            assert!(!valid_address(bad), "{bad}");
+        }
+        assert!(valid_port("80") && valid_port("1000-2000"));
+        assert!(!valid_port("2000-1000") && !valid_port("70000") && !valid_port("http"));
+    }
+
+    #[test]
+    fn dns_targets() {
+        assert!(validate_dns_target("a.example.", IpAddressType::IpV4, "10.0.0.1").is_ok());
+        assert!(validate_dns_target("bad name", IpAddressType::IpV4, "10.0.0.1").is_err());
+        assert!(validate_dns_target("a.example", IpAddressType::IpV6, "10.0.0.1").is_err());
+    }
+}
