@@ -1,2 +1,16 @@
-//! The MEC orchestrator (MEAO): ETSI MEC 010-2 Mm1 package management and application LCM,
-//! site inventory, placement and the MEP link. Not built yet: see the open issues.
+//! The MEC orchestrator (MEAO): ETSI GS MEC 010-2 v3.1.1 Mm1 for OSS/BSS and the portal.
+//!
+//! - [`package`]: package onboarding (safe archive reading, AppD validation, signatures,
+//!   content-addressed storage), package lifecycle, subscriptions and notifications.
+//! - [`api`]: the HTTP edge (`app_pkgm/v1`).
+//! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
+//! - [`server`]: start-up, recovery, background tasks and shutdown.
+//!
+//! Application LCM, placement, site inventory and the MEP link are not built yet. The MEAO
+//! never links the MEP; they share only `api-specs`.
+
+pub mod api;
+pub mod config;
+pub mod package;
+pub mod server;
+pub mod store;

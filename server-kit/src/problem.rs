@@ -43,6 +43,12 @@ pub enum ApiError {
     /// Conflict with the current state of the resource.
     #[error("{0}")]
     Conflict(String),
+    /// No acceptable representation (`Accept`).
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The `Range` cannot be served.
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
     /// An `If-Match` precondition failed.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -74,6 +80,8 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

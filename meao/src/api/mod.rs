@@ -1,0 +1,132 @@
+//! The HTTP edge of the MEAO: Mm1 `app_pkgm/v1`, the token endpoint and the admin endpoints.
+//! Handlers parse, authorize (scope `app_pkgm`), call the package manager and convert; errors
+//! become RFC 7807 problems in one place ([`From<PackageError>`]).
+
+mod app_packages;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::post;
+use server_kit::admin::{self, Metrics, ReadinessCheck};
+use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
+use server_kit::problem::{ApiError, method_not_allowed, no_route, problem_middleware};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::package::{APP_PKGM_BASE, PackageError, Packages};
+
+/// Scope of the package management API.
+pub const SCOPE_APP_PKGM: &str = "app_pkgm";
+
+type AppState = Arc<Packages>;
+
+impl From<PackageError> for ApiError {
+    fn from(e: PackageError) -> Self {
+        match e {
+            PackageError::NotFound { kind, id } => ApiError::NotFound { kind, id },
+            PackageError::Invalid(m) => ApiError::BadRequest(m),
+            e @ PackageError::Rejected(_) => ApiError::BadRequest(e.to_string()),
+            PackageError::Conflict(m) => ApiError::Conflict(m),
+            PackageError::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            PackageError::Store(e) => ApiError::Internal(error_chain(&e)),
+            PackageError::Storage(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `Location` header.
+fn location(href: &str) -> (HeaderName, HeaderValue) {
+    (
+        header::LOCATION,
+        HeaderValue::from_str(href).unwrap_or(HeaderValue::from_static("/")),
+    )
+}
+
+/// The OpenAPI document of the MEAO.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "mecplane MEAO: ETSI MEC 010-2 Mm1 APIs", version = "3.1.1"),
+    modifiers(&OAuth),
+    components(schemas(api_specs::mm1::app_pkgm::AppPkgNotification)),
+    tags(
+        (name = "app-pkgm", description = "Application package management (ETSI GS MEC 010-2 clause 6)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct OAuth;
+
+impl utoipa::Modify for OAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let flow = ClientCredentials::new(
+            "/oauth2/token",
+            Scopes::from_iter([(SCOPE_APP_PKGM, "Application package management")]),
+        );
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "oauth2",
+                SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(flow)])),
+            );
+    }
+}
+
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::new()
+        .merge(app_packages::routes())
+        .merge(subscriptions::routes())
+        .split_for_parts();
+    (router, ApiDoc::openapi().nest(APP_PKGM_BASE, api))
+}
+
+/// The OpenAPI document of every API the MEAO serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    parts().1
+}
+
+/// The full router.
+pub fn router(
+    packages: AppState,
+    authority: Arc<Authority>,
+    metrics: Arc<Metrics>,
+    ready: ReadinessCheck,
+    max_body_bytes: usize,
+) -> Router {
+    let (pkgm, _) = parts();
+    let scope = from_fn_with_state(
+        RequireScope {
+            authority: authority.clone(),
+            scope: SCOPE_APP_PKGM,
+        },
+        require_scope,
+    );
+    Router::new()
+        .nest(APP_PKGM_BASE, pkgm.layer(scope))
+        .with_state(packages)
+        .route("/oauth2/token", post(token_endpoint).with_state(authority))
+        .merge(admin::router(metrics.clone(), ready))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(from_fn(problem_middleware))
+        .layer(from_fn_with_state(metrics, admin::track_http))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}

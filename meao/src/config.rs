@@ -1,0 +1,91 @@
+//! The MEAO configuration: embedded defaults (SQLite and blobs under `./data`), a TOML file and
+//! `MEAO__SECTION__KEY` environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use server_kit::auth::AuthConfig;
+use server_kit::config::LoadError;
+use server_kit::notify::DeliveryConfig;
+use server_kit::serve::TlsConfig;
+use server_kit::telemetry::TelemetryConfig;
+
+use crate::package::PackageConfig;
+
+/// Everything the MEAO reads at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeaoConfig {
+    /// HTTP(S) listen address of the Mm1 APIs.
+    pub listen: SocketAddr,
+    /// Absolute URL clients use (for `_links`, `Location`); derived from the bound address
+    /// when absent.
+    pub public_url: Option<String>,
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Where package files are stored.
+    pub data_dir: PathBuf,
+    /// TLS of the API listener; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// OAuth 2.0 clients and tokens.
+    pub auth: AuthConfig,
+    /// Package onboarding policy and limits.
+    pub packages: PackageConfig,
+    /// Notification delivery.
+    pub delivery: DeliveryConfig,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+    /// Largest accepted JSON request body (bytes); package uploads have their own limit.
+    pub max_body_bytes: usize,
+    /// Seconds open connections get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for MeaoConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: "sqlite://data/meao.db?mode=rwc".into(),
+            data_dir: PathBuf::from("data"),
+            tls: None,
+            auth: AuthConfig::default(),
+            packages: PackageConfig::default(),
+            delivery: DeliveryConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            max_body_bytes: 1 << 20,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl MeaoConfig {
+    /// Loads the configuration from defaults, `path` and the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, LoadError> {
+        server_kit::config::load(path, "MEAO")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("meao"))
+            {
+                MeaoConfig::load(Some(&path))
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no meao example config in {}", dir.display());
+    }
+}

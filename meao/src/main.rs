@@ -1,0 +1,84 @@
+//! `meao`: runs the MEC orchestrator, or builds a package from a directory.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use meao::config::MeaoConfig;
+use meao::package::build::{Signer, build};
+use meao::server::Server;
+
+/// The mecplane MEC orchestrator (ETSI MEC 010-2 Mm1).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file; environment `MEAO__SECTION__KEY` overrides it.
+    #[arg(long, short, env = "MEAO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the OpenAPI document and exit.
+    #[arg(long)]
+    openapi: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a package (zip with a filled-in manifest) from a directory.
+    Package {
+        /// The package directory (TOSCA-Metadata/TOSCA.meta or a root .mf manifest).
+        dir: PathBuf,
+        /// Output file.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// PEM certificate to sign the manifest with.
+        #[arg(long, requires = "sign_key")]
+        sign_cert: Option<PathBuf>,
+        /// PEM private key of the signing certificate.
+        #[arg(long, requires = "sign_cert")]
+        sign_key: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.openapi {
+        println!("{}", meao::api::openapi().to_pretty_json()?);
+        return Ok(());
+    }
+    if let Some(Command::Package {
+        dir,
+        output,
+        sign_cert,
+        sign_key,
+    }) = args.command
+    {
+        let signer = match (sign_cert, sign_key) {
+            (Some(c), Some(k)) => Some((
+                openssl::x509::X509::from_pem(
+                    &std::fs::read(&c).with_context(|| c.display().to_string())?,
+                )?,
+                openssl::pkey::PKey::private_key_from_pem(
+                    &std::fs::read(&k).with_context(|| k.display().to_string())?,
+                )?,
+            )),
+            _ => None,
+        };
+        let zip = build(
+            &dir,
+            signer.as_ref().map(|(cert, key)| Signer { cert, key }),
+        )?;
+        std::fs::write(&output, zip).with_context(|| output.display().to_string())?;
+        println!("{}", output.display());
+        return Ok(());
+    }
+    let config = MeaoConfig::load(args.config.as_deref())?;
+    let _telemetry = server_kit::telemetry::init("meao", &config.telemetry)?;
+    let server = Server::start(config)
+        .await
+        .context("MEAO failed to start")?;
+    server_kit::serve::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Reading and validating an AppD: YAML or JSON, checked against the JSON schema of the
+//! [`AppD`] type (every structural problem at once, each with its JSON pointer), then against
+//! the rules a schema cannot express (unique ids, references, addresses).
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use api_specs::mm1::appd::AppD;
+use api_specs::mp1::app_support::validate_dns_target;
+use serde_json::Value;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+
+use super::PackageProblem;
+
+/// The JSON-schema validator of the AppD, built once from the type's utoipa schema.
+fn validator() -> Option<&'static jsonschema::Validator> {
+    static VALIDATOR: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
+    VALIDATOR
+        .get_or_init(|| {
+            let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+            <AppD as utoipa::ToSchema>::schemas(&mut schemas);
+            schemas.push(("AppD".into(), <AppD as utoipa::PartialSchema>::schema()));
+            let components: serde_json::Map<String, Value> = schemas
+                .into_iter()
+                .filter_map(|(name, schema)| serde_json::to_value(schema).ok().map(|s| (name, s)))
+                .collect();
+            let root = serde_json::json!({
+                "$ref": "#/components/schemas/AppD",
+                "components": {"schemas": components},
+            });
+            jsonschema::validator_for(&root).ok()
+        })
+        .as_ref()
+}
+
+/// Parses the descriptor text: JSON for `.json` files, YAML otherwise.
+pub fn parse(path: &str, text: &str) -> Result<Value, PackageProblem> {
+    if path.ends_with(".json") {
+        serde_json::from_str(text)
+            .map_err(|e| PackageProblem::new(path, format!("invalid JSON: {e}")))
+    } else {
+        serde_yaml::from_str(text)
+            .map_err(|e| PackageProblem::new(path, format!("invalid YAML: {e}")))
+    }
+}
+
+/// Validates a parsed AppD; returns it typed, or every problem found.
+pub fn validate(path: &str, value: &Value) -> Result<AppD, Vec<PackageProblem>> {
+    let Some(validator) = validator() else {
+        return Err(vec![PackageProblem::new(
+            path,
+            "the AppD schema is unavailable".into(),
+        )]);
+    };
+    let structural: Vec<PackageProblem> = validator
+        .iter_errors(value)
+        .map(|e| PackageProblem::new(&format!("{path}#{}", e.instance_path), e.to_string()))
+        .collect();
+    if !structural.is_empty() {
+        return Err(structural);
+    }
+    let appd: AppD = serde_json::from_value(value.clone()).map_err(|e| {
+        vec![PackageProblem::new(
+            path,
+            format!("AppD does not match the MEC 010-2 model: {e}"),
+        )]
+    })?;
+    let problems = semantic(path, &appd);
+    if problems.is_empty() {
+        Ok(appd)
+    } else {
+        Err(problems)
+    }
+}
+
+fn duplicates<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
+    let mut seen = HashSet::new();
+    ids.filter(|id| !seen.insert(*id)).collect()
+}
+
+/// Rules beyond the schema.
+fn semantic(path: &str, appd: &AppD) -> Vec<PackageProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |at: String, detail: String| {
+        problems.push(PackageProblem::new(&format!("{path}#{at}"), detail))
+    };
+    for (field, value) in [
+        ("appDId", &appd.app_d_id),
+        ("appName", &appd.app_name),
+        ("appProvider", &appd.app_provider),
+        ("appSoftVersion", &appd.app_soft_version),
+        ("appDVersion", &appd.app_d_version),
+    ] {
+        if value.trim().is_empty() {
+            problem(format!("/{field}"), format!("{field} shall not be empty"));
+        }
+    }
+    if appd.mec_version.is_empty() {
+        problem(
+            "/mecVersion".into(),
+            "at least one MEC version is required".into(),
+        );
+    }
+    if appd.sw_image_descriptor.is_empty() {
+        problem(
+            "/swImageDescriptor".into(),
+            "at least one software image is required".into(),
+        );
+    }
+    if appd.virtual_compute_descriptor.is_none() && appd.os_container_descriptor.is_empty() {
+        problem(
+            "".into(),
+            "either virtualComputeDescriptor or osContainerDescriptor is required".into(),
+        );
+    }
+    for id in duplicates(appd.sw_image_descriptor.iter().map(|i| &i.id)) {
+        problem(
+            "/swImageDescriptor".into(),
+            format!("duplicate swImageDescriptor id {id}"),
+        );
+    }
+    let images: HashSet<&String> = appd.sw_image_descriptor.iter().map(|i| &i.id).collect();
+    for (i, c) in appd.os_container_descriptor.iter().enumerate() {
+        if !images.contains(&c.sw_image_desc) {
+            problem(
+                format!("/osContainerDescriptor/{i}/swImageDesc"),
+                format!("no swImageDescriptor with id {}", c.sw_image_desc),
+            );
+        }
+    }
+    for id in duplicates(
+        appd.os_container_descriptor
+            .iter()
+            .map(|c| &c.os_container_desc_id),
+    ) {
+        problem(
+            "/osContainerDescriptor".into(),
+            format!("duplicate osContainerDescId {id}"),
+        );
+    }
+    for id in duplicates(appd.app_traffic_rule.iter().map(|r| &r.traffic_rule_id)) {
+        problem(
+            "/appTrafficRule".into(),
+            format!("duplicate trafficRuleId {id}"),
+        );
+    }
+    for (i, rule) in appd.app_traffic_rule.iter().enumerate() {
+        if rule.traffic_filter.is_empty() {
+            problem(
+                format!("/appTrafficRule/{i}/trafficFilter"),
+                "at least one filter is required".into(),
+            );
+        }
+        for (j, filter) in rule.traffic_filter.iter().enumerate() {
+            if let Err(e) = filter.validate() {
+                problem(format!("/appTrafficRule/{i}/trafficFilter/{j}"), e);
+            }
+        }
+    }
+    for id in duplicates(appd.app_dns_rule.iter().map(|r| &r.dns_rule_id)) {
+        problem("/appDNSRule".into(), format!("duplicate dnsRuleId {id}"));
+    }
+    for (i, rule) in appd.app_dns_rule.iter().enumerate() {
+        if let Err(e) =
+            validate_dns_target(&rule.domain_name, rule.ip_address_type, &rule.ip_address)
+        {
+            problem(format!("/appDNSRule/{i}"), e);
+        }
+    }
+    if appd
+        .app_latency
+        .as_ref()
+        .is_some_and(|l| l.max_latency == 0)
+    {
+        problem(
+            "/appLatency/maxLatency".into(),
+            "maxLatency shall be positive".into(),
+        );
+    }
+    problems
+}

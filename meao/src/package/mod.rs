@@ -1,0 +1,988 @@
+//! Application package management: the package lifecycle (CREATED → UPLOADING → PROCESSING →
+//! ONBOARDED or ERROR), enable/disable/delete rules, package subscriptions and notifications.
+//!
+//! Every step is persisted before the next one starts. Uploaded content is stored under its
+//! content address before processing; a crash during processing is resumed at start-up from the
+//! stored content, a crash during an upload returns the package to CREATED (or re-fetches it
+//! from `appPkgPath`). A failed package keeps its failure details and none of its content.
+
+pub mod appd;
+pub mod archive;
+pub mod blobs;
+pub mod build;
+pub mod manifest;
+pub mod onboard;
+pub mod signature;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use api_specs::ProblemDetails;
+use api_specs::common::{LinkType, TimeStamp};
+use api_specs::mm1::app_pkgm::{
+    AppPkgArtifactInfo, AppPkgFilter, AppPkgInfo, AppPkgInfoLinks, AppPkgNotification,
+    AppPkgNotificationLinks, AppPkgNotificationType, AppPkgSWImageInfo, AppPkgSubscription,
+    AppPkgSubscriptionInfo, AppPkgSubscriptionType, Checksum, CreateAppPkg, OnboardingState,
+    OperationalState, SelfOnlyLinks, UsageState,
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use openssl::x509::store::X509Store;
+use serde::{Deserialize, Serialize};
+use server_kit::notify::NotificationRow;
+use tokio::sync::Notify;
+
+use self::archive::ArchiveLimits;
+use self::blobs::BlobStore;
+use self::onboard::{Policy, StoredFile};
+use crate::store::{PackageRow, Store, StoreError};
+
+/// Base path of the package management API.
+pub const APP_PKGM_BASE: &str = "/app_pkgm/v1";
+
+/// One problem found in a package, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageProblem {
+    /// File in the package, with a JSON pointer into it for descriptor problems.
+    pub path: String,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl PackageProblem {
+    /// A problem at `path`.
+    pub fn new(path: &str, detail: String) -> Self {
+        Self {
+            path: path.to_owned(),
+            detail,
+        }
+    }
+}
+
+impl std::fmt::Display for PackageProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.detail)
+        } else {
+            write!(f, "{}: {}", self.path, self.detail)
+        }
+    }
+}
+
+/// A package management failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// No such package or subscription.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Kind.
+        kind: &'static str,
+        /// Identifier.
+        id: String,
+    },
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with the package's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The package content is too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The package content was rejected.
+    #[error("package rejected: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Rejected(Vec<PackageProblem>),
+    /// Persistence failed.
+    #[error("store failure")]
+    Store(#[from] StoreError),
+    /// Local storage failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl PackageError {
+    fn status(&self) -> u16 {
+        match self {
+            Self::NotFound { .. } => 404,
+            Self::Invalid(_) | Self::Rejected(_) => 400,
+            Self::Conflict(_) => 409,
+            Self::TooLarge(_) => 413,
+            Self::Store(_) | Self::Storage(_) => 500,
+        }
+    }
+
+    /// The problem kept on a failed package.
+    fn problem(&self, instance: String) -> ProblemDetails {
+        ProblemDetails {
+            problem_type: None,
+            title: Some("Onboarding failed".into()),
+            status: self.status(),
+            detail: self.to_string(),
+            instance: Some(instance),
+        }
+    }
+}
+
+/// Package management settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackageConfig {
+    /// Archive limits.
+    pub limits: ArchiveLimits,
+    /// Refuse packages without a valid signature.
+    pub require_signed: bool,
+    /// PEM files of the CAs trusted to sign packages.
+    pub trust_anchors: Vec<PathBuf>,
+    /// Timeout of a fetch from `appPkgPath` (seconds).
+    pub fetch_timeout_secs: u64,
+}
+
+impl Default for PackageConfig {
+    fn default() -> Self {
+        Self {
+            limits: ArchiveLimits::default(),
+            require_signed: false,
+            trust_anchors: Vec::new(),
+            fetch_timeout_secs: 300,
+        }
+    }
+}
+
+/// Results of onboarding, stored with the package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Details {
+    #[serde(rename = "appDId")]
+    app_d_id: String,
+    app_name: String,
+    app_provider: String,
+    app_software_version: String,
+    #[serde(rename = "appDVersion")]
+    app_d_version: String,
+    mec_info: Vec<String>,
+    checksum: Checksum,
+    software_images: Vec<AppPkgSWImageInfo>,
+    additional_artifacts: Vec<AppPkgArtifactInfo>,
+    signing_certificate: Option<String>,
+    appd_path: String,
+    appd_source: String,
+    files: Vec<StoredFile>,
+}
+
+/// How a package is addressed: by package id or by AppD id.
+#[derive(Debug, Clone, Copy)]
+pub enum PkgRef<'a> {
+    /// `/app_packages/{appPkgId}`.
+    Id(&'a str),
+    /// `/onboarded_app_packages/{appDId}` (a package id is accepted too).
+    AppDId(&'a str),
+}
+
+fn state_name<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn parse_state<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
+/// The package manager.
+pub struct Packages {
+    store: Store,
+    blobs: BlobStore,
+    config: PackageConfig,
+    trust: Option<Arc<X509Store>>,
+    api_root: String,
+    wake: Arc<Notify>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Packages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packages")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Packages {
+    /// The package manager over `store`, storing files under `data_dir/blobs`.
+    pub fn new(
+        store: Store,
+        data_dir: &std::path::Path,
+        config: PackageConfig,
+        api_root: String,
+        wake: Arc<Notify>,
+    ) -> Result<Self, PackageError> {
+        let blobs = BlobStore::open(&data_dir.join("blobs"))
+            .map_err(|e| PackageError::Storage(e.to_string()))?;
+        let trust = if config.trust_anchors.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                signature::trust_store(&config.trust_anchors).map_err(|e| {
+                    PackageError::Storage(format!("{e}: {:?}", std::error::Error::source(&e)))
+                })?,
+            ))
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(config.fetch_timeout_secs))
+            .build()
+            .map_err(|e| PackageError::Storage(e.to_string()))?;
+        Ok(Self {
+            store,
+            blobs,
+            config,
+            trust,
+            api_root,
+            wake,
+            http,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// URL prefix of the package management API.
+    pub fn base_url(&self) -> String {
+        format!("{}{APP_PKGM_BASE}", self.api_root)
+    }
+
+    fn href(&self, id: &str) -> String {
+        format!("{}/app_packages/{id}", self.base_url())
+    }
+
+    fn info(&self, row: &PackageRow) -> AppPkgInfo {
+        let request: Option<CreateAppPkg> = serde_json::from_str(&row.create_request).ok();
+        let details: Option<Details> = row
+            .details
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok());
+        let failure: Option<ProblemDetails> = row
+            .failure
+            .as_deref()
+            .and_then(|f| serde_json::from_str(f).ok());
+        let href = self.href(&row.id);
+        let (name, version, provider, user_data, declared) = match &request {
+            Some(r) => (
+                r.app_pkg_name.clone(),
+                r.app_pkg_version.clone(),
+                r.app_provider.clone(),
+                r.user_defined_data.clone(),
+                r.checksum.clone(),
+            ),
+            None => Default::default(),
+        };
+        AppPkgInfo {
+            id: row.id.clone(),
+            app_d_id: details
+                .as_ref()
+                .map(|d| d.app_d_id.clone())
+                .unwrap_or_default(),
+            app_provider: details
+                .as_ref()
+                .map(|d| d.app_provider.clone())
+                .or(provider),
+            app_name: details.as_ref().map_or(name, |d| d.app_name.clone()),
+            app_software_version: details
+                .as_ref()
+                .map_or(version, |d| d.app_software_version.clone()),
+            app_d_version: details
+                .as_ref()
+                .map(|d| d.app_d_version.clone())
+                .unwrap_or_default(),
+            checksum: details
+                .as_ref()
+                .map(|d| d.checksum.clone())
+                .or(declared)
+                .unwrap_or(Checksum {
+                    algorithm: "SHA-256".into(),
+                    hash: String::new(),
+                }),
+            signing_certificate: details.as_ref().and_then(|d| d.signing_certificate.clone()),
+            software_images: details
+                .as_ref()
+                .map(|d| d.software_images.clone())
+                .unwrap_or_default(),
+            additional_artifacts: details
+                .as_ref()
+                .map(|d| d.additional_artifacts.clone())
+                .unwrap_or_default(),
+            onboarding_state: parse_state(&row.onboarding_state).unwrap_or(OnboardingState::Error),
+            operational_state: parse_state(&row.operational_state)
+                .unwrap_or(OperationalState::Disabled),
+            usage_state: parse_state(&row.usage_state).unwrap_or(UsageState::NotInUse),
+            mec_info: details
+                .as_ref()
+                .map(|d| d.mec_info.clone())
+                .unwrap_or_default(),
+            user_defined_data: user_data,
+            onboarding_failure_details: failure,
+            links: AppPkgInfoLinks {
+                app_d: LinkType::new(format!("{href}/appd")),
+                app_pkg_content: LinkType::new(format!("{href}/package_content")),
+                self_: LinkType::new(href),
+            },
+        }
+    }
+
+    async fn row(&self, r: PkgRef<'_>) -> Result<PackageRow, PackageError> {
+        let found = match r {
+            PkgRef::Id(id) => self.store.package_get(id).await?,
+            PkgRef::AppDId(id) => match self.store.package_get_by_appd(id).await? {
+                Some(row) => Some(row),
+                None => self.store.package_get(id).await?,
+            },
+        };
+        let id = match r {
+            PkgRef::Id(id) | PkgRef::AppDId(id) => id,
+        };
+        found.ok_or_else(|| PackageError::NotFound {
+            kind: "application package",
+            id: id.to_owned(),
+        })
+    }
+
+    // === lifecycle ===
+
+    /// Creates a package resource; with `appPkgPath` the content is fetched in the background.
+    pub async fn create(
+        self: &Arc<Self>,
+        request: CreateAppPkg,
+    ) -> Result<AppPkgInfo, PackageError> {
+        if request.app_pkg_name.trim().is_empty() || request.app_pkg_version.trim().is_empty() {
+            return Err(PackageError::Invalid(
+                "appPkgName and appPkgVersion shall not be empty".into(),
+            ));
+        }
+        let valid_checksum = |c: &Checksum| {
+            matches!(
+                c.algorithm.to_ascii_uppercase().as_str(),
+                "SHA-256" | "SHA256"
+            ) && c.hash.len() == 64
+                && c.hash.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        if request
+            .checksum
+            .as_ref()
+            .is_some_and(|c| !valid_checksum(c))
+        {
+            return Err(PackageError::Invalid(
+                "checksum shall be SHA-256 with a 64-digit hex hash".into(),
+            ));
+        }
+        let fetch_from = match request.app_pkg_path.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let uri: http::Uri = path.parse().map_err(|_| {
+                    PackageError::Invalid(format!("appPkgPath {path} is not a URI"))
+                })?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(PackageError::Invalid(
+                        "appPkgPath shall be an absolute http(s) URI".into(),
+                    ));
+                }
+                Some(path.to_owned())
+            }
+            None => None,
+        };
+        let now = server_kit::unix_millis_now();
+        let row = PackageRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_d_id: None,
+            app_d_version: None,
+            onboarding_state: state_name(OnboardingState::Created),
+            operational_state: state_name(OperationalState::Disabled),
+            usage_state: state_name(UsageState::NotInUse),
+            create_request: serde_json::to_string(&request).unwrap_or_default(),
+            content_hash: None,
+            details: None,
+            appd: None,
+            failure: None,
+            created_at: now,
+        };
+        self.store.package_insert(&row).await?;
+        tracing::info!(package = %row.id, name = %request.app_pkg_name, "package resource created");
+        if let Some(uri) = fetch_from {
+            let this = self.clone();
+            let id = row.id.clone();
+            tokio::spawn(async move { this.fetch(&id, &uri).await });
+        }
+        Ok(self.info(&row))
+    }
+
+    async fn fetch(&self, id: &str, uri: &str) {
+        tracing::info!(package = %id, %uri, "fetching package content");
+        let result = async {
+            let response = self
+                .http
+                .get(uri)
+                .send()
+                .await
+                .map_err(|e| PackageError::Invalid(format!("cannot fetch {uri}: {e}")))?;
+            if !response.status().is_success() {
+                return Err(PackageError::Invalid(format!(
+                    "fetching {uri} answered {}",
+                    response.status()
+                )));
+            }
+            Ok(response
+                .bytes_stream()
+                .map(|c| c.map_err(|e| e.to_string())))
+        }
+        .await;
+        let outcome = match result {
+            Ok(stream) => self.upload(PkgRef::Id(id), stream).await.map(|_| ()),
+            Err(e) => {
+                if matches!(
+                    self.store
+                        .package_transition(
+                            id,
+                            &["CREATED"],
+                            "UPLOADING",
+                            server_kit::unix_millis_now()
+                        )
+                        .await,
+                    Ok(true)
+                ) {
+                    self.fail(id, &e).await;
+                }
+                Err(e)
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(package = %id, error = %e, "fetching the package failed");
+        }
+    }
+
+    async fn fail(&self, id: &str, error: &PackageError) {
+        let problem = error.problem(self.href(id));
+        let json = serde_json::to_string(&problem).unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .package_failed(id, &json, server_kit::unix_millis_now())
+            .await
+        {
+            tracing::error!(package = %id, error = %e, "cannot record the onboarding failure");
+        }
+        tracing::info!(package = %id, error = %error, "onboarding failed");
+    }
+
+    /// Uploads the content of a CREATED (or failed) package and onboards it.
+    pub async fn upload<S, E>(&self, r: PkgRef<'_>, mut body: S) -> Result<AppPkgInfo, PackageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let row = self.row(r).await?;
+        let id = row.id.clone();
+        let now = server_kit::unix_millis_now();
+        if !self
+            .store
+            .package_transition(&id, &["CREATED", "ERROR"], "UPLOADING", now)
+            .await?
+        {
+            return Err(PackageError::Conflict(format!(
+                "package {id} is {}: content can only be uploaded to a CREATED or failed package",
+                row.onboarding_state
+            )));
+        }
+        tracing::info!(package = %id, "uploading package content");
+        let limit = self.config.limits.max_package_bytes;
+        let stored = async {
+            let mut writer = self
+                .blobs
+                .writer(limit)
+                .map_err(|e| PackageError::Storage(e.to_string()))?;
+            while let Some(chunk) = body.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        writer.abort();
+                        return Err(PackageError::Invalid(format!("upload interrupted: {e}")));
+                    }
+                };
+                if let Err(e) = std::io::Write::write_all(&mut writer, &chunk) {
+                    writer.abort();
+                    return Err(if e.kind() == std::io::ErrorKind::FileTooLarge {
+                        PackageError::TooLarge(format!("package exceeds {limit} bytes"))
+                    } else {
+                        PackageError::Storage(e.to_string())
+                    });
+                }
+            }
+            if writer.size() == 0 {
+                writer.abort();
+                return Err(PackageError::Invalid("the package content is empty".into()));
+            }
+            writer
+                .commit()
+                .map_err(|e| PackageError::Storage(e.to_string()))
+        }
+        .await;
+        let (hash, _) = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(&id, &e).await;
+                return Err(e);
+            }
+        };
+        let declared: Option<Checksum> = serde_json::from_str::<CreateAppPkg>(&row.create_request)
+            .ok()
+            .and_then(|r| r.checksum);
+        if let Some(c) = declared.filter(|c| !c.hash.eq_ignore_ascii_case(&hash)) {
+            let e = PackageError::Rejected(vec![PackageProblem::new(
+                "",
+                format!(
+                    "content checksum is {hash}, the package resource declares {}",
+                    c.hash
+                ),
+            )]);
+            self.fail(&id, &e).await;
+            return Err(e);
+        }
+        if !self
+            .store
+            .package_content_stored(&id, &hash, server_kit::unix_millis_now())
+            .await?
+        {
+            return Err(PackageError::Conflict(format!(
+                "package {id} changed during the upload"
+            )));
+        }
+        self.process(&id, &hash).await
+    }
+
+    /// PROCESSING: validates the stored content and onboards the package, or fails it.
+    async fn process(&self, id: &str, hash: &str) -> Result<AppPkgInfo, PackageError> {
+        tracing::info!(package = %id, content = %hash, "processing package");
+        let content = self.blobs.path(hash);
+        let blobs = self.blobs.clone();
+        let limits = self.config.limits;
+        let require_signed = self.config.require_signed;
+        let trust = self.trust.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let policy = Policy {
+                limits,
+                require_signed,
+                trust: trust.as_deref(),
+            };
+            onboard::onboard(&content, &policy, &blobs)
+        })
+        .await
+        .map_err(|e| PackageError::Storage(format!("onboarding task failed: {e}")))?;
+        let onboarded = match result {
+            Ok(o) => o,
+            Err(problems) => {
+                let e = PackageError::Rejected(problems);
+                self.fail(id, &e).await;
+                return Err(e);
+            }
+        };
+        let appd = &onboarded.appd;
+        let details = Details {
+            app_d_id: appd.app_d_id.clone(),
+            app_name: appd.app_name.clone(),
+            app_provider: appd.app_provider.clone(),
+            app_software_version: appd.app_soft_version.clone(),
+            app_d_version: appd.app_d_version.clone(),
+            mec_info: appd.mec_version.clone(),
+            checksum: Checksum {
+                algorithm: "SHA-256".into(),
+                hash: hash.to_owned(),
+            },
+            software_images: onboarded.software_images.clone(),
+            additional_artifacts: onboarded.additional_artifacts.clone(),
+            signing_certificate: onboarded.signing_certificate.clone(),
+            appd_path: onboarded.appd_path.clone(),
+            appd_source: onboarded.appd_source.clone(),
+            files: onboarded.files.clone(),
+        };
+        let now = server_kit::unix_millis_now();
+        let notifications = self
+            .notifications(
+                AppPkgNotificationType::AppPackageOnBoarded,
+                id,
+                appd,
+                OperationalState::Enabled,
+                UsageState::NotInUse,
+                now,
+            )
+            .await?;
+        let stored = self
+            .store
+            .package_onboarded(
+                id,
+                &appd.app_d_id,
+                &appd.app_d_version,
+                &serde_json::to_string(&details).unwrap_or_default(),
+                &serde_json::to_string(appd).unwrap_or_default(),
+                &notifications,
+                now,
+            )
+            .await;
+        match stored {
+            Ok(true) => {
+                self.wake.notify_one();
+                tracing::info!(package = %id, app_d_id = %appd.app_d_id, "package onboarded");
+                self.get(PkgRef::Id(id)).await
+            }
+            Ok(false) => Err(PackageError::Conflict(format!(
+                "package {id} left PROCESSING during onboarding"
+            ))),
+            Err(StoreError::Duplicate) => {
+                let e = PackageError::Conflict(format!(
+                    "an onboarded package already has appDId {} and appDVersion {}",
+                    appd.app_d_id, appd.app_d_version
+                ));
+                self.fail(id, &e).await;
+                Err(e)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Resumes interrupted work after a restart: re-processes stored content, re-fetches or
+    /// resets interrupted uploads.
+    pub async fn resume(self: &Arc<Self>) -> Result<(), PackageError> {
+        for row in self.store.package_list().await? {
+            match (row.onboarding_state.as_str(), &row.content_hash) {
+                ("PROCESSING", Some(hash)) => {
+                    tracing::info!(package = %row.id, "resuming interrupted processing");
+                    if let Err(e) = self.process(&row.id, hash).await {
+                        tracing::warn!(package = %row.id, error = %e, "resumed onboarding failed");
+                    }
+                }
+                ("UPLOADING" | "PROCESSING", _) => {
+                    let now = server_kit::unix_millis_now();
+                    self.store
+                        .package_transition(&row.id, &["UPLOADING", "PROCESSING"], "CREATED", now)
+                        .await?;
+                    let path = serde_json::from_str::<CreateAppPkg>(&row.create_request)
+                        .ok()
+                        .and_then(|r| r.app_pkg_path)
+                        .filter(|p| !p.is_empty());
+                    match path {
+                        Some(uri) => {
+                            tracing::info!(package = %row.id, "re-fetching interrupted download");
+                            let this = self.clone();
+                            tokio::spawn(async move { this.fetch(&row.id, &uri).await });
+                        }
+                        None => {
+                            tracing::info!(package = %row.id, "interrupted upload discarded; the package awaits content again")
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes stored files no package references (at start-up, before uploads begin).
+    pub async fn collect_garbage(&self) -> Result<usize, PackageError> {
+        let mut referenced = std::collections::HashSet::new();
+        for (content, details) in self.store.referenced_blobs().await? {
+            referenced.extend(content);
+            if let Some(d) = details.and_then(|d| serde_json::from_str::<Details>(&d).ok()) {
+                referenced.extend(d.files.into_iter().map(|f| f.sha256));
+            }
+        }
+        self.blobs
+            .collect_garbage(&referenced)
+            .map_err(|e| PackageError::Storage(e.to_string()))
+    }
+
+    // === queries ===
+
+    /// One package.
+    pub async fn get(&self, r: PkgRef<'_>) -> Result<AppPkgInfo, PackageError> {
+        Ok(self.info(&self.row(r).await?))
+    }
+
+    /// Every package.
+    pub async fn list(&self) -> Result<Vec<AppPkgInfo>, PackageError> {
+        Ok(self
+            .store
+            .package_list()
+            .await?
+            .iter()
+            .map(|r| self.info(r))
+            .collect())
+    }
+
+    /// The AppD of an onboarded package: (JSON, original text, its path).
+    pub async fn appd(&self, r: PkgRef<'_>) -> Result<(serde_json::Value, String), PackageError> {
+        let row = self.row(r).await?;
+        let details: Option<Details> = row
+            .details
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok());
+        match (
+            row.appd
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok()),
+            details,
+        ) {
+            (Some(appd), Some(d)) if row.onboarding_state == "ONBOARDED" => {
+                Ok((appd, d.appd_source))
+            }
+            _ => Err(PackageError::Conflict(format!(
+                "package {} is {}, not ONBOARDED",
+                row.id, row.onboarding_state
+            ))),
+        }
+    }
+
+    /// The stored content of an onboarded package.
+    pub async fn content(&self, r: PkgRef<'_>) -> Result<PathBuf, PackageError> {
+        let row = self.row(r).await?;
+        match (&row.content_hash, row.onboarding_state.as_str()) {
+            (Some(hash), "ONBOARDED") => Ok(self.blobs.path(hash)),
+            _ => Err(PackageError::Conflict(format!(
+                "package {} is {}, not ONBOARDED",
+                row.id, row.onboarding_state
+            ))),
+        }
+    }
+
+    // === operations ===
+
+    /// Enables or disables an onboarded package.
+    pub async fn set_operational_state(
+        &self,
+        r: PkgRef<'_>,
+        state: OperationalState,
+    ) -> Result<(), PackageError> {
+        let row = self.row(r).await?;
+        if row.onboarding_state != "ONBOARDED" {
+            return Err(PackageError::Conflict(format!(
+                "package {} is {}, not ONBOARDED",
+                row.id, row.onboarding_state
+            )));
+        }
+        if row.operational_state == state_name(state) {
+            return Err(PackageError::Conflict(format!(
+                "package {} is already {}",
+                row.id,
+                state_name(state)
+            )));
+        }
+        let appd: api_specs::mm1::appd::AppD = row
+            .appd
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .ok_or_else(|| {
+                PackageError::Storage(format!("package {} has no readable AppD", row.id))
+            })?;
+        let kind = match state {
+            OperationalState::Enabled => AppPkgNotificationType::AppPackageEnabled,
+            OperationalState::Disabled => AppPkgNotificationType::AppPackageDisabled,
+        };
+        let now = server_kit::unix_millis_now();
+        let usage = parse_state(&row.usage_state).unwrap_or(UsageState::NotInUse);
+        let notifications = self
+            .notifications(kind, &row.id, &appd, state, usage, now)
+            .await?;
+        if !self
+            .store
+            .package_set_operational(&row.id, &state_name(state), &notifications, now)
+            .await?
+        {
+            return Err(PackageError::Conflict(format!(
+                "package {} changed concurrently",
+                row.id
+            )));
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Deletes a package that is DISABLED and NOT_IN_USE.
+    pub async fn delete(&self, r: PkgRef<'_>) -> Result<(), PackageError> {
+        let row = self.row(r).await?;
+        if row.operational_state != "DISABLED"
+            || row.usage_state != "NOT_IN_USE"
+            || matches!(row.onboarding_state.as_str(), "UPLOADING" | "PROCESSING")
+        {
+            return Err(PackageError::Conflict(format!(
+                "package {} is {}/{}/{}: only a DISABLED, NOT_IN_USE package that is not being onboarded may be deleted",
+                row.id, row.onboarding_state, row.operational_state, row.usage_state
+            )));
+        }
+        let now = server_kit::unix_millis_now();
+        let appd: Option<api_specs::mm1::appd::AppD> = row
+            .appd
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok());
+        let notifications = match &appd {
+            Some(appd) => {
+                self.notifications(
+                    AppPkgNotificationType::AppPackageDeleted,
+                    &row.id,
+                    appd,
+                    OperationalState::Disabled,
+                    UsageState::NotInUse,
+                    now,
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
+        if !self.store.package_delete(&row.id, &notifications).await? {
+            return Err(PackageError::Conflict(format!(
+                "package {} changed concurrently",
+                row.id
+            )));
+        }
+        self.wake.notify_one();
+        tracing::info!(package = %row.id, "package deleted");
+        Ok(())
+    }
+
+    // === subscriptions ===
+
+    /// Creates a subscription.
+    pub async fn subscribe(
+        &self,
+        request: AppPkgSubscription,
+    ) -> Result<AppPkgSubscriptionInfo, PackageError> {
+        let uri: http::Uri = request
+            .callback_uri
+            .parse()
+            .map_err(|_| PackageError::Invalid("callbackUri is not a URI".into()))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(PackageError::Invalid(
+                "callbackUri shall be an absolute http(s) URI".into(),
+            ));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let info = AppPkgSubscriptionInfo {
+            links: SelfOnlyLinks {
+                self_: LinkType::new(format!(
+                    "{}{APP_PKGM_BASE}/subscriptions/{id}",
+                    self.api_root
+                )),
+            },
+            id: id.clone(),
+            subscription_type: request.subscription_type,
+            callback_uri: request.callback_uri,
+            app_pkg_filter: request.app_pkg_filter,
+        };
+        self.store
+            .subscription_insert(
+                &id,
+                &serde_json::to_string(&info).unwrap_or_default(),
+                server_kit::unix_millis_now(),
+            )
+            .await?;
+        Ok(info)
+    }
+
+    /// Every subscription.
+    pub async fn subscriptions(&self) -> Result<Vec<AppPkgSubscriptionInfo>, PackageError> {
+        Ok(self
+            .store
+            .subscription_list()
+            .await?
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect())
+    }
+
+    /// One subscription.
+    pub async fn subscription(&self, id: &str) -> Result<AppPkgSubscriptionInfo, PackageError> {
+        self.store
+            .subscription_get(id)
+            .await?
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .ok_or_else(|| PackageError::NotFound {
+                kind: "subscription",
+                id: id.to_owned(),
+            })
+    }
+
+    /// Deletes a subscription.
+    pub async fn unsubscribe(&self, id: &str) -> Result<(), PackageError> {
+        if self.store.subscription_delete(id).await? {
+            Ok(())
+        } else {
+            Err(PackageError::NotFound {
+                kind: "subscription",
+                id: id.to_owned(),
+            })
+        }
+    }
+
+    /// The notifications an event produces, one per matching subscription.
+    async fn notifications(
+        &self,
+        kind: AppPkgNotificationType,
+        package_id: &str,
+        appd: &api_specs::mm1::appd::AppD,
+        operational: OperationalState,
+        usage: UsageState,
+        now: i64,
+    ) -> Result<Vec<NotificationRow>, PackageError> {
+        let wanted = match kind {
+            AppPkgNotificationType::AppPackageOnBoarded => {
+                AppPkgSubscriptionType::AppPackageOnBoardingSubscription
+            }
+            AppPkgNotificationType::AppPackageEnabled
+            | AppPkgNotificationType::AppPackageDisabled => {
+                AppPkgSubscriptionType::AppPackageChangeSubscription
+            }
+            AppPkgNotificationType::AppPackageDeleted => {
+                AppPkgSubscriptionType::AppPackageDeletionSubscription
+            }
+        };
+        let matches = |f: &AppPkgFilter| {
+            f.app_pkg_info_id.as_deref().is_none_or(|v| v == package_id)
+                && f.app_d_id.as_deref().is_none_or(|v| v == appd.app_d_id)
+                && f.app_provider
+                    .as_deref()
+                    .is_none_or(|v| v == appd.app_provider)
+                && f.app_name.as_deref().is_none_or(|v| v == appd.app_name)
+                && f.app_software_version
+                    .as_deref()
+                    .is_none_or(|v| v == appd.app_soft_version)
+                && f.app_d_version
+                    .as_deref()
+                    .is_none_or(|v| v == appd.app_d_version)
+                && f.operational_state.is_none_or(|v| v == operational)
+                && f.usage_state.is_none_or(|v| v == usage)
+        };
+        Ok(self
+            .subscriptions()
+            .await?
+            .into_iter()
+            .filter(|s| s.subscription_type == wanted)
+            .filter(|s| s.app_pkg_filter.is_empty() || s.app_pkg_filter.iter().any(matches))
+            .map(|s| {
+                let notification = AppPkgNotification {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    notification_type: kind,
+                    subscription_id: s.id.clone(),
+                    time_stamp: TimeStamp::from_unix_millis(now),
+                    app_pkg_id: package_id.to_owned(),
+                    app_d_id: appd.app_d_id.clone(),
+                    operational_state: operational,
+                    links: AppPkgNotificationLinks {
+                        subscription: s.links.self_.clone(),
+                    },
+                };
+                NotificationRow {
+                    id: notification.id.clone(),
+                    subscription_id: s.id,
+                    callback_uri: s.callback_uri,
+                    body: serde_json::to_string(&notification).unwrap_or_default(),
+                    created_at: now,
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,354 @@
+//! The onboarding pipeline: a stored package file in, a validated AppD and its stored artifacts
+//! out. Everything is checked before any artifact is stored; a problem anywhere rejects the
+//! whole package with every problem found.
+
+use std::io::Write;
+
+use api_specs::mm1::app_pkgm::{AppPkgArtifactInfo, AppPkgSWImageInfo, Checksum};
+use api_specs::mm1::appd::AppD;
+use openssl::x509::store::X509Store;
+use serde::{Deserialize, Serialize};
+
+use super::archive::{ArchiveLimits, PackageArchive, hex};
+use super::blobs::BlobStore;
+use super::manifest::{Manifest, locate, parse_manifest};
+use super::{PackageProblem, appd, signature};
+
+/// Onboarding policy.
+pub struct Policy<'a> {
+    /// Archive limits.
+    pub limits: ArchiveLimits,
+    /// Whether unsigned packages are refused.
+    pub require_signed: bool,
+    /// Trusted CAs for package signatures.
+    pub trust: Option<&'a X509Store>,
+}
+
+/// A package file stored under its content address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFile {
+    /// Path in the package.
+    pub path: String,
+    /// sha256 of the content (its blob address).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What onboarding produced.
+#[derive(Debug, Clone)]
+pub struct Onboarded {
+    /// The validated AppD.
+    pub appd: AppD,
+    /// The AppD as written in the package.
+    pub appd_source: String,
+    /// Path of the AppD in the package.
+    pub appd_path: String,
+    /// Software images.
+    pub software_images: Vec<AppPkgSWImageInfo>,
+    /// Other artifacts.
+    pub additional_artifacts: Vec<AppPkgArtifactInfo>,
+    /// Every file, stored.
+    pub files: Vec<StoredFile>,
+    /// The signing certificate (PEM), when signed.
+    pub signing_certificate: Option<String>,
+}
+
+fn sha256_checksum(hash: String) -> Checksum {
+    Checksum {
+        algorithm: "SHA-256".into(),
+        hash,
+    }
+}
+
+/// Computes a digest of an entry with the manifest's algorithm.
+fn digest_with(
+    archive: &mut PackageArchive,
+    path: &str,
+    algorithm: &str,
+) -> Result<String, PackageProblem> {
+    match algorithm.to_ascii_uppercase().replace('_', "-").as_str() {
+        "SHA-256" | "SHA256" => archive.digest(path).map(|(h, _)| h),
+        "SHA-512" | "SHA512" => {
+            struct Sha512Writer(openssl::sha::Sha512);
+            impl Write for Sha512Writer {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0.update(buf);
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut w = Sha512Writer(openssl::sha::Sha512::new());
+            archive.copy_to(path, &mut w)?;
+            Ok(hex(&w.0.finish()))
+        }
+        other => Err(PackageProblem::new(
+            path,
+            format!("unsupported hash algorithm {other}"),
+        )),
+    }
+}
+
+/// Whether an image reference looks like `[registry[:port]/]name[:tag][@digest]`.
+fn image_reference(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 512
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"./-_:@".contains(&b))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// Validates the package at `content` and stores its files in `blobs`.
+pub fn onboard(
+    content: &std::path::Path,
+    policy: &Policy<'_>,
+    blobs: &BlobStore,
+) -> Result<Onboarded, Vec<PackageProblem>> {
+    let mut archive = PackageArchive::open(content, policy.limits)?;
+    let names: Vec<String> = archive.names().map(str::to_owned).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let layout = locate(&name_refs, &mut |p| archive.read_text(p)).map_err(|p| vec![p])?;
+    let mut problems = Vec::new();
+
+    // manifest, signature and digests
+    let certificate = match &layout.certificate {
+        Some(path) => Some(archive.read_text(path).map_err(|p| vec![p])?),
+        None => None,
+    };
+    let manifest: Option<Manifest> = match &layout.manifest {
+        Some(path) => {
+            let text = archive.read_text(path).map_err(|p| vec![p])?;
+            Some(parse_manifest(path, &text)?)
+        }
+        None => None,
+    };
+    let signed = manifest.as_ref().is_some_and(|m| m.signature.is_some());
+    if let (Some(m), Some(sig)) = (
+        &manifest,
+        manifest.as_ref().and_then(|m| m.signature.as_ref()),
+    ) {
+        let path = layout.manifest.clone().unwrap_or_default();
+        match policy.trust {
+            None => problems.push(PackageProblem::new(
+                &path,
+                "package is signed but no trust anchors are configured".into(),
+            )),
+            Some(trust) => {
+                if let Err(e) =
+                    signature::verify(m.signed_text.as_bytes(), sig, certificate.as_deref(), trust)
+                {
+                    problems.push(PackageProblem::new(&path, e));
+                }
+            }
+        }
+    } else if policy.require_signed {
+        problems.push(PackageProblem::new(
+            layout.manifest.as_deref().unwrap_or(""),
+            "packages must be signed: the manifest carries no CMS signature".into(),
+        ));
+    }
+    if let Some(m) = &manifest {
+        let listed: std::collections::HashSet<&str> =
+            m.entries.iter().map(|e| e.source.as_str()).collect();
+        for entry in &m.entries {
+            if !archive.contains(&entry.source) {
+                problems.push(PackageProblem::new(
+                    &entry.source,
+                    "listed in the manifest but not in the package".into(),
+                ));
+                continue;
+            }
+            match digest_with(&mut archive, &entry.source, &entry.algorithm) {
+                Ok(actual) if actual == entry.hash => {}
+                Ok(actual) => problems.push(PackageProblem::new(
+                    &entry.source,
+                    format!(
+                        "digest mismatch: manifest says {}, content is {actual}",
+                        entry.hash
+                    ),
+                )),
+                Err(p) => problems.push(p),
+            }
+        }
+        if signed {
+            let own = [
+                layout.manifest.as_deref(),
+                layout.certificate.as_deref(),
+                Some("TOSCA-Metadata/TOSCA.meta"),
+            ];
+            for name in &names {
+                if !listed.contains(name.as_str()) && !own.contains(&Some(name.as_str())) {
+                    problems.push(PackageProblem::new(
+                        name,
+                        "not covered by the signed manifest".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    // the AppD
+    let appd_source = archive.read_text(&layout.descriptor).map_err(|p| vec![p])?;
+    let appd = match appd::parse(&layout.descriptor, &appd_source) {
+        Ok(value) => match appd::validate(&layout.descriptor, &value) {
+            Ok(appd) => Some(appd),
+            Err(mut ps) => {
+                problems.append(&mut ps);
+                None
+            }
+        },
+        Err(p) => {
+            problems.push(p);
+            None
+        }
+    };
+    let Some(appd) = appd else {
+        return Err(problems);
+    };
+
+    // images and other artifacts
+    let mut software_images = Vec::new();
+    let mut image_paths = std::collections::HashSet::new();
+    for (i, image) in appd.sw_image_descriptor.iter().enumerate() {
+        let at = format!("{}#/swImageDescriptor/{i}", layout.descriptor);
+        let included = archive.contains(&image.sw_image);
+        let checksum = if included {
+            image_paths.insert(image.sw_image.clone());
+            let Some(declared) = &image.checksum else {
+                problems.push(PackageProblem::new(
+                    &at,
+                    "an image included in the package needs a checksum".into(),
+                ));
+                continue;
+            };
+            match digest_with(&mut archive, &image.sw_image, &declared.algorithm) {
+                Ok(actual) if actual == declared.hash.to_ascii_lowercase() => declared.clone(),
+                Ok(actual) => {
+                    problems.push(PackageProblem::new(
+                        &at,
+                        format!(
+                            "image digest mismatch: AppD says {}, content is {actual}",
+                            declared.hash
+                        ),
+                    ));
+                    continue;
+                }
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            }
+        } else if image_reference(&image.sw_image) {
+            let pinned = image
+                .sw_image
+                .rsplit_once("@sha256:")
+                .map(|(_, d)| sha256_checksum(d.to_ascii_lowercase()));
+            match image.checksum.clone().or(pinned) {
+                Some(c) => c,
+                None => {
+                    problems.push(PackageProblem::new(
+                        &at,
+                        "an image reference needs a checksum or an @sha256: digest".into(),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            problems.push(PackageProblem::new(
+                &at,
+                format!(
+                    "swImage {} is neither a file in the package nor an image reference",
+                    image.sw_image
+                ),
+            ));
+            continue;
+        };
+        software_images.push(AppPkgSWImageInfo {
+            id: image.id.clone(),
+            name: image.name.clone(),
+            provider: appd.app_provider.clone(),
+            version: image.version.clone(),
+            checksum,
+            container_format: image.container_format.clone(),
+            disk_format: image.disk_format.clone(),
+            min_disk: image.min_disk,
+            min_ram: image.min_ram,
+            size: image.size,
+            image_path: image.sw_image.clone(),
+        });
+    }
+    if let Some(mciop) = appd.mciop_id.as_ref().filter(|m| !archive.contains(m)) {
+        problems.push(PackageProblem::new(
+            &format!("{}#/mciopId", layout.descriptor),
+            format!("mciopId {mciop} is not a file in the package"),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    // everything checked: store the files
+    let mut files = Vec::new();
+    for name in &names {
+        let mut writer = blobs
+            .writer(u64::MAX)
+            .map_err(|e| vec![PackageProblem::new(name, format!("cannot store: {e}"))])?;
+        if let Err(p) = archive.copy_to(name, &mut writer) {
+            writer.abort();
+            return Err(vec![p]);
+        }
+        let (sha256, size) = writer
+            .commit()
+            .map_err(|e| vec![PackageProblem::new(name, format!("cannot store: {e}"))])?;
+        files.push(StoredFile {
+            path: name.clone(),
+            sha256,
+            size,
+        });
+    }
+    let metadata = [
+        Some(layout.descriptor.as_str()),
+        layout.manifest.as_deref(),
+        layout.certificate.as_deref(),
+        Some("TOSCA-Metadata/TOSCA.meta"),
+    ];
+    let additional_artifacts = files
+        .iter()
+        .filter(|f| !metadata.contains(&Some(f.path.as_str())) && !image_paths.contains(&f.path))
+        .map(|f| AppPkgArtifactInfo {
+            artifact_path: f.path.clone(),
+            checksum: sha256_checksum(f.sha256.clone()),
+        })
+        .collect();
+    Ok(Onboarded {
+        appd,
+        appd_source,
+        appd_path: layout.descriptor,
+        software_images,
+        additional_artifacts,
+        files,
+        signing_certificate: if signed { certificate } else { None },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "nginx",
+            "registry.example:5000/va/detector:1.2",
+            "a/b@sha256:00ff",
+        ] {
+            assert!(image_reference(ok), "{ok}");
+        }
+        for bad in ["", "has space", "/abs", "-x", "a;rm -rf"] {
+            assert!(!image_reference(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Persistence of the MEAO: packages, package subscriptions and the notification outbox, over
+//! SQLite (embedded default) or PostgreSQL with one schema. State transitions are
+//! compare-and-set updates, so two requests (or two replicas) cannot both win one.
+
+use server_kit::db::DbError;
+use server_kit::notify::{NotificationRow, SqlOutbox};
+use sqlx::{AnyPool, Row};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database")]
+    Open(#[from] DbError),
+    /// A query failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Another onboarded package has the same AppD id and version.
+    #[error("duplicate appDId and appDVersion")]
+    Duplicate,
+}
+
+/// A stored package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageRow {
+    /// Package id.
+    pub id: String,
+    /// AppD id, once onboarded.
+    pub app_d_id: Option<String>,
+    /// AppD version, once onboarded.
+    pub app_d_version: Option<String>,
+    /// Onboarding state name.
+    pub onboarding_state: String,
+    /// Operational state name.
+    pub operational_state: String,
+    /// Usage state name.
+    pub usage_state: String,
+    /// The CreateAppPkg JSON.
+    pub create_request: String,
+    /// sha256 of the package content.
+    pub content_hash: Option<String>,
+    /// Onboarding results JSON.
+    pub details: Option<String>,
+    /// The AppD JSON.
+    pub appd: Option<String>,
+    /// The failure ProblemDetails JSON.
+    pub failure: Option<String>,
+    /// Creation time (Unix ms).
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, app_d_id, app_d_version, onboarding_state, operational_state, usage_state, \
+    create_request, content_hash, details, appd, failure, created_at";
+
+fn package_row(r: &sqlx::any::AnyRow) -> Result<PackageRow, sqlx::Error> {
+    Ok(PackageRow {
+        id: r.try_get(0)?,
+        app_d_id: r.try_get(1)?,
+        app_d_version: r.try_get(2)?,
+        onboarding_state: r.try_get(3)?,
+        operational_state: r.try_get(4)?,
+        usage_state: r.try_get(5)?,
+        create_request: r.try_get(6)?,
+        content_hash: r.try_get(7)?,
+        details: r.try_get(8)?,
+        appd: r.try_get(9)?,
+        failure: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+    })
+}
+
+/// The database handle.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db
+                    .code()
+                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+                || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+impl Store {
+    /// Connects to `url` and migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: server_kit::db::connect(url, &MIGRATOR).await?,
+        })
+    }
+
+    /// The notification outbox in this database.
+    pub fn outbox(&self) -> SqlOutbox {
+        SqlOutbox::new(self.pool.clone())
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Inserts a new package.
+    pub async fn package_insert(&self, p: &PackageRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO app_packages ({COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"
+        ))
+        .bind(&p.id)
+        .bind(&p.app_d_id)
+        .bind(&p.app_d_version)
+        .bind(&p.onboarding_state)
+        .bind(&p.operational_state)
+        .bind(&p.usage_state)
+        .bind(&p.create_request)
+        .bind(&p.content_hash)
+        .bind(&p.details)
+        .bind(&p.appd)
+        .bind(&p.failure)
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One package by id.
+    pub async fn package_get(&self, id: &str) -> Result<Option<PackageRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM app_packages WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(package_row).transpose()?)
+    }
+
+    /// The most recently created onboarded package with this AppD id.
+    pub async fn package_get_by_appd(
+        &self,
+        app_d_id: &str,
+    ) -> Result<Option<PackageRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM app_packages WHERE app_d_id = $1 ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(app_d_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(package_row).transpose()?)
+    }
+
+    /// Every package, oldest first.
+    pub async fn package_list(&self) -> Result<Vec<PackageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM app_packages ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(package_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Moves a package from one of `from` to `to`; false if it was in no such state.
+    pub async fn package_transition(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "UPDATE app_packages SET onboarding_state = $1, updated_at = $2 WHERE id = $3 AND onboarding_state IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(to).bind(now).bind(id);
+        for f in from {
+            q = q.bind(*f);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Records the uploaded content: UPLOADING to PROCESSING.
+    pub async fn package_content_stored(
+        &self,
+        id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE app_packages SET onboarding_state = 'PROCESSING', content_hash = $1, failure = NULL, updated_at = $2 \
+             WHERE id = $3 AND onboarding_state = 'UPLOADING'",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// PROCESSING to ONBOARDED/ENABLED with the results, queuing `notifications` in the same
+    /// transaction. Fails with [`StoreError::Duplicate`] when the AppD id and version are taken.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn package_onboarded(
+        &self,
+        id: &str,
+        app_d_id: &str,
+        app_d_version: &str,
+        details: &str,
+        appd: &str,
+        notifications: &[NotificationRow],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE app_packages SET onboarding_state = 'ONBOARDED', operational_state = 'ENABLED', app_d_id = $1, \
+             app_d_version = $2, details = $3, appd = $4, failure = NULL, updated_at = $5 \
+             WHERE id = $6 AND onboarding_state = 'PROCESSING'",
+        )
+        .bind(app_d_id)
+        .bind(app_d_version)
+        .bind(details)
+        .bind(appd)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Duplicate } else { e.into() })?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for n in notifications {
+            SqlOutbox::enqueue(&mut tx, n).await?;
+        }
+        tx.commit().await.map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Duplicate
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(true)
+    }
+
+    /// Records a failure: the package goes to ERROR with the problem kept, its content dropped.
+    pub async fn package_failed(
+        &self,
+        id: &str,
+        failure: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE app_packages SET onboarding_state = 'ERROR', failure = $1, content_hash = NULL, updated_at = $2 WHERE id = $3",
+        )
+        .bind(failure)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the operational state of an onboarded package, queuing `notifications`.
+    pub async fn package_set_operational(
+        &self,
+        id: &str,
+        state: &str,
+        notifications: &[NotificationRow],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE app_packages SET operational_state = $1, updated_at = $2 WHERE id = $3 AND onboarding_state = 'ONBOARDED'",
+        )
+        .bind(state)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for n in notifications {
+            SqlOutbox::enqueue(&mut tx, n).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes a DISABLED, NOT_IN_USE package, queuing `notifications`; false if it is not.
+    pub async fn package_delete(
+        &self,
+        id: &str,
+        notifications: &[NotificationRow],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "DELETE FROM app_packages WHERE id = $1 AND operational_state = 'DISABLED' AND usage_state = 'NOT_IN_USE' \
+             AND onboarding_state IN ('CREATED', 'ONBOARDED', 'ERROR')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for n in notifications {
+            SqlOutbox::enqueue(&mut tx, n).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every blob address a package still references (content and extracted files).
+    pub async fn referenced_blobs(
+        &self,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT content_hash, details FROM app_packages")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Inserts a subscription.
+    pub async fn subscription_insert(
+        &self,
+        id: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO pkg_subscriptions (id, body, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(body)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every subscription body, oldest first.
+    pub async fn subscription_list(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM pkg_subscriptions ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// One subscription body.
+    pub async fn subscription_get(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT body FROM pkg_subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Deletes a subscription; false if there was none.
+    pub async fn subscription_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM pkg_subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
