@@ -21,6 +21,8 @@ pub mod problem;
 pub mod selectors;
 pub mod serve;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 /// Milliseconds since the Unix epoch, the time unit stored by both services.
 pub fn unix_millis_now() -> i64 {

@@ -25,6 +25,8 @@ fn validator() -> Option<&'static jsonschema::Validator> {
                 .into_iter()
                 .filter_map(|(name, schema)| serde_json::to_value(schema).ok().map(|s| (name, s)))
                 .collect();
+            let mut components = Value::Object(components);
+            unwrap_optional(&mut components);
             let root = serde_json::json!({
                 "$ref": "#/components/schemas/AppD",
                 "components": {"schemas": components},
@@ -32,6 +34,34 @@ fn validator() -> Option<&'static jsonschema::Validator> {
             jsonschema::validator_for(&root).ok()
         })
         .as_ref()
+}
+
+/// Replaces `oneOf: [{type: null}, X]` (how utoipa spells `Option<X>`) by `X`, so a problem
+/// inside an optional object is reported at its own path rather than as "matches no
+/// alternative" at the object. An explicit `null` for an optional attribute is then refused,
+/// which a descriptor has no reason to write.
+fn unwrap_optional(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let inner = map
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|alternatives| match alternatives.as_slice() {
+                    [a, b] if a.get("type") == Some(&Value::from("null")) => Some(b.clone()),
+                    [a, b] if b.get("type") == Some(&Value::from("null")) => Some(a.clone()),
+                    _ => None,
+                });
+            if let Some(inner) = inner {
+                map.remove("oneOf");
+                if let Value::Object(inner) = inner {
+                    map.extend(inner);
+                }
+            }
+            map.values_mut().for_each(unwrap_optional);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_optional),
+        _ => {}
+    }
 }
 
 /// Parses the descriptor text: JSON for `.json` files, YAML otherwise.

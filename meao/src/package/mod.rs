@@ -459,6 +459,33 @@ impl Packages {
         }
     }
 
+    /// Removes blobs no package references any more (after a failed onboarding).
+    async fn discard(&self, hashes: impl IntoIterator<Item = String>) {
+        let referenced = match self.referenced().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list referenced package files; leaving them to start-up collection");
+                return;
+            }
+        };
+        for hash in hashes {
+            if !referenced.contains(&hash) {
+                let _ = std::fs::remove_file(self.blobs.path(&hash));
+            }
+        }
+    }
+
+    async fn referenced(&self) -> Result<std::collections::HashSet<String>, PackageError> {
+        let mut referenced = std::collections::HashSet::new();
+        for (content, details) in self.store.referenced_blobs().await? {
+            referenced.extend(content);
+            if let Some(d) = details.and_then(|d| serde_json::from_str::<Details>(&d).ok()) {
+                referenced.extend(d.files.into_iter().map(|f| f.sha256));
+            }
+        }
+        Ok(referenced)
+    }
+
     async fn fail(&self, id: &str, error: &PackageError) {
         let problem = error.problem(self.href(id));
         let json = serde_json::to_string(&problem).unwrap_or_default();
@@ -543,6 +570,7 @@ impl Packages {
                 ),
             )]);
             self.fail(&id, &e).await;
+            self.discard([hash]).await;
             return Err(e);
         }
         if !self
@@ -580,6 +608,7 @@ impl Packages {
             Err(problems) => {
                 let e = PackageError::Rejected(problems);
                 self.fail(id, &e).await;
+                self.discard([hash.to_owned()]).await;
                 return Err(e);
             }
         };
@@ -640,6 +669,11 @@ impl Packages {
                     appd.app_d_id, appd.app_d_version
                 ));
                 self.fail(id, &e).await;
+                self.discard(
+                    std::iter::once(hash.to_owned())
+                        .chain(onboarded.files.iter().map(|f| f.sha256.clone())),
+                )
+                .await;
                 Err(e)
             }
             Err(e) => Err(e.into()),

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::common::{APP1, APP2, Ctx, Db};
-use crate::on_both_dbs;
+use server_kit::on_both_dbs;
 
 on_both_dbs!(readiness_and_rules, dns_rules_answer_while_active, timing);
 

@@ -1,77 +1,12 @@
 //! The test context: a MEP started on port 0 over SQLite or PostgreSQL, OAuth clients, and a
 //! callback server recording notifications.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use mep::config::MepConfig;
 use mep::server::{RunningServer, Server};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
-use tokio::sync::mpsc;
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
-
-/// Generates one test per database for an async fn taking a [`Db`].
-#[macro_export]
-macro_rules! on_both_dbs {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name($crate::integration::common::Db::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if $crate::integration::common::pg_admin_url().is_some() {
-                    super::$name($crate::integration::common::Db::Postgres).await
-                }
-            }
-        }
-    )*};
-}
-
-/// The PostgreSQL admin URL; under `CI=true` its absence fails the test instead of skipping.
-pub fn pg_admin_url() -> Option<String> {
-    match std::env::var("MECPLANE_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but MECPLANE_TEST_PG_URL is not set: PostgreSQL tests cannot run")
-        }
-        _ => {
-            eprintln!("MECPLANE_TEST_PG_URL not set: skipping the PostgreSQL variant");
-            None
-        }
-    }
-}
-
-/// A database URL for a fresh database.
-pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
-    match db {
-        Db::Sqlite => format!("sqlite://{}/mep.db?mode=rwc", dir.display()),
-        Db::Postgres => {
-            let admin = pg_admin_url().expect("PostgreSQL URL");
-            sqlx::any::install_default_drivers();
-            let name = format!("mep_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-                .await
-                .expect("connect admin");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
-            let (base, _) = admin.rsplit_once('/').expect("url with database");
-            format!("{base}/{name}")
-        }
-    }
-}
+pub use server_kit::testing::{Callback, Db};
 
 /// A running MEP and what tests need around it.
 pub struct Ctx {
@@ -130,7 +65,7 @@ pub fn test_config(database_url: String) -> MepConfig {
 impl Ctx {
     pub async fn start(db: Db) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = fresh_database(db, dir.path()).await;
+        let url = server_kit::testing::fresh_database(db, "mep", dir.path()).await;
         Self::start_with(test_config(url), dir).await
     }
 
@@ -234,82 +169,4 @@ pub fn app_config(id: &str) -> Value {
 pub fn service(name: &str) -> Value {
     json!({"serName": name, "version": "1.0", "state": "ACTIVE", "serializer": "JSON",
            "transportId": "mep-rest-http", "serCategory": {"href": "http://cat/1", "id": "cat-video", "name": "video", "version": "1"}})
-}
-
-/// An HTTP server recording the JSON bodies POSTed to it; the first `fail_first` answer 503.
-pub struct Callback {
-    pub url: String,
-    rx: mpsc::UnboundedReceiver<Value>,
-    pub attempts: Arc<Mutex<u32>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Callback {
-    pub async fn start(fail_first: u32) -> Self {
-        Self::start_on("127.0.0.1:0".parse().expect("addr"), fail_first).await
-    }
-
-    pub async fn start_on(addr: SocketAddr, fail_first: u32) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let attempts = Arc::new(Mutex::new(0u32));
-        let state = (tx, attempts.clone(), fail_first);
-        let app = axum::Router::new()
-            .route(
-                "/notify",
-                post(
-                    |State((tx, attempts, fail)): State<(
-                        mpsc::UnboundedSender<Value>,
-                        Arc<Mutex<u32>>,
-                        u32,
-                    )>,
-                     body: axum::Json<Value>| async move {
-                        let n = {
-                            let mut a = attempts.lock().expect("lock");
-                            *a += 1;
-                            *a
-                        };
-                        if n <= fail {
-                            return StatusCode::SERVICE_UNAVAILABLE;
-                        }
-                        let _ = tx.send(body.0);
-                        StatusCode::NO_CONTENT
-                    },
-                ),
-            )
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind callback");
-        let url = format!("http://{}/notify", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            url,
-            rx,
-            attempts,
-            task,
-        }
-    }
-
-    /// The next notification, failing after 10 s.
-    pub async fn next(&mut self) -> Value {
-        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
-            .await
-            .expect("a notification within 10 s")
-            .expect("channel open")
-    }
-
-    /// Asserts nothing arrives within `wait`.
-    pub async fn none_within(&mut self, wait: Duration) {
-        if let Ok(Some(v)) = tokio::time::timeout(wait, self.rx.recv()).await {
-            panic!("unexpected notification {v}");
-        }
-    }
-}
-
-impl Drop for Callback {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

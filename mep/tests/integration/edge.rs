@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::common::{APP1, Ctx, Db, test_config};
-use crate::on_both_dbs;
+use server_kit::on_both_dbs;
 
 on_both_dbs!(auth_and_scopes, bad_input_gets_problem_details);
 

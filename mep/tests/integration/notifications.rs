@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::common::{APP1, APP2, Callback, Ctx, Db, OPERATOR, service};
-use crate::on_both_dbs;
+use server_kit::on_both_dbs;
 
 on_both_dbs!(
     availability_notifications_follow_filters,

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::common::{APP1, APP2, Ctx, Db, service};
-use crate::on_both_dbs;
+use server_kit::on_both_dbs;
 
 on_both_dbs!(
     register_discover_update_delete,

@@ -1,0 +1,225 @@
+//! The test context: a MEAO on port 0, an OSS client, package helpers.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meao::config::MeaoConfig;
+use meao::server::{RunningServer, Server};
+use reqwest::Method;
+use serde_json::{Value, json};
+use server_kit::auth::{ClientConfig, Secret};
+pub use server_kit::testing::{Callback, Db};
+
+pub struct Ctx {
+    pub server: Option<RunningServer>,
+    pub config: MeaoConfig,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn test_config(database_url: String, data_dir: &Path) -> MeaoConfig {
+    let mut c = MeaoConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        data_dir: data_dir.join("data"),
+        ..MeaoConfig::default()
+    };
+    c.auth.signing_key = Some(Secret::new("meao-test"));
+    c.auth.clients = vec![ClientConfig {
+        client_id: "oss".into(),
+        client_secret: Secret::new("oss-secret"),
+        scopes: vec!["app_pkgm".into()],
+        app_instance_id: None,
+    }];
+    c.delivery.poll_interval_ms = 50;
+    c.delivery.initial_backoff_ms = 100;
+    c.packages.limits.max_entries = 50;
+    c.packages.limits.max_descriptor_bytes = 64 * 1024;
+    c.packages.limits.max_package_bytes = 4 << 20;
+    c
+}
+
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages")
+}
+
+/// One of the shipped example packages, built.
+pub fn example(name: &str) -> Vec<u8> {
+    meao::package::build::build(&examples().join(name), None).unwrap()
+}
+
+impl Ctx {
+    pub async fn start(db: Db) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+        let config = test_config(url, dir.path());
+        Self::start_with(config, dir).await
+    }
+
+    pub async fn start_with(config: MeaoConfig, dir: tempfile::TempDir) -> Self {
+        let server = Server::start(config.clone()).await.expect("MEAO starts");
+        let base = server.api_root.clone();
+        let mut ctx = Self {
+            server: Some(server),
+            config,
+            http: reqwest::Client::new(),
+            base,
+            token: String::new(),
+            _dir: dir,
+        };
+        ctx.token = ctx.fetch_token().await;
+        ctx
+    }
+
+    async fn fetch_token(&self) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .basic_auth("oss", Some("oss-secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops the MEAO and starts it again on the same database and data directory.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let server = Server::start(self.config.clone())
+            .await
+            .expect("MEAO restarts");
+        self.base = server.api_root.clone();
+        self.server = Some(server);
+        self.token = self.fetch_token().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/app_pkgm/v1{path}", self.base)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut r = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let r = self.call(Method::GET, path, None).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Creates a package resource and returns its id.
+    pub async fn create(&self, name: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/app_packages",
+                Some(json!({"appPkgName": name, "appPkgVersion": "1.0"})),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Uploads raw zip content.
+    pub async fn upload(&self, id: &str, content: Vec<u8>) -> reqwest::Response {
+        self.http
+            .put(self.url(&format!("/app_packages/{id}/package_content")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/zip")
+            .body(content)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates and uploads; returns (id, upload status).
+    pub async fn onboard(&self, name: &str, content: Vec<u8>) -> (String, u16) {
+        let id = self.create(name).await;
+        let status = self.upload(&id, content).await.status().as_u16();
+        (id, status)
+    }
+
+    /// Files in the blob store.
+    pub fn blob_count(&self) -> usize {
+        std::fs::read_dir(self.config.data_dir.join("blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the package reaches `state`.
+    pub async fn wait_state(&self, id: &str, state: &str) -> Value {
+        for _ in 0..100 {
+            let p = self.json(&format!("/app_packages/{id}")).await;
+            if p["onboardingState"] == state {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("package {id} never reached {state}");
+    }
+}
+
+/// Rewrites one entry of a zip (or adds it).
+pub fn rewrite(zip: &[u8], name: &str, content: &[u8]) -> Vec<u8> {
+    let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    let mut replaced = false;
+    for i in 0..reader.len() {
+        let mut f = reader.by_index(i).unwrap();
+        let entry = f.name().unwrap().to_string();
+        out.start_file(entry.as_str(), opts).unwrap();
+        if entry == name {
+            out.write_all(content).unwrap();
+            replaced = true;
+        } else {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).unwrap();
+            out.write_all(&buf).unwrap();
+        }
+    }
+    if !replaced {
+        out.start_file(name, opts).unwrap();
+        out.write_all(content).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// A package directory copied from an example, for tests that change files before building.
+pub fn example_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&examples().join(name), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Hostile and broken packages: each is refused with a clear problem, the package is ERROR with
+//! its failure kept, and nothing of it stays stored.
+
+use std::io::Write;
+
+use openssl::asn1::Asn1Time;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::extension::{BasicConstraints, KeyUsage};
+use openssl::x509::{X509, X509NameBuilder};
+use serde_json::Value;
+
+use super::common::{Ctx, Db, example, example_copy, rewrite, test_config};
+use meao::package::build::{Signer, build};
+
+/// Onboards `content` and asserts it is refused with `status`, the problem naming `needle`,
+/// the package ERROR, and no new stored files.
+async fn refused(ctx: &Ctx, content: Vec<u8>, status: u16, needle: &str) -> Value {
+    let blobs = ctx.blob_count();
+    let (id, got) = ctx.onboard("hostile", content).await;
+    let p = ctx.json(&format!("/app_packages/{id}")).await;
+    assert_eq!(got, status, "status for {needle}: {p}");
+    assert_eq!(p["onboardingState"], "ERROR");
+    let detail = p["onboardingFailureDetails"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(detail.contains(needle), "{needle:?} not in {detail:?}");
+    assert_eq!(ctx.blob_count(), blobs, "nothing stored for {needle}");
+    p
+}
+
+fn zip_with(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in entries {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(content).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_that_attack_the_reader() {
+    let ctx = Ctx::start(Db::Sqlite).await;
+    let good = example("cdn-cache");
+    refused(&ctx, b"this is not a zip".to_vec(), 400, "not a valid zip").await;
+    refused(
+        &ctx,
+        rewrite(&good, "../../etc/cron.d/evil", b"x"),
+        400,
+        "escapes the package",
+    )
+    .await;
+    refused(
+        &ctx,
+        rewrite(&good, "/abs/path", b"x"),
+        400,
+        "escapes the package",
+    )
+    .await;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.add_symlink(
+        "link",
+        "/etc/passwd",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    refused(
+        &ctx,
+        z.finish().unwrap().into_inner(),
+        400,
+        "symbolic links",
+    )
+    .await;
+    refused(
+        &ctx,
+        rewrite(&good, "bomb.bin", &vec![0u8; 20 << 20]),
+        400,
+        "compression ratio",
+    )
+    .await;
+    let many: Vec<(String, Vec<u8>)> = (0..60).map(|i| (format!("f{i}"), vec![1u8])).collect();
+    let many: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
+    refused(&ctx, zip_with(&many), 400, "more than the limit").await;
+    let huge = format!(
+        "appDId: x\nappDescription: \"{}\"\n",
+        "y".repeat(100 * 1024)
+    );
+    refused(
+        &ctx,
+        rewrite(&good, "cdn-cache.yaml", huge.as_bytes()),
+        400,
+        "descriptor limit",
+    )
+    .await;
+    refused(
+        &ctx,
+        zip_with(&[("README.txt", b"no descriptor".to_vec())]),
+        400,
+        "cannot find the AppD",
+    )
+    .await;
+    let r = ctx.upload(&ctx.create("empty").await, Vec::new()).await;
+    assert_eq!(r.status(), 400);
+    let r = ctx
+        .http
+        .put(ctx.url(&format!(
+            "/app_packages/{}/package_content",
+            ctx.create("typed").await
+        )))
+        .bearer_auth(&ctx.token)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_uploads_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(
+        format!("sqlite://{}/m.db?mode=rwc", dir.path().display()),
+        dir.path(),
+    );
+    config.packages.limits.max_package_bytes = 64 * 1024;
+    let ctx = Ctx::start_with(config, dir).await;
+    let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let id = ctx.create("big").await;
+    // the server answers 413 and stops reading, so the client may see the 413 or a reset
+    let sent = ctx
+        .http
+        .put(ctx.url(&format!("/app_packages/{id}/package_content")))
+        .bearer_auth(&ctx.token)
+        .header("content-type", "application/zip")
+        .body(big)
+        .send()
+        .await;
+    if let Ok(r) = sent {
+        assert_eq!(r.status(), 413);
+    }
+    let p = ctx.wait_state(&id, "ERROR").await;
+    assert_eq!(p["onboardingFailureDetails"]["status"], 413);
+    assert_eq!(ctx.blob_count(), 0);
+}
+
+async fn descriptors_that_are_wrong(db: Db) {
+    let ctx = Ctx::start(db).await;
+    let good = example("cdn-cache");
+    refused(
+        &ctx,
+        rewrite(&good, "cdn-cache.yaml", b"appDId: [unclosed"),
+        400,
+        "invalid YAML",
+    )
+    .await;
+    let laughs = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+    refused(
+        &ctx,
+        rewrite(&good, "cdn-cache.yaml", laughs.as_bytes()),
+        400,
+        "cdn-cache.yaml",
+    )
+    .await;
+
+    // structural problems: all reported, each with its path (the manifest is rebuilt to match)
+    let dir = example_copy("cdn-cache");
+    let appd = std::fs::read_to_string(dir.path().join("cdn-cache.yaml")).unwrap();
+    let broken = appd
+        .replace("appName: cdn-cache\n", "")
+        .replace("numVirtualCpu: 2", "numVirtualCpu: two")
+        .replace("appDescription:", "colour: red\nappDescription:");
+    std::fs::write(dir.path().join("cdn-cache.yaml"), broken).unwrap();
+    let p = refused(&ctx, build(dir.path(), None).unwrap(), 400, "appName").await;
+    let detail = p["onboardingFailureDetails"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("/virtualComputeDescriptor/virtualCpu/numVirtualCpu"),
+        "{detail}"
+    );
+    assert!(detail.contains("colour"), "{detail}");
+
+    // semantic problems: all reported
+    let dir = example_copy("cdn-cache");
+    let broken = appd
+        .replace("trafficRuleId: http-to-cache", "trafficRuleId: dup")
+        .replace(
+            "ipAddress: 10.100.1.20\n    ttl: 30\n  - dnsRuleId: cdn-v6",
+            "ipAddress: 10.100.1.999\n    ttl: 30\n  - dnsRuleId: cdn-v6",
+        )
+        .replace("dstPort: [\"80\", \"443\"]", "dstPort: [\"80\", \"http\"]");
+    std::fs::write(dir.path().join("cdn-cache.yaml"), broken).unwrap();
+    let p = refused(&ctx, build(dir.path(), None).unwrap(), 400, "10.100.1.999").await;
+    let detail = p["onboardingFailureDetails"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("/appTrafficRule/0/trafficFilter/0") && detail.contains("http"),
+        "{detail}"
+    );
+
+    // a file changed after the manifest was written
+    refused(
+        &ctx,
+        rewrite(
+            &good,
+            "cdn-cache.yaml",
+            appd.replace("5.1.2", "6.6.6").as_bytes(),
+        ),
+        400,
+        "digest mismatch",
+    )
+    .await;
+    // an included image whose content does not match its AppD checksum
+    let dir = example_copy("iot-gateway");
+    std::fs::write(
+        dir.path().join("Artifacts/images/iot-agent-layer.txt"),
+        b"tampered layer",
+    )
+    .unwrap();
+    refused(
+        &ctx,
+        build(dir.path(), None).unwrap(),
+        400,
+        "image digest mismatch",
+    )
+    .await;
+
+    // the same appDId and version twice
+    assert_eq!(ctx.onboard("first", example("cdn-cache")).await.1, 202);
+    let p = refused(&ctx, example("cdn-cache"), 409, "already has appDId").await;
+    assert_eq!(p["onboardingFailureDetails"]["status"], 409);
+    let first = ctx
+        .json("/onboarded_app_packages/cdn-cache-streamco-5")
+        .await;
+    assert_eq!(
+        first["onboardingState"], "ONBOARDED",
+        "the first package is untouched"
+    );
+}
+
+server_kit::on_both_dbs!(descriptors_that_are_wrong);
+
+fn name(cn: &str) -> openssl::x509::X509Name {
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", cn).unwrap();
+    n.build()
+}
+
+fn certificate(
+    cn: &str,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    ca: bool,
+) -> (X509, PKey<Private>) {
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let serial = openssl::bn::BigNum::from_u32(rand_serial())
+        .unwrap()
+        .to_asn1_integer()
+        .unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_subject_name(&name(cn)).unwrap();
+    b.set_issuer_name(issuer.map_or(&name(cn), |(c, _)| c.subject_name()))
+        .unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    if ca {
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.append_extension(KeyUsage::new().key_cert_sign().crl_sign().build().unwrap())
+            .unwrap();
+    } else {
+        b.append_extension(KeyUsage::new().digital_signature().build().unwrap())
+            .unwrap();
+    }
+    b.sign(issuer.map_or(&key, |(_, k)| k), MessageDigest::sha256())
+        .unwrap();
+    (b.build(), key)
+}
+
+fn rand_serial() -> u32 {
+    let mut b = [0u8; 4];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    u32::from_le_bytes(b) >> 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_required_and_verified() {
+    let (ca, ca_key) = certificate("mecplane test CA", None, true);
+    let (signer, signer_key) = certificate("ACME release signing", Some((&ca, &ca_key)), false);
+    let (rogue_ca, rogue_key) = certificate("rogue CA", None, true);
+    let (rogue, rogue_signer_key) =
+        certificate("rogue signer", Some((&rogue_ca, &rogue_key)), false);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.to_pem().unwrap()).unwrap();
+    let mut config = test_config(
+        format!("sqlite://{}/m.db?mode=rwc", dir.path().display()),
+        dir.path(),
+    );
+    config.packages.require_signed = true;
+    config.packages.trust_anchors = vec![dir.path().join("ca.pem")];
+    let ctx = Ctx::start_with(config, dir).await;
+    let examples = super::common::examples();
+
+    refused(&ctx, example("video-analytics"), 400, "must be signed").await;
+    let signed = build(
+        &examples.join("video-analytics"),
+        Some(Signer {
+            cert: &signer,
+            key: &signer_key,
+        }),
+    )
+    .unwrap();
+    let (id, status) = ctx.onboard("signed", signed.clone()).await;
+    assert_eq!(status, 202);
+    let p = ctx.json(&format!("/app_packages/{id}")).await;
+    assert!(
+        p["signingCertificate"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+
+    let untrusted = build(
+        &examples.join("cdn-cache"),
+        Some(Signer {
+            cert: &rogue,
+            key: &rogue_signer_key,
+        }),
+    )
+    .unwrap();
+    refused(&ctx, untrusted, 400, "signature verification failed").await;
+    let signed_cdn = build(
+        &examples.join("cdn-cache"),
+        Some(Signer {
+            cert: &signer,
+            key: &signer_key,
+        }),
+    )
+    .unwrap();
+    // a tampered artifact: the manifest digest no longer matches
+    refused(
+        &ctx,
+        rewrite(&signed_cdn, "cdn-cache.yaml", b"appDId: evil\n"),
+        400,
+        "digest mismatch",
+    )
+    .await;
+    // a file smuggled in beside the signed manifest
+    refused(
+        &ctx,
+        rewrite(&signed_cdn, "Artifacts/extra.sh", b"#!/bin/sh\n"),
+        400,
+        "not covered by the signed manifest",
+    )
+    .await;
+    // a manifest edited after signing
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(signed_cdn.clone())).unwrap();
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("cdn-cache.mf").unwrap(), &mut manifest)
+        .unwrap();
+    let edited = manifest.replace("app_package_version: 5.1.2", "app_package_version: 9.9.9");
+    refused(
+        &ctx,
+        rewrite(&signed_cdn, "cdn-cache.mf", edited.as_bytes()),
+        400,
+        "signature verification failed",
+    )
+    .await;
+    assert_eq!(ctx.onboard("signed-cdn", signed_cdn).await.1, 202);
+}

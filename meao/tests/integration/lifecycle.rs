@@ -1,0 +1,231 @@
+//! Enable, disable and delete rules, subscriptions and notifications, and recovery of
+//! onboarding interrupted by a crash.
+
+use std::io::Write;
+
+use meao::package::blobs::BlobStore;
+use meao::store::{PackageRow, Store};
+use reqwest::Method;
+use serde_json::{Value, json};
+use server_kit::on_both_dbs;
+
+use super::common::{Callback, Ctx, Db, example};
+
+on_both_dbs!(
+    enable_disable_delete_with_notifications,
+    interrupted_onboarding_resumes_after_restart
+);
+
+async fn subscribe(ctx: &Ctx, kind: &str, callback: &str, filter: Option<Value>) -> Value {
+    let mut body = json!({"callbackUri": callback, "subscriptionType": kind});
+    if let Some(f) = filter {
+        body["appPkgFilter"] = json!([f]);
+    }
+    let r = ctx.call(Method::POST, "/subscriptions", Some(body)).await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["_links"]["self"]["href"], location.as_str());
+    info
+}
+
+async fn enable_disable_delete_with_notifications(db: Db) {
+    let ctx = Ctx::start(db).await;
+    let mut onboarded = Callback::start(0).await;
+    let mut changed = Callback::start(0).await;
+    let mut deleted = Callback::start(0).await;
+    let sub = subscribe(
+        &ctx,
+        "AppPackageOnBoardingSubscription",
+        &onboarded.url,
+        Some(json!({"appProvider": "StreamCo"})),
+    )
+    .await;
+    subscribe(&ctx, "AppPackageChangeSubscription", &changed.url, None).await;
+    subscribe(&ctx, "AppPackageDeletionSubscription", &deleted.url, None).await;
+    let list = ctx.json("/subscriptions").await;
+    assert_eq!(list["_links"]["subscriptions"].as_array().unwrap().len(), 3);
+    let r = ctx
+        .call(
+            Method::POST,
+            "/subscriptions",
+            Some(
+                json!({"callbackUri": "nope", "subscriptionType": "AppPackageChangeSubscription"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = ctx
+        .call(
+            Method::POST,
+            "/subscriptions",
+            Some(json!({"callbackUri": onboarded.url, "subscriptionType": "Whatever"})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+
+    ctx.onboard("video-analytics", example("video-analytics"))
+        .await;
+    onboarded
+        .none_within(std::time::Duration::from_millis(300))
+        .await; // filtered out: another provider
+    let (id, _) = ctx.onboard("cdn-cache", example("cdn-cache")).await;
+    let n = onboarded.next().await;
+    assert_eq!(
+        (
+            n["notificationType"].as_str(),
+            n["appPkgId"].as_str(),
+            n["appDId"].as_str()
+        ),
+        (
+            Some("AppPackageOnBoarded"),
+            Some(id.as_str()),
+            Some("cdn-cache-streamco-5")
+        )
+    );
+    assert_eq!(n["subscriptionId"], sub["id"]);
+
+    let path = format!("/app_packages/{id}");
+    let r = ctx.call(Method::DELETE, &path, None).await;
+    assert_eq!(r.status(), 409, "ENABLED packages cannot be deleted");
+    let r = ctx
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"operationalState": "DISABLED"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["operationalState"],
+        "DISABLED"
+    );
+    assert_eq!(
+        changed.next().await["notificationType"],
+        "AppPackageDisabled"
+    );
+    let r = ctx
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"operationalState": "DISABLED"})),
+        )
+        .await;
+    assert_eq!(r.status(), 409, "already DISABLED");
+    let r = ctx
+        .call(
+            Method::PATCH,
+            "/onboarded_app_packages/cdn-cache-streamco-5",
+            Some(json!({"operationalState": "ENABLED"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        changed.next().await["notificationType"],
+        "AppPackageEnabled"
+    );
+    let r = ctx
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"operationalState": "BROKEN"})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    ctx.call(
+        Method::PATCH,
+        &path,
+        Some(json!({"operationalState": "DISABLED"})),
+    )
+    .await;
+    changed.next().await;
+    assert_eq!(ctx.call(Method::DELETE, &path, None).await.status(), 204);
+    let n = deleted.next().await;
+    assert_eq!(
+        (n["notificationType"].as_str(), n["appPkgId"].as_str()),
+        (Some("AppPackageDeleted"), Some(id.as_str()))
+    );
+    assert_eq!(ctx.call(Method::GET, &path, None).await.status(), 404);
+
+    // a freshly created package (CREATED, DISABLED) may be deleted at once
+    let fresh = ctx.create("fresh").await;
+    assert_eq!(
+        ctx.call(Method::DELETE, &format!("/app_packages/{fresh}"), None)
+            .await
+            .status(),
+        204
+    );
+    deleted
+        .none_within(std::time::Duration::from_millis(200))
+        .await;
+
+    let sub_path = format!("/subscriptions/{}", sub["id"].as_str().unwrap());
+    assert_eq!(ctx.call(Method::GET, &sub_path, None).await.status(), 200);
+    assert_eq!(
+        ctx.call(Method::DELETE, &sub_path, None).await.status(),
+        204
+    );
+    assert_eq!(ctx.call(Method::GET, &sub_path, None).await.status(), 404);
+
+    // no token, no access
+    let r = ctx.http.get(ctx.url("/app_packages")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+async fn interrupted_onboarding_resumes_after_restart(db: Db) {
+    let mut ctx = Ctx::start(db).await;
+    let store = Store::connect(&ctx.config.database_url).await.unwrap();
+    // a crash after the content was stored and PROCESSING recorded
+    let blobs = BlobStore::open(&ctx.config.data_dir.join("blobs")).unwrap();
+    let mut writer = blobs.writer(u64::MAX).unwrap();
+    writer.write_all(&example("iot-gateway")).unwrap();
+    let (hash, _) = writer.commit().unwrap();
+    let row = |id: &str, state: &str, content: Option<String>| PackageRow {
+        id: id.into(),
+        app_d_id: None,
+        app_d_version: None,
+        onboarding_state: state.into(),
+        operational_state: "DISABLED".into(),
+        usage_state: "NOT_IN_USE".into(),
+        create_request: json!({"appPkgName": "iot", "appPkgVersion": "0.3"}).to_string(),
+        content_hash: content,
+        details: None,
+        appd: None,
+        failure: None,
+        created_at: 1,
+    };
+    store
+        .package_insert(&row("crashed-processing", "PROCESSING", Some(hash)))
+        .await
+        .unwrap();
+    // a crash in the middle of an upload, and an orphan partial file
+    store
+        .package_insert(&row("crashed-upload", "UPLOADING", None))
+        .await
+        .unwrap();
+    let _partial = blobs.writer(u64::MAX).unwrap();
+    let mut orphan = blobs.writer(u64::MAX).unwrap();
+    orphan.write_all(b"unreferenced").unwrap();
+    orphan.commit().unwrap();
+    let before = ctx.blob_count();
+
+    ctx.restart().await;
+    let p = ctx.wait_state("crashed-processing", "ONBOARDED").await;
+    assert_eq!(p["appDId"], "iot-gateway-fieldbus-0.3");
+    ctx.wait_state("crashed-upload", "CREATED").await;
+    assert_eq!(
+        ctx.upload("crashed-upload", example("cdn-cache"))
+            .await
+            .status(),
+        202,
+        "the upload can be retried"
+    );
+    assert!(
+        ctx.blob_count() > before - 1,
+        "stored files of onboarded packages are kept"
+    );
+    let tmp = std::fs::read_dir(ctx.config.data_dir.join("blobs/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(tmp, 0, "partial files are removed at start-up");
+}

@@ -1,0 +1,170 @@
+//! Test support shared by the services' integration suites (feature `test-support`): a fresh
+//! database per test on SQLite or a real PostgreSQL, a macro running a test on both, and a
+//! callback server recording notifications.
+#![allow(
+    clippy::panic,
+    reason = "test support fails the calling test by panicking"
+)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// An SQLite file in the test's temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL at `MECPLANE_TEST_PG_URL`.
+    Postgres,
+}
+
+/// Generates `mod name { sqlite, postgres }` tests for each async fn taking a [`Db`].
+#[macro_export]
+macro_rules! on_both_dbs {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::testing::Db::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::testing::pg_admin_url().is_some() {
+                    super::$name($crate::testing::Db::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// The PostgreSQL admin URL; under `CI=true` its absence fails the test instead of skipping.
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("MECPLANE_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but MECPLANE_TEST_PG_URL is not set: PostgreSQL tests cannot run")
+        }
+        _ => {
+            eprintln!("MECPLANE_TEST_PG_URL not set: skipping the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// A URL of a fresh, empty database named after `prefix`.
+pub async fn fresh_database(db: Db, prefix: &str, dir: &std::path::Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}/{prefix}.db?mode=rwc", dir.display()),
+        Db::Postgres => {
+            let Some(admin) = pg_admin_url() else {
+                panic!("PostgreSQL requested without MECPLANE_TEST_PG_URL")
+            };
+            sqlx::any::install_default_drivers();
+            let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
+                Ok(c) => c,
+                Err(e) => panic!("cannot connect to {admin}: {e}"),
+            };
+            if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+            {
+                panic!("cannot create database {name}: {e}");
+            }
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+type CallbackState = (mpsc::UnboundedSender<Value>, Arc<Mutex<u32>>, u32);
+
+/// An HTTP server recording the JSON bodies POSTed to `/notify`; the first `fail_first`
+/// requests are answered 503.
+pub struct Callback {
+    /// The URL to subscribe with.
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<Value>,
+    /// Requests received so far.
+    pub attempts: Arc<Mutex<u32>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Callback {
+    /// Starts on a free loopback port.
+    pub async fn start(fail_first: u32) -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), fail_first).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr, fail_first: u32) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let attempts = Arc::new(Mutex::new(0u32));
+        let app =
+            axum::Router::new()
+                .route(
+                    "/notify",
+                    post(
+                        |State((tx, attempts, fail)): State<CallbackState>,
+                         body: axum::Json<Value>| async move {
+                            let n = match attempts.lock() {
+                                Ok(mut a) => {
+                                    *a += 1;
+                                    *a
+                                }
+                                Err(_) => return StatusCode::INTERNAL_SERVER_ERROR,
+                            };
+                            if n <= fail {
+                                return StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                            let _ = tx.send(body.0);
+                            StatusCode::NO_CONTENT
+                        },
+                    ),
+                )
+                .with_state((tx, attempts.clone(), fail_first));
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind the callback server on {addr}: {e}"),
+        };
+        let url = match listener.local_addr() {
+            Ok(a) => format!("http://{a}/notify"),
+            Err(e) => panic!("callback server address: {e}"),
+        };
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            rx,
+            attempts,
+            task,
+        }
+    }
+
+    /// The next notification, failing the test after 10 s.
+    pub async fn next(&mut self) -> Value {
+        match tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await {
+            Ok(Some(v)) => v,
+            _ => panic!("no notification within 10 s"),
+        }
+    }
+
+    /// Fails the test if a notification arrives within `wait`.
+    pub async fn none_within(&mut self, wait: Duration) {
+        if let Ok(Some(v)) = tokio::time::timeout(wait, self.rx.recv()).await {
+            panic!("unexpected notification {v}");
+        }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
