@@ -14,3 +14,5 @@ if ((${#need[@]})); then
     { $sudo_cmd apt-get update && $sudo_cmd apt-get install -y --no-install-recommends "${need[@]}"; }
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# cargo fuzz needs a nightly toolchain (sanitizer flags)
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -22,3 +22,9 @@ trap 'runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fas
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== fuzzing (bounded)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for target in package_reader appd_parser; do
+  (cd meao/fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048)
+done
