@@ -5,10 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use server_kit::admin::{Metrics, ReadinessCheck};
-use server_kit::auth::Authority;
-use server_kit::notify::Deliverer;
-use server_kit::serve::{BoundListener, ListenError, Tasks, serve};
+use server_kit::runtime::{Plumbing, PlumbingError};
+use server_kit::serve::{BoundListener, ListenError, Tasks};
 
 use crate::config::MeaoConfig;
 use crate::package::{PackageError, Packages};
@@ -26,12 +24,9 @@ pub enum StartError {
     /// The package manager could not start.
     #[error("cannot start package management")]
     Packages(#[from] PackageError),
-    /// The token authority could not be set up.
-    #[error("cannot set up authentication")]
-    Auth(#[from] server_kit::auth::AuthError),
-    /// The notification client could not be built.
-    #[error("cannot set up notification delivery: {0}")]
-    Delivery(String),
+    /// Authentication or notification delivery could not be set up.
+    #[error(transparent)]
+    Plumbing(#[from] PlumbingError),
 }
 
 /// A running MEAO.
@@ -68,63 +63,38 @@ impl Server {
         )
         .await?;
         let (local_addr, api_root) = (bound.local_addr, bound.api_root.clone());
-        let metrics = Metrics::new("meao");
-        let deliverer = Deliverer::new(Arc::new(store.outbox()), config.delivery.clone(), &metrics)
-            .map_err(|e| StartError::Delivery(e.to_string()))?;
+        let plumbing = Plumbing::new(
+            "meao",
+            store.outbox(),
+            &config.auth,
+            config.delivery.clone(),
+        )?;
         let packages = Arc::new(Packages::new(
             store.clone(),
             &config.data_dir,
             config.packages.clone(),
             api_root.clone(),
-            deliverer.waker(),
+            plumbing.deliverer.waker(),
         )?);
         let removed = packages.collect_garbage().await?;
         if removed > 0 {
             tracing::info!(removed, "removed unreferenced package files");
         }
-        let authority = Arc::new(Authority::new(&config.auth)?);
-        if !authority.enabled() {
-            tracing::warn!("authentication is disabled: every request acts as the operator");
-        }
-        let ready_store = store.clone();
-        let ready: ReadinessCheck = Arc::new(move || {
-            let store = ready_store.clone();
-            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
-        });
         let app = crate::api::router(
             packages.clone(),
-            authority,
-            metrics,
-            ready,
+            plumbing.authority.clone(),
+            plumbing.metrics.clone(),
+            plumbing.ready.clone(),
             config.max_body_bytes,
         );
 
         let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
-        tasks.spawn(serve(
-            bound.listener,
-            app,
-            bound.tls,
-            tasks.stopped(),
-            grace,
-        ));
-        tasks.spawn(deliverer.run(tasks.stopped()));
+        plumbing.run(&mut tasks, bound, app, grace);
         let recovering = packages.clone();
         tasks.spawn(async move {
             if let Err(e) = recovering.resume().await {
                 tracing::error!(error = %e, "recovery of interrupted onboarding failed");
-            }
-        });
-        let purger = store.outbox();
-        tasks.every(Duration::from_secs(3600), move || {
-            let outbox = purger.clone();
-            async move {
-                if let Err(e) = outbox
-                    .purge(server_kit::unix_millis_now() - 86_400_000)
-                    .await
-                {
-                    tracing::error!(error = %e, "notification purge failed");
-                }
             }
         });
         tracing::info!(%local_addr, %api_root, "MEAO started");

@@ -9,10 +9,8 @@ use std::time::Duration;
 use api_specs::common::{
     EndPointInfo, GrantType, OAuth2Info, SecurityInfo, TransportInfo, TransportType,
 };
-use server_kit::admin::{Metrics, ReadinessCheck};
-use server_kit::auth::Authority;
-use server_kit::notify::Deliverer;
-use server_kit::serve::{BoundListener, ListenError, Tasks, serve};
+use server_kit::runtime::{Plumbing, PlumbingError};
+use server_kit::serve::{BoundListener, ListenError, Tasks};
 use tokio::net::UdpSocket;
 
 use crate::api::{self, HttpLimits};
@@ -41,12 +39,9 @@ pub enum StartError {
     /// The stored state could not be loaded.
     #[error("cannot load the platform state")]
     Platform(#[from] crate::platform::MepError),
-    /// The token authority could not be set up.
-    #[error("cannot set up authentication")]
-    Auth(#[from] server_kit::auth::AuthError),
-    /// The notification client could not be built.
-    #[error("cannot set up notification delivery: {0}")]
-    Delivery(String),
+    /// Authentication or notification delivery could not be set up.
+    #[error(transparent)]
+    Plumbing(#[from] PlumbingError),
 }
 
 /// A running MEP.
@@ -87,10 +82,7 @@ impl Server {
         .await?;
         let (local_addr, api_root) = (bound.local_addr, bound.api_root.clone());
 
-        let metrics = Metrics::new("mep");
-        let outbox = Arc::new(store.outbox());
-        let deliverer = Deliverer::new(outbox, config.delivery.clone(), &metrics)
-            .map_err(|e| StartError::Delivery(e.to_string()))?;
+        let plumbing = Plumbing::new("mep", store.outbox(), &config.auth, config.delivery.clone())?;
         let transports = if config.transports.is_empty() {
             vec![default_transport(&api_root)]
         } else {
@@ -103,21 +95,13 @@ impl Server {
             default_dns_ttl: config.dns.default_ttl,
             timing: config.timing.clone(),
         };
-        let platform = Arc::new(Platform::load(store.clone(), settings, deliverer.waker()).await?);
-        let authority = Arc::new(Authority::new(&config.auth)?);
-        if !authority.enabled() {
-            tracing::warn!("authentication is disabled: every request acts as the operator");
-        }
-        let ready_store = store.clone();
-        let ready: ReadinessCheck = Arc::new(move || {
-            let store = ready_store.clone();
-            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
-        });
+        let platform =
+            Arc::new(Platform::load(store.clone(), settings, plumbing.deliverer.waker()).await?);
         let app = api::router(
             platform.clone(),
-            authority,
-            metrics,
-            ready,
+            plumbing.authority.clone(),
+            plumbing.metrics.clone(),
+            plumbing.ready.clone(),
             HttpLimits {
                 max_body_bytes: config.max_body_bytes,
             },
@@ -125,34 +109,13 @@ impl Server {
 
         let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
-        tasks.spawn(serve(
-            bound.listener,
-            app,
-            bound.tls,
-            tasks.stopped(),
-            grace,
-        ));
-        tasks.spawn(deliverer.run(tasks.stopped()));
+        plumbing.run(&mut tasks, bound, app, grace);
         let sweeper = platform.clone();
         tasks.every(Duration::from_secs(1), move || {
             let platform = sweeper.clone();
             async move {
                 if let Err(e) = platform.sweep().await {
                     tracing::error!(error = %e, "housekeeping failed");
-                }
-            }
-        });
-        let purger = store.outbox();
-        tasks.every(Duration::from_secs(3600), move || {
-            let outbox = purger.clone();
-            async move {
-                match outbox
-                    .purge(server_kit::unix_millis_now() - 86_400_000)
-                    .await
-                {
-                    Ok(n) if n > 0 => tracing::info!(purged = n, "purged old notifications"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "notification purge failed"),
                 }
             }
         });

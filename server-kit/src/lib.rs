@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod notify;
 pub mod problem;
+pub mod runtime;
 pub mod selectors;
 pub mod serve;
 pub mod telemetry;

@@ -287,6 +287,14 @@ impl SqlOutbox {
         Ok(())
     }
 
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
     /// Deletes delivered or abandoned notifications older than `before` (Unix ms).
     pub async fn purge(&self, before: i64) -> Result<u64, sqlx::Error> {
         let done =

@@ -1,6 +1,6 @@
 //! Test support shared by the services' integration suites (feature `test-support`): a fresh
-//! database per test on SQLite or a real PostgreSQL, a macro running a test on both, and a
-//! callback server recording notifications.
+//! database per test on SQLite or a real PostgreSQL, a macro running a test on both, a
+//! callback server recording notifications, and validation against the ETSI OpenAPI schemas.
 #![allow(
     clippy::panic,
     reason = "test support fails the calling test by panicking"
@@ -166,5 +166,71 @@ impl Callback {
 impl Drop for Callback {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// An ETSI OpenAPI document prepared for validating responses: the generator artefacts listed
+/// in `api-specs/etsi/SOURCES.md` are neutralised, nothing else. Single-value enums (a
+/// placeholder such as `SEE_DESCRIPTION`, or one value of a longer list) are dropped, and
+/// `OAuth2Info.grantTypes` typed as a string becomes the list its description defines.
+pub struct EtsiSchemas {
+    doc: Value,
+}
+
+fn neutralise_artefacts(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map
+                .get("enum")
+                .and_then(Value::as_array)
+                .is_some_and(|e| e.len() == 1)
+            {
+                map.remove("enum");
+            }
+            if let Some(grant) = map.get_mut("grantTypes").filter(|g| g["type"] == "string") {
+                *grant = serde_json::json!({"type": "array", "items": {"type": "string"}});
+            }
+            map.values_mut().for_each(neutralise_artefacts);
+        }
+        Value::Array(items) => items.iter_mut().for_each(neutralise_artefacts),
+        _ => {}
+    }
+}
+
+impl EtsiSchemas {
+    /// Loads a YAML OpenAPI document.
+    pub fn load(path: &std::path::Path) -> Self {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => panic!("cannot read {}: {e}", path.display()),
+        };
+        let mut doc: Value = match serde_yaml::from_str(&text) {
+            Ok(d) => d,
+            Err(e) => panic!("{} is not YAML: {e}", path.display()),
+        };
+        neutralise_artefacts(&mut doc);
+        Self { doc }
+    }
+
+    /// The validation errors of `instance` against `components/schemas/{schema}`.
+    pub fn errors(&self, schema: &str, instance: &Value) -> Vec<String> {
+        let mut root = self.doc.clone();
+        root["$ref"] = Value::String(format!("#/components/schemas/{schema}"));
+        match jsonschema::validator_for(&root) {
+            Ok(v) => v
+                .iter_errors(instance)
+                .map(|e| format!("{e} at {}", e.instance_path))
+                .collect(),
+            Err(e) => vec![format!("schema {schema} does not compile: {e}")],
+        }
+    }
+
+    /// Fails the test unless `instance` validates against `schema`.
+    pub fn check(&self, schema: &str, instance: &Value) {
+        let errors = self.errors(schema, instance);
+        assert!(
+            errors.is_empty(),
+            "{schema} does not validate: {errors:?}\n{instance:#}"
+        );
     }
 }

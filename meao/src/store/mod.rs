@@ -103,12 +103,6 @@ impl Store {
         SqlOutbox::new(self.pool.clone())
     }
 
-    /// Checks the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// Inserts a new package.
     pub async fn package_insert(&self, p: &PackageRow) -> Result<(), StoreError> {
         sqlx::query(&format!(

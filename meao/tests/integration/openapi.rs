@@ -4,6 +4,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use server_kit::testing::EtsiSchemas;
+
 use super::common::{Callback, Ctx, Db, example};
 
 fn repo() -> std::path::PathBuf {
@@ -39,71 +41,31 @@ fn checked_in_openapi_matches_the_code() {
     }
 }
 
-/// Drops the generator artefacts listed in `api-specs/etsi/SOURCES.md`: single-value enums.
-fn normalize(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if map
-                .get("enum")
-                .and_then(Value::as_array)
-                .is_some_and(|e| e.len() == 1)
-            {
-                map.remove("enum");
-            }
-            map.values_mut().for_each(normalize);
-        }
-        Value::Array(items) => items.iter_mut().for_each(normalize),
-        _ => {}
-    }
-}
-
-fn check(doc: &Value, schema: &str, instance: &Value) {
-    let mut root = doc.clone();
-    root["$ref"] = json!(format!("#/components/schemas/{schema}"));
-    let validator = jsonschema::validator_for(&root).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{schema}: {errors:?}\n{instance:#}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_validate_against_etsi_schemas() {
-    let text =
-        std::fs::read_to_string(repo().join("api-specs/etsi/MEC01002_AppPkgMgmt.yaml")).unwrap();
-    let mut doc: Value = serde_yaml::from_str(&text).unwrap();
-    normalize(&mut doc);
-    let mut root = doc.clone();
-    root["$ref"] = json!("#/components/schemas/AppPkgInfo");
+    let etsi = EtsiSchemas::load(&repo().join("api-specs/etsi/MEC01002_AppPkgMgmt.yaml"));
     assert!(
-        jsonschema::validator_for(&root)
-            .unwrap()
-            .iter_errors(&json!({"id": 1}))
-            .next()
-            .is_some(),
-        "validator is not vacuous"
+        !etsi.errors("AppPkgInfo", &json!({"id": 1})).is_empty(),
+        "the validator is not vacuous"
     );
 
     let ctx = Ctx::start(Db::Sqlite).await;
     let mut cb = Callback::start(0).await;
     let r = ctx.call(Method::POST, "/subscriptions", Some(json!({"callbackUri": cb.url, "subscriptionType": "AppPackageOnBoardingSubscription"}))).await;
-    check(&doc, "AppPkgSubscriptionInfo", &r.json().await.unwrap());
-    check(
-        &doc,
+    etsi.check("AppPkgSubscriptionInfo", &r.json().await.unwrap());
+    etsi.check(
         "AppPkgSubscriptionLinkList",
         &ctx.json("/subscriptions").await,
     );
     let (id, _) = ctx.onboard("va", example("video-analytics")).await;
-    check(
-        &doc,
+    etsi.check(
         "AppPkgInfo",
         &ctx.json(&format!("/app_packages/{id}")).await,
     );
     for p in ctx.json("/app_packages").await.as_array().unwrap() {
-        check(&doc, "AppPkgInfo", p);
+        etsi.check("AppPkgInfo", p);
     }
-    check(&doc, "AppPkgNotification", &cb.next().await);
+    etsi.check("AppPkgNotification", &cb.next().await);
     let r = ctx
         .call(
             Method::PATCH,
@@ -111,12 +73,12 @@ async fn responses_validate_against_etsi_schemas() {
             Some(json!({"operationalState": "DISABLED"})),
         )
         .await;
-    check(&doc, "AppPkgInfoModifications", &r.json().await.unwrap());
+    etsi.check("AppPkgInfoModifications", &r.json().await.unwrap());
     let problem = ctx
         .call(Method::GET, "/app_packages/nope", None)
         .await
         .json::<Value>()
         .await
         .unwrap();
-    check(&doc, "ProblemDetails", &problem);
+    etsi.check("ProblemDetails", &problem);
 }

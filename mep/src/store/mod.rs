@@ -168,12 +168,6 @@ impl Store {
         SqlOutbox::new(self.pool.clone())
     }
 
-    /// Checks the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// Reads every stored record.
     pub async fn load(&self) -> Result<Snapshot, StoreError> {
         let apps = sqlx::query(

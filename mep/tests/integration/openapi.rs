@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use server_kit::testing::EtsiSchemas;
+
 use super::common::{APP1, APP2, Callback, Ctx, Db, OPERATOR, service};
 
 fn repo() -> PathBuf {
@@ -45,63 +47,15 @@ fn checked_in_openapi_matches_the_code() {
     }
 }
 
-/// Drops the generator artefacts listed in `api-specs/etsi/SOURCES.md`, nothing else.
-fn normalize(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if map
-                .get("enum")
-                .and_then(Value::as_array)
-                .is_some_and(|e| e.len() == 1)
-            {
-                map.remove("enum");
-            }
-            if let Some(grant) = map.get_mut("grantTypes").filter(|g| g["type"] == "string") {
-                *grant = json!({"type": "array", "items": {"type": "string"}});
-            }
-            map.values_mut().for_each(normalize);
-        }
-        Value::Array(items) => items.iter_mut().for_each(normalize),
-        _ => {}
-    }
-}
-
-struct Etsi {
-    doc: Value,
-}
-
-impl Etsi {
-    fn load(file: &str) -> Self {
-        let text = std::fs::read_to_string(repo().join("api-specs/etsi").join(file)).unwrap();
-        let mut doc: Value = serde_yaml::from_str(&text).unwrap();
-        normalize(&mut doc);
-        Self { doc }
-    }
-
-    fn errors(&self, schema: &str, instance: &Value) -> Vec<String> {
-        let mut root = self.doc.clone();
-        root["$ref"] = json!(format!("#/components/schemas/{schema}"));
-        let validator = jsonschema::validator_for(&root).unwrap();
-        validator
-            .iter_errors(instance)
-            .map(|e| format!("{e} at {}", e.instance_path))
-            .collect()
-    }
-
-    fn check(&self, schema: &str, instance: &Value) {
-        let errors = self.errors(schema, instance);
-        assert!(
-            errors.is_empty(),
-            "{schema} does not validate: {errors:?}\n{instance:#}"
-        );
-    }
+fn etsi(file: &str) -> EtsiSchemas {
+    EtsiSchemas::load(&repo().join("api-specs/etsi").join(file))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_validate_against_etsi_schemas() {
-    let svc = Etsi::load("MecServiceMgmtApi.yaml");
-    let sup = Etsi::load("MecAppSupportApi.yaml");
-    let sup_v2 = Etsi::load("v2.1.1/MecAppSupportApi.yaml");
+    let svc = etsi("MecServiceMgmtApi.yaml");
+    let sup = etsi("MecAppSupportApi.yaml");
+    let sup_v2 = etsi("v2.1.1/MecAppSupportApi.yaml");
 
     // the validator rejects what it should (guards against a vacuous test)
     assert!(
