@@ -4,6 +4,7 @@
 //!   content-addressed storage), package lifecycle, subscriptions and notifications.
 //! - [`api`]: the HTTP edge (`app_pkgm/v1`).
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
+//! - [`placement`]: choosing a site for an instance (filter, score, explain).
 //! - [`server`]: start-up, recovery, background tasks and shutdown.
 //!
 //! Application LCM, placement, site inventory and the MEP link are not built yet. The MEAO
@@ -12,5 +13,6 @@
 pub mod api;
 pub mod config;
 pub mod package;
+pub mod placement;
 pub mod server;
 pub mod store;
