@@ -11,6 +11,7 @@ use server_kit::notify::DeliveryConfig;
 use server_kit::serve::TlsConfig;
 use server_kit::telemetry::TelemetryConfig;
 
+use crate::inventory::SiteSpec;
 use crate::package::PackageConfig;
 
 /// Everything the MEAO reads at start-up.
@@ -32,6 +33,10 @@ pub struct MeaoConfig {
     pub auth: AuthConfig,
     /// Package onboarding policy and limits.
     pub packages: PackageConfig,
+    /// Edge sites to register at start (more can be added through the inventory API).
+    pub sites: Vec<SiteSpec>,
+    /// How often site capacity and health are refreshed from the VIMs (seconds).
+    pub site_refresh_secs: u64,
     /// Notification delivery.
     pub delivery: DeliveryConfig,
     /// Logs and traces.
@@ -52,6 +57,8 @@ impl Default for MeaoConfig {
             tls: None,
             auth: AuthConfig::default(),
             packages: PackageConfig::default(),
+            sites: Vec::new(),
+            site_refresh_secs: 15,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),
             max_body_bytes: 1 << 20,

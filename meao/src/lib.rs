@@ -2,16 +2,18 @@
 //!
 //! - [`package`]: package onboarding (safe archive reading, AppD validation, signatures,
 //!   content-addressed storage), package lifecycle, subscriptions and notifications.
-//! - [`api`]: the HTTP edge (`app_pkgm/v1`).
+//! - [`inventory`]: the edge sites, their VIMs, health and free capacity.
+//! - [`api`]: the HTTP edge (`app_pkgm/v1`, `inventory/v1`).
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
 //! - [`placement`]: choosing a site for an instance (filter, score, explain).
 //! - [`server`]: start-up, recovery, background tasks and shutdown.
 //!
-//! Application LCM, placement, site inventory and the MEP link are not built yet. The MEAO
+//! Application LCM and the MEP link are not built yet. The MEAO
 //! never links the MEP; they share only `api-specs`.
 
 pub mod api;
 pub mod config;
+pub mod inventory;
 pub mod package;
 pub mod placement;
 pub mod server;

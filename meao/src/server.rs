@@ -9,6 +9,7 @@ use server_kit::runtime::{Plumbing, PlumbingError};
 use server_kit::serve::{BoundListener, ListenError, Tasks};
 
 use crate::config::MeaoConfig;
+use crate::inventory::{Inventory, InventoryError};
 use crate::package::{PackageError, Packages};
 use crate::store::Store;
 
@@ -21,6 +22,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store")]
     Store(#[from] crate::store::StoreError),
+    /// The site inventory could not be loaded.
+    #[error("cannot load the site inventory")]
+    Inventory(#[from] InventoryError),
     /// The package manager could not start.
     #[error("cannot start package management")]
     Packages(#[from] PackageError),
@@ -37,6 +41,8 @@ pub struct RunningServer {
     pub api_root: String,
     /// The package manager (for in-process inspection by tests).
     pub packages: Arc<Packages>,
+    /// The site inventory.
+    pub inventory: Arc<Inventory>,
     tasks: Tasks,
 }
 
@@ -80,8 +86,10 @@ impl Server {
         if removed > 0 {
             tracing::info!(removed, "removed unreferenced package files");
         }
+        let inventory = Arc::new(Inventory::load(store.clone(), &config.sites).await?);
         let app = crate::api::router(
             packages.clone(),
+            inventory.clone(),
             plumbing.authority.clone(),
             plumbing.metrics.clone(),
             plumbing.ready.clone(),
@@ -91,6 +99,18 @@ impl Server {
         let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         plumbing.run(&mut tasks, bound, app, grace);
+        let refreshing = inventory.clone();
+        tasks.every(
+            Duration::from_secs(config.site_refresh_secs.max(1)),
+            move || {
+                let inventory = refreshing.clone();
+                async move {
+                    if let Err(e) = inventory.refresh().await {
+                        tracing::error!(error = %e, "site refresh failed");
+                    }
+                }
+            },
+        );
         let recovering = packages.clone();
         tasks.spawn(async move {
             if let Err(e) = recovering.resume().await {
@@ -102,6 +122,7 @@ impl Server {
             local_addr,
             api_root,
             packages,
+            inventory,
             tasks,
         })
     }

@@ -5,6 +5,7 @@
 mod integration {
     pub mod common;
     mod hostile;
+    mod inventory;
     mod lifecycle;
     mod onboarding;
     mod openapi;

@@ -3,6 +3,7 @@
 //! become RFC 7807 problems in one place ([`From<PackageError>`]).
 
 mod app_packages;
+mod sites;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -19,10 +20,13 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::inventory::Inventory;
 use crate::package::{APP_PKGM_BASE, PackageError, Packages};
 
 /// Scope of the package management API.
 pub const SCOPE_APP_PKGM: &str = "app_pkgm";
+/// Scope of the site inventory API.
+pub const SCOPE_INVENTORY: &str = "mecplane_inventory";
 
 type AppState = Arc<Packages>;
 
@@ -67,6 +71,7 @@ fn location(href: &str) -> (HeaderName, HeaderValue) {
     components(schemas(api_specs::mm1::app_pkgm::AppPkgNotification)),
     tags(
         (name = "app-pkgm", description = "Application package management (ETSI GS MEC 010-2 clause 6)"),
+        (name = "inventory", description = "Edge sites (MEC hosts) and placement queries (mecplane)"),
     )
 )]
 pub struct ApiDoc;
@@ -77,7 +82,10 @@ impl utoipa::Modify for OAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let flow = ClientCredentials::new(
             "/oauth2/token",
-            Scopes::from_iter([(SCOPE_APP_PKGM, "Application package management")]),
+            Scopes::from_iter([
+                (SCOPE_APP_PKGM, "Application package management"),
+                (SCOPE_INVENTORY, "Site inventory"),
+            ]),
         );
         openapi
             .components
@@ -89,38 +97,56 @@ impl utoipa::Modify for OAuth {
     }
 }
 
-fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::new()
+fn parts() -> (
+    Router<AppState>,
+    Router<sites::Sites>,
+    utoipa::openapi::OpenApi,
+) {
+    let (pkgm, pkgm_api) = OpenApiRouter::new()
         .merge(app_packages::routes())
         .merge(subscriptions::routes())
         .split_for_parts();
-    (router, ApiDoc::openapi().nest(APP_PKGM_BASE, api))
+    let (inventory, inventory_api) = sites::routes().split_for_parts();
+    let api = ApiDoc::openapi()
+        .nest(APP_PKGM_BASE, pkgm_api)
+        .nest(sites::INVENTORY_BASE, inventory_api);
+    (pkgm, inventory, api)
 }
 
 /// The OpenAPI document of every API the MEAO serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    parts().1
+    parts().2
 }
 
 /// The full router.
 pub fn router(
     packages: AppState,
+    inventory: Arc<Inventory>,
     authority: Arc<Authority>,
     metrics: Arc<Metrics>,
     ready: ReadinessCheck,
     max_body_bytes: usize,
 ) -> Router {
-    let (pkgm, _) = parts();
-    let scope = from_fn_with_state(
-        RequireScope {
-            authority: authority.clone(),
-            scope: SCOPE_APP_PKGM,
-        },
-        require_scope,
-    );
+    let (pkgm, sites, _) = parts();
+    let scope = |scope| {
+        from_fn_with_state(
+            RequireScope {
+                authority: authority.clone(),
+                scope,
+            },
+            require_scope,
+        )
+    };
+    let sites = sites
+        .layer(scope(SCOPE_INVENTORY))
+        .with_state(sites::Sites {
+            inventory,
+            packages: packages.clone(),
+        });
     Router::new()
-        .nest(APP_PKGM_BASE, pkgm.layer(scope))
+        .nest(APP_PKGM_BASE, pkgm.layer(scope(SCOPE_APP_PKGM)))
         .with_state(packages)
+        .nest(sites::INVENTORY_BASE, sites)
         .route("/oauth2/token", post(token_endpoint).with_state(authority))
         .merge(admin::router(metrics.clone(), ready))
         .fallback(no_route)

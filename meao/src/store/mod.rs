@@ -368,3 +368,102 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// A stored site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteRow {
+    /// Site id.
+    pub id: String,
+    /// The SiteSpec JSON.
+    pub spec: String,
+    /// Health at the last refresh.
+    pub healthy: bool,
+    /// Free capacity JSON at the last refresh.
+    pub free_capacity: Option<String>,
+    /// Error of the last refresh.
+    pub last_error: Option<String>,
+    /// Last refresh (Unix ms).
+    pub refreshed_at: i64,
+}
+
+fn site_row(r: &sqlx::any::AnyRow) -> Result<SiteRow, sqlx::Error> {
+    let healthy: i64 = r.try_get(2)?;
+    Ok(SiteRow {
+        id: r.try_get(0)?,
+        spec: r.try_get(1)?,
+        healthy: healthy != 0,
+        free_capacity: r.try_get(3)?,
+        last_error: r.try_get(4)?,
+        refreshed_at: r.try_get(5)?,
+    })
+}
+
+const SITE_COLUMNS: &str = "id, spec, healthy, free_capacity, last_error, refreshed_at";
+
+impl Store {
+    /// Inserts or replaces a site.
+    pub async fn site_upsert(&self, s: &SiteRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO sites ({SITE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+             spec = excluded.spec, healthy = excluded.healthy, free_capacity = excluded.free_capacity, \
+             last_error = excluded.last_error, refreshed_at = excluded.refreshed_at"
+        ))
+        .bind(&s.id)
+        .bind(&s.spec)
+        .bind(i64::from(s.healthy))
+        .bind(&s.free_capacity)
+        .bind(&s.last_error)
+        .bind(s.refreshed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the outcome of a refresh (free capacity is kept when the refresh failed).
+    pub async fn site_observed(
+        &self,
+        id: &str,
+        healthy: bool,
+        free_capacity: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sites SET healthy = $1, free_capacity = COALESCE($2, free_capacity), last_error = $3, refreshed_at = $4 WHERE id = $5",
+        )
+        .bind(i64::from(healthy))
+        .bind(free_capacity)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One site.
+    pub async fn site_get(&self, id: &str) -> Result<Option<SiteRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(site_row).transpose()?)
+    }
+
+    /// Every site, by id.
+    pub async fn site_list(&self) -> Result<Vec<SiteRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(site_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes a site; false if there was none.
+    pub async fn site_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sites WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

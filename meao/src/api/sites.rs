@@ -1,0 +1,114 @@
+//! `inventory/v1`: the edge sites (MEC hosts) and placement queries. Not an ETSI API.
+
+use std::sync::Arc;
+
+use api_specs::ProblemDetails;
+use api_specs::mm1::appd::AppD;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use server_kit::problem::{ApiError, ApiJson, ApiPath};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::location;
+use crate::inventory::{Inventory, InventoryError, PlacementQuery, SiteInfo, SiteSpec};
+use crate::package::{Packages, PkgRef};
+
+/// Base path of the inventory API.
+pub const INVENTORY_BASE: &str = "/inventory/v1";
+
+/// State of the inventory routes.
+#[derive(Clone)]
+pub(super) struct Sites {
+    pub(super) inventory: Arc<Inventory>,
+    pub(super) packages: Arc<Packages>,
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(e: InventoryError) -> Self {
+        match e {
+            InventoryError::NotFound(id) => ApiError::not_found("site", id),
+            InventoryError::Invalid(m) => ApiError::BadRequest(m),
+            InventoryError::Store(e) => ApiError::Internal(super::error_chain(&e)),
+        }
+    }
+}
+
+pub(super) fn routes() -> OpenApiRouter<Sites> {
+    OpenApiRouter::new()
+        .routes(routes!(sites_get))
+        .routes(routes!(site_get, site_put, site_delete))
+        .routes(routes!(placement_post))
+}
+
+/// Every site with its health and free capacity.
+#[utoipa::path(get, path = "/sites", tag = "inventory",
+    responses((status = 200, body = [SiteInfo])), security(("oauth2" = ["mecplane_inventory"])))]
+async fn sites_get(State(s): State<Sites>) -> Result<ApiJson<Vec<SiteInfo>>, ApiError> {
+    Ok(ApiJson(s.inventory.list().await?))
+}
+
+/// One site.
+#[utoipa::path(get, path = "/sites/{siteId}", tag = "inventory", params(("siteId" = String, Path)),
+    responses((status = 200, body = SiteInfo), (status = 404, body = ProblemDetails)), security(("oauth2" = ["mecplane_inventory"])))]
+async fn site_get(
+    State(s): State<Sites>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<SiteInfo>, ApiError> {
+    Ok(ApiJson(s.inventory.get(&id).await?))
+}
+
+/// Add (201) or replace (200) a site; its VIM is queried at once.
+#[utoipa::path(put, path = "/sites/{siteId}", tag = "inventory", params(("siteId" = String, Path)), request_body = SiteSpec,
+    responses((status = 200, body = SiteInfo), (status = 201, body = SiteInfo), (status = 400, body = ProblemDetails)),
+    security(("oauth2" = ["mecplane_inventory"])))]
+async fn site_put(
+    State(s): State<Sites>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(spec): ApiJson<SiteSpec>,
+) -> Result<Response, ApiError> {
+    if spec.id != id {
+        return Err(ApiError::BadRequest(
+            "the body's id differs from the path".into(),
+        ));
+    }
+    let created = s.inventory.put(spec).await?;
+    let info = s.inventory.get(&id).await?;
+    if created {
+        Ok((
+            StatusCode::CREATED,
+            [location(&format!("{INVENTORY_BASE}/sites/{id}"))],
+            ApiJson(info),
+        )
+            .into_response())
+    } else {
+        Ok(ApiJson(info).into_response())
+    }
+}
+
+/// Remove a site.
+#[utoipa::path(delete, path = "/sites/{siteId}", tag = "inventory", params(("siteId" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemDetails)), security(("oauth2" = ["mecplane_inventory"])))]
+async fn site_delete(
+    State(s): State<Sites>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.inventory.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where an onboarded application would be placed now, and why every other site was not chosen.
+#[utoipa::path(post, path = "/placement", tag = "inventory", request_body = PlacementQuery,
+    responses((status = 200, description = "the placement decision"), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["mecplane_inventory"])))]
+async fn placement_post(
+    State(s): State<Sites>,
+    ApiJson(query): ApiJson<PlacementQuery>,
+) -> Result<Response, ApiError> {
+    let (appd, _) = s.packages.appd(PkgRef::AppDId(&query.app_d_id)).await?;
+    let appd: AppD = serde_json::from_value(appd)
+        .map_err(|e| ApiError::Internal(format!("stored AppD unreadable: {e}")))?;
+    let decision = s.inventory.place_appd(&appd, &query).await?;
+    Ok(axum::Json(decision).into_response())
+}

@@ -1,0 +1,431 @@
+//! The inventory of edge sites (MEC hosts): what each site is (location, zone, services,
+//! VIM connection), what it has free (refreshed from its VIM) and whether it is healthy, plus
+//! placement over the whole inventory, e.g. to ask where an onboarded application would go.
+//!
+//! Sites come from the configuration (upserted at start) or the REST API. Only the simulated
+//! VIM is available as a connection kind so far; the Kubernetes, K3s and KubeEdge adapters are
+//! still to come.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use api_specs::mm1::appd::AppD;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use vim_adapters::sim::SimulatedVim;
+use vim_adapters::{Capacity, Vim};
+
+use crate::placement::{Decision, GeoPoint, PlacementRequest, SiteView, place};
+use crate::store::{SiteRow, Store, StoreError};
+
+/// How the MEAO reaches a site's VIM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum VimConnection {
+    /// A simulated cluster with these resources.
+    #[serde(rename_all = "camelCase")]
+    Simulated {
+        /// CPU (millicores).
+        cpu_millis: u64,
+        /// Memory (MiB).
+        memory_mib: u64,
+        /// GPUs.
+        #[serde(default)]
+        gpus: u32,
+        /// Node architectures.
+        #[serde(default = "default_architectures")]
+        architectures: Vec<String>,
+        /// Time a workload takes to become ready (ms).
+        #[serde(default)]
+        startup_ms: u64,
+    },
+}
+
+fn default_architectures() -> Vec<String> {
+    vec!["x86_64".into()]
+}
+
+/// A site as the operator describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteSpec {
+    /// Site id (the MEC host id).
+    pub id: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// Location of the site.
+    #[schema(value_type = Object)]
+    pub location: GeoPoint,
+    /// Zone.
+    pub zone: String,
+    /// Tracking areas served.
+    #[serde(default)]
+    pub tracking_areas: Vec<String>,
+    /// Round-trip latency from a user at the site to its MEC host (ms).
+    #[serde(default = "default_access_latency")]
+    pub access_latency_ms: f64,
+    /// MEC services the site's MEP offers.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// VIM connection.
+    pub vim: VimConnection,
+}
+
+fn default_access_latency() -> f64 {
+    2.0
+}
+
+/// A site with what the MEAO observed of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteInfo {
+    /// The description.
+    #[serde(flatten)]
+    pub spec: SiteSpec,
+    /// Whether its VIM answered at the last refresh.
+    pub healthy: bool,
+    /// Free resources at the last refresh.
+    #[schema(value_type = Option<Object>)]
+    pub free_capacity: Option<Capacity>,
+    /// Why the last refresh failed.
+    pub last_error: Option<String>,
+    /// Last refresh (Unix ms).
+    pub refreshed_at: i64,
+}
+
+/// Where an onboarded application would be placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementQuery {
+    /// The AppD of an onboarded package.
+    #[serde(rename = "appDId")]
+    pub app_d_id: String,
+    /// Where the users are.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub user_location: Option<GeoPoint>,
+    /// Only these zones.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// Only these sites.
+    #[serde(default)]
+    pub candidate_sites: Vec<String>,
+}
+
+/// An inventory failure.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// No such site.
+    #[error("site {0} not found")]
+    NotFound(String),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Persistence failed.
+    #[error("store failure")]
+    Store(#[from] StoreError),
+}
+
+/// The site inventory.
+pub struct Inventory {
+    store: Store,
+    vims: RwLock<BTreeMap<String, Arc<dyn Vim>>>,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory").finish_non_exhaustive()
+    }
+}
+
+fn connect(spec: &SiteSpec) -> Arc<dyn Vim> {
+    match &spec.vim {
+        VimConnection::Simulated {
+            cpu_millis,
+            memory_mib,
+            gpus,
+            architectures,
+            startup_ms,
+        } => Arc::new(SimulatedVim::new(
+            Capacity {
+                cpu_millis: *cpu_millis,
+                memory_mib: *memory_mib,
+                gpus: *gpus,
+                architectures: architectures.clone(),
+                labels: spec.labels.clone(),
+            },
+            Duration::from_millis(*startup_ms),
+        )),
+    }
+}
+
+fn validate(spec: &SiteSpec) -> Result<(), InventoryError> {
+    let id_ok = !spec.id.is_empty()
+        && spec.id.len() <= 63
+        && spec
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !id_ok {
+        return Err(InventoryError::Invalid(
+            "site id: 1 to 63 letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    if !(-90.0..=90.0).contains(&spec.location.latitude)
+        || !(-180.0..=180.0).contains(&spec.location.longitude)
+    {
+        return Err(InventoryError::Invalid("location out of range".into()));
+    }
+    if !spec.access_latency_ms.is_finite() || spec.access_latency_ms < 0.0 {
+        return Err(InventoryError::Invalid(
+            "accessLatencyMs shall be a non-negative number".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Inventory {
+    /// Loads the stored sites and upserts the configured ones.
+    pub async fn load(store: Store, configured: &[SiteSpec]) -> Result<Self, InventoryError> {
+        let inventory = Self {
+            store,
+            vims: RwLock::new(BTreeMap::new()),
+        };
+        for spec in configured {
+            inventory.put(spec.clone()).await?;
+        }
+        for row in inventory.store.site_list().await? {
+            if let Ok(spec) = serde_json::from_str::<SiteSpec>(&row.spec) {
+                inventory.attach(&spec);
+            }
+        }
+        Ok(inventory)
+    }
+
+    fn attach(&self, spec: &SiteSpec) {
+        if let Ok(mut vims) = self.vims.write() {
+            vims.entry(spec.id.clone()).or_insert_with(|| connect(spec));
+        }
+    }
+
+    /// The VIM of a site.
+    pub fn vim(&self, site: &str) -> Option<Arc<dyn Vim>> {
+        self.vims.read().ok().and_then(|v| v.get(site).cloned())
+    }
+
+    /// Creates or replaces a site; returns whether it is new.
+    pub async fn put(&self, spec: SiteSpec) -> Result<bool, InventoryError> {
+        validate(&spec)?;
+        let existing = self.store.site_get(&spec.id).await?;
+        let changed_vim = existing
+            .as_ref()
+            .and_then(|r| serde_json::from_str::<SiteSpec>(&r.spec).ok())
+            .is_some_and(|old| old.vim != spec.vim);
+        let row = SiteRow {
+            id: spec.id.clone(),
+            spec: serde_json::to_string(&spec).unwrap_or_default(),
+            healthy: existing.as_ref().is_some_and(|r| r.healthy),
+            free_capacity: existing.as_ref().and_then(|r| r.free_capacity.clone()),
+            last_error: existing.as_ref().and_then(|r| r.last_error.clone()),
+            refreshed_at: existing.as_ref().map_or(0, |r| r.refreshed_at),
+        };
+        self.store.site_upsert(&row).await?;
+        if changed_vim && let Ok(mut vims) = self.vims.write() {
+            vims.remove(&spec.id);
+        }
+        self.attach(&spec);
+        self.refresh_one(&spec.id).await?;
+        Ok(existing.is_none())
+    }
+
+    /// Removes a site.
+    pub async fn delete(&self, id: &str) -> Result<(), InventoryError> {
+        if !self.store.site_delete(id).await? {
+            return Err(InventoryError::NotFound(id.to_owned()));
+        }
+        if let Ok(mut vims) = self.vims.write() {
+            vims.remove(id);
+        }
+        Ok(())
+    }
+
+    fn info(row: &SiteRow) -> Option<SiteInfo> {
+        Some(SiteInfo {
+            spec: serde_json::from_str(&row.spec).ok()?,
+            healthy: row.healthy,
+            free_capacity: row
+                .free_capacity
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
+            last_error: row.last_error.clone(),
+            refreshed_at: row.refreshed_at,
+        })
+    }
+
+    /// Every site.
+    pub async fn list(&self) -> Result<Vec<SiteInfo>, InventoryError> {
+        Ok(self
+            .store
+            .site_list()
+            .await?
+            .iter()
+            .filter_map(Self::info)
+            .collect())
+    }
+
+    /// One site.
+    pub async fn get(&self, id: &str) -> Result<SiteInfo, InventoryError> {
+        self.store
+            .site_get(id)
+            .await?
+            .as_ref()
+            .and_then(Self::info)
+            .ok_or_else(|| InventoryError::NotFound(id.to_owned()))
+    }
+
+    async fn refresh_one(&self, id: &str) -> Result<(), InventoryError> {
+        let Some(vim) = self.vim(id) else {
+            return Err(InventoryError::NotFound(id.to_owned()));
+        };
+        let now = server_kit::unix_millis_now();
+        match vim.capacity().await {
+            Ok(free) => {
+                self.store
+                    .site_observed(
+                        id,
+                        true,
+                        Some(&serde_json::to_string(&free).unwrap_or_default()),
+                        None,
+                        now,
+                    )
+                    .await?
+            }
+            Err(e) => {
+                tracing::warn!(site = %id, error = %e, "site refresh failed");
+                self.store
+                    .site_observed(id, false, None, Some(&e.to_string()), now)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Refreshes free capacity and health of every site from its VIM.
+    pub async fn refresh(&self) -> Result<(), InventoryError> {
+        let ids: Vec<String> = self
+            .vims
+            .read()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.refresh_one(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// The placement view of every site.
+    pub async fn views(&self) -> Result<Vec<SiteView>, InventoryError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| {
+                let total = match &s.spec.vim {
+                    VimConnection::Simulated {
+                        cpu_millis,
+                        memory_mib,
+                        gpus,
+                        architectures,
+                        ..
+                    } => Capacity {
+                        cpu_millis: *cpu_millis,
+                        memory_mib: *memory_mib,
+                        gpus: *gpus,
+                        architectures: architectures.clone(),
+                        labels: s.spec.labels.clone(),
+                    },
+                };
+                SiteView {
+                    healthy: s.healthy,
+                    location: s.spec.location,
+                    zone: s.spec.zone.clone(),
+                    access_latency_ms: s.spec.access_latency_ms,
+                    free: s.free_capacity.clone().unwrap_or_default(),
+                    total,
+                    services: s.spec.services.clone(),
+                    app_d_ids: Vec::new(),
+                    id: s.spec.id,
+                }
+            })
+            .collect())
+    }
+
+    /// Where an application with this AppD would be placed now.
+    pub async fn place_appd(
+        &self,
+        appd: &AppD,
+        query: &PlacementQuery,
+    ) -> Result<Decision, InventoryError> {
+        let request = request_for(appd, query);
+        Ok(place(&request, &self.views().await?))
+    }
+}
+
+/// The resources and constraints an AppD asks for: container requests (or the compute
+/// descriptor), GPUs, architecture, required services and latency.
+pub fn request_for(appd: &AppD, query: &PlacementQuery) -> PlacementRequest {
+    let (mut cpu, mut mem) = appd
+        .os_container_descriptor
+        .iter()
+        .fold((0u64, 0u64), |(c, m), d| {
+            (
+                c + u64::from(d.requested_cpu_resources.unwrap_or(0)),
+                m + d.requested_memory_resources.unwrap_or(0.0).max(0.0) as u64,
+            )
+        });
+    let compute = appd.virtual_compute_descriptor.as_ref();
+    if cpu == 0 {
+        cpu = compute.map_or(0, |c| u64::from(c.virtual_cpu.num_virtual_cpu) * 1000);
+    }
+    if mem == 0 {
+        mem = compute.map_or(0, |c| c.virtual_memory.virtual_mem_size.max(0.0) as u64);
+    }
+    let gpus = compute
+        .map(|c| {
+            c.request_additional_capabilities
+                .iter()
+                .filter(|r| {
+                    r.support_mandatory && r.requested_additional_capability_name.contains("gpu")
+                })
+                .map(|r| {
+                    r.target_performance_parameters
+                        .get("count")
+                        .and_then(|v| v.as_str()?.parse().ok())
+                        .unwrap_or(1)
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    PlacementRequest {
+        app_d_id: appd.app_d_id.clone(),
+        cpu_millis: cpu,
+        memory_mib: mem,
+        gpus,
+        architecture: compute.and_then(|c| c.virtual_cpu.cpu_architecture.clone()),
+        required_services: appd
+            .app_service_required
+            .iter()
+            .map(|s| s.ser_name.clone())
+            .collect(),
+        max_latency_ms: appd.app_latency.as_ref().map(|l| l.max_latency),
+        user_location: query.user_location,
+        zones: query.zones.clone(),
+        candidate_sites: query.candidate_sites.clone(),
+        ..PlacementRequest::default()
+    }
+}
