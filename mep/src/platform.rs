@@ -685,7 +685,7 @@ impl Platform {
                 .cloned()
                 .collect();
             if subscribers.is_empty() || graceful_timeout_secs == 0 {
-                let changes = finish_action(state, &id, action, now, &root);
+                let changes = finish_action(state, &id, action, now);
                 return Ok((changes, Progress::Done));
             }
             let mut changes = Vec::new();
@@ -756,7 +756,6 @@ impl Platform {
         action: OperationActionType,
     ) -> Result<(), MepError> {
         let id = app_instance_id.to_owned();
-        let root = self.settings.api_root.clone();
         self.write(move |state, now| {
             let app = state
                 .apps
@@ -764,7 +763,7 @@ impl Platform {
                 .ok_or_else(|| not_found("application instance", &id))?;
             match app.pending {
                 Some(p) if p.operation_action == action => {
-                    Ok((finish_action(state, &id, action, now, &root), ()))
+                    Ok((finish_action(state, &id, action, now), ()))
                 }
                 Some(p) => Err(MepError::Conflict(format!(
                     "operationAction {} does not match the pending {}",
@@ -806,7 +805,6 @@ impl Platform {
             self_: LinkType::new(href),
         });
         let app = app_instance_id.to_owned();
-        let root = self.settings.api_root.clone();
         self.write(move |state, now| {
             if !state.apps.contains_key(&app) {
                 return Err(not_found("application instance", &app));
@@ -827,7 +825,6 @@ impl Platform {
                 state,
                 &[(&service.info.value, ChangeType::Added)],
                 now,
-                &root,
             ));
             let created = service.info.clone();
             state.services.insert(ser_instance_id, service);
@@ -913,7 +910,6 @@ impl Platform {
         self.resolve_transport(&mut info)?;
         let (app, sid) = (app_instance_id.to_owned(), ser_instance_id.to_owned());
         let if_match = if_match.map(str::to_owned);
-        let root = self.settings.api_root.clone();
         let min_interval = self.settings.min_liveness_interval;
         self.write(move |state, now| {
             let service = state
@@ -953,12 +949,7 @@ impl Platform {
             };
             let mut changes = vec![Change::UpsertService(service_row(&sid, &updated))];
             if old != updated.info.value {
-                changes.extend(availability(
-                    state,
-                    &[(&updated.info.value, change)],
-                    now,
-                    &root,
-                ));
+                changes.extend(availability(state, &[(&updated.info.value, change)], now));
             }
             let result = updated.info.clone();
             state.services.insert(sid, updated);
@@ -974,7 +965,6 @@ impl Platform {
         ser_instance_id: &str,
     ) -> Result<(), MepError> {
         let (app, sid) = (app_instance_id.to_owned(), ser_instance_id.to_owned());
-        let root = self.settings.api_root.clone();
         self.write(move |state, now| {
             let service = state
                 .services
@@ -988,7 +978,6 @@ impl Platform {
                 state,
                 &[(&service.info.value, ChangeType::Removed)],
                 now,
-                &root,
             ));
             Ok((changes, ()))
         })
@@ -1032,7 +1021,6 @@ impl Platform {
             ));
         }
         let (app, sid) = (app_instance_id.to_owned(), ser_instance_id.to_owned());
-        let root = self.settings.api_root.clone();
         self.write(move |state, now| {
             let service = state
                 .services
@@ -1060,7 +1048,6 @@ impl Platform {
                 state,
                 &[(&service.info.value, ChangeType::StateChanged)],
                 now,
-                &root,
             ));
             Ok((changes, ()))
         })
@@ -1338,7 +1325,6 @@ impl Platform {
     /// Suspends services whose heartbeats stopped (none for two intervals) and completes
     /// pending stops and terminations whose deadline passed.
     pub async fn sweep(&self) -> Result<(), MepError> {
-        let root = self.settings.api_root.clone();
         self.write(move |state, now| {
             let mut changes = Vec::new();
             let mut suspended = Vec::new();
@@ -1354,7 +1340,7 @@ impl Platform {
             }
             let refs: Vec<(&ServiceInfo, ChangeType)> =
                 suspended.iter().map(|s| (s, ChangeType::StateChanged)).collect();
-            changes.extend(availability(state, &refs, now, &root));
+            changes.extend(availability(state, &refs, now,));
             let expired: Vec<(String, OperationActionType)> = state
                 .apps
                 .iter()
@@ -1362,7 +1348,7 @@ impl Platform {
                 .collect();
             for (id, action) in expired {
                 tracing::info!(app_instance_id = %id, action = action_name(action), "graceful period over without confirmation");
-                changes.extend(finish_action(state, &id, action, now, &root));
+                changes.extend(finish_action(state, &id, action, now));
             }
             Ok((changes, ()))
         })
@@ -1384,7 +1370,6 @@ fn finish_action(
     id: &str,
     action: OperationActionType,
     now: i64,
-    root: &str,
 ) -> Vec<Change> {
     match action {
         OperationActionType::Stopping => match state.apps.get_mut(id) {
@@ -1412,19 +1397,14 @@ fn finish_action(
                 .map(|s| (&s.info.value, ChangeType::Removed))
                 .collect();
             let mut changes = vec![Change::DeleteApp(id.to_owned())];
-            changes.extend(availability(state, &refs, now, root));
+            changes.extend(availability(state, &refs, now));
             changes
         }
     }
 }
 
 /// Notifications for service changes, one per matching availability subscription.
-fn availability(
-    state: &State,
-    changed: &[(&ServiceInfo, ChangeType)],
-    now: i64,
-    _root: &str,
-) -> Vec<Change> {
+fn availability(state: &State, changed: &[(&ServiceInfo, ChangeType)], now: i64) -> Vec<Change> {
     if changed.is_empty() {
         return Vec::new();
     }
