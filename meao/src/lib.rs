@@ -6,6 +6,7 @@
 //! - [`api`]: the HTTP edge (`app_pkgm/v1`, `inventory/v1`).
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
 //! - [`placement`]: choosing a site for an instance (filter, score, explain).
+//! - [`saga`]: durable multi-step operations with undo, leases and recovery.
 //! - [`server`]: start-up, recovery, background tasks and shutdown.
 //!
 //! Application LCM and the MEP link are not built yet. The MEAO
@@ -16,5 +17,6 @@ pub mod config;
 pub mod inventory;
 pub mod package;
 pub mod placement;
+pub mod saga;
 pub mod server;
 pub mod store;

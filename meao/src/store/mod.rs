@@ -467,3 +467,154 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// A stored saga (see `crate::saga`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SagaRow {
+    /// Saga id.
+    pub id: String,
+    /// Saga kind (selects the step list).
+    pub kind: String,
+    /// Parameters JSON.
+    pub params: String,
+    /// Step outputs JSON (object by step name).
+    pub outputs: String,
+    /// Next step to run forward, or the number of steps left to undo backward.
+    pub cursor: i64,
+    /// FORWARD or BACKWARD.
+    pub direction: String,
+    /// RUNNING, SUCCEEDED, FAILED_TEMP or FAILED.
+    pub status: String,
+    /// Last error.
+    pub error: Option<String>,
+}
+
+const SAGA_COLUMNS: &str = "id, kind, params, outputs, cursor_pos, direction, status, error";
+
+fn saga_row(r: &sqlx::any::AnyRow) -> Result<SagaRow, sqlx::Error> {
+    Ok(SagaRow {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        params: r.try_get(2)?,
+        outputs: r.try_get(3)?,
+        cursor: r.try_get(4)?,
+        direction: r.try_get(5)?,
+        status: r.try_get(6)?,
+        error: r.try_get(7)?,
+    })
+}
+
+impl Store {
+    /// Inserts a new saga, RUNNING and unclaimed.
+    pub async fn saga_insert(&self, s: &SagaRow, now: i64) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_until, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, $9)"
+        ))
+        .bind(&s.id)
+        .bind(&s.kind)
+        .bind(&s.params)
+        .bind(&s.outputs)
+        .bind(s.cursor)
+        .bind(&s.direction)
+        .bind(&s.status)
+        .bind(&s.error)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One saga.
+    pub async fn saga_get(&self, id: &str) -> Result<Option<SagaRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(saga_row).transpose()?)
+    }
+
+    /// RUNNING sagas nobody holds a live lease on.
+    pub async fn saga_list_claimable(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM sagas WHERE status = 'RUNNING' AND lease_until < $1 ORDER BY updated_at")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Takes (or renews) the lease of a RUNNING saga for `owner` until `until`; false when
+    /// another owner holds a live lease or the saga is not RUNNING.
+    pub async fn saga_claim(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sagas SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND status = 'RUNNING' \
+             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $4)",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records progress while holding the lease; false if the lease was lost.
+    pub async fn saga_advance(
+        &self,
+        s: &SagaRow,
+        owner: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sagas SET outputs = $1, cursor_pos = $2, direction = $3, status = $4, error = $5, \
+             lease_until = $6, updated_at = $7 WHERE id = $8 AND lease_owner = $9",
+        )
+        .bind(&s.outputs)
+        .bind(s.cursor)
+        .bind(&s.direction)
+        .bind(&s.status)
+        .bind(&s.error)
+        .bind(until)
+        .bind(now)
+        .bind(&s.id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a FAILED_TEMP saga on: back to RUNNING (retry or roll back) or to FAILED.
+    /// `cursor_step` is added to the cursor.
+    pub async fn saga_resolve(
+        &self,
+        id: &str,
+        status: &str,
+        direction: &str,
+        cursor_step: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sagas SET status = $1, direction = $2, cursor_pos = cursor_pos + $3, lease_owner = NULL, \
+             lease_until = 0, updated_at = $4 WHERE id = $5 AND status = 'FAILED_TEMP'",
+        )
+        .bind(status)
+        .bind(direction)
+        .bind(cursor_step)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
