@@ -37,6 +37,8 @@ pub struct MeaoConfig {
     pub sites: Vec<SiteSpec>,
     /// How often site capacity and health are refreshed from the VIMs (seconds).
     pub site_refresh_secs: u64,
+    /// How long a workload may take to become ready before instantiation pauses (seconds).
+    pub workload_ready_timeout_secs: u64,
     /// Notification delivery.
     pub delivery: DeliveryConfig,
     /// Logs and traces.
@@ -59,6 +61,7 @@ impl Default for MeaoConfig {
             packages: PackageConfig::default(),
             sites: Vec::new(),
             site_refresh_secs: 15,
+            workload_ready_timeout_secs: 30,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),
             max_body_bytes: 1 << 20,

@@ -10,6 +10,7 @@ use server_kit::serve::{BoundListener, ListenError, Tasks};
 
 use crate::config::MeaoConfig;
 use crate::inventory::{Inventory, InventoryError};
+use crate::lcm::Lcm;
 use crate::package::{PackageError, Packages};
 use crate::store::Store;
 
@@ -43,6 +44,8 @@ pub struct RunningServer {
     pub packages: Arc<Packages>,
     /// The site inventory.
     pub inventory: Arc<Inventory>,
+    /// Application LCM.
+    pub lcm: Arc<Lcm>,
     tasks: Tasks,
 }
 
@@ -87,9 +90,18 @@ impl Server {
             tracing::info!(removed, "removed unreferenced package files");
         }
         let inventory = Arc::new(Inventory::load(store.clone(), &config.sites).await?);
+        let lcm = Arc::new(Lcm::new(
+            store.clone(),
+            packages.clone(),
+            inventory.clone(),
+            api_root.clone(),
+            format!("meao-{}", uuid::Uuid::new_v4()),
+            Duration::from_secs(config.workload_ready_timeout_secs),
+        ));
         let app = crate::api::router(
             packages.clone(),
             inventory.clone(),
+            lcm.clone(),
             plumbing.authority.clone(),
             plumbing.metrics.clone(),
             plumbing.ready.clone(),
@@ -112,9 +124,13 @@ impl Server {
             },
         );
         let recovering = packages.clone();
+        let resuming = lcm.clone();
         tasks.spawn(async move {
             if let Err(e) = recovering.resume().await {
                 tracing::error!(error = %e, "recovery of interrupted onboarding failed");
+            }
+            if let Err(e) = resuming.recover().await {
+                tracing::error!(error = %e, "recovery of interrupted LCM operations failed");
             }
         });
         tracing::info!(%local_addr, %api_root, "MEAO started");
@@ -123,6 +139,7 @@ impl Server {
             api_root,
             packages,
             inventory,
+            lcm,
             tasks,
         })
     }

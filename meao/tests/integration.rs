@@ -6,6 +6,7 @@ mod integration {
     pub mod common;
     mod hostile;
     mod inventory;
+    mod lcm;
     mod lifecycle;
     mod onboarding;
     mod openapi;

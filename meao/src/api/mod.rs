@@ -1,7 +1,8 @@
-//! The HTTP edge of the MEAO: Mm1 `app_pkgm/v1`, the token endpoint and the admin endpoints.
-//! Handlers parse, authorize (scope `app_pkgm`), call the package manager and convert; errors
-//! become RFC 7807 problems in one place ([`From<PackageError>`]).
+//! The HTTP edge of the MEAO: Mm1 `app_pkgm/v1` and `app_lcm/v1`, the site inventory, the
+//! token endpoint and the admin endpoints. Handlers parse, authorize (one scope per API), call
+//! the domain and convert; errors become RFC 7807 problems through `From` impls.
 
+mod app_lcm;
 mod app_packages;
 mod sites;
 mod subscriptions;
@@ -21,10 +22,13 @@ use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, Securit
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::inventory::Inventory;
+use crate::lcm::{APP_LCM_BASE, Lcm};
 use crate::package::{APP_PKGM_BASE, PackageError, Packages};
 
 /// Scope of the package management API.
 pub const SCOPE_APP_PKGM: &str = "app_pkgm";
+/// Scope of the LCM API.
+pub const SCOPE_APP_LCM: &str = "app_lcm";
 /// Scope of the site inventory API.
 pub const SCOPE_INVENTORY: &str = "mecplane_inventory";
 
@@ -71,6 +75,7 @@ fn location(href: &str) -> (HeaderName, HeaderValue) {
     components(schemas(api_specs::mm1::app_pkgm::AppPkgNotification)),
     tags(
         (name = "app-pkgm", description = "Application package management (ETSI GS MEC 010-2 clause 6)"),
+        (name = "app-lcm", description = "Application lifecycle management (ETSI GS MEC 010-2 clause 7)"),
         (name = "inventory", description = "Edge sites (MEC hosts) and placement queries (mecplane)"),
     )
 )]
@@ -84,6 +89,7 @@ impl utoipa::Modify for OAuth {
             "/oauth2/token",
             Scopes::from_iter([
                 (SCOPE_APP_PKGM, "Application package management"),
+                (SCOPE_APP_LCM, "Application lifecycle management"),
                 (SCOPE_INVENTORY, "Site inventory"),
             ]),
         );
@@ -97,37 +103,43 @@ impl utoipa::Modify for OAuth {
     }
 }
 
-fn parts() -> (
+type Parts = (
     Router<AppState>,
+    Router<Arc<Lcm>>,
     Router<sites::Sites>,
     utoipa::openapi::OpenApi,
-) {
+);
+
+fn parts() -> Parts {
     let (pkgm, pkgm_api) = OpenApiRouter::new()
         .merge(app_packages::routes())
         .merge(subscriptions::routes())
         .split_for_parts();
+    let (lcm, lcm_api) = app_lcm::routes().split_for_parts();
     let (inventory, inventory_api) = sites::routes().split_for_parts();
     let api = ApiDoc::openapi()
         .nest(APP_PKGM_BASE, pkgm_api)
+        .nest(APP_LCM_BASE, lcm_api)
         .nest(sites::INVENTORY_BASE, inventory_api);
-    (pkgm, inventory, api)
+    (pkgm, lcm, inventory, api)
 }
 
 /// The OpenAPI document of every API the MEAO serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    parts().2
+    parts().3
 }
 
 /// The full router.
 pub fn router(
     packages: AppState,
     inventory: Arc<Inventory>,
+    lcm: Arc<Lcm>,
     authority: Arc<Authority>,
     metrics: Arc<Metrics>,
     ready: ReadinessCheck,
     max_body_bytes: usize,
 ) -> Router {
-    let (pkgm, sites, _) = parts();
+    let (pkgm, lcm_routes, sites, _) = parts();
     let scope = |scope| {
         from_fn_with_state(
             RequireScope {
@@ -147,6 +159,10 @@ pub fn router(
         .nest(APP_PKGM_BASE, pkgm.layer(scope(SCOPE_APP_PKGM)))
         .with_state(packages)
         .nest(sites::INVENTORY_BASE, sites)
+        .nest(
+            APP_LCM_BASE,
+            lcm_routes.layer(scope(SCOPE_APP_LCM)).with_state(lcm),
+        )
         .route("/oauth2/token", post(token_endpoint).with_state(authority))
         .merge(admin::router(metrics.clone(), ready))
         .fallback(no_route)

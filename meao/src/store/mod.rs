@@ -1,4 +1,5 @@
-//! Persistence of the MEAO: packages, package subscriptions and the notification outbox, over
+//! Persistence of the MEAO: packages, package subscriptions, sites, application instances,
+//! LCM operation occurrences, sagas and the notification outbox, over
 //! SQLite (embedded default) or PostgreSQL with one schema. State transitions are
 //! compare-and-set updates, so two requests (or two replicas) cannot both win one.
 
@@ -310,6 +311,16 @@ impl Store {
         Ok(true)
     }
 
+    /// Sets the usage state of a package (IN_USE while instances of it exist).
+    pub async fn package_set_usage(&self, id: &str, usage: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE app_packages SET usage_state = $1 WHERE id = $2")
+            .bind(usage)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Every blob address a package still references (content and extracted files).
     pub async fn referenced_blobs(
         &self,
@@ -616,5 +627,247 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+/// A stored application instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceRow {
+    /// Instance id.
+    pub id: String,
+    /// Package id.
+    pub app_pkg_id: String,
+    /// AppD id.
+    pub app_d_id: String,
+    /// The creation request and AppD summary JSON.
+    pub body: String,
+    /// NOT_INSTANTIATED or INSTANTIATED.
+    pub instantiation_state: String,
+    /// STARTED or STOPPED when instantiated.
+    pub operational_state: Option<String>,
+    /// The site it runs on.
+    pub site_id: Option<String>,
+    /// Creation time (Unix ms).
+    pub created_at: i64,
+}
+
+/// A stored LCM operation occurrence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpOccRow {
+    /// Occurrence id (also its saga id).
+    pub id: String,
+    /// The instance.
+    pub app_instance_id: String,
+    /// INSTANTIATE, OPERATE or TERMINATE.
+    pub operation: String,
+    /// STARTING, PROCESSING, COMPLETED, FAILED_TEMP or FAILED.
+    pub state: String,
+    /// The request JSON.
+    pub params: String,
+    /// ProblemDetails JSON of the failure.
+    pub error: Option<String>,
+    /// Placement decision JSON.
+    pub placement: Option<String>,
+    /// Start (Unix ms).
+    pub start_time: i64,
+    /// When the state was entered (Unix ms).
+    pub state_entered: i64,
+}
+
+const INSTANCE_COLUMNS: &str =
+    "id, app_pkg_id, app_d_id, body, instantiation_state, operational_state, site_id, created_at";
+const OP_OCC_COLUMNS: &str =
+    "id, app_instance_id, operation, state, params, error, placement, start_time, state_entered";
+
+fn instance_row(r: &sqlx::any::AnyRow) -> Result<InstanceRow, sqlx::Error> {
+    Ok(InstanceRow {
+        id: r.try_get(0)?,
+        app_pkg_id: r.try_get(1)?,
+        app_d_id: r.try_get(2)?,
+        body: r.try_get(3)?,
+        instantiation_state: r.try_get(4)?,
+        operational_state: r.try_get(5)?,
+        site_id: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+    })
+}
+
+fn op_occ_row(r: &sqlx::any::AnyRow) -> Result<OpOccRow, sqlx::Error> {
+    Ok(OpOccRow {
+        id: r.try_get(0)?,
+        app_instance_id: r.try_get(1)?,
+        operation: r.try_get(2)?,
+        state: r.try_get(3)?,
+        params: r.try_get(4)?,
+        error: r.try_get(5)?,
+        placement: r.try_get(6)?,
+        start_time: r.try_get(7)?,
+        state_entered: r.try_get(8)?,
+    })
+}
+
+impl Store {
+    /// Inserts an instance.
+    pub async fn instance_insert(&self, i: &InstanceRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO app_instances ({INSTANCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&i.id)
+        .bind(&i.app_pkg_id)
+        .bind(&i.app_d_id)
+        .bind(&i.body)
+        .bind(&i.instantiation_state)
+        .bind(&i.operational_state)
+        .bind(&i.site_id)
+        .bind(i.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One instance.
+    pub async fn instance_get(&self, id: &str) -> Result<Option<InstanceRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM app_instances WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(instance_row).transpose()?)
+    }
+
+    /// Every instance, oldest first.
+    pub async fn instance_list(&self) -> Result<Vec<InstanceRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM app_instances ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(instance_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets the instantiation and operational state and the site of an instance.
+    pub async fn instance_set_state(
+        &self,
+        id: &str,
+        instantiation: &str,
+        operational: Option<&str>,
+        site: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE app_instances SET instantiation_state = $1, operational_state = $2, site_id = $3 WHERE id = $4")
+            .bind(instantiation)
+            .bind(operational)
+            .bind(site)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a NOT_INSTANTIATED instance with no operation in progress; false otherwise.
+    pub async fn instance_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM app_instances WHERE id = $1 AND instantiation_state = 'NOT_INSTANTIATED' AND NOT EXISTS \
+             (SELECT 1 FROM app_lcm_op_occs o WHERE o.app_instance_id = $1 AND o.state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP'))",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records an operation occurrence and its saga in one transaction, unless the instance
+    /// already has an operation in progress (false then).
+    pub async fn op_occ_start(&self, o: &OpOccRow, saga: &SagaRow) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let busy = sqlx::query(
+            "SELECT COUNT(*) FROM app_lcm_op_occs WHERE app_instance_id = $1 AND state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP')",
+        )
+        .bind(&o.app_instance_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let busy: i64 = busy.try_get(0)?;
+        if busy > 0 {
+            return Ok(false);
+        }
+        sqlx::query(&format!("INSERT INTO app_lcm_op_occs ({OP_OCC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(&o.id)
+            .bind(&o.app_instance_id)
+            .bind(&o.operation)
+            .bind(&o.state)
+            .bind(&o.params)
+            .bind(&o.error)
+            .bind(&o.placement)
+            .bind(o.start_time)
+            .bind(o.state_entered)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_until, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, $9)"
+        ))
+        .bind(&saga.id)
+        .bind(&saga.kind)
+        .bind(&saga.params)
+        .bind(&saga.outputs)
+        .bind(saga.cursor)
+        .bind(&saga.direction)
+        .bind(&saga.status)
+        .bind(&saga.error)
+        .bind(o.start_time)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One operation occurrence.
+    pub async fn op_occ_get(&self, id: &str) -> Result<Option<OpOccRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OP_OCC_COLUMNS} FROM app_lcm_op_occs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(op_occ_row).transpose()?)
+    }
+
+    /// Every operation occurrence, oldest first.
+    pub async fn op_occ_list(&self) -> Result<Vec<OpOccRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_OCC_COLUMNS} FROM app_lcm_op_occs ORDER BY start_time, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(op_occ_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets the state (and error) of an operation occurrence.
+    pub async fn op_occ_set_state(
+        &self,
+        id: &str,
+        state: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE app_lcm_op_occs SET state = $1, error = $2, state_entered = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the placement decision of an operation occurrence.
+    pub async fn op_occ_set_placement(&self, id: &str, placement: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE app_lcm_op_occs SET placement = $1 WHERE id = $2")
+            .bind(placement)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -31,7 +31,11 @@ pub fn test_config(database_url: String, data_dir: &Path) -> MeaoConfig {
     c.auth.clients = vec![ClientConfig {
         client_id: "oss".into(),
         client_secret: Secret::new("oss-secret"),
-        scopes: vec!["app_pkgm".into(), "mecplane_inventory".into()],
+        scopes: vec![
+            "app_pkgm".into(),
+            "app_lcm".into(),
+            "mecplane_inventory".into(),
+        ],
         app_instance_id: None,
     }];
     c.delivery.poll_interval_ms = 50;

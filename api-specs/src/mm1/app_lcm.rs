@@ -1,0 +1,259 @@
+//! Data types of the application lifecycle management API (`app_lcm/v1`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ProblemDetails;
+use crate::common::{LinkType, TimeStamp};
+
+/// A MEC platform (`MepInformation`), used to pin an instance to a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MepInformation {
+    /// Identifier of the MEC platform (the site id).
+    pub mep_id: String,
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mep_name: Option<String>,
+}
+
+/// Request to create an application instance identifier (`CreateAppInstanceRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAppInstanceRequest {
+    /// The AppD of an onboarded, enabled package.
+    #[serde(rename = "appDId")]
+    pub app_d_id: String,
+    /// Name of the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_name: Option<String>,
+    /// Description of the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_description: Option<String>,
+    /// Where the instance shall run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_placement_info: Option<MepInformation>,
+}
+
+/// A MEC host chosen by the requester (`MECHostInformation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MecHostInformation {
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+    /// Host (site) identifier.
+    pub host_id: String,
+}
+
+/// A geographic point for latency-aware placement (mecplane extension of `locationConstraints`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocationConstraints {
+    /// Latitude of the users (degrees).
+    pub latitude: f64,
+    /// Longitude of the users (degrees).
+    pub longitude: f64,
+}
+
+/// Request to instantiate (`InstantiateAppRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstantiateAppRequest {
+    /// Candidate MEC hosts; placement chooses among them (all sites when absent).
+    #[serde(
+        rename = "selectedMECHostInfo",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub selected_mec_host_info: Vec<MecHostInformation>,
+    /// Where the users are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_constraints: Option<LocationConstraints>,
+}
+
+/// Forceful or graceful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TerminationType {
+    /// At once.
+    Forceful,
+    /// After the application is taken out of service.
+    Graceful,
+}
+
+/// Request to terminate (`TerminateAppRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TerminateAppRequest {
+    /// Forceful or graceful.
+    pub termination_type: TerminationType,
+    /// Seconds to wait in graceful termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_termination_timeout: Option<u32>,
+}
+
+/// Operational state of an instantiated application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationalState {
+    /// Running.
+    Started,
+    /// Stopped.
+    Stopped,
+}
+
+/// Request to start or stop (`OperateAppRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperateAppRequest {
+    /// The desired state.
+    pub change_state_to: OperationalState,
+    /// Forceful or graceful stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_type: Option<TerminationType>,
+    /// Seconds to wait in a graceful stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_stop_timeout: Option<u32>,
+}
+
+/// Instantiation state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstantiationState {
+    /// Not instantiated.
+    NotInstantiated,
+    /// Instantiated.
+    Instantiated,
+}
+
+/// The state of an instantiated application (`InstantiatedAppState`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstantiatedAppState {
+    /// Started or stopped.
+    pub operational_state: OperationalState,
+}
+
+/// Links of an application instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppInstanceLinks {
+    /// This instance.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+    /// Instantiate task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instantiate: Option<LinkType>,
+    /// Terminate task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate: Option<LinkType>,
+    /// Operate task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operate: Option<LinkType>,
+}
+
+/// An application instance (`AppInstanceInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInstanceInfo {
+    /// Identifier.
+    pub id: String,
+    /// Name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_name: Option<String>,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_description: Option<String>,
+    /// AppD id.
+    #[serde(rename = "appDId")]
+    pub app_d_id: String,
+    /// Provider.
+    pub app_provider: String,
+    /// Application name.
+    pub app_name: String,
+    /// Software version.
+    pub app_soft_version: String,
+    /// AppD version.
+    #[serde(rename = "appDVersion")]
+    pub app_d_version: String,
+    /// Package id.
+    pub app_pkg_id: String,
+    /// Instantiation state.
+    pub instantiation_state: InstantiationState,
+    /// Present when INSTANTIATED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instantiated_app_state: Option<InstantiatedAppState>,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppInstanceLinks,
+}
+
+/// State of an LCM operation occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LcmOperationState {
+    /// Accepted, not yet executing.
+    Starting,
+    /// Executing.
+    Processing,
+    /// Done.
+    Completed,
+    /// Failed and final.
+    Failed,
+    /// Failed; retry or fail.
+    FailedTemp,
+}
+
+/// Kind of LCM operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LcmOperation {
+    /// Instantiate.
+    Instantiate,
+    /// Start or stop.
+    Operate,
+    /// Terminate.
+    Terminate,
+}
+
+/// Links of an operation occurrence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppLcmOpOccLinks {
+    /// This occurrence.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+    /// The instance.
+    pub app_instance: LinkType,
+}
+
+/// An LCM operation occurrence (`AppLcmOpOcc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppLcmOpOcc {
+    /// Identifier.
+    pub id: String,
+    /// State.
+    pub operation_state: LcmOperationState,
+    /// When the state was entered.
+    pub state_entered_time: TimeStamp,
+    /// When the operation started.
+    pub start_time: TimeStamp,
+    /// Kind of operation.
+    pub lcm_operation: LcmOperation,
+    /// The request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub operation_params: Option<serde_json::Value>,
+    /// Why the operation failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ProblemDetails>,
+    /// The placement decision (instantiation): chosen site, ranked candidates, rejected sites by
+    /// reason (mecplane extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub placement: Option<serde_json::Value>,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppLcmOpOccLinks,
+}

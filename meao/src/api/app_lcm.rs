@@ -1,0 +1,173 @@
+//! `app_lcm/v1`: application instances and LCM operation occurrences.
+
+use std::sync::Arc;
+
+use api_specs::ProblemDetails;
+use api_specs::mm1::app_lcm::{
+    AppInstanceInfo, AppLcmOpOcc, CreateAppInstanceRequest, InstantiateAppRequest,
+    OperateAppRequest, TerminateAppRequest,
+};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use server_kit::problem::{ApiError, ApiJson, ApiPath};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::location;
+use crate::lcm::{Lcm, LcmError};
+
+impl From<LcmError> for ApiError {
+    fn from(e: LcmError) -> Self {
+        match e {
+            LcmError::NotFound { kind, id } => ApiError::NotFound { kind, id },
+            LcmError::Conflict(m) => ApiError::Conflict(m),
+            LcmError::Package(e) => e.into(),
+            LcmError::Saga(e) => ApiError::Internal(super::error_chain(&e)),
+            LcmError::Store(e) => ApiError::Internal(super::error_chain(&e)),
+        }
+    }
+}
+
+pub(super) fn routes() -> OpenApiRouter<Arc<Lcm>> {
+    OpenApiRouter::new()
+        .routes(routes!(instances_get, instances_post))
+        .routes(routes!(instance_get, instance_delete))
+        .routes(routes!(instantiate))
+        .routes(routes!(terminate))
+        .routes(routes!(operate))
+        .routes(routes!(op_occs_get))
+        .routes(routes!(op_occ_get))
+        .routes(routes!(op_occ_retry))
+        .routes(routes!(op_occ_fail))
+}
+
+/// Application instances.
+#[utoipa::path(get, path = "/app_instances", tag = "app-lcm",
+    responses((status = 200, body = [AppInstanceInfo])), security(("oauth2" = ["app_lcm"])))]
+async fn instances_get(
+    State(l): State<Arc<Lcm>>,
+) -> Result<ApiJson<Vec<AppInstanceInfo>>, ApiError> {
+    Ok(ApiJson(l.list().await?))
+}
+
+/// Create an application instance identifier (NOT_INSTANTIATED).
+#[utoipa::path(post, path = "/app_instances", tag = "app-lcm", request_body = CreateAppInstanceRequest,
+    responses((status = 201, body = AppInstanceInfo, headers(("Location" = String))), (status = 400, body = ProblemDetails),
+        (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn instances_post(
+    State(l): State<Arc<Lcm>>,
+    ApiJson(r): ApiJson<CreateAppInstanceRequest>,
+) -> Result<Response, ApiError> {
+    let info = l.create(r).await?;
+    let href = info.links.self_.href.clone();
+    Ok((StatusCode::CREATED, [location(&href)], ApiJson(info)).into_response())
+}
+
+/// One application instance.
+#[utoipa::path(get, path = "/app_instances/{appInstanceId}", tag = "app-lcm", params(("appInstanceId" = String, Path)),
+    responses((status = 200, body = AppInstanceInfo), (status = 404, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn instance_get(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AppInstanceInfo>, ApiError> {
+    Ok(ApiJson(l.get(&id).await?))
+}
+
+/// Delete a NOT_INSTANTIATED instance identifier.
+#[utoipa::path(delete, path = "/app_instances/{appInstanceId}", tag = "app-lcm", params(("appInstanceId" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn instance_delete(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    l.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// 202 with the occurrence's URI, relative as the ETSI examples show.
+fn accepted(op_occ: &str) -> Response {
+    let href = format!("{}/app_lcm_op_occs/{op_occ}", crate::lcm::APP_LCM_BASE);
+    (StatusCode::ACCEPTED, [location(&href)]).into_response()
+}
+
+/// Instantiate: placement, workload, readiness (an LCM operation occurrence).
+#[utoipa::path(post, path = "/app_instances/{appInstanceId}/instantiate", tag = "app-lcm", params(("appInstanceId" = String, Path)),
+    request_body = InstantiateAppRequest,
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn instantiate(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<InstantiateAppRequest>,
+) -> Result<Response, ApiError> {
+    let op = l.instantiate(&id, r).await?;
+    Ok(accepted(&op))
+}
+
+/// Terminate.
+#[utoipa::path(post, path = "/app_instances/{appInstanceId}/terminate", tag = "app-lcm", params(("appInstanceId" = String, Path)),
+    request_body = TerminateAppRequest,
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn terminate(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<TerminateAppRequest>,
+) -> Result<Response, ApiError> {
+    let op = l.terminate(&id, r).await?;
+    Ok(accepted(&op))
+}
+
+/// Start or stop.
+#[utoipa::path(post, path = "/app_instances/{appInstanceId}/operate", tag = "app-lcm", params(("appInstanceId" = String, Path)),
+    request_body = OperateAppRequest,
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn operate(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<OperateAppRequest>,
+) -> Result<Response, ApiError> {
+    let op = l.operate(&id, r).await?;
+    Ok(accepted(&op))
+}
+
+/// LCM operation occurrences.
+#[utoipa::path(get, path = "/app_lcm_op_occs", tag = "app-lcm",
+    responses((status = 200, body = [AppLcmOpOcc])), security(("oauth2" = ["app_lcm"])))]
+async fn op_occs_get(State(l): State<Arc<Lcm>>) -> Result<ApiJson<Vec<AppLcmOpOcc>>, ApiError> {
+    Ok(ApiJson(l.op_occs().await?))
+}
+
+/// One occurrence, with its placement decision.
+#[utoipa::path(get, path = "/app_lcm_op_occs/{appLcmOpOccId}", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
+    responses((status = 200, body = AppLcmOpOcc), (status = 404, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn op_occ_get(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AppLcmOpOcc>, ApiError> {
+    Ok(ApiJson(l.op_occ(&id).await?))
+}
+
+/// Retry a FAILED_TEMP occurrence.
+#[utoipa::path(post, path = "/app_lcm_op_occs/{appLcmOpOccId}/retry", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
+    responses((status = 202), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn op_occ_retry(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    l.retry(&id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Give up on a FAILED_TEMP occurrence (FAILED).
+#[utoipa::path(post, path = "/app_lcm_op_occs/{appLcmOpOccId}/fail", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
+    responses((status = 200, body = AppLcmOpOcc), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn op_occ_fail(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AppLcmOpOcc>, ApiError> {
+    Ok(ApiJson(l.fail(&id).await?))
+}

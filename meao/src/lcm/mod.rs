@@ -1,0 +1,550 @@
+//! Application lifecycle management (ETSI GS MEC 010-2 `app_lcm/v1`): instance identifiers,
+//! and instantiate, operate and terminate as LCM operation occurrences, each run by a saga
+//! ([`crate::saga`]) so that a crash resumes or unwinds it. An occurrence and its saga are
+//! recorded in one transaction before any work starts; the occurrence state follows the saga:
+//! RUNNING is PROCESSING, SUCCEEDED is COMPLETED, FAILED_TEMP and FAILED are themselves.
+
+pub mod sagas;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_specs::ProblemDetails;
+use api_specs::common::{LinkType, TimeStamp};
+use api_specs::mm1::app_lcm::{
+    AppInstanceInfo, AppInstanceLinks, AppLcmOpOcc, AppLcmOpOccLinks, CreateAppInstanceRequest,
+    InstantiateAppRequest, InstantiatedAppState, InstantiationState, LcmOperation,
+    LcmOperationState, OperateAppRequest, OperationalState, TerminateAppRequest,
+};
+use api_specs::mm1::app_pkgm::{OnboardingState, OperationalState as PkgOperationalState};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use self::sagas::LcmCtx;
+use crate::inventory::Inventory;
+use crate::package::{PackageError, Packages, PkgRef};
+use crate::saga::{Executor, SagaError, SagaStatus};
+use crate::store::{InstanceRow, OpOccRow, SagaRow, Store, StoreError};
+
+/// Base path of the LCM API.
+pub const APP_LCM_BASE: &str = "/app_lcm/v1";
+
+/// An LCM failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LcmError {
+    /// No such instance or occurrence.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Kind.
+        kind: &'static str,
+        /// Id.
+        id: String,
+    },
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The package side refused.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The saga side failed.
+    #[error(transparent)]
+    Saga(#[from] SagaError),
+    /// Persistence failed.
+    #[error("store failure")]
+    Store(#[from] StoreError),
+}
+
+/// What an instance row's body holds besides its columns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InstanceBody {
+    request: CreateAppInstanceRequest,
+    app_provider: String,
+    app_name: String,
+    app_soft_version: String,
+    #[serde(rename = "appDVersion")]
+    app_d_version: String,
+}
+
+/// Application LCM.
+pub struct Lcm {
+    store: Store,
+    packages: Arc<Packages>,
+    executor: Arc<Executor<LcmCtx>>,
+    api_root: String,
+}
+
+impl std::fmt::Debug for Lcm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lcm").finish_non_exhaustive()
+    }
+}
+
+fn state_of(status: SagaStatus) -> &'static str {
+    match status {
+        SagaStatus::Running => "PROCESSING",
+        SagaStatus::Succeeded => "COMPLETED",
+        SagaStatus::FailedTemp => "FAILED_TEMP",
+        SagaStatus::Failed => "FAILED",
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(Value::String(name.to_owned())).ok()
+}
+
+impl Lcm {
+    /// LCM over the store, packages and inventory; `owner` identifies this replica's leases.
+    pub fn new(
+        store: Store,
+        packages: Arc<Packages>,
+        inventory: Arc<Inventory>,
+        api_root: String,
+        owner: String,
+        ready_timeout: Duration,
+    ) -> Self {
+        let ctx = Arc::new(LcmCtx {
+            store: store.clone(),
+            packages: packages.clone(),
+            inventory,
+            ready_timeout,
+        });
+        let executor = Arc::new(Executor::new(
+            store.clone(),
+            ctx,
+            sagas::kinds(),
+            owner,
+            Duration::from_secs(60),
+        ));
+        Self {
+            store,
+            packages,
+            executor,
+            api_root,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("{}{APP_LCM_BASE}", self.api_root)
+    }
+
+    fn instance_info(&self, row: &InstanceRow) -> Option<AppInstanceInfo> {
+        let body: InstanceBody = serde_json::from_str(&row.body).ok()?;
+        let href = format!("{}/app_instances/{}", self.base(), row.id);
+        let instantiated = row.instantiation_state == "INSTANTIATED";
+        Some(AppInstanceInfo {
+            id: row.id.clone(),
+            app_instance_name: body.request.app_instance_name,
+            app_instance_description: body.request.app_instance_description,
+            app_d_id: row.app_d_id.clone(),
+            app_provider: body.app_provider,
+            app_name: body.app_name,
+            app_soft_version: body.app_soft_version,
+            app_d_version: body.app_d_version,
+            app_pkg_id: row.app_pkg_id.clone(),
+            instantiation_state: if instantiated {
+                InstantiationState::Instantiated
+            } else {
+                InstantiationState::NotInstantiated
+            },
+            instantiated_app_state: row
+                .operational_state
+                .as_deref()
+                .and_then(parse::<OperationalState>)
+                .filter(|_| instantiated)
+                .map(|operational_state| InstantiatedAppState { operational_state }),
+            links: AppInstanceLinks {
+                instantiate: (!instantiated).then(|| LinkType::new(format!("{href}/instantiate"))),
+                terminate: instantiated.then(|| LinkType::new(format!("{href}/terminate"))),
+                operate: instantiated.then(|| LinkType::new(format!("{href}/operate"))),
+                self_: LinkType::new(href),
+            },
+        })
+    }
+
+    fn op_occ_info(&self, row: &OpOccRow) -> AppLcmOpOcc {
+        AppLcmOpOcc {
+            id: row.id.clone(),
+            operation_state: parse(&row.state).unwrap_or(LcmOperationState::Failed),
+            state_entered_time: TimeStamp::from_unix_millis(row.state_entered),
+            start_time: TimeStamp::from_unix_millis(row.start_time),
+            lcm_operation: parse(&row.operation).unwrap_or(LcmOperation::Instantiate),
+            operation_params: serde_json::from_str(&row.params).ok(),
+            error: row
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            placement: row
+                .placement
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok()),
+            links: AppLcmOpOccLinks {
+                self_: LinkType::new(format!("{}/app_lcm_op_occs/{}", self.base(), row.id)),
+                app_instance: LinkType::new(format!(
+                    "{}/app_instances/{}",
+                    self.base(),
+                    row.app_instance_id
+                )),
+            },
+        }
+    }
+
+    async fn instance_row(&self, id: &str) -> Result<InstanceRow, LcmError> {
+        self.store
+            .instance_get(id)
+            .await?
+            .ok_or_else(|| LcmError::NotFound {
+                kind: "application instance",
+                id: id.to_owned(),
+            })
+    }
+
+    // === instance identifiers ===
+
+    /// Creates an instance identifier from an onboarded, enabled package.
+    pub async fn create(
+        &self,
+        request: CreateAppInstanceRequest,
+    ) -> Result<AppInstanceInfo, LcmError> {
+        let package = self.packages.get(PkgRef::AppDId(&request.app_d_id)).await?;
+        if package.onboarding_state != OnboardingState::Onboarded
+            || package.operational_state != PkgOperationalState::Enabled
+        {
+            return Err(LcmError::Conflict(format!(
+                "package of appDId {} is not ONBOARDED and ENABLED",
+                request.app_d_id
+            )));
+        }
+        let body = InstanceBody {
+            app_provider: package.app_provider.clone().unwrap_or_default(),
+            app_name: package.app_name.clone(),
+            app_soft_version: package.app_software_version.clone(),
+            app_d_version: package.app_d_version.clone(),
+            request,
+        };
+        let row = InstanceRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_pkg_id: package.id.clone(),
+            app_d_id: package.app_d_id.clone(),
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            instantiation_state: "NOT_INSTANTIATED".into(),
+            operational_state: None,
+            site_id: None,
+            created_at: server_kit::unix_millis_now(),
+        };
+        self.store.instance_insert(&row).await?;
+        self.store.package_set_usage(&package.id, "IN_USE").await?;
+        tracing::info!(instance = %row.id, app_d_id = %row.app_d_id, "application instance created");
+        self.instance_info(&row)
+            .ok_or_else(|| LcmError::Conflict("instance unreadable".into()))
+    }
+
+    /// One instance.
+    pub async fn get(&self, id: &str) -> Result<AppInstanceInfo, LcmError> {
+        let row = self.instance_row(id).await?;
+        self.instance_info(&row)
+            .ok_or_else(|| LcmError::Conflict(format!("instance {id} unreadable")))
+    }
+
+    /// Every instance.
+    pub async fn list(&self) -> Result<Vec<AppInstanceInfo>, LcmError> {
+        Ok(self
+            .store
+            .instance_list()
+            .await?
+            .iter()
+            .filter_map(|r| self.instance_info(r))
+            .collect())
+    }
+
+    /// Deletes a NOT_INSTANTIATED instance identifier.
+    pub async fn delete(&self, id: &str) -> Result<(), LcmError> {
+        let row = self.instance_row(id).await?;
+        if !self.store.instance_delete(id).await? {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is {} or has an operation in progress",
+                row.instantiation_state
+            )));
+        }
+        let remaining = self
+            .store
+            .instance_list()
+            .await?
+            .iter()
+            .any(|i| i.app_pkg_id == row.app_pkg_id);
+        if !remaining {
+            self.store
+                .package_set_usage(&row.app_pkg_id, "NOT_IN_USE")
+                .await?;
+        }
+        Ok(())
+    }
+
+    // === operations ===
+
+    async fn start(
+        self: &Arc<Self>,
+        instance: &InstanceRow,
+        operation: LcmOperation,
+        kind: &str,
+        request: Value,
+        mut params: Value,
+    ) -> Result<String, LcmError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = server_kit::unix_millis_now();
+        params["appInstanceId"] = json!(instance.id);
+        params["appDId"] = json!(instance.app_d_id);
+        if let Some(site) = &instance.site_id {
+            params["siteId"] = json!(site);
+        }
+        let op = OpOccRow {
+            id: id.clone(),
+            app_instance_id: instance.id.clone(),
+            operation: serde_json::to_value(operation)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            state: "STARTING".into(),
+            params: request.to_string(),
+            error: None,
+            placement: None,
+            start_time: now,
+            state_entered: now,
+        };
+        let saga = SagaRow {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            params: params.to_string(),
+            outputs: "{}".into(),
+            cursor: 0,
+            direction: "FORWARD".into(),
+            status: "RUNNING".into(),
+            error: None,
+        };
+        if !self.store.op_occ_start(&op, &saga).await? {
+            return Err(LcmError::Conflict(format!(
+                "instance {} has an operation in progress",
+                instance.id
+            )));
+        }
+        tracing::info!(op_occ = %id, instance = %instance.id, ?operation, "LCM operation started");
+        let this = self.clone();
+        let op_id = id.clone();
+        tokio::spawn(async move { this.drive(&op_id).await });
+        Ok(id)
+    }
+
+    /// Runs an occurrence's saga and records the outcome on the occurrence.
+    async fn drive(&self, id: &str) {
+        let now = server_kit::unix_millis_now();
+        if let Err(e) = self
+            .store
+            .op_occ_set_state(id, "PROCESSING", None, now)
+            .await
+        {
+            tracing::error!(op_occ = %id, error = %e, "cannot record PROCESSING");
+            return;
+        }
+        match self.executor.run(id).await {
+            Ok(status) => self.settle(id, status).await,
+            Err(SagaError::Leased(_)) => {}
+            Err(e) => {
+                tracing::error!(op_occ = %id, error = %e, "LCM operation stopped; it resumes at the next recovery")
+            }
+        }
+    }
+
+    async fn settle(&self, id: &str, status: SagaStatus) {
+        let error = match status {
+            SagaStatus::FailedTemp | SagaStatus::Failed => self
+                .executor
+                .status(id)
+                .await
+                .ok()
+                .and_then(|(_, e)| e)
+                .map(|detail| {
+                    serde_json::to_string(&ProblemDetails {
+                        problem_type: None,
+                        title: Some("LCM operation failed".into()),
+                        status: 500,
+                        detail,
+                        instance: Some(format!("{}/app_lcm_op_occs/{id}", self.base())),
+                    })
+                    .unwrap_or_default()
+                }),
+            _ => None,
+        };
+        if let Err(e) = self
+            .store
+            .op_occ_set_state(
+                id,
+                state_of(status),
+                error.as_deref(),
+                server_kit::unix_millis_now(),
+            )
+            .await
+        {
+            tracing::error!(op_occ = %id, error = %e, "cannot record the outcome");
+        }
+        tracing::info!(op_occ = %id, state = state_of(status), "LCM operation ended");
+    }
+
+    /// Instantiates an instance on the best site.
+    pub async fn instantiate(
+        self: &Arc<Self>,
+        id: &str,
+        request: InstantiateAppRequest,
+    ) -> Result<String, LcmError> {
+        let instance = self.instance_row(id).await?;
+        if instance.instantiation_state != "NOT_INSTANTIATED" {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is already INSTANTIATED"
+            )));
+        }
+        let body: Option<InstanceBody> = serde_json::from_str(&instance.body).ok();
+        let mut params = json!({"request": request});
+        if let Some(mep) = body.and_then(|b| b.request.app_placement_info) {
+            params["mepId"] = json!(mep.mep_id);
+        }
+        self.start(
+            &instance,
+            LcmOperation::Instantiate,
+            sagas::INSTANTIATE,
+            json!(request),
+            params,
+        )
+        .await
+    }
+
+    /// Terminates an instance.
+    pub async fn terminate(
+        self: &Arc<Self>,
+        id: &str,
+        request: TerminateAppRequest,
+    ) -> Result<String, LcmError> {
+        let instance = self.instance_row(id).await?;
+        if instance.instantiation_state != "INSTANTIATED" {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is NOT_INSTANTIATED"
+            )));
+        }
+        self.start(
+            &instance,
+            LcmOperation::Terminate,
+            sagas::TERMINATE,
+            json!(request),
+            json!({}),
+        )
+        .await
+    }
+
+    /// Starts or stops an instance.
+    pub async fn operate(
+        self: &Arc<Self>,
+        id: &str,
+        request: OperateAppRequest,
+    ) -> Result<String, LcmError> {
+        let instance = self.instance_row(id).await?;
+        let current = instance.operational_state.clone().unwrap_or_default();
+        let wanted = serde_json::to_value(request.change_state_to)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if instance.instantiation_state != "INSTANTIATED" {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is NOT_INSTANTIATED"
+            )));
+        }
+        if current == wanted {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is already {wanted}"
+            )));
+        }
+        let params = json!({"changeStateTo": wanted, "previousState": current});
+        self.start(
+            &instance,
+            LcmOperation::Operate,
+            sagas::OPERATE,
+            json!(request),
+            params,
+        )
+        .await
+    }
+
+    // === occurrences ===
+
+    /// One occurrence.
+    pub async fn op_occ(&self, id: &str) -> Result<AppLcmOpOcc, LcmError> {
+        let row = self
+            .store
+            .op_occ_get(id)
+            .await?
+            .ok_or_else(|| LcmError::NotFound {
+                kind: "LCM operation occurrence",
+                id: id.to_owned(),
+            })?;
+        Ok(self.op_occ_info(&row))
+    }
+
+    /// Every occurrence.
+    pub async fn op_occs(&self) -> Result<Vec<AppLcmOpOcc>, LcmError> {
+        Ok(self
+            .store
+            .op_occ_list()
+            .await?
+            .iter()
+            .map(|r| self.op_occ_info(r))
+            .collect())
+    }
+
+    async fn failed_temp(&self, id: &str) -> Result<(), LcmError> {
+        let op = self.op_occ(id).await?;
+        if op.operation_state != LcmOperationState::FailedTemp {
+            return Err(LcmError::Conflict(format!(
+                "occurrence {id} is {:?}, not FAILED_TEMP",
+                op.operation_state
+            )));
+        }
+        Ok(())
+    }
+
+    /// Retries a FAILED_TEMP occurrence.
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<(), LcmError> {
+        self.failed_temp(id).await?;
+        self.store
+            .op_occ_set_state(id, "PROCESSING", None, server_kit::unix_millis_now())
+            .await?;
+        let this = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            match this.executor.retry(&id).await {
+                Ok(status) => this.settle(&id, status).await,
+                Err(e) => tracing::error!(op_occ = %id, error = %e, "retry failed"),
+            }
+        });
+        Ok(())
+    }
+
+    /// Marks a FAILED_TEMP occurrence FAILED (final).
+    pub async fn fail(&self, id: &str) -> Result<AppLcmOpOcc, LcmError> {
+        self.failed_temp(id).await?;
+        self.executor.fail(id).await?;
+        self.settle(id, SagaStatus::Failed).await;
+        self.op_occ(id).await
+    }
+
+    /// After a restart: resumes interrupted sagas and brings every occurrence in line with its
+    /// saga.
+    pub async fn recover(&self) -> Result<(), LcmError> {
+        self.executor.recover().await?;
+        for op in self.store.op_occ_list().await? {
+            if matches!(op.state.as_str(), "STARTING" | "PROCESSING") {
+                let (status, _) = self.executor.status(&op.id).await?;
+                if status != SagaStatus::Running {
+                    self.settle(&op.id, status).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}

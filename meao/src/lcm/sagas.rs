@@ -1,0 +1,404 @@
+//! The LCM sagas, one linear step list each: instantiate (place, apply, await ready, commit),
+//! terminate (remove, commit) and operate (scale, commit). Steps are idempotent: workload names
+//! derive from the instance id, applies replace, deletes accept "already gone".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_specs::mm1::app_lcm::InstantiateAppRequest;
+use api_specs::mm1::appd::AppD;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use vim_adapters::{Container, Vim, Workload, WorkloadPhase, workload_name};
+
+use crate::inventory::{Inventory, PlacementQuery, request_for};
+use crate::package::{Packages, PkgRef};
+use crate::saga::{SagaKind, Step, StepContext, StepError};
+use crate::store::Store;
+
+/// What the LCM steps act on.
+pub struct LcmCtx {
+    /// The store.
+    pub store: Store,
+    /// Packages (for AppDs).
+    pub packages: Arc<Packages>,
+    /// Sites and their VIMs.
+    pub inventory: Arc<Inventory>,
+    /// How long a workload may take to become ready.
+    pub ready_timeout: Duration,
+}
+
+fn retryable(e: impl std::fmt::Display) -> StepError {
+    StepError::Retryable(e.to_string())
+}
+
+fn param<'a>(ctx: &'a StepContext<'_>, key: &str) -> &'a str {
+    ctx.params[key].as_str().unwrap_or_default()
+}
+
+async fn appd(c: &LcmCtx, app_d_id: &str) -> Result<AppD, StepError> {
+    let (value, _) = c
+        .packages
+        .appd(PkgRef::AppDId(app_d_id))
+        .await
+        .map_err(|e| StepError::Permanent(e.to_string()))?;
+    serde_json::from_value(value)
+        .map_err(|e| StepError::Permanent(format!("stored AppD unreadable: {e}")))
+}
+
+fn vim(c: &LcmCtx, site: &str) -> Result<Arc<dyn Vim>, StepError> {
+    c.inventory
+        .vim(site)
+        .ok_or_else(|| StepError::Permanent(format!("site {site} is no longer in the inventory")))
+}
+
+/// The workload of an instance: one container per OS container descriptor (or one sized by the
+/// compute descriptor), images from the software image descriptors.
+pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
+    let image_of = |id: &str| {
+        appd.sw_image_descriptor
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.sw_image.clone())
+            .unwrap_or_default()
+    };
+    let request = request_for(
+        appd,
+        &PlacementQuery {
+            app_d_id: appd.app_d_id.clone(),
+            user_location: None,
+            zones: vec![],
+            candidate_sites: vec![],
+        },
+    );
+    let containers = if appd.os_container_descriptor.is_empty() {
+        vec![Container {
+            name: "app".into(),
+            image: appd
+                .sw_image_descriptor
+                .first()
+                .map(|i| i.sw_image.clone())
+                .unwrap_or_default(),
+            cpu_millis: request.cpu_millis,
+            memory_mib: request.memory_mib,
+        }]
+    } else {
+        appd.os_container_descriptor
+            .iter()
+            .map(|c| Container {
+                name: c.name.clone(),
+                image: image_of(&c.sw_image_desc),
+                cpu_millis: u64::from(c.requested_cpu_resources.unwrap_or(100)),
+                memory_mib: c.requested_memory_resources.unwrap_or(128.0).max(0.0) as u64,
+            })
+            .collect()
+    };
+    Workload {
+        name: workload_name(instance_id),
+        app_instance_id: instance_id.to_owned(),
+        containers,
+        gpus: request.gpus,
+        architecture: request.architecture,
+        replicas: 1,
+        config: [("appDId".to_owned(), appd.app_d_id.clone())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+// === instantiate ===
+
+fn place<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let appd = appd(c, param(&ctx, "appDId")).await?;
+        let request: InstantiateAppRequest =
+            serde_json::from_value(ctx.params["request"].clone()).unwrap_or_default();
+        let mut candidates: Vec<String> = request
+            .selected_mec_host_info
+            .iter()
+            .map(|h| h.host_id.clone())
+            .collect();
+        if let Some(pinned) = ctx.params["mepId"].as_str() {
+            candidates.push(pinned.to_owned());
+        }
+        let query = PlacementQuery {
+            app_d_id: appd.app_d_id.clone(),
+            user_location: request
+                .location_constraints
+                .map(|l| crate::placement::GeoPoint {
+                    latitude: l.latitude,
+                    longitude: l.longitude,
+                }),
+            zones: vec![],
+            candidate_sites: candidates,
+        };
+        let decision = c
+            .inventory
+            .place_appd(&appd, &query)
+            .await
+            .map_err(retryable)?;
+        let recorded = serde_json::to_string(&decision).unwrap_or_default();
+        c.store
+            .op_occ_set_placement(ctx.saga_id, &recorded)
+            .await
+            .map_err(retryable)?;
+        match decision.chosen {
+            Some(site) => Ok(json!({"siteId": site})),
+            None => Err(StepError::Retryable(format!(
+                "no site can host the application: {}",
+                decision
+                    .rejected
+                    .iter()
+                    .map(|(why, sites)| format!("{why}: {}", sites.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))),
+        }
+    })
+}
+
+fn no_undo<'a>(_: &'a LcmCtx, _: StepContext<'a>) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async { Ok(()) })
+}
+
+fn site<'a>(ctx: &'a StepContext<'_>) -> &'a str {
+    ctx.outputs
+        .get("place")
+        .and_then(|p| p["siteId"].as_str())
+        .or_else(|| ctx.params["siteId"].as_str())
+        .unwrap_or_default()
+}
+
+fn apply<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let appd = appd(c, param(&ctx, "appDId")).await?;
+        let workload = workload_for(param(&ctx, "appInstanceId"), &appd);
+        vim(c, site(&ctx))?.apply(&workload).await?;
+        Ok(json!({"workload": workload.name}))
+    })
+}
+
+fn remove<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        let site = site(&ctx);
+        if site.is_empty() {
+            return Ok(());
+        }
+        vim(c, site)?
+            .delete(&workload_name(param(&ctx, "appInstanceId")))
+            .await?;
+        Ok(())
+    })
+}
+
+fn await_ready<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let vim = vim(c, site(&ctx))?;
+        let name = workload_name(param(&ctx, "appInstanceId"));
+        let deadline = tokio::time::Instant::now() + c.ready_timeout;
+        loop {
+            match vim.status(&name).await? {
+                Some(s) if s.phase == WorkloadPhase::Running => {
+                    return Ok(json!({"readyReplicas": s.ready_replicas}));
+                }
+                Some(vim_adapters::WorkloadStatus {
+                    phase: WorkloadPhase::Failed(why),
+                    ..
+                }) => return Err(StepError::Permanent(why)),
+                None => return Err(StepError::Retryable(format!("workload {name} disappeared"))),
+                Some(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(StepError::Retryable(format!(
+                        "workload {name} not ready within {:?}",
+                        c.ready_timeout
+                    )));
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+}
+
+fn commit_instantiated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        c.store
+            .instance_set_state(
+                param(&ctx, "appInstanceId"),
+                "INSTANTIATED",
+                Some("STARTED"),
+                Some(site(&ctx)),
+            )
+            .await
+            .map_err(retryable)?;
+        Ok(Value::Null)
+    })
+}
+
+fn commit_not_instantiated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        c.store
+            .instance_set_state(param(&ctx, "appInstanceId"), "NOT_INSTANTIATED", None, None)
+            .await
+            .map_err(retryable)
+    })
+}
+
+// === terminate ===
+
+fn terminate_workload<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        remove(c, ctx).await?;
+        Ok(Value::Null)
+    })
+}
+
+fn commit_terminated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        commit_not_instantiated(c, ctx).await?;
+        Ok(Value::Null)
+    })
+}
+
+// === operate ===
+
+fn replicas(state: &str) -> u32 {
+    u32::from(state == "STARTED")
+}
+
+fn scale<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        vim(c, site(&ctx))?
+            .scale(
+                &workload_name(param(&ctx, "appInstanceId")),
+                replicas(param(&ctx, "changeStateTo")),
+            )
+            .await?;
+        Ok(Value::Null)
+    })
+}
+
+fn unscale<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        vim(c, site(&ctx))?
+            .scale(
+                &workload_name(param(&ctx, "appInstanceId")),
+                replicas(param(&ctx, "previousState")),
+            )
+            .await?;
+        Ok(())
+    })
+}
+
+fn commit_operated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        c.store
+            .instance_set_state(
+                param(&ctx, "appInstanceId"),
+                "INSTANTIATED",
+                Some(param(&ctx, "changeStateTo")),
+                Some(site(&ctx)),
+            )
+            .await
+            .map_err(retryable)?;
+        Ok(Value::Null)
+    })
+}
+
+fn restore_operated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        c.store
+            .instance_set_state(
+                param(&ctx, "appInstanceId"),
+                "INSTANTIATED",
+                Some(param(&ctx, "previousState")),
+                Some(site(&ctx)),
+            )
+            .await
+            .map_err(retryable)
+    })
+}
+
+/// Saga kind names.
+pub const INSTANTIATE: &str = "app-instantiate";
+/// Saga kind names.
+pub const TERMINATE: &str = "app-terminate";
+/// Saga kind names.
+pub const OPERATE: &str = "app-operate";
+
+/// Every LCM saga.
+pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
+    vec![
+        SagaKind {
+            name: INSTANTIATE,
+            steps: vec![
+                Step {
+                    name: "place",
+                    forward: place,
+                    undo: no_undo,
+                },
+                Step {
+                    name: "apply",
+                    forward: apply,
+                    undo: remove,
+                },
+                Step {
+                    name: "await-ready",
+                    forward: await_ready,
+                    undo: no_undo,
+                },
+                Step {
+                    name: "commit",
+                    forward: commit_instantiated,
+                    undo: commit_not_instantiated,
+                },
+            ],
+        },
+        SagaKind {
+            name: TERMINATE,
+            steps: vec![
+                Step {
+                    name: "remove",
+                    forward: terminate_workload,
+                    undo: no_undo,
+                },
+                Step {
+                    name: "commit",
+                    forward: commit_terminated,
+                    undo: no_undo,
+                },
+            ],
+        },
+        SagaKind {
+            name: OPERATE,
+            steps: vec![
+                Step {
+                    name: "scale",
+                    forward: scale,
+                    undo: unscale,
+                },
+                Step {
+                    name: "commit",
+                    forward: commit_operated,
+                    undo: restore_operated,
+                },
+            ],
+        },
+    ]
+}

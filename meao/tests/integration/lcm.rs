@@ -1,0 +1,385 @@
+//! Application LCM over simulated sites: create, instantiate (placement recorded on the
+//! occurrence), operate, terminate, delete; FAILED_TEMP, retry and fail; recovery of an
+//! operation interrupted by a restart.
+
+use std::time::Duration;
+
+use meao::store::{OpOccRow, SagaRow, Store};
+use reqwest::Method;
+use serde_json::{Value, json};
+use server_kit::on_both_dbs;
+
+use super::common::{Ctx, Db, example, test_config};
+
+fn site(id: &str, cpu: u64, services: &[&str]) -> meao::inventory::SiteSpec {
+    serde_json::from_value(json!({
+        "id": id, "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris", "services": services,
+        "vim": {"kind": "simulated", "cpuMillis": cpu, "memoryMib": 32768}
+    }))
+    .unwrap()
+}
+
+async fn start(db: Db, sites: Vec<meao::inventory::SiteSpec>) -> Ctx {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = sites;
+    config.workload_ready_timeout_secs = 5;
+    Ctx::start_with(config, dir).await
+}
+
+async fn lcm(ctx: &Ctx, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    let mut r = ctx
+        .http
+        .request(method, format!("{}/app_lcm/v1{path}", ctx.base))
+        .bearer_auth(&ctx.token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    r.send().await.unwrap()
+}
+
+/// Starts an operation and waits for its occurrence to leave STARTING/PROCESSING.
+async fn run(ctx: &Ctx, path: &str, body: Value) -> Value {
+    let r = lcm(ctx, Method::POST, path, Some(body)).await;
+    assert_eq!(r.status(), 202, "{path}");
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/app_lcm/v1/app_lcm_op_occs/"),
+        "relative Location: {location}"
+    );
+    wait(ctx, location.trim_start_matches("/app_lcm/v1")).await
+}
+
+async fn wait(ctx: &Ctx, op_path: &str) -> Value {
+    for _ in 0..200 {
+        let op: Value = lcm(ctx, Method::GET, op_path, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if !matches!(
+            op["operationState"].as_str(),
+            Some("STARTING" | "PROCESSING")
+        ) {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{op_path} did not finish");
+}
+
+const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
+
+async fn instance_lifecycle(db: Db) {
+    let ctx = start(
+        db,
+        vec![
+            site("paris-1", 16000, &["RNIS"]),
+            site("no-rnis", 16000, &[]),
+        ],
+    )
+    .await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": "unknown"})),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA, "appInstanceName": "va-paris"})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let instance: Value = r.json().await.unwrap();
+    assert_eq!(instance["instantiationState"], "NOT_INSTANTIATED");
+    let id = instance["id"].as_str().unwrap().to_owned();
+    let pkg = ctx
+        .json("/onboarded_app_packages/7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51")
+        .await;
+    assert_eq!(pkg["usageState"], "IN_USE");
+
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{id}/instantiate"),
+        json!({"locationConstraints": {"latitude": 48.85, "longitude": 2.35}}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    assert_eq!(op["lcmOperation"], "INSTANTIATE");
+    assert_eq!(op["placement"]["chosen"], "paris-1");
+    assert_eq!(
+        op["placement"]["rejected"]["required service RNIS not available"],
+        json!(["no-rnis"])
+    );
+    let instance: Value = lcm(&ctx, Method::GET, &format!("/app_instances/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(instance["instantiationState"], "INSTANTIATED");
+    assert_eq!(
+        instance["instantiatedAppState"]["operationalState"],
+        "STARTED"
+    );
+    let vim = ctx
+        .server
+        .as_ref()
+        .unwrap()
+        .inventory
+        .vim("paris-1")
+        .unwrap();
+    let name = vim_adapters::workload_name(&id);
+    assert_eq!(vim.list_owned().await.unwrap(), vec![name.clone()]);
+    assert_eq!(
+        vim.capacity().await.unwrap().cpu_millis,
+        16000 - 3000,
+        "the analytics container's request"
+    );
+
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("/app_instances/{id}/instantiate"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None)
+            .await
+            .status(),
+        409
+    );
+
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{id}/operate"),
+        json!({"changeStateTo": "STOPPED", "stopType": "FORCEFUL"}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED");
+    assert_eq!(
+        vim.status(&name).await.unwrap().unwrap().phase,
+        vim_adapters::WorkloadPhase::Stopped
+    );
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("/app_instances/{id}/operate"),
+        Some(json!({"changeStateTo": "STOPPED"})),
+    )
+    .await;
+    assert_eq!(r.status(), 409, "already STOPPED");
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{id}/operate"),
+        json!({"changeStateTo": "STARTED"}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED");
+
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{id}/terminate"),
+        json!({"terminationType": "FORCEFUL"}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED");
+    assert!(
+        vim.list_owned().await.unwrap().is_empty(),
+        "nothing left on the site"
+    );
+    assert_eq!(
+        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None)
+            .await
+            .status(),
+        204
+    );
+    let pkg = ctx
+        .json("/onboarded_app_packages/7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51")
+        .await;
+    assert_eq!(pkg["usageState"], "NOT_IN_USE");
+    let occs: Value = lcm(&ctx, Method::GET, "/app_lcm_op_occs", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        occs.as_array().unwrap().len(),
+        4,
+        "instantiate, stop, start, terminate"
+    );
+}
+
+async fn failed_temp_retry_and_fail(db: Db) {
+    let ctx = start(db, vec![site("small-1", 1000, &["RNIS"])]).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let create = || {
+        lcm(
+            &ctx,
+            Method::POST,
+            "/app_instances",
+            Some(json!({"appDId": VA})),
+        )
+    };
+    let a: Value = create().await.json().await.unwrap();
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{}/instantiate", a["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "FAILED_TEMP", "no site has 3 CPUs");
+    assert!(
+        op["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not enough CPU")
+    );
+    let op_path = format!("/app_lcm_op_occs/{}", op["id"].as_str().unwrap());
+    // capacity arrives: a bigger site joins the inventory; retry completes
+    let r = ctx
+        .http
+        .put(format!("{}/inventory/v1/sites/big-1", ctx.base))
+        .bearer_auth(&ctx.token)
+        .json(&site("big-1", 16000, &["RNIS"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        lcm(&ctx, Method::POST, &format!("{op_path}/retry"), None)
+            .await
+            .status(),
+        202
+    );
+    let op = wait(&ctx, &op_path).await;
+    assert_eq!(
+        (
+            op["operationState"].as_str(),
+            op["placement"]["chosen"].as_str()
+        ),
+        (Some("COMPLETED"), Some("big-1"))
+    );
+    assert_eq!(
+        lcm(&ctx, Method::POST, &format!("{op_path}/retry"), None)
+            .await
+            .status(),
+        409,
+        "only FAILED_TEMP retries"
+    );
+
+    // another instance does not fit any more: FAILED_TEMP, then given up
+    let b: Value = create().await.json().await.unwrap();
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    let r = ctx
+        .http
+        .delete(format!("{}/inventory/v1/sites/big-1", ctx.base))
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{b_id}/instantiate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "FAILED_TEMP");
+    assert_eq!(
+        lcm(
+            &ctx,
+            Method::DELETE,
+            &format!("/app_instances/{b_id}"),
+            None
+        )
+        .await
+        .status(),
+        409,
+        "an operation is pending"
+    );
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("/app_lcm_op_occs/{}/fail", op["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["operationState"], "FAILED");
+    assert_eq!(
+        lcm(
+            &ctx,
+            Method::DELETE,
+            &format!("/app_instances/{b_id}"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+}
+
+async fn interrupted_operation_completes_after_restart(db: Db) {
+    let mut ctx = start(db, vec![site("paris-1", 16000, &["RNIS"])]).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let a: Value = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    // the state a crash right after accepting the request leaves: occurrence and saga recorded,
+    // nothing executed
+    let store = Store::connect(&ctx.config.database_url).await.unwrap();
+    let op = OpOccRow {
+        id: "op-1".into(),
+        app_instance_id: id.clone(),
+        operation: "INSTANTIATE".into(),
+        state: "STARTING".into(),
+        params: "{}".into(),
+        error: None,
+        placement: None,
+        start_time: 1,
+        state_entered: 1,
+    };
+    let saga = SagaRow {
+        id: "op-1".into(),
+        kind: "app-instantiate".into(),
+        params: json!({"appInstanceId": id, "appDId": VA, "request": {}}).to_string(),
+        outputs: "{}".into(),
+        cursor: 0,
+        direction: "FORWARD".into(),
+        status: "RUNNING".into(),
+        error: None,
+    };
+    assert!(store.op_occ_start(&op, &saga).await.unwrap());
+    ctx.restart().await;
+    let op = wait(&ctx, "/app_lcm_op_occs/op-1").await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    let instance: Value = lcm(&ctx, Method::GET, &format!("/app_instances/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(instance["instantiationState"], "INSTANTIATED");
+}
+
+on_both_dbs!(
+    instance_lifecycle,
+    failed_temp_retry_and_fail,
+    interrupted_operation_completes_after_restart
+);
