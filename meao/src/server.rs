@@ -97,6 +97,7 @@ impl Server {
             api_root.clone(),
             format!("meao-{}", uuid::Uuid::new_v4()),
             Duration::from_secs(config.workload_ready_timeout_secs),
+            plumbing.deliverer.waker(),
         ));
         let app = crate::api::router(
             packages.clone(),

@@ -257,3 +257,173 @@ pub struct AppLcmOpOcc {
     #[serde(rename = "_links")]
     pub links: AppLcmOpOccLinks,
 }
+
+/// Kinds of LCM subscription (`AppInstanceSubscriptionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AppInstanceSubscriptionType {
+    /// Instance state changes (`AppInstNotification`).
+    AppInstanceStateChangeSubscription,
+    /// Operation occurrence state changes (`AppLcmOpOccNotification`).
+    AppLcmOpOccStateChangeSubscription,
+    /// Instance identifier creation.
+    AppIdentifierCreationSubscription,
+    /// Instance identifier deletion.
+    AppIdentifierDeletionSubscription,
+}
+
+/// The state reported in instance notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppInstanceState {
+    /// Not instantiated.
+    NotInstantiated,
+    /// Instantiated and started.
+    Started,
+    /// Instantiated and stopped.
+    Stopped,
+}
+
+/// Which instances a subscription covers (`AppInstanceSubscriptionFilter`):
+/// `appInstSelectorType` 0 = all, 1 = by instance id, 2 = by instance name, 3 = by AppD id,
+/// 4 = by provider, matched against `appInstances`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppInstanceSubscriptionFilter {
+    /// Selector type.
+    #[serde(default)]
+    pub app_inst_selector_type: u8,
+    /// Values the selector matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_instances: Vec<String>,
+}
+
+/// Which operation occurrences a subscription covers (`AppLcmOpOccSubscriptionFilter`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppLcmOpOccSubscriptionFilter {
+    /// Instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_subscription_filter: Option<AppInstanceSubscriptionFilter>,
+    /// Operation types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operation_types: Vec<LcmOperation>,
+    /// Operation states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operation_states: Vec<LcmOperationState>,
+}
+
+/// A subscription request of any of the four kinds (`AppInstSubscriptionRequest`,
+/// `AppLcmOpOccSubscriptionRequest`, `AppInstIdCreationSubscriptionRequest`,
+/// `AppInstIdDeletionSubscriptionRequest`); each kind uses the attributes it defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppInstSubscriptionRequest {
+    /// Kind of subscription.
+    pub subscription_type: AppInstanceSubscriptionType,
+    /// Where notifications are POSTed.
+    pub callback_uri: String,
+    /// Only this instance state (state change subscriptions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_state: Option<AppInstanceState>,
+    /// Instances covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_subscription_filter: Option<AppInstanceSubscriptionFilter>,
+    /// Occurrences covered (operation occurrence subscriptions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_lcm_op_occ_subscription_filter: Option<AppLcmOpOccSubscriptionFilter>,
+}
+
+/// A subscription (`AppInstSubscriptionInfo` and its three siblings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInstSubscriptionInfo {
+    /// Identifier.
+    pub id: String,
+    /// The request's attributes.
+    #[serde(flatten)]
+    pub request: AppInstSubscriptionRequest,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: crate::mm1::app_pkgm::SelfOnlyLinks,
+}
+
+/// One entry of the LCM subscription list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInstanceSubscriptionLink {
+    /// URI of the subscription.
+    pub href: String,
+    /// Kind.
+    pub subscription_type: AppInstanceSubscriptionType,
+}
+
+/// Links of the LCM subscription list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppInstanceSubscriptionLinkListLinks {
+    /// This list.
+    #[serde(rename = "self")]
+    pub self_: LinkType,
+    /// The subscriptions.
+    pub subscriptions: Vec<AppInstanceSubscriptionLink>,
+}
+
+/// The LCM subscriptions (`AppInstanceSubscriptionLinkList`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppInstanceSubscriptionLinkList {
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: AppInstanceSubscriptionLinkListLinks,
+}
+
+/// Links of LCM notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LcmNotificationLinks {
+    /// The subscription.
+    pub subscription: LinkType,
+    /// The instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance: Option<LinkType>,
+    /// The occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_lcm_op_occ: Option<LinkType>,
+}
+
+/// An LCM notification: `AppInstNotification`, `AppLcmOpOccNotification`,
+/// `AppInstanceIdentifierCreationNotification` or `AppInstanceIdentifierDeletionNotification`,
+/// told apart by `notificationType`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LcmNotification {
+    /// Identifier.
+    pub id: String,
+    /// The subscription type it answers.
+    pub notification_type: AppInstanceSubscriptionType,
+    /// The subscription.
+    pub subscription_id: String,
+    /// When.
+    pub time_stamp: TimeStamp,
+    /// The instance.
+    pub app_instance_id: String,
+    /// Instance state (instance state changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_instance_state: Option<AppInstanceState>,
+    /// Package (instance state changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_pkg_id: Option<String>,
+    /// AppD (instance state changes).
+    #[serde(rename = "appDId", default, skip_serializing_if = "Option::is_none")]
+    pub app_d_id: Option<String>,
+    /// Occurrence (occurrence changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_lcm_op_occ_id: Option<String>,
+    /// Operation type (occurrence changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_type: Option<LcmOperation>,
+    /// Operation state (occurrence changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_state: Option<LcmOperationState>,
+    /// Links.
+    #[serde(rename = "_links")]
+    pub links: LcmNotificationLinks,
+}

@@ -3,14 +3,19 @@
 use std::sync::Arc;
 
 use api_specs::ProblemDetails;
+use api_specs::common::LinkType;
 use api_specs::mm1::app_lcm::{
-    AppInstanceInfo, AppLcmOpOcc, CreateAppInstanceRequest, InstantiateAppRequest,
-    OperateAppRequest, TerminateAppRequest,
+    AppInstSubscriptionInfo, AppInstSubscriptionRequest, AppInstanceInfo,
+    AppInstanceSubscriptionLink, AppInstanceSubscriptionLinkList,
+    AppInstanceSubscriptionLinkListLinks, AppInstanceSubscriptionType, AppLcmOpOcc,
+    CreateAppInstanceRequest, InstantiateAppRequest, OperateAppRequest, TerminateAppRequest,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use server_kit::problem::{ApiError, ApiJson, ApiPath};
+use serde::Deserialize;
+use server_kit::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -22,6 +27,7 @@ impl From<LcmError> for ApiError {
         match e {
             LcmError::NotFound { kind, id } => ApiError::NotFound { kind, id },
             LcmError::Conflict(m) => ApiError::Conflict(m),
+            LcmError::Invalid(m) => ApiError::BadRequest(m),
             LcmError::Package(e) => e.into(),
             LcmError::Saga(e) => ApiError::Internal(super::error_chain(&e)),
             LcmError::Store(e) => ApiError::Internal(super::error_chain(&e)),
@@ -40,6 +46,81 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Lcm>> {
         .routes(routes!(op_occ_get))
         .routes(routes!(op_occ_retry))
         .routes(routes!(op_occ_fail))
+        .routes(routes!(subscriptions_get, subscriptions_post))
+        .routes(routes!(subscription_get, subscription_delete))
+}
+
+/// Subscription list query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionQuery {
+    /// Only subscriptions of this type.
+    subscriptiontype: Option<AppInstanceSubscriptionType>,
+}
+
+/// LCM subscriptions.
+#[utoipa::path(get, path = "/subscriptions", tag = "app-lcm", params(SubscriptionQuery),
+    responses((status = 200, body = AppInstanceSubscriptionLinkList), (status = 400, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn subscriptions_get(
+    State(l): State<Arc<Lcm>>,
+    ApiQuery(q): ApiQuery<SubscriptionQuery>,
+) -> Result<ApiJson<AppInstanceSubscriptionLinkList>, ApiError> {
+    let subscriptions = l
+        .subscriptions()
+        .await?
+        .into_iter()
+        .filter(|s| {
+            q.subscriptiontype
+                .is_none_or(|t| t == s.request.subscription_type)
+        })
+        .map(|s| AppInstanceSubscriptionLink {
+            href: s.links.self_.href,
+            subscription_type: s.request.subscription_type,
+        })
+        .collect();
+    Ok(ApiJson(AppInstanceSubscriptionLinkList {
+        links: AppInstanceSubscriptionLinkListLinks {
+            self_: LinkType::new(format!("{}/subscriptions", l.base_url())),
+            subscriptions,
+        },
+    }))
+}
+
+/// Subscribe to LCM notifications (instance state, occurrence state, identifier creation or
+/// deletion).
+#[utoipa::path(post, path = "/subscriptions", tag = "app-lcm", request_body = AppInstSubscriptionRequest,
+    responses((status = 201, body = AppInstSubscriptionInfo, headers(("Location" = String))), (status = 400, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn subscriptions_post(
+    State(l): State<Arc<Lcm>>,
+    ApiJson(r): ApiJson<AppInstSubscriptionRequest>,
+) -> Result<Response, ApiError> {
+    let info = l.subscribe(r).await?;
+    let href = info.links.self_.href.clone();
+    Ok((StatusCode::CREATED, [location(&href)], ApiJson(info)).into_response())
+}
+
+/// One LCM subscription.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}", tag = "app-lcm", params(("subscriptionId" = String, Path)),
+    responses((status = 200, body = AppInstSubscriptionInfo), (status = 404, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn subscription_get(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AppInstSubscriptionInfo>, ApiError> {
+    Ok(ApiJson(l.subscription(&id).await?))
+}
+
+/// Delete an LCM subscription.
+#[utoipa::path(delete, path = "/subscriptions/{subscriptionId}", tag = "app-lcm", params(("subscriptionId" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn subscription_delete(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    l.unsubscribe(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Application instances.

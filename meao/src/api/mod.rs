@@ -72,7 +72,10 @@ fn location(href: &str) -> (HeaderName, HeaderValue) {
 #[openapi(
     info(title = "mecplane MEAO: ETSI MEC 010-2 Mm1 APIs", version = "3.1.1"),
     modifiers(&OAuth),
-    components(schemas(api_specs::mm1::app_pkgm::AppPkgNotification)),
+    components(schemas(
+        api_specs::mm1::app_pkgm::AppPkgNotification,
+        api_specs::mm1::app_lcm::LcmNotification,
+    )),
     tags(
         (name = "app-pkgm", description = "Application package management (ETSI GS MEC 010-2 clause 6)"),
         (name = "app-lcm", description = "Application lifecycle management (ETSI GS MEC 010-2 clause 7)"),

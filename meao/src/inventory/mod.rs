@@ -288,7 +288,8 @@ impl Inventory {
             .ok_or_else(|| InventoryError::NotFound(id.to_owned()))
     }
 
-    async fn refresh_one(&self, id: &str) -> Result<(), InventoryError> {
+    /// Refreshes one site's free capacity and health from its VIM (after a change there).
+    pub async fn refresh_one(&self, id: &str) -> Result<(), InventoryError> {
         let Some(vim) = self.vim(id) else {
             return Err(InventoryError::NotFound(id.to_owned()));
         };
@@ -328,8 +329,17 @@ impl Inventory {
         Ok(())
     }
 
-    /// The placement view of every site.
+    /// The placement view of every site, with the applications instantiated on each.
     pub async fn views(&self) -> Result<Vec<SiteView>, InventoryError> {
+        let mut apps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in self.store.instance_list().await? {
+            if let Some(site) = i
+                .site_id
+                .filter(|_| i.instantiation_state == "INSTANTIATED")
+            {
+                apps.entry(site).or_default().push(i.app_d_id);
+            }
+        }
         Ok(self
             .list()
             .await?
@@ -358,7 +368,7 @@ impl Inventory {
                     free: s.free_capacity.clone().unwrap_or_default(),
                     total,
                     services: s.spec.services.clone(),
-                    app_d_ids: Vec::new(),
+                    app_d_ids: apps.remove(&s.spec.id).unwrap_or_default(),
                     id: s.spec.id,
                 }
             })

@@ -12,19 +12,24 @@ use std::time::Duration;
 use api_specs::ProblemDetails;
 use api_specs::common::{LinkType, TimeStamp};
 use api_specs::mm1::app_lcm::{
-    AppInstanceInfo, AppInstanceLinks, AppLcmOpOcc, AppLcmOpOccLinks, CreateAppInstanceRequest,
-    InstantiateAppRequest, InstantiatedAppState, InstantiationState, LcmOperation,
-    LcmOperationState, OperateAppRequest, OperationalState, TerminateAppRequest,
+    AppInstSubscriptionInfo, AppInstSubscriptionRequest, AppInstanceInfo, AppInstanceLinks,
+    AppInstanceState, AppInstanceSubscriptionFilter, AppInstanceSubscriptionType, AppLcmOpOcc,
+    AppLcmOpOccLinks, CreateAppInstanceRequest, InstantiateAppRequest, InstantiatedAppState,
+    InstantiationState, LcmNotification, LcmNotificationLinks, LcmOperation, LcmOperationState,
+    OperateAppRequest, OperationalState, TerminateAppRequest,
 };
-use api_specs::mm1::app_pkgm::{OnboardingState, OperationalState as PkgOperationalState};
+use api_specs::mm1::app_pkgm::{
+    OnboardingState, OperationalState as PkgOperationalState, SelfOnlyLinks,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use server_kit::notify::NotificationRow;
 
 use self::sagas::LcmCtx;
 use crate::inventory::Inventory;
 use crate::package::{PackageError, Packages, PkgRef};
 use crate::saga::{Executor, SagaError, SagaStatus};
-use crate::store::{InstanceRow, OpOccRow, SagaRow, Store, StoreError};
+use crate::store::{InstanceRow, OpOccRow, SagaRow, Store, StoreError, Subscriptions};
 
 /// Base path of the LCM API.
 pub const APP_LCM_BASE: &str = "/app_lcm/v1";
@@ -43,6 +48,9 @@ pub enum LcmError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
     /// The package side refused.
     #[error(transparent)]
     Package(#[from] PackageError),
@@ -72,6 +80,7 @@ pub struct Lcm {
     packages: Arc<Packages>,
     executor: Arc<Executor<LcmCtx>>,
     api_root: String,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Lcm {
@@ -102,6 +111,7 @@ impl Lcm {
         api_root: String,
         owner: String,
         ready_timeout: Duration,
+        wake: Arc<tokio::sync::Notify>,
     ) -> Self {
         let ctx = Arc::new(LcmCtx {
             store: store.clone(),
@@ -121,6 +131,7 @@ impl Lcm {
             packages,
             executor,
             api_root,
+            wake,
         }
     }
 
@@ -232,7 +243,19 @@ impl Lcm {
             site_id: None,
             created_at: server_kit::unix_millis_now(),
         };
-        self.store.instance_insert(&row).await?;
+        let body_view: InstanceBody =
+            serde_json::from_str(&row.body).map_err(|e| LcmError::Invalid(e.to_string()))?;
+        let notifications = self
+            .notifications(
+                AppInstanceSubscriptionType::AppIdentifierCreationSubscription,
+                &row,
+                &body_view,
+                |_| true,
+                |n| n,
+            )
+            .await?;
+        self.store.instance_insert(&row, &notifications).await?;
+        self.wake.notify_one();
         self.store.package_set_usage(&package.id, "IN_USE").await?;
         tracing::info!(instance = %row.id, app_d_id = %row.app_d_id, "application instance created");
         self.instance_info(&row)
@@ -260,7 +283,18 @@ impl Lcm {
     /// Deletes a NOT_INSTANTIATED instance identifier.
     pub async fn delete(&self, id: &str) -> Result<(), LcmError> {
         let row = self.instance_row(id).await?;
-        if !self.store.instance_delete(id).await? {
+        let body: InstanceBody =
+            serde_json::from_str(&row.body).map_err(|e| LcmError::Invalid(e.to_string()))?;
+        let notifications = self
+            .notifications(
+                AppInstanceSubscriptionType::AppIdentifierDeletionSubscription,
+                &row,
+                &body,
+                |_| true,
+                |n| n,
+            )
+            .await?;
+        if !self.store.instance_delete(id, &notifications).await? {
             return Err(LcmError::Conflict(format!(
                 "instance {id} is {} or has an operation in progress",
                 row.instantiation_state
@@ -336,10 +370,8 @@ impl Lcm {
 
     /// Runs an occurrence's saga and records the outcome on the occurrence.
     async fn drive(&self, id: &str) {
-        let now = server_kit::unix_millis_now();
         if let Err(e) = self
-            .store
-            .op_occ_set_state(id, "PROCESSING", None, now)
+            .transition(id, LcmOperationState::Processing, None)
             .await
         {
             tracing::error!(op_occ = %id, error = %e, "cannot record PROCESSING");
@@ -374,16 +406,8 @@ impl Lcm {
                 }),
             _ => None,
         };
-        if let Err(e) = self
-            .store
-            .op_occ_set_state(
-                id,
-                state_of(status),
-                error.as_deref(),
-                server_kit::unix_millis_now(),
-            )
-            .await
-        {
+        let state = parse(state_of(status)).unwrap_or(LcmOperationState::Failed);
+        if let Err(e) = self.transition(id, state, error.as_deref()).await {
             tracing::error!(op_occ = %id, error = %e, "cannot record the outcome");
         }
         tracing::info!(op_occ = %id, state = state_of(status), "LCM operation ended");
@@ -471,6 +495,261 @@ impl Lcm {
         .await
     }
 
+    /// Records an occurrence's new state with its notifications: to occurrence subscribers,
+    /// and, when it completed, to instance state subscribers.
+    async fn transition(
+        &self,
+        id: &str,
+        state: LcmOperationState,
+        error: Option<&str>,
+    ) -> Result<(), LcmError> {
+        let op = self
+            .store
+            .op_occ_get(id)
+            .await?
+            .ok_or_else(|| LcmError::NotFound {
+                kind: "LCM operation occurrence",
+                id: id.to_owned(),
+            })?;
+        let instance = self.instance_row(&op.app_instance_id).await?;
+        let body: InstanceBody =
+            serde_json::from_str(&instance.body).map_err(|e| LcmError::Invalid(e.to_string()))?;
+        let operation: Option<LcmOperation> = parse(&op.operation);
+        let op_href = format!("{}/app_lcm_op_occs/{id}", self.base());
+        let mut notifications = self
+            .notifications(
+                AppInstanceSubscriptionType::AppLcmOpOccStateChangeSubscription,
+                &instance,
+                &body,
+                |s| {
+                    s.request
+                        .app_lcm_op_occ_subscription_filter
+                        .as_ref()
+                        .is_none_or(|f| {
+                            (f.operation_types.is_empty()
+                                || operation.is_some_and(|o| f.operation_types.contains(&o)))
+                                && (f.operation_states.is_empty()
+                                    || f.operation_states.contains(&state))
+                        })
+                },
+                |mut n| {
+                    n.app_lcm_op_occ_id = Some(id.to_owned());
+                    n.operation_type = operation;
+                    n.operation_state = Some(state);
+                    n.links.app_lcm_op_occ = Some(LinkType::new(op_href.clone()));
+                    n
+                },
+            )
+            .await?;
+        if state == LcmOperationState::Completed {
+            let instance_state = match (
+                instance.instantiation_state.as_str(),
+                instance.operational_state.as_deref(),
+            ) {
+                ("INSTANTIATED", Some("STOPPED")) => AppInstanceState::Stopped,
+                ("INSTANTIATED", _) => AppInstanceState::Started,
+                _ => AppInstanceState::NotInstantiated,
+            };
+            notifications.extend(
+                self.notifications(
+                    AppInstanceSubscriptionType::AppInstanceStateChangeSubscription,
+                    &instance,
+                    &body,
+                    |s| {
+                        s.request
+                            .app_instance_state
+                            .is_none_or(|w| w == instance_state)
+                    },
+                    |mut n| {
+                        n.app_instance_state = Some(instance_state);
+                        n.app_pkg_id = Some(instance.app_pkg_id.clone());
+                        n.app_d_id = Some(instance.app_d_id.clone());
+                        n
+                    },
+                )
+                .await?,
+            );
+        }
+        let state_name = serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.store
+            .op_occ_set_state(
+                id,
+                &state_name,
+                error,
+                &notifications,
+                server_kit::unix_millis_now(),
+            )
+            .await?;
+        if !notifications.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Notifications of `kind` about `instance` for every matching subscription.
+    async fn notifications(
+        &self,
+        kind: AppInstanceSubscriptionType,
+        instance: &InstanceRow,
+        body: &InstanceBody,
+        wanted: impl Fn(&AppInstSubscriptionInfo) -> bool,
+        complete: impl Fn(LcmNotification) -> LcmNotification,
+    ) -> Result<Vec<NotificationRow>, LcmError> {
+        let now = server_kit::unix_millis_now();
+        let instance_href = format!("{}/app_instances/{}", self.base(), instance.id);
+        let covers = |f: &AppInstanceSubscriptionFilter| match f.app_inst_selector_type {
+            1 => f.app_instances.contains(&instance.id),
+            2 => body
+                .request
+                .app_instance_name
+                .as_ref()
+                .is_some_and(|n| f.app_instances.contains(n)),
+            3 => f.app_instances.contains(&instance.app_d_id),
+            4 => f.app_instances.contains(&body.app_provider),
+            _ => true,
+        };
+        Ok(self
+            .subscriptions()
+            .await?
+            .into_iter()
+            .filter(|s| s.request.subscription_type == kind)
+            .filter(|s| {
+                let filter = s.request.app_instance_subscription_filter.as_ref().or(s
+                    .request
+                    .app_lcm_op_occ_subscription_filter
+                    .as_ref()
+                    .and_then(|f| f.app_instance_subscription_filter.as_ref()));
+                filter.is_none_or(covers)
+            })
+            .filter(|s| wanted(s))
+            .map(|s| {
+                let notification = complete(LcmNotification {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    notification_type: kind,
+                    subscription_id: s.id.clone(),
+                    time_stamp: TimeStamp::from_unix_millis(now),
+                    app_instance_id: instance.id.clone(),
+                    app_instance_state: None,
+                    app_pkg_id: None,
+                    app_d_id: None,
+                    app_lcm_op_occ_id: None,
+                    operation_type: None,
+                    operation_state: None,
+                    links: LcmNotificationLinks {
+                        subscription: s.links.self_.clone(),
+                        app_instance: Some(LinkType::new(instance_href.clone())),
+                        app_lcm_op_occ: None,
+                    },
+                });
+                NotificationRow {
+                    id: notification.id.clone(),
+                    subscription_id: s.id.clone(),
+                    callback_uri: s.request.callback_uri.clone(),
+                    body: serde_json::to_string(&notification).unwrap_or_default(),
+                    created_at: now,
+                }
+            })
+            .collect())
+    }
+
+    // === subscriptions ===
+
+    /// Creates a subscription.
+    pub async fn subscribe(
+        &self,
+        request: AppInstSubscriptionRequest,
+    ) -> Result<AppInstSubscriptionInfo, LcmError> {
+        let uri: http::Uri = request
+            .callback_uri
+            .parse()
+            .map_err(|_| LcmError::Invalid("callbackUri is not a URI".into()))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(LcmError::Invalid(
+                "callbackUri shall be an absolute http(s) URI".into(),
+            ));
+        }
+        let selectors = [
+            request.app_instance_subscription_filter.as_ref(),
+            request
+                .app_lcm_op_occ_subscription_filter
+                .as_ref()
+                .and_then(|f| f.app_instance_subscription_filter.as_ref()),
+        ];
+        if selectors
+            .into_iter()
+            .flatten()
+            .any(|f| f.app_inst_selector_type > 4)
+        {
+            return Err(LcmError::Invalid(
+                "appInstSelectorType shall be 0 to 4".into(),
+            ));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let info = AppInstSubscriptionInfo {
+            links: SelfOnlyLinks {
+                self_: LinkType::new(format!("{}/subscriptions/{id}", self.base())),
+            },
+            id: id.clone(),
+            request,
+        };
+        self.store
+            .subscription_insert(
+                Subscriptions::Lcm,
+                &id,
+                &serde_json::to_string(&info).unwrap_or_default(),
+                server_kit::unix_millis_now(),
+            )
+            .await?;
+        Ok(info)
+    }
+
+    /// Every subscription.
+    pub async fn subscriptions(&self) -> Result<Vec<AppInstSubscriptionInfo>, LcmError> {
+        Ok(self
+            .store
+            .subscription_list(Subscriptions::Lcm)
+            .await?
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect())
+    }
+
+    /// One subscription.
+    pub async fn subscription(&self, id: &str) -> Result<AppInstSubscriptionInfo, LcmError> {
+        self.store
+            .subscription_get(Subscriptions::Lcm, id)
+            .await?
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .ok_or_else(|| LcmError::NotFound {
+                kind: "subscription",
+                id: id.to_owned(),
+            })
+    }
+
+    /// Deletes a subscription.
+    pub async fn unsubscribe(&self, id: &str) -> Result<(), LcmError> {
+        if self
+            .store
+            .subscription_delete(Subscriptions::Lcm, id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(LcmError::NotFound {
+                kind: "subscription",
+                id: id.to_owned(),
+            })
+        }
+    }
+
+    /// URL prefix of the LCM API.
+    pub fn base_url(&self) -> String {
+        self.base()
+    }
+
     // === occurrences ===
 
     /// One occurrence.
@@ -511,8 +790,7 @@ impl Lcm {
     /// Retries a FAILED_TEMP occurrence.
     pub async fn retry(self: &Arc<Self>, id: &str) -> Result<(), LcmError> {
         self.failed_temp(id).await?;
-        self.store
-            .op_occ_set_state(id, "PROCESSING", None, server_kit::unix_millis_now())
+        self.transition(id, LcmOperationState::Processing, None)
             .await?;
         let this = self.clone();
         let id = id.to_owned();

@@ -46,6 +46,14 @@ async fn appd(c: &LcmCtx, app_d_id: &str) -> Result<AppD, StepError> {
         .map_err(|e| StepError::Permanent(format!("stored AppD unreadable: {e}")))
 }
 
+/// Refreshes the site's free capacity after a change, so the next placement sees it; a failed
+/// refresh is left to the periodic one.
+async fn refreshed(c: &LcmCtx, site: &str) {
+    if let Err(e) = c.inventory.refresh_one(site).await {
+        tracing::warn!(%site, error = %e, "capacity refresh after a change failed");
+    }
+}
+
 fn vim(c: &LcmCtx, site: &str) -> Result<Arc<dyn Vim>, StepError> {
     c.inventory
         .vim(site)
@@ -174,6 +182,7 @@ fn apply<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
         let appd = appd(c, param(&ctx, "appDId")).await?;
         let workload = workload_for(param(&ctx, "appInstanceId"), &appd);
         vim(c, site(&ctx))?.apply(&workload).await?;
+        refreshed(c, site(&ctx)).await;
         Ok(json!({"workload": workload.name}))
     })
 }

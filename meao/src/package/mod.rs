@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use self::archive::ArchiveLimits;
 use self::blobs::BlobStore;
 use self::onboard::{Policy, StoredFile};
-use crate::store::{PackageRow, Store, StoreError};
+use crate::store::{PackageRow, Store, StoreError, Subscriptions};
 
 /// Base path of the package management API.
 pub const APP_PKGM_BASE: &str = "/app_pkgm/v1";
@@ -909,6 +909,7 @@ impl Packages {
         };
         self.store
             .subscription_insert(
+                Subscriptions::Packages,
                 &id,
                 &serde_json::to_string(&info).unwrap_or_default(),
                 server_kit::unix_millis_now(),
@@ -921,7 +922,7 @@ impl Packages {
     pub async fn subscriptions(&self) -> Result<Vec<AppPkgSubscriptionInfo>, PackageError> {
         Ok(self
             .store
-            .subscription_list()
+            .subscription_list(Subscriptions::Packages)
             .await?
             .iter()
             .filter_map(|b| serde_json::from_str(b).ok())
@@ -931,7 +932,7 @@ impl Packages {
     /// One subscription.
     pub async fn subscription(&self, id: &str) -> Result<AppPkgSubscriptionInfo, PackageError> {
         self.store
-            .subscription_get(id)
+            .subscription_get(Subscriptions::Packages, id)
             .await?
             .and_then(|b| serde_json::from_str(&b).ok())
             .ok_or_else(|| PackageError::NotFound {
@@ -942,7 +943,11 @@ impl Packages {
 
     /// Deletes a subscription.
     pub async fn unsubscribe(&self, id: &str) -> Result<(), PackageError> {
-        if self.store.subscription_delete(id).await? {
+        if self
+            .store
+            .subscription_delete(Subscriptions::Packages, id)
+            .await?
+        {
             Ok(())
         } else {
             Err(PackageError::NotFound {

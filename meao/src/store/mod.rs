@@ -70,6 +70,24 @@ fn package_row(r: &sqlx::any::AnyRow) -> Result<PackageRow, sqlx::Error> {
     })
 }
 
+/// Which subscriptions: package management or LCM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscriptions {
+    /// `app_pkgm/v1` subscriptions.
+    Packages,
+    /// `app_lcm/v1` subscriptions.
+    Lcm,
+}
+
+impl Subscriptions {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Packages => "pkg_subscriptions",
+            Self::Lcm => "lcm_subscriptions",
+        }
+    }
+}
+
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -337,24 +355,31 @@ impl Store {
     /// Inserts a subscription.
     pub async fn subscription_insert(
         &self,
+        table: Subscriptions,
         id: &str,
         body: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO pkg_subscriptions (id, body, created_at) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(body)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO {} (id, body, created_at) VALUES ($1, $2, $3)",
+            table.name()
+        ))
+        .bind(id)
+        .bind(body)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Every subscription body, oldest first.
-    pub async fn subscription_list(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM pkg_subscriptions ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn subscription_list(&self, table: Subscriptions) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT body FROM {} ORDER BY created_at, id",
+            table.name()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| r.try_get(0))
@@ -362,8 +387,12 @@ impl Store {
     }
 
     /// One subscription body.
-    pub async fn subscription_get(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT body FROM pkg_subscriptions WHERE id = $1")
+    pub async fn subscription_get(
+        &self,
+        table: Subscriptions,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(&format!("SELECT body FROM {} WHERE id = $1", table.name()))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -371,8 +400,12 @@ impl Store {
     }
 
     /// Deletes a subscription; false if there was none.
-    pub async fn subscription_delete(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM pkg_subscriptions WHERE id = $1")
+    pub async fn subscription_delete(
+        &self,
+        table: Subscriptions,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table.name()))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -707,8 +740,13 @@ fn op_occ_row(r: &sqlx::any::AnyRow) -> Result<OpOccRow, sqlx::Error> {
 }
 
 impl Store {
-    /// Inserts an instance.
-    pub async fn instance_insert(&self, i: &InstanceRow) -> Result<(), StoreError> {
+    /// Inserts an instance, queuing `notifications` in the same transaction.
+    pub async fn instance_insert(
+        &self,
+        i: &InstanceRow,
+        notifications: &[NotificationRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO app_instances ({INSTANCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
@@ -720,8 +758,12 @@ impl Store {
         .bind(&i.operational_state)
         .bind(&i.site_id)
         .bind(i.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        for n in notifications {
+            SqlOutbox::enqueue(&mut tx, n).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -764,16 +806,29 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a NOT_INSTANTIATED instance with no operation in progress; false otherwise.
-    pub async fn instance_delete(&self, id: &str) -> Result<bool, StoreError> {
+    /// Deletes a NOT_INSTANTIATED instance with no operation in progress, queuing
+    /// `notifications`; false otherwise.
+    pub async fn instance_delete(
+        &self,
+        id: &str,
+        notifications: &[NotificationRow],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM app_instances WHERE id = $1 AND instantiation_state = 'NOT_INSTANTIATED' AND NOT EXISTS \
              (SELECT 1 FROM app_lcm_op_occs o WHERE o.app_instance_id = $1 AND o.state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP'))",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for n in notifications {
+            SqlOutbox::enqueue(&mut tx, n).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Records an operation occurrence and its saga in one transaction, unless the instance
@@ -841,14 +896,17 @@ impl Store {
         Ok(rows.iter().map(op_occ_row).collect::<Result<_, _>>()?)
     }
 
-    /// Sets the state (and error) of an operation occurrence.
+    /// Sets the state (and error) of an operation occurrence, queuing `notifications` in the
+    /// same transaction.
     pub async fn op_occ_set_state(
         &self,
         id: &str,
         state: &str,
         error: Option<&str>,
+        notifications: &[NotificationRow],
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE app_lcm_op_occs SET state = $1, error = $2, state_entered = $3 WHERE id = $4",
         )
@@ -856,8 +914,12 @@ impl Store {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        for n in notifications {
+            SqlOutbox::enqueue(&mut tx, n).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -383,3 +383,109 @@ on_both_dbs!(
     failed_temp_retry_and_fail,
     interrupted_operation_completes_after_restart
 );
+
+async fn notifications_follow_the_lifecycle(db: Db) {
+    let ctx = start(db, vec![site("paris-1", 16000, &["RNIS"])]).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let mut created = super::common::Callback::start(0).await;
+    let mut occs = super::common::Callback::start(0).await;
+    let mut states = super::common::Callback::start(0).await;
+    let mut deleted = super::common::Callback::start(0).await;
+    let subscribe =
+        |body: Value| async { lcm(&ctx, Method::POST, "/subscriptions", Some(body)).await };
+    for (kind, url, extra) in [
+        ("AppIdentifierCreationSubscription", &created.url, json!({})),
+        (
+            "AppLcmOpOccStateChangeSubscription",
+            &occs.url,
+            json!({"appLcmOpOccSubscriptionFilter": {"operationStates": ["COMPLETED", "FAILED_TEMP"]}}),
+        ),
+        (
+            "AppInstanceStateChangeSubscription",
+            &states.url,
+            json!({"appInstanceSubscriptionFilter": {"appInstSelectorType": 3, "appInstances": [VA]}}),
+        ),
+        ("AppIdentifierDeletionSubscription", &deleted.url, json!({})),
+    ] {
+        let mut body = json!({"subscriptionType": kind, "callbackUri": url});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = subscribe(body).await;
+        assert_eq!(r.status(), 201, "{kind}");
+    }
+    let r = subscribe(json!({"subscriptionType": "Nope", "callbackUri": created.url})).await;
+    assert_eq!(r.status(), 400);
+    let list: Value = lcm(
+        &ctx,
+        Method::GET,
+        "/subscriptions?subscriptiontype=AppIdentifierCreationSubscription",
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(list["_links"]["subscriptions"].as_array().unwrap().len(), 1);
+
+    let a: Value = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let n = created.next().await;
+    assert_eq!(
+        (n["notificationType"].as_str(), n["appInstanceId"].as_str()),
+        (Some("AppIdentifierCreationSubscription"), Some(id.as_str()))
+    );
+    run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
+    let n = occs.next().await;
+    assert_eq!(
+        (n["operationType"].as_str(), n["operationState"].as_str()),
+        (Some("INSTANTIATE"), Some("COMPLETED")),
+        "PROCESSING is filtered out"
+    );
+    let n = states.next().await;
+    assert_eq!(
+        (n["appInstanceState"].as_str(), n["appDId"].as_str()),
+        (Some("STARTED"), Some(VA))
+    );
+    run(
+        &ctx,
+        &format!("/app_instances/{id}/operate"),
+        json!({"changeStateTo": "STOPPED"}),
+    )
+    .await;
+    assert_eq!(states.next().await["appInstanceState"], "STOPPED");
+    assert_eq!(occs.next().await["operationType"], "OPERATE");
+    run(
+        &ctx,
+        &format!("/app_instances/{id}/terminate"),
+        json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 1}),
+    )
+    .await;
+    assert_eq!(states.next().await["appInstanceState"], "NOT_INSTANTIATED");
+    assert_eq!(
+        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None)
+            .await
+            .status(),
+        204
+    );
+    let n = deleted.next().await;
+    assert_eq!(
+        n["_links"]["appInstance"]["href"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next(),
+        Some(id.as_str())
+    );
+}
+
+on_both_dbs!(notifications_follow_the_lifecycle);
