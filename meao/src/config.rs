@@ -13,6 +13,7 @@ use server_kit::telemetry::TelemetryConfig;
 
 use crate::inventory::SiteSpec;
 use crate::package::PackageConfig;
+use crate::saga::Fault;
 
 /// Everything the MEAO reads at start-up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +40,13 @@ pub struct MeaoConfig {
     pub site_refresh_secs: u64,
     /// How long a workload may take to become ready before instantiation pauses (seconds).
     pub workload_ready_timeout_secs: u64,
+    /// Lease of an executing LCM operation (seconds): renewed while it runs; another replica
+    /// (or this one after a restart) takes over once it expires.
+    pub saga_lease_secs: u64,
+    /// How often to look for LCM operations whose executor died (seconds).
+    pub saga_recovery_interval_secs: u64,
+    /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
+    pub fault_drill: Option<Fault>,
     /// Notification delivery.
     pub delivery: DeliveryConfig,
     /// Logs and traces.
@@ -62,6 +70,9 @@ impl Default for MeaoConfig {
             sites: Vec::new(),
             site_refresh_secs: 15,
             workload_ready_timeout_secs: 30,
+            saga_lease_secs: 30,
+            saga_recovery_interval_secs: 10,
+            fault_drill: None,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),
             max_body_bytes: 1 << 20,

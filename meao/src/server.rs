@@ -10,7 +10,7 @@ use server_kit::serve::{BoundListener, ListenError, Tasks};
 
 use crate::config::MeaoConfig;
 use crate::inventory::{Inventory, InventoryError};
-use crate::lcm::Lcm;
+use crate::lcm::{Lcm, LcmSettings};
 use crate::package::{PackageError, Packages};
 use crate::store::Store;
 
@@ -94,11 +94,21 @@ impl Server {
             store.clone(),
             packages.clone(),
             inventory.clone(),
-            api_root.clone(),
-            format!("meao-{}", uuid::Uuid::new_v4()),
-            Duration::from_secs(config.workload_ready_timeout_secs),
             plumbing.deliverer.waker(),
+            LcmSettings {
+                api_root: api_root.clone(),
+                owner: format!("meao-{}", uuid::Uuid::new_v4()),
+                ready_timeout: Duration::from_secs(config.workload_ready_timeout_secs),
+                lease: Duration::from_secs(config.saga_lease_secs.max(1)),
+                fault_drill: config.fault_drill.clone(),
+            },
         ));
+        if let Some(drill) = &config.fault_drill {
+            tracing::warn!(
+                ?drill,
+                "a crash drill is armed: the process will abort at that step"
+            );
+        }
         let app = crate::api::router(
             packages.clone(),
             inventory.clone(),
@@ -124,14 +134,22 @@ impl Server {
                 }
             },
         );
+        let sweeping = lcm.clone();
+        tasks.every(
+            Duration::from_secs(config.saga_recovery_interval_secs.max(1)),
+            move || {
+                let lcm = sweeping.clone();
+                async move {
+                    if let Err(e) = lcm.recover().await {
+                        tracing::error!(error = %e, "LCM recovery failed");
+                    }
+                }
+            },
+        );
         let recovering = packages.clone();
-        let resuming = lcm.clone();
         tasks.spawn(async move {
             if let Err(e) = recovering.resume().await {
                 tracing::error!(error = %e, "recovery of interrupted onboarding failed");
-            }
-            if let Err(e) = resuming.recover().await {
-                tracing::error!(error = %e, "recovery of interrupted LCM operations failed");
             }
         });
         tracing::info!(%local_addr, %api_root, "MEAO started");

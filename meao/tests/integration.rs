@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 mod integration {
     pub mod common;
+    mod crash;
     mod hostile;
     mod inventory;
     mod lcm;

@@ -1,5 +1,6 @@
 //! The simulated VIM: a site with a fixed amount of CPU, memory and GPUs, workloads that take a
-//! configurable time to become ready, and failures that tests inject per operation.
+//! configurable time to become ready, and failures that tests inject per operation. With a
+//! state file its workloads outlive the process, as a real cluster outlives the MEAO.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -44,7 +45,11 @@ pub struct SimulatedVim {
     total: Capacity,
     startup: Duration,
     state: Mutex<State>,
+    state_file: Option<std::path::PathBuf>,
 }
+
+/// What the state file holds: each workload and its replicas.
+type Persisted = Vec<(Workload, u32)>;
 
 impl SimulatedVim {
     /// A site with `total` resources whose workloads become ready after `startup`.
@@ -53,7 +58,61 @@ impl SimulatedVim {
             total,
             startup,
             state: Mutex::new(State::default()),
+            state_file: None,
         }
+    }
+
+    /// A site whose workloads are kept in `path` (loaded now, as already running; written
+    /// after every change).
+    pub fn with_state_file(
+        total: Capacity,
+        startup: Duration,
+        path: std::path::PathBuf,
+    ) -> Result<Self, VimError> {
+        let unavailable =
+            |e: &dyn std::fmt::Display| VimError::Unavailable(format!("{}: {e}", path.display()));
+        let mut state = State::default();
+        if path.exists() {
+            let text = std::fs::read(&path).map_err(|e| unavailable(&e))?;
+            let persisted: Persisted =
+                serde_json::from_slice(&text).map_err(|e| unavailable(&e))?;
+            let since = Instant::now()
+                .checked_sub(startup)
+                .unwrap_or_else(Instant::now);
+            for (workload, replicas) in persisted {
+                state.workloads.insert(
+                    workload.name.clone(),
+                    Deployed {
+                        workload,
+                        replicas,
+                        since,
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            total,
+            startup,
+            state: Mutex::new(state),
+            state_file: Some(path),
+        })
+    }
+
+    fn persist(&self, state: &State) -> Result<(), VimError> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let persisted: Persisted = state
+            .workloads
+            .values()
+            .map(|d| (d.workload.clone(), d.replicas))
+            .collect();
+        let err =
+            |e: &dyn std::fmt::Display| VimError::Unavailable(format!("{}: {e}", path.display()));
+        let temp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(&persisted).map_err(|e| err(&e))?;
+        std::fs::write(&temp, bytes).map_err(|e| err(&e))?;
+        std::fs::rename(&temp, path).map_err(|e| err(&e))
     }
 
     /// Makes the next call of `operation` fail with `error` (queued; one per call).
@@ -162,6 +221,7 @@ impl Vim for SimulatedVim {
                         since: Instant::now(),
                     },
                 );
+                self.persist(&state)?;
             }
             Ok(())
         })
@@ -205,6 +265,7 @@ impl Vim for SimulatedVim {
             {
                 d.replicas = replicas;
                 d.since = Instant::now();
+                self.persist(&state)?;
             }
             Ok(())
         })
@@ -213,7 +274,9 @@ impl Vim for SimulatedVim {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), VimError>> {
         Box::pin(async move {
             let mut state = self.enter(Operation::Delete)?;
-            state.workloads.remove(name);
+            if state.workloads.remove(name).is_some() {
+                self.persist(&state)?;
+            }
             Ok(())
         })
     }
@@ -301,6 +364,57 @@ mod tests {
         vim.delete(&w.name).await.unwrap();
         assert_eq!(vim.list_owned().await.unwrap(), vec![workload_name("b")]);
         assert!(vim.status(&w.name).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn state_file_outlives_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.json");
+        let total = site().total;
+        let first =
+            SimulatedVim::with_state_file(total.clone(), Duration::from_secs(60), file.clone())
+                .unwrap();
+        first.apply(&workload("a", 1000, 0)).await.unwrap();
+        first.apply(&workload("b", 1000, 0)).await.unwrap();
+        drop(first);
+        let reloaded =
+            SimulatedVim::with_state_file(total.clone(), Duration::from_secs(60), file.clone())
+                .unwrap();
+        assert_eq!(
+            reloaded.list_owned().await.unwrap().len(),
+            2,
+            "applies are persisted"
+        );
+        reloaded.scale(&workload_name("a"), 0).await.unwrap();
+        reloaded.delete(&workload_name("b")).await.unwrap();
+        drop(reloaded);
+        let stopped =
+            SimulatedVim::with_state_file(total.clone(), Duration::from_secs(60), file.clone())
+                .unwrap();
+        assert_eq!(
+            stopped
+                .status(&workload_name("a"))
+                .await
+                .unwrap()
+                .unwrap()
+                .phase,
+            WorkloadPhase::Stopped,
+            "scales are persisted"
+        );
+        stopped.scale(&workload_name("a"), 1).await.unwrap();
+        drop(stopped);
+        let second = SimulatedVim::with_state_file(total, Duration::from_secs(60), file).unwrap();
+        assert_eq!(second.list_owned().await.unwrap(), vec![workload_name("a")]);
+        assert_eq!(
+            second
+                .status(&workload_name("a"))
+                .await
+                .unwrap()
+                .unwrap()
+                .phase,
+            WorkloadPhase::Running
+        );
+        assert_eq!(second.capacity().await.unwrap().cpu_millis, 3000);
     }
 
     #[tokio::test]

@@ -39,6 +39,10 @@ pub enum VimConnection {
         /// Time a workload takes to become ready (ms).
         #[serde(default)]
         startup_ms: u64,
+        /// File keeping the simulated cluster's workloads across restarts.
+        #[serde(default)]
+        #[schema(value_type = Option<String>)]
+        state_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -143,7 +147,7 @@ impl std::fmt::Debug for Inventory {
     }
 }
 
-fn connect(spec: &SiteSpec) -> Arc<dyn Vim> {
+fn connect(spec: &SiteSpec) -> Result<Arc<dyn Vim>, vim_adapters::VimError> {
     match &spec.vim {
         VimConnection::Simulated {
             cpu_millis,
@@ -151,16 +155,23 @@ fn connect(spec: &SiteSpec) -> Arc<dyn Vim> {
             gpus,
             architectures,
             startup_ms,
-        } => Arc::new(SimulatedVim::new(
-            Capacity {
+            state_file,
+        } => {
+            let total = Capacity {
                 cpu_millis: *cpu_millis,
                 memory_mib: *memory_mib,
                 gpus: *gpus,
                 architectures: architectures.clone(),
                 labels: spec.labels.clone(),
-            },
-            Duration::from_millis(*startup_ms),
-        )),
+            };
+            let startup = Duration::from_millis(*startup_ms);
+            Ok(match state_file {
+                Some(path) => {
+                    Arc::new(SimulatedVim::with_state_file(total, startup, path.clone())?)
+                }
+                None => Arc::new(SimulatedVim::new(total, startup)),
+            })
+        }
     }
 }
 
@@ -208,8 +219,19 @@ impl Inventory {
     }
 
     fn attach(&self, spec: &SiteSpec) {
-        if let Ok(mut vims) = self.vims.write() {
-            vims.entry(spec.id.clone()).or_insert_with(|| connect(spec));
+        let Ok(mut vims) = self.vims.write() else {
+            return;
+        };
+        if vims.contains_key(&spec.id) {
+            return;
+        }
+        match connect(spec) {
+            Ok(vim) => {
+                vims.insert(spec.id.clone(), vim);
+            }
+            Err(e) => {
+                tracing::error!(site = %spec.id, error = %e, "cannot connect to the site's VIM")
+            }
         }
     }
 

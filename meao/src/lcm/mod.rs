@@ -28,7 +28,7 @@ use server_kit::notify::NotificationRow;
 use self::sagas::LcmCtx;
 use crate::inventory::Inventory;
 use crate::package::{PackageError, Packages, PkgRef};
-use crate::saga::{Executor, SagaError, SagaStatus};
+use crate::saga::{Executor, Fault, SagaError, SagaStatus};
 use crate::store::{InstanceRow, OpOccRow, SagaRow, Store, StoreError, Subscriptions};
 
 /// Base path of the LCM API.
@@ -74,6 +74,21 @@ struct InstanceBody {
     app_d_version: String,
 }
 
+/// Settings of [`Lcm`].
+#[derive(Debug, Clone)]
+pub struct LcmSettings {
+    /// Absolute URL prefix of the APIs.
+    pub api_root: String,
+    /// Identifies this replica's saga leases.
+    pub owner: String,
+    /// How long a workload may take to become ready.
+    pub ready_timeout: Duration,
+    /// Saga lease length.
+    pub lease: Duration,
+    /// Crash drill.
+    pub fault_drill: Option<Fault>,
+}
+
 /// Application LCM.
 pub struct Lcm {
     store: Store,
@@ -81,6 +96,21 @@ pub struct Lcm {
     executor: Arc<Executor<LcmCtx>>,
     api_root: String,
     wake: Arc<tokio::sync::Notify>,
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Marks an occurrence as driven by this process while alive.
+struct Driving<'a> {
+    lcm: &'a Lcm,
+    id: String,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.lcm.running.lock() {
+            running.remove(&self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Lcm {
@@ -103,35 +133,38 @@ fn parse<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
 }
 
 impl Lcm {
-    /// LCM over the store, packages and inventory; `owner` identifies this replica's leases.
+    /// LCM over the store, packages and inventory; `wake` is signalled when notifications are
+    /// queued.
     pub fn new(
         store: Store,
         packages: Arc<Packages>,
         inventory: Arc<Inventory>,
-        api_root: String,
-        owner: String,
-        ready_timeout: Duration,
         wake: Arc<tokio::sync::Notify>,
+        settings: LcmSettings,
     ) -> Self {
         let ctx = Arc::new(LcmCtx {
             store: store.clone(),
             packages: packages.clone(),
             inventory,
-            ready_timeout,
+            ready_timeout: settings.ready_timeout,
         });
-        let executor = Arc::new(Executor::new(
-            store.clone(),
-            ctx,
-            sagas::kinds(),
-            owner,
-            Duration::from_secs(60),
-        ));
+        let executor = Arc::new(
+            Executor::new(
+                store.clone(),
+                ctx,
+                sagas::kinds(),
+                settings.owner,
+                settings.lease,
+            )
+            .with_fault(settings.fault_drill),
+        );
         Self {
             store,
             packages,
             executor,
-            api_root,
+            api_root: settings.api_root,
             wake,
+            running: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -368,8 +401,20 @@ impl Lcm {
         Ok(id)
     }
 
+    /// Claims an occurrence for this process; `None` if it is already being driven here.
+    fn driving(&self, id: &str) -> Option<Driving<'_>> {
+        let mut running = self.running.lock().ok()?;
+        running.insert(id.to_owned()).then(|| Driving {
+            lcm: self,
+            id: id.to_owned(),
+        })
+    }
+
     /// Runs an occurrence's saga and records the outcome on the occurrence.
     async fn drive(&self, id: &str) {
+        let Some(_driving) = self.driving(id) else {
+            return;
+        };
         if let Err(e) = self
             .transition(id, LcmOperationState::Processing, None)
             .await
@@ -380,6 +425,10 @@ impl Lcm {
         match self.executor.run(id).await {
             Ok(status) => self.settle(id, status).await,
             Err(SagaError::Leased(_)) => {}
+            Err(SagaError::Crashed) => {
+                tracing::error!(op_occ = %id, "fault drill: the process aborts here, as in a crash");
+                std::process::abort();
+            }
             Err(e) => {
                 tracing::error!(op_occ = %id, error = %e, "LCM operation stopped; it resumes at the next recovery")
             }
@@ -795,6 +844,9 @@ impl Lcm {
         let this = self.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
+            let Some(_driving) = this.driving(&id) else {
+                return;
+            };
             match this.executor.retry(&id).await {
                 Ok(status) => this.settle(&id, status).await,
                 Err(e) => tracing::error!(op_occ = %id, error = %e, "retry failed"),
@@ -811,10 +863,24 @@ impl Lcm {
         self.op_occ(id).await
     }
 
-    /// After a restart: resumes interrupted sagas and brings every occurrence in line with its
-    /// saga.
+    /// Resumes operations whose executor died (after a restart, or another replica's crash)
+    /// and brings every occurrence in line with its saga. Runs at start and periodically.
     pub async fn recover(&self) -> Result<(), LcmError> {
-        self.executor.recover().await?;
+        for id in self.executor.claimable().await? {
+            let Some(_driving) = self.driving(&id) else {
+                continue;
+            };
+            match self.executor.run(&id).await {
+                Ok(status) => {
+                    tracing::info!(op_occ = %id, ?status, "resumed LCM operation");
+                    self.settle(&id, status).await;
+                }
+                Err(SagaError::Leased(_)) => {}
+                Err(e) => {
+                    tracing::error!(op_occ = %id, error = %e, "resuming the LCM operation failed")
+                }
+            }
+        }
         for op in self.store.op_occ_list().await? {
             if matches!(op.state.as_str(), "STARTING" | "PROCESSING") {
                 let (status, _) = self.executor.status(&op.id).await?;

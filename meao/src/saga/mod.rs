@@ -114,9 +114,12 @@ const FORWARD: &str = "FORWARD";
 const BACKWARD: &str = "BACKWARD";
 
 /// Where a simulated crash happens (tests and fault drills): around the `step`-th action of
-/// the given direction, before or after its progress is recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// the given direction of sagas of kind `kind`, before or after its progress is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct Fault {
+    /// Saga kind.
+    pub kind: String,
     /// Index of the step.
     pub step: usize,
     /// Undo (true) or forward (false).
@@ -195,8 +198,8 @@ impl<C: Send + Sync + 'static> Executor<C> {
     }
 
     /// Arms a simulated crash.
-    pub fn with_fault(mut self, fault: Fault) -> Self {
-        self.fault = Some(fault);
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
         self
     }
 
@@ -231,19 +234,65 @@ impl<C: Send + Sync + 'static> Executor<C> {
         Ok((SagaStatus::parse(&row.status), row.error))
     }
 
-    fn crash(&self, step: usize, undo: bool, after_record: bool) -> Result<(), SagaError> {
-        match self.fault {
+    fn crash(
+        &self,
+        kind: &str,
+        step: usize,
+        undo: bool,
+        after_record: bool,
+    ) -> Result<(), SagaError> {
+        match &self.fault {
             Some(f)
-                if f == (Fault {
-                    step,
-                    undo,
-                    after_record,
-                }) =>
+                if f.kind == kind
+                    && f.step == step
+                    && f.undo == undo
+                    && f.after_record == after_record =>
             {
                 Err(SagaError::Crashed)
             }
             _ => Ok(()),
         }
+    }
+
+    /// Runs `step` while renewing the saga's lease every third of its length; gives up the step
+    /// (and reports the saga leased) if the lease is lost to another executor.
+    async fn leased<T>(
+        &self,
+        id: &str,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T, SagaError> {
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.lease / 3).await;
+                let now = server_kit::unix_millis_now();
+                match self
+                    .store
+                    .saga_claim(
+                        id,
+                        &self.owner,
+                        now,
+                        now.saturating_add(lease_ms(self.lease)),
+                    )
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(saga = %id, error = %e, "lease renewal failed"),
+                }
+            }
+        };
+        tokio::select! {
+            out = step => Ok(out),
+            () = renew => Err(SagaError::Leased(id.to_owned())),
+        }
+    }
+
+    /// Ids of RUNNING sagas whose lease expired (their executor died or lost them).
+    pub async fn claimable(&self) -> Result<Vec<String>, SagaError> {
+        Ok(self
+            .store
+            .saga_list_claimable(server_kit::unix_millis_now())
+            .await?)
     }
 
     /// Runs a saga until it succeeds, pauses or fails; returns its status.
@@ -288,7 +337,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
                             params: &params,
                             outputs: &outputs,
                         };
-                        match (step.forward)(&self.ctx, ctx).await {
+                        match self.leased(id, (step.forward)(&self.ctx, ctx)).await? {
                             Ok(out) => {
                                 outputs.insert(step.name.to_owned(), out);
                                 row.cursor += 1;
@@ -322,7 +371,10 @@ impl<C: Send + Sync + 'static> Executor<C> {
                     outputs: &outputs,
                 };
                 let undone = match kind.steps.get(step_index) {
-                    Some(step) => (step.undo)(&self.ctx, ctx).await.map(|()| step.name),
+                    Some(step) => self
+                        .leased(id, (step.undo)(&self.ctx, ctx))
+                        .await?
+                        .map(|()| step.name),
                     None => Ok(""),
                 };
                 match undone {
@@ -338,7 +390,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
                     }
                 }
             }
-            self.crash(step_index, undo, false)?;
+            self.crash(kind.name, step_index, undo, false)?;
             row.outputs = Value::Object(outputs).to_string();
             let now = server_kit::unix_millis_now();
             if !self
@@ -353,7 +405,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
             {
                 return Err(SagaError::Leased(id.to_owned()));
             }
-            self.crash(step_index, undo, true)?;
+            self.crash(kind.name, step_index, undo, true)?;
             let status = SagaStatus::parse(&row.status);
             if status != SagaStatus::Running {
                 return Ok(status);
@@ -363,10 +415,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
 
     /// Resumes every RUNNING saga whose lease expired (after a restart or an executor's death).
     pub async fn recover(&self) -> Result<usize, SagaError> {
-        let ids = self
-            .store
-            .saga_list_claimable(server_kit::unix_millis_now())
-            .await?;
+        let ids = self.claimable().await?;
         for id in &ids {
             match self.run(id).await {
                 Ok(status) => tracing::info!(saga = %id, ?status, "recovered saga"),

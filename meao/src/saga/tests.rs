@@ -313,11 +313,12 @@ async fn crash_at_every_step_boundary_then_recover() {
                             Some(("verify", StepError::Permanent("boom".into())));
                     }
                     // a 1 ms lease: the dead executor's lease has expired by the time the next looks
-                    let crashing = executor(&store, &world, "a", 1).with_fault(Fault {
+                    let crashing = executor(&store, &world, "a", 1).with_fault(Some(Fault {
+                        kind: "deploy".into(),
                         step,
                         undo,
                         after_record,
-                    });
+                    }));
                     crashing
                         .create("deploy", "s1", json!({"instance": "i1"}))
                         .await
@@ -353,11 +354,12 @@ async fn a_live_lease_keeps_other_executors_out() {
     for db in dbs() {
         let (store, _dir) = store_on(db).await;
         let world = Arc::new(World::new(false));
-        let crashing = executor(&store, &world, "a", 60_000).with_fault(Fault {
+        let crashing = executor(&store, &world, "a", 60_000).with_fault(Some(Fault {
+            kind: "deploy".into(),
             step: 0,
             undo: false,
             after_record: true,
-        });
+        }));
         crashing
             .create("deploy", "s1", json!({"instance": "i1"}))
             .await

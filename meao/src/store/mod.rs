@@ -834,17 +834,9 @@ impl Store {
     /// Records an operation occurrence and its saga in one transaction, unless the instance
     /// already has an operation in progress (false then).
     pub async fn op_occ_start(&self, o: &OpOccRow, saga: &SagaRow) -> Result<bool, StoreError> {
+        // write first: the transaction takes the write lock at once (SQLite cannot upgrade a
+        // read lock while another writer is active), then look for a competing operation
         let mut tx = self.pool.begin().await?;
-        let busy = sqlx::query(
-            "SELECT COUNT(*) FROM app_lcm_op_occs WHERE app_instance_id = $1 AND state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP')",
-        )
-        .bind(&o.app_instance_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let busy: i64 = busy.try_get(0)?;
-        if busy > 0 {
-            return Ok(false);
-        }
         sqlx::query(&format!("INSERT INTO app_lcm_op_occs ({OP_OCC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
             .bind(&o.id)
             .bind(&o.app_instance_id)
@@ -871,6 +863,18 @@ impl Store {
         .bind(o.start_time)
         .execute(&mut *tx)
         .await?;
+        let busy = sqlx::query(
+            "SELECT COUNT(*) FROM app_lcm_op_occs WHERE app_instance_id = $1 AND id <> $2 \
+             AND state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP')",
+        )
+        .bind(&o.app_instance_id)
+        .bind(&o.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let busy: i64 = busy.try_get(0)?;
+        if busy > 0 {
+            return Ok(false);
+        }
         tx.commit().await?;
         Ok(true)
     }
