@@ -19,7 +19,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::location;
+use super::{ListQuery, location};
 use crate::lcm::{Lcm, LcmError};
 
 impl From<LcmError> for ApiError {
@@ -123,13 +123,43 @@ async fn subscription_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Application instances.
-#[utoipa::path(get, path = "/app_instances", tag = "app-lcm",
-    responses((status = 200, body = [AppInstanceInfo])), security(("oauth2" = ["app_lcm"])))]
+/// Attributes `filter` may name on instances.
+const INSTANCE_ATTRIBUTES: &[&str] = &[
+    "id",
+    "appInstanceName",
+    "appInstanceDescription",
+    "appDId",
+    "appProvider",
+    "appName",
+    "appSoftVersion",
+    "appDVersion",
+    "appPkgId",
+    "instantiationState",
+    "instantiatedAppState",
+];
+/// Attributes `filter` may name on occurrences.
+const OP_OCC_ATTRIBUTES: &[&str] = &[
+    "id",
+    "operationState",
+    "lcmOperation",
+    "startTime",
+    "stateEnteredTime",
+    "placement",
+    "error",
+];
+
+/// Application instances (attribute filter and selectors).
+#[utoipa::path(get, path = "/app_instances", tag = "app-lcm", params(ListQuery),
+    responses((status = 200, body = [AppInstanceInfo]), (status = 400, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
 async fn instances_get(
     State(l): State<Arc<Lcm>>,
-) -> Result<ApiJson<Vec<AppInstanceInfo>>, ApiError> {
-    Ok(ApiJson(l.list().await?))
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    q.apply(
+        l.list().await?,
+        INSTANCE_ATTRIBUTES,
+        &["instantiatedAppState"],
+    )
 }
 
 /// Create an application instance identifier (NOT_INSTANTIATED).
@@ -215,11 +245,18 @@ async fn operate(
     Ok(accepted(&op))
 }
 
-/// LCM operation occurrences.
-#[utoipa::path(get, path = "/app_lcm_op_occs", tag = "app-lcm",
-    responses((status = 200, body = [AppLcmOpOcc])), security(("oauth2" = ["app_lcm"])))]
-async fn op_occs_get(State(l): State<Arc<Lcm>>) -> Result<ApiJson<Vec<AppLcmOpOcc>>, ApiError> {
-    Ok(ApiJson(l.op_occs().await?))
+/// LCM operation occurrences (attribute filter and selectors).
+#[utoipa::path(get, path = "/app_lcm_op_occs", tag = "app-lcm", params(ListQuery),
+    responses((status = 200, body = [AppLcmOpOcc]), (status = 400, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn op_occs_get(
+    State(l): State<Arc<Lcm>>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    q.apply(
+        l.op_occs().await?,
+        OP_OCC_ATTRIBUTES,
+        &["operationParams", "placement"],
+    )
 }
 
 /// One occurrence, with its placement decision.

@@ -8,14 +8,11 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
 use server_kit::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
-use server_kit::selectors::{Filter, Selector};
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, location};
+use super::{AppState, ListQuery, location};
 use crate::package::PkgRef;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -63,45 +60,8 @@ const EXCLUDED_BY_DEFAULT: &[&str] = &[
     "checksum",
 ];
 
-/// Attribute-based filter and selectors (ETSI GS MEC 009 clauses 6.18 and 6.19).
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// e.g. `(eq,onboardingState,ONBOARDED);(eq,appProvider,ACME)`.
-    filter: Option<String>,
-    /// Include every attribute.
-    all_fields: Option<String>,
-    /// Default-excluded attributes to include.
-    fields: Option<String>,
-    /// Attributes to exclude.
-    exclude_fields: Option<String>,
-    /// Exclude the default-excluded attributes.
-    exclude_default: Option<String>,
-}
-
 async fn list(state: &AppState, q: ListQuery) -> Result<Response, ApiError> {
-    let filter = q
-        .filter
-        .as_deref()
-        .map(|f| Filter::parse(f, FILTER_ATTRIBUTES))
-        .transpose()?
-        .unwrap_or_default();
-    let selector = Selector::from_query(
-        q.all_fields.is_some(),
-        q.fields.as_deref(),
-        q.exclude_fields.as_deref(),
-        q.exclude_default.is_some(),
-    )?;
-    let packages: Vec<serde_json::Value> = state
-        .list()
-        .await?
-        .into_iter()
-        .filter_map(|p| serde_json::to_value(p).ok())
-        .filter(|v| filter.matches(v))
-        .map(|v| selector.apply(v, EXCLUDED_BY_DEFAULT))
-        .collect();
-    Ok(axum::Json(packages).into_response())
+    q.apply(state.list().await?, FILTER_ATTRIBUTES, EXCLUDED_BY_DEFAULT)
 }
 
 async fn create(state: &AppState, request: CreateAppPkg) -> Result<Response, ApiError> {

@@ -17,6 +17,7 @@ use axum::routing::post;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
 use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
 use server_kit::problem::{ApiError, method_not_allowed, no_route, problem_middleware};
+use server_kit::selectors::{Filter, Selector};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -57,6 +58,55 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// Attribute-based filter and selectors of list resources (ETSI GS MEC 009 clauses 6.18 and
+/// 6.19).
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// e.g. `(eq,onboardingState,ONBOARDED);(eq,appProvider,ACME)`.
+    filter: Option<String>,
+    /// Include every attribute.
+    all_fields: Option<String>,
+    /// Default-excluded attributes to include.
+    fields: Option<String>,
+    /// Attributes to exclude.
+    exclude_fields: Option<String>,
+    /// Exclude the default-excluded attributes.
+    exclude_default: Option<String>,
+}
+
+impl ListQuery {
+    /// Filters `items` and trims each to the selected attributes.
+    fn apply<T: serde::Serialize>(
+        &self,
+        items: Vec<T>,
+        attributes: &[&str],
+        excluded_by_default: &[&str],
+    ) -> Result<axum::response::Response, ApiError> {
+        use axum::response::IntoResponse;
+        let filter = self
+            .filter
+            .as_deref()
+            .map(|f| Filter::parse(f, attributes))
+            .transpose()?
+            .unwrap_or_default();
+        let selector = Selector::from_query(
+            self.all_fields.is_some(),
+            self.fields.as_deref(),
+            self.exclude_fields.as_deref(),
+            self.exclude_default.is_some(),
+        )?;
+        let selected: Vec<serde_json::Value> = items
+            .into_iter()
+            .filter_map(|i| serde_json::to_value(i).ok())
+            .filter(|v| filter.matches(v))
+            .map(|v| selector.apply(v, excluded_by_default))
+            .collect();
+        Ok(axum::Json(selected).into_response())
+    }
 }
 
 /// `Location` header.
