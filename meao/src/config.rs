@@ -45,6 +45,9 @@ pub struct MeaoConfig {
     pub saga_lease_secs: u64,
     /// How often to look for LCM operations whose executor died (seconds).
     pub saga_recovery_interval_secs: u64,
+    /// Re-place the instances of a site that stayed unhealthy this long (seconds); never when
+    /// absent.
+    pub failover_after_secs: Option<u64>,
     /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
     pub fault_drill: Option<Fault>,
     /// Notification delivery.
@@ -72,6 +75,7 @@ impl Default for MeaoConfig {
             workload_ready_timeout_secs: 30,
             saga_lease_secs: 30,
             saga_recovery_interval_secs: 10,
+            failover_after_secs: None,
             fault_drill: None,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),

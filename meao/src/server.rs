@@ -123,13 +123,25 @@ impl Server {
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         plumbing.run(&mut tasks, bound, app, grace);
         let refreshing = inventory.clone();
+        let failing_over = lcm.clone();
+        let failover_after = config.failover_after_secs;
         tasks.every(
             Duration::from_secs(config.site_refresh_secs.max(1)),
             move || {
                 let inventory = refreshing.clone();
+                let lcm = failing_over.clone();
                 async move {
                     if let Err(e) = inventory.refresh().await {
                         tracing::error!(error = %e, "site refresh failed");
+                    }
+                    let Some(after) = failover_after else { return };
+                    let before = server_kit::unix_millis_now()
+                        - i64::try_from(after.saturating_mul(1000)).unwrap_or(i64::MAX);
+                    let failed = inventory.unhealthy_since_before(before);
+                    if !failed.is_empty()
+                        && let Err(e) = lcm.relocate_from(&failed).await
+                    {
+                        tracing::error!(error = %e, "failover failed");
                     }
                 }
             },

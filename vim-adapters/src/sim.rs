@@ -34,6 +34,7 @@ struct Deployed {
 
 #[derive(Debug, Default)]
 struct State {
+    offline: bool,
     workloads: BTreeMap<String, Deployed>,
     failures: BTreeMap<Operation, VecDeque<VimError>>,
     calls: BTreeMap<Operation, u64>,
@@ -122,6 +123,13 @@ impl SimulatedVim {
         }
     }
 
+    /// Simulates an outage: while offline every operation fails as unreachable.
+    pub fn set_offline(&self, offline: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            s.offline = offline;
+        }
+    }
+
     /// How many times `operation` was called.
     pub fn calls(&self, operation: Operation) -> u64 {
         self.state
@@ -136,6 +144,9 @@ impl SimulatedVim {
             .lock()
             .map_err(|_| VimError::Unavailable("simulator state poisoned".into()))?;
         *state.calls.entry(operation).or_default() += 1;
+        if state.offline {
+            return Err(VimError::Unavailable("the site is unreachable".into()));
+        }
         if let Some(error) = state
             .failures
             .get_mut(&operation)

@@ -39,6 +39,9 @@ pub enum VimConnection {
         /// Time a workload takes to become ready (ms).
         #[serde(default)]
         startup_ms: u64,
+        /// Simulates an outage of the site.
+        #[serde(default)]
+        offline: bool,
         /// File keeping the simulated cluster's workloads across restarts.
         #[serde(default)]
         #[schema(value_type = Option<String>)]
@@ -139,6 +142,7 @@ pub enum InventoryError {
 pub struct Inventory {
     store: Store,
     vims: RwLock<BTreeMap<String, Arc<dyn Vim>>>,
+    unhealthy_since: std::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -155,6 +159,7 @@ fn connect(spec: &SiteSpec) -> Result<Arc<dyn Vim>, vim_adapters::VimError> {
             gpus,
             architectures,
             startup_ms,
+            offline,
             state_file,
         } => {
             let total = Capacity {
@@ -165,12 +170,12 @@ fn connect(spec: &SiteSpec) -> Result<Arc<dyn Vim>, vim_adapters::VimError> {
                 labels: spec.labels.clone(),
             };
             let startup = Duration::from_millis(*startup_ms);
-            Ok(match state_file {
-                Some(path) => {
-                    Arc::new(SimulatedVim::with_state_file(total, startup, path.clone())?)
-                }
-                None => Arc::new(SimulatedVim::new(total, startup)),
-            })
+            let vim = match state_file {
+                Some(path) => SimulatedVim::with_state_file(total, startup, path.clone())?,
+                None => SimulatedVim::new(total, startup),
+            };
+            vim.set_offline(*offline);
+            Ok(Arc::new(vim))
         }
     }
 }
@@ -206,6 +211,7 @@ impl Inventory {
         let inventory = Self {
             store,
             vims: RwLock::new(BTreeMap::new()),
+            unhealthy_since: std::sync::Mutex::new(BTreeMap::new()),
         };
         for spec in configured {
             inventory.put(spec.clone()).await?;
@@ -316,7 +322,15 @@ impl Inventory {
             return Err(InventoryError::NotFound(id.to_owned()));
         };
         let now = server_kit::unix_millis_now();
-        match vim.capacity().await {
+        let healthy = vim.capacity().await;
+        if let Ok(mut since) = self.unhealthy_since.lock() {
+            if healthy.is_ok() {
+                since.remove(id);
+            } else {
+                since.entry(id.to_owned()).or_insert(now);
+            }
+        }
+        match healthy {
             Ok(free) => {
                 self.store
                     .site_observed(
@@ -336,6 +350,19 @@ impl Inventory {
             }
         }
         Ok(())
+    }
+
+    /// Sites unhealthy since before `before` (Unix ms).
+    pub fn unhealthy_since_before(&self, before: i64) -> Vec<String> {
+        self.unhealthy_since
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, t)| **t <= before)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Refreshes free capacity and health of every site from its VIM.

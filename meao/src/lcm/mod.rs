@@ -799,6 +799,44 @@ impl Lcm {
         self.base()
     }
 
+    /// Failover: re-places every STARTED instance of each site in `failed` on the next best
+    /// site (an INSTANTIATE occurrence whose parameters name the failed site).
+    pub async fn relocate_from(self: &Arc<Self>, failed: &[String]) -> Result<usize, LcmError> {
+        let mut started = 0;
+        for instance in self.store.instance_list().await? {
+            let on_failed = instance
+                .site_id
+                .as_ref()
+                .is_some_and(|s| failed.contains(s));
+            if !on_failed || instance.operational_state.as_deref() != Some("STARTED") {
+                continue;
+            }
+            let from = instance.site_id.clone().unwrap_or_default();
+            let request = json!({"relocateFrom": from});
+            let params = json!({"request": {}, "fromSite": from});
+            let mut moved = instance.clone();
+            moved.site_id = None;
+            match self
+                .start(
+                    &moved,
+                    LcmOperation::Instantiate,
+                    sagas::RELOCATE,
+                    request,
+                    params,
+                )
+                .await
+            {
+                Ok(op) => {
+                    tracing::warn!(instance = %instance.id, site = %from, op_occ = %op, "site failed: re-placing the instance");
+                    started += 1;
+                }
+                Err(LcmError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(started)
+    }
+
     // === occurrences ===
 
     /// One occurrence.

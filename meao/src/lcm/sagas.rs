@@ -344,6 +344,61 @@ fn restore_operated<'a>(
     })
 }
 
+// === relocate (failover) ===
+
+fn commit_relocated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        c.store
+            .instance_set_state(
+                param(&ctx, "appInstanceId"),
+                "INSTANTIATED",
+                Some("STARTED"),
+                Some(site(&ctx)),
+            )
+            .await
+            .map_err(retryable)?;
+        Ok(Value::Null)
+    })
+}
+
+fn restore_site<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        c.store
+            .instance_set_state(
+                param(&ctx, "appInstanceId"),
+                "INSTANTIATED",
+                Some("STARTED"),
+                Some(param(&ctx, "fromSite")),
+            )
+            .await
+            .map_err(retryable)
+    })
+}
+
+/// Best effort: the failed site may never answer again; what it still runs is removed when
+/// it does (the workload name is deterministic) or by an operator.
+fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let from = param(&ctx, "fromSite");
+        let released = match c.inventory.vim(from) {
+            Some(vim) => vim
+                .delete(&workload_name(param(&ctx, "appInstanceId")))
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !released {
+            tracing::warn!(site = %from, instance = %param(&ctx, "appInstanceId"), "could not remove the workload from the failed site");
+        }
+        Ok(json!({"released": released}))
+    })
+}
+
+/// Saga kind names.
+pub const RELOCATE: &str = "app-relocate";
 /// Saga kind names.
 pub const INSTANTIATE: &str = "app-instantiate";
 /// Saga kind names.
@@ -376,6 +431,36 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
                     name: "commit",
                     forward: commit_instantiated,
                     undo: commit_not_instantiated,
+                },
+            ],
+        },
+        SagaKind {
+            name: RELOCATE,
+            steps: vec![
+                Step {
+                    name: "place",
+                    forward: place,
+                    undo: no_undo,
+                },
+                Step {
+                    name: "apply",
+                    forward: apply,
+                    undo: remove,
+                },
+                Step {
+                    name: "await-ready",
+                    forward: await_ready,
+                    undo: no_undo,
+                },
+                Step {
+                    name: "commit",
+                    forward: commit_relocated,
+                    undo: restore_site,
+                },
+                Step {
+                    name: "release-old",
+                    forward: release_old,
+                    undo: no_undo,
                 },
             ],
         },

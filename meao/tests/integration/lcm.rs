@@ -489,3 +489,90 @@ async fn notifications_follow_the_lifecycle(db: Db) {
 }
 
 on_both_dbs!(notifications_follow_the_lifecycle);
+
+async fn instances_move_off_a_failed_site(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("a-1", 16000, &["RNIS"]), site("b-1", 16000, &["RNIS"])];
+    config.site_refresh_secs = 1;
+    config.failover_after_secs = Some(0);
+    let ctx = Ctx::start_with(config, dir).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let a: Value = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
+    assert_eq!(op["placement"]["chosen"], "a-1");
+
+    // site a-1 goes dark
+    let mut down = serde_json::to_value(site("a-1", 16000, &["RNIS"])).unwrap();
+    down["vim"]["offline"] = json!(true);
+    let r = ctx
+        .http
+        .put(format!("{}/inventory/v1/sites/a-1", ctx.base))
+        .bearer_auth(&ctx.token)
+        .json(&down)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let inventory = &ctx.server.as_ref().unwrap().inventory;
+    let b = inventory.vim("b-1").unwrap();
+    let mut moved = false;
+    for _ in 0..100 {
+        if b.list_owned().await.unwrap() == vec![vim_adapters::workload_name(&id)] {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved, "the instance was not re-placed on b-1");
+    let occs: Value = lcm(&ctx, Method::GET, "/app_lcm_op_occs", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let relocation = occs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operationParams"]["relocateFrom"] == "a-1")
+        .cloned()
+        .expect("a relocation occurrence");
+    let relocation = wait(
+        &ctx,
+        &format!("/app_lcm_op_occs/{}", relocation["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        (
+            relocation["operationState"].as_str(),
+            relocation["placement"]["chosen"].as_str()
+        ),
+        (Some("COMPLETED"), Some("b-1"))
+    );
+    assert_eq!(
+        relocation["placement"]["rejected"]["site unhealthy"],
+        json!(["a-1"])
+    );
+    let instance: Value = lcm(&ctx, Method::GET, &format!("/app_instances/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        instance["instantiatedAppState"]["operationalState"],
+        "STARTED"
+    );
+}
+
+on_both_dbs!(instances_move_off_a_failed_site);
