@@ -70,6 +70,12 @@ pub struct InstantiateAppRequest {
     /// Where the users are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_constraints: Option<LocationConstraints>,
+    /// Prefer sites running these applications (AppD ids; mecplane extension).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affinity: Vec<String>,
+    /// Never share a site with these applications (AppD ids; mecplane extension).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anti_affinity: Vec<String>,
 }
 
 /// Forceful or graceful.
@@ -426,4 +432,23 @@ pub struct LcmNotification {
     /// Links.
     #[serde(rename = "_links")]
     pub links: LcmNotificationLinks,
+}
+
+/// How to cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancelModeType {
+    /// Let resource operations under way finish.
+    Graceful,
+    /// Stop at once.
+    Forceful,
+}
+
+/// Body of a cancel request (`CancelMode`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelMode {
+    /// The mode.
+    #[serde(alias = "CancelMode")]
+    pub cancel_mode: CancelModeType,
 }

@@ -7,7 +7,7 @@ use api_specs::common::LinkType;
 use api_specs::mm1::app_lcm::{
     AppInstSubscriptionInfo, AppInstSubscriptionRequest, AppInstanceInfo,
     AppInstanceSubscriptionLink, AppInstanceSubscriptionLinkList,
-    AppInstanceSubscriptionLinkListLinks, AppInstanceSubscriptionType, AppLcmOpOcc,
+    AppInstanceSubscriptionLinkListLinks, AppInstanceSubscriptionType, AppLcmOpOcc, CancelMode,
     CreateAppInstanceRequest, InstantiateAppRequest, OperateAppRequest, TerminateAppRequest,
 };
 use axum::extract::State;
@@ -46,6 +46,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Lcm>> {
         .routes(routes!(op_occ_get))
         .routes(routes!(op_occ_retry))
         .routes(routes!(op_occ_fail))
+        .routes(routes!(op_occ_cancel))
         .routes(routes!(subscriptions_get, subscriptions_post))
         .routes(routes!(subscription_get, subscription_delete))
 }
@@ -277,6 +278,20 @@ async fn op_occ_retry(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     l.retry(&id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Cancel a running occurrence: it is rolled back after the step under way and ends
+/// FAILED_TEMP. GRACEFUL and FORCEFUL behave alike (steps are never interrupted midway).
+#[utoipa::path(post, path = "/app_lcm_op_occs/{appLcmOpOccId}/cancel", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
+    request_body = CancelMode,
+    responses((status = 202), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+async fn op_occ_cancel(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(_mode): ApiJson<CancelMode>,
+) -> Result<StatusCode, ApiError> {
+    l.cancel(&id).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -122,6 +122,12 @@ pub struct PlacementQuery {
     /// Only these sites.
     #[serde(default)]
     pub candidate_sites: Vec<String>,
+    /// Prefer sites running these applications (AppD ids).
+    #[serde(default)]
+    pub affinity: Vec<String>,
+    /// Never share a site with these applications (AppD ids).
+    #[serde(default)]
+    pub anti_affinity: Vec<String>,
 }
 
 /// An inventory failure.
@@ -485,6 +491,7 @@ pub fn request_for(appd: &AppD, query: &PlacementQuery) -> PlacementRequest {
         user_location: query.user_location,
         zones: query.zones.clone(),
         candidate_sites: query.candidate_sites.clone(),
-        ..PlacementRequest::default()
+        affinity: query.affinity.clone(),
+        anti_affinity: query.anti_affinity.clone(),
     }
 }

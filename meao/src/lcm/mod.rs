@@ -506,7 +506,7 @@ impl Lcm {
             LcmOperation::Terminate,
             sagas::TERMINATE,
             json!(request),
-            json!({}),
+            json!({ "request": request }),
         )
         .await
     }
@@ -890,6 +890,24 @@ impl Lcm {
                 Err(e) => tracing::error!(op_occ = %id, error = %e, "retry failed"),
             }
         });
+        Ok(())
+    }
+
+    /// Cancels a STARTING or PROCESSING occurrence: after the step under way, what it did is
+    /// undone and it ends FAILED_TEMP (retry or fail it then).
+    pub async fn cancel(&self, id: &str) -> Result<(), LcmError> {
+        let op = self.op_occ(id).await?;
+        let running = matches!(
+            op.operation_state,
+            LcmOperationState::Starting | LcmOperationState::Processing
+        );
+        if !running || !self.executor.cancel(id).await? {
+            return Err(LcmError::Conflict(format!(
+                "occurrence {id} is {:?}: only a STARTING or PROCESSING operation can be cancelled",
+                op.operation_state
+            )));
+        }
+        tracing::info!(op_occ = %id, "LCM operation cancellation requested");
         Ok(())
     }
 

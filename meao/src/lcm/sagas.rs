@@ -77,6 +77,8 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
             user_location: None,
             zones: vec![],
             candidate_sites: vec![],
+            affinity: vec![],
+            anti_affinity: vec![],
         },
     );
     let containers = if appd.os_container_descriptor.is_empty() {
@@ -139,6 +141,8 @@ fn place<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
                 }),
             zones: vec![],
             candidate_sites: candidates,
+            affinity: request.affinity.clone(),
+            anti_affinity: request.anti_affinity.clone(),
         };
         let decision = c
             .inventory
@@ -258,6 +262,41 @@ fn commit_not_instantiated<'a>(
 }
 
 // === terminate ===
+
+/// Graceful termination: stop the workload and give it `gracefulTerminationTimeout` seconds
+/// (default 30) to wind down before it is removed. Forceful termination skips this.
+fn drain<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let request = &ctx.params["request"];
+        if request["terminationType"] != "GRACEFUL" {
+            return Ok(json!({"drained": false}));
+        }
+        let timeout =
+            Duration::from_secs(request["gracefulTerminationTimeout"].as_u64().unwrap_or(30));
+        let vim = vim(c, site(&ctx))?;
+        let name = workload_name(param(&ctx, "appInstanceId"));
+        match vim.scale(&name, 0).await {
+            Ok(()) | Err(vim_adapters::VimError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match vim.status(&name).await? {
+                None
+                | Some(vim_adapters::WorkloadStatus {
+                    phase: WorkloadPhase::Stopped,
+                    ..
+                }) => {
+                    return Ok(json!({"drained": true}));
+                }
+                Some(_) if tokio::time::Instant::now() >= deadline => {
+                    return Ok(json!({"drained": false}));
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+}
 
 fn terminate_workload<'a>(
     c: &'a LcmCtx,
@@ -467,6 +506,11 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
         SagaKind {
             name: TERMINATE,
             steps: vec![
+                Step {
+                    name: "drain",
+                    forward: drain,
+                    undo: no_undo,
+                },
                 Step {
                     name: "remove",
                     forward: terminate_workload,

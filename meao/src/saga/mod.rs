@@ -325,6 +325,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
             let mut outputs: serde_json::Map<String, Value> =
                 serde_json::from_str(&row.outputs).unwrap_or_default();
             let cursor = usize::try_from(row.cursor).unwrap_or(0);
+            let loaded_direction = row.direction.clone();
             let undo = row.direction == BACKWARD;
             let step_index;
             if !undo {
@@ -393,16 +394,16 @@ impl<C: Send + Sync + 'static> Executor<C> {
             self.crash(kind.name, step_index, undo, false)?;
             row.outputs = Value::Object(outputs).to_string();
             let now = server_kit::unix_millis_now();
+            let until = now.saturating_add(lease_ms(self.lease));
             if !self
                 .store
-                .saga_advance(
-                    &row,
-                    &self.owner,
-                    now.saturating_add(lease_ms(self.lease)),
-                    now,
-                )
+                .saga_advance(&row, &loaded_direction, &self.owner, until, now)
                 .await?
             {
+                // cancelled meanwhile (reload and undo) or the lease was lost
+                if self.store.saga_claim(id, &self.owner, now, until).await? {
+                    continue;
+                }
                 return Err(SagaError::Leased(id.to_owned()));
             }
             self.crash(kind.name, step_index, undo, true)?;
@@ -470,6 +471,15 @@ impl<C: Send + Sync + 'static> Executor<C> {
         self.resolve(id, SagaStatus::Running, Some(BACKWARD))
             .await?;
         self.run(id).await
+    }
+
+    /// Cancels a running saga: after the step under way it undoes everything (including that
+    /// step) and pauses in FAILED_TEMP. False if it is not running forward.
+    pub async fn cancel(&self, id: &str) -> Result<bool, SagaError> {
+        Ok(self
+            .store
+            .saga_cancel(id, server_kit::unix_millis_now())
+            .await?)
     }
 
     /// Gives up on a FAILED_TEMP saga (final).

@@ -613,16 +613,19 @@ impl Store {
     }
 
     /// Records progress while holding the lease; false if the lease was lost.
+    /// `loaded_direction` is the direction the step ran in: a cancellation that reversed the
+    /// saga meanwhile makes the update fail, so the executor reloads instead of overwriting it.
     pub async fn saga_advance(
         &self,
         s: &SagaRow,
+        loaded_direction: &str,
         owner: &str,
         until: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE sagas SET outputs = $1, cursor_pos = $2, direction = $3, status = $4, error = $5, \
-             lease_until = $6, updated_at = $7 WHERE id = $8 AND lease_owner = $9",
+             lease_until = $6, updated_at = $7 WHERE id = $8 AND lease_owner = $9 AND direction = $10",
         )
         .bind(&s.outputs)
         .bind(s.cursor)
@@ -633,6 +636,21 @@ impl Store {
         .bind(now)
         .bind(&s.id)
         .bind(owner)
+        .bind(loaded_direction)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Reverses a RUNNING forward saga: it undoes what it did, including the step under way;
+    /// false if it is not running forward.
+    pub async fn saga_cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sagas SET direction = 'BACKWARD', cursor_pos = cursor_pos + 1, error = 'cancelled', \
+             updated_at = $1 WHERE id = $2 AND status = 'RUNNING' AND direction = 'FORWARD'",
+        )
+        .bind(now)
+        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -239,7 +239,7 @@ async fn crash_and_recover(kind: &str, step: usize, after_record: bool) {
         "instantiate"
     };
     let body = if kind == "app-terminate" {
-        json!({"terminationType": "FORCEFUL"})
+        json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 2})
     } else {
         json!({})
     };
@@ -296,7 +296,7 @@ async fn crash_and_recover(kind: &str, step: usize, after_record: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_every_step_boundary_the_operation_completes_after_restart() {
-    for (kind, steps) in [("app-instantiate", 4), ("app-terminate", 2)] {
+    for (kind, steps) in [("app-instantiate", 4), ("app-terminate", 3)] {
         for step in 0..steps {
             for after_record in [false, true] {
                 crash_and_recover(kind, step, after_record).await;

@@ -576,3 +576,114 @@ async fn instances_move_off_a_failed_site(db: Db) {
 }
 
 on_both_dbs!(instances_move_off_a_failed_site);
+
+async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
+    let mut slow = site("slow-1", 16000, &["RNIS"]);
+    let meao::inventory::VimConnection::Simulated { startup_ms, .. } = &mut slow.vim;
+    *startup_ms = 3000;
+    let ctx = start(db, vec![slow, site("fast-1", 16000, &["RNIS"])]).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let create = || {
+        lcm(
+            &ctx,
+            Method::POST,
+            "/app_instances",
+            Some(json!({"appDId": VA})),
+        )
+    };
+
+    // cancel while the workload is starting on the slow site: rolled back, FAILED_TEMP
+    let a: Value = create().await.json().await.unwrap();
+    let a_id = a["id"].as_str().unwrap().to_owned();
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("/app_instances/{a_id}/instantiate"),
+        Some(json!({"selectedMECHostInfo": [{"hostId": "slow-1"}]})),
+    )
+    .await;
+    let op_path = r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/app_lcm/v1")
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("{op_path}/cancel"),
+        Some(json!({"cancelMode": "GRACEFUL"})),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let op = wait(&ctx, &op_path).await;
+    assert_eq!(op["operationState"], "FAILED_TEMP", "{op:#}");
+    let slow_vim = ctx
+        .server
+        .as_ref()
+        .unwrap()
+        .inventory
+        .vim("slow-1")
+        .unwrap();
+    assert!(
+        slow_vim.list_owned().await.unwrap().is_empty(),
+        "the cancelled instantiation left nothing"
+    );
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("{op_path}/cancel"),
+        Some(json!({"cancelMode": "FORCEFUL"})),
+    )
+    .await;
+    assert_eq!(r.status(), 409, "only running operations can be cancelled");
+    lcm(&ctx, Method::POST, &format!("{op_path}/fail"), None).await;
+
+    // anti-affinity keeps a second application off the first one's site
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{a_id}/instantiate"),
+        json!({"selectedMECHostInfo": [{"hostId": "fast-1"}]}),
+    )
+    .await;
+    assert_eq!(op["placement"]["chosen"], "fast-1");
+    let b: Value = create().await.json().await.unwrap();
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{b_id}/instantiate"),
+        json!({"antiAffinity": [VA], "selectedMECHostInfo": [{"hostId": "fast-1"}]}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "FAILED_TEMP");
+    assert_eq!(
+        op["placement"]["rejected"][format!("anti-affinity with {VA}")],
+        json!(["fast-1"])
+    );
+    lcm(
+        &ctx,
+        Method::POST,
+        &format!("/app_lcm_op_occs/{}/fail", op["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+
+    // graceful termination stops the workload before removing it
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{a_id}/terminate"),
+        json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 5}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED");
+    let fast_vim = ctx
+        .server
+        .as_ref()
+        .unwrap()
+        .inventory
+        .vim("fast-1")
+        .unwrap();
+    assert!(fast_vim.list_owned().await.unwrap().is_empty());
+}
+
+on_both_dbs!(cancel_graceful_terminate_and_anti_affinity);
