@@ -164,6 +164,40 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
     rendered
 }
 
+/// An error with its sources, for logs (`outer: inner: root`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A `Location` header for `href`.
+pub fn location(href: &str) -> (header::HeaderName, HeaderValue) {
+    (
+        header::LOCATION,
+        HeaderValue::from_str(href).unwrap_or(HeaderValue::from_static("/")),
+    )
+}
+
+/// Adds the OAuth 2.0 client credentials security scheme (`oauth2`, token endpoint
+/// `/oauth2/token`) with `scopes` to an OpenAPI document.
+pub fn add_oauth2_scheme(openapi: &mut utoipa::openapi::OpenApi, scopes: &[(&str, &str)]) {
+    use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
+    let flow = ClientCredentials::new("/oauth2/token", Scopes::from_iter(scopes.iter().copied()));
+    openapi
+        .components
+        .get_or_insert_default()
+        .add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(flow)])),
+        );
+}
+
 /// Fallback for URIs that match no route.
 pub async fn no_route() -> ApiError {
     ApiError::NoRoute

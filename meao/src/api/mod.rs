@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::post;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
 use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
-use server_kit::problem::{ApiError, method_not_allowed, no_route, problem_middleware};
+use server_kit::problem::{
+    ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
+};
 use server_kit::selectors::{Filter, Selector};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::inventory::Inventory;
@@ -47,17 +47,6 @@ impl From<PackageError> for ApiError {
             PackageError::Storage(m) => ApiError::Internal(m),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Attribute-based filter and selectors of list resources (ETSI GS MEC 009 clauses 6.18 and
@@ -109,14 +98,6 @@ impl ListQuery {
     }
 }
 
-/// `Location` header.
-fn location(href: &str) -> (HeaderName, HeaderValue) {
-    (
-        header::LOCATION,
-        HeaderValue::from_str(href).unwrap_or(HeaderValue::from_static("/")),
-    )
-}
-
 /// The OpenAPI document of the MEAO.
 #[derive(OpenApi)]
 #[openapi(
@@ -138,21 +119,14 @@ struct OAuth;
 
 impl utoipa::Modify for OAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let flow = ClientCredentials::new(
-            "/oauth2/token",
-            Scopes::from_iter([
+        server_kit::problem::add_oauth2_scheme(
+            openapi,
+            &[
                 (SCOPE_APP_PKGM, "Application package management"),
                 (SCOPE_APP_LCM, "Application lifecycle management"),
                 (SCOPE_INVENTORY, "Site inventory"),
-            ]),
+            ],
         );
-        openapi
-            .components
-            .get_or_insert_default()
-            .add_security_scheme(
-                "oauth2",
-                SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(flow)])),
-            );
     }
 }
 

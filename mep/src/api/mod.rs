@@ -16,9 +16,10 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::post;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
 use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
-use server_kit::problem::{ApiError, method_not_allowed, no_route, problem_middleware};
+use server_kit::problem::{
+    ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
+};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::platform::{APP_SUPPORT_BASE, MepError, Platform, SERVICE_MGMT_BASE, Tagged};
@@ -46,18 +47,6 @@ impl From<MepError> for ApiError {
     }
 }
 
-/// An error with its sources, for logs.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// The `If-Match` header, if any.
 fn if_match(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
@@ -68,14 +57,6 @@ fn etag<T>(tagged: &Tagged<T>) -> [(HeaderName, HeaderValue); 1] {
     let value =
         HeaderValue::from_str(&tagged.etag_header()).unwrap_or(HeaderValue::from_static("\"0\""));
     [(header::ETAG, value)]
-}
-
-/// `Location` header.
-fn location(href: &str) -> (HeaderName, HeaderValue) {
-    (
-        header::LOCATION,
-        HeaderValue::from_str(href).unwrap_or(HeaderValue::from_static("/")),
-    )
 }
 
 /// The OpenAPI document of the MEP (security and tags; paths come from the routers).
@@ -104,21 +85,14 @@ struct OAuth;
 
 impl utoipa::Modify for OAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let flow = ClientCredentials::new(
-            "/oauth2/token",
-            Scopes::from_iter([
+        server_kit::problem::add_oauth2_scheme(
+            openapi,
+            &[
                 (SCOPE_SERVICE_MGMT, "MEC service management API"),
                 (SCOPE_APP_SUPPORT, "MEC application support API"),
                 (SCOPE_MGMT, "Provisioning of application instances"),
-            ]),
+            ],
         );
-        openapi
-            .components
-            .get_or_insert_default()
-            .add_security_scheme(
-                "oauth2",
-                SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(flow)])),
-            );
     }
 }
 
