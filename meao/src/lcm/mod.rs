@@ -533,7 +533,7 @@ impl Lcm {
                 "instance {id} is already {wanted}"
             )));
         }
-        let params = json!({"changeStateTo": wanted, "previousState": current});
+        let params = json!({"changeStateTo": wanted, "previousState": current, "request": request});
         self.start(
             &instance,
             LcmOperation::Operate,

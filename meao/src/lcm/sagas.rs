@@ -200,6 +200,7 @@ fn remove<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<(), S
         vim(c, site)?
             .delete(&workload_name(param(&ctx, "appInstanceId")))
             .await?;
+        refreshed(c, site).await;
         Ok(())
     })
 }
@@ -271,31 +272,37 @@ fn drain<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
         if request["terminationType"] != "GRACEFUL" {
             return Ok(json!({"drained": false}));
         }
-        let timeout =
-            Duration::from_secs(request["gracefulTerminationTimeout"].as_u64().unwrap_or(30));
-        let vim = vim(c, site(&ctx))?;
-        let name = workload_name(param(&ctx, "appInstanceId"));
-        match vim.scale(&name, 0).await {
-            Ok(()) | Err(vim_adapters::VimError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match vim.status(&name).await? {
-                None
-                | Some(vim_adapters::WorkloadStatus {
-                    phase: WorkloadPhase::Stopped,
-                    ..
-                }) => {
-                    return Ok(json!({"drained": true}));
-                }
-                Some(_) if tokio::time::Instant::now() >= deadline => {
-                    return Ok(json!({"drained": false}));
-                }
-                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        let timeout = request["gracefulTerminationTimeout"].as_u64().unwrap_or(30);
+        let drained = stop_gracefully(c, &ctx, Duration::from_secs(timeout)).await?;
+        Ok(json!({"drained": drained}))
     })
+}
+
+/// Scales the workload to zero and waits up to `timeout` for it to report stopped; returns
+/// whether it did (the caller proceeds either way, as a forceful stop would).
+async fn stop_gracefully(
+    c: &LcmCtx,
+    ctx: &StepContext<'_>,
+    timeout: Duration,
+) -> Result<bool, StepError> {
+    let vim = vim(c, site(ctx))?;
+    let name = workload_name(param(ctx, "appInstanceId"));
+    match vim.scale(&name, 0).await {
+        Ok(()) | Err(vim_adapters::VimError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match vim.status(&name).await? {
+            None
+            | Some(vim_adapters::WorkloadStatus {
+                phase: WorkloadPhase::Stopped,
+                ..
+            }) => return Ok(true),
+            Some(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 fn terminate_workload<'a>(
@@ -326,12 +333,18 @@ fn replicas(state: &str) -> u32 {
 
 fn scale<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
+        let request = &ctx.params["request"];
+        let target = replicas(param(&ctx, "changeStateTo"));
+        if target == 0 && request["stopType"] == "GRACEFUL" {
+            let timeout = request["gracefulStopTimeout"].as_u64().unwrap_or(30);
+            let stopped = stop_gracefully(c, &ctx, Duration::from_secs(timeout)).await?;
+            refreshed(c, site(&ctx)).await;
+            return Ok(json!({"gracefullyStopped": stopped}));
+        }
         vim(c, site(&ctx))?
-            .scale(
-                &workload_name(param(&ctx, "appInstanceId")),
-                replicas(param(&ctx, "changeStateTo")),
-            )
+            .scale(&workload_name(param(&ctx, "appInstanceId")), target)
             .await?;
+        refreshed(c, site(&ctx)).await;
         Ok(Value::Null)
     })
 }

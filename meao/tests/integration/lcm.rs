@@ -161,7 +161,7 @@ async fn instance_lifecycle(db: Db) {
     let op = run(
         &ctx,
         &format!("/app_instances/{id}/operate"),
-        json!({"changeStateTo": "STOPPED", "stopType": "FORCEFUL"}),
+        json!({"changeStateTo": "STOPPED", "stopType": "GRACEFUL", "gracefulStopTimeout": 5}),
     )
     .await;
     assert_eq!(op["operationState"], "COMPLETED");
