@@ -48,6 +48,8 @@ pub struct MeaoConfig {
     /// Re-place the instances of a site that stayed unhealthy this long (seconds); never when
     /// absent.
     pub failover_after_secs: Option<u64>,
+    /// The MEAO's OAuth client at the MEPs; sites' MEPs are not configured when absent.
+    pub mep_client: Option<crate::mep_client::MepClientConfig>,
     /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
     pub fault_drill: Option<Fault>,
     /// Notification delivery.
@@ -76,6 +78,7 @@ impl Default for MeaoConfig {
             saga_lease_secs: 30,
             saga_recovery_interval_secs: 10,
             failover_after_secs: None,
+            mep_client: None,
             fault_drill: None,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),

@@ -3,6 +3,7 @@
 //! - [`package`]: package onboarding (safe archive reading, AppD validation, signatures,
 //!   content-addressed storage), package lifecycle, subscriptions and notifications.
 //! - [`lcm`]: application instances and their LCM operations, run as sagas.
+//! - [`mep_client`]: pushes instance configuration to the sites' MEPs.
 //! - [`inventory`]: the edge sites, their VIMs, health and free capacity.
 //! - [`api`]: the HTTP edge (`app_pkgm/v1`, `inventory/v1`).
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
@@ -10,13 +11,14 @@
 //! - [`saga`]: durable multi-step operations with undo, leases and recovery.
 //! - [`server`]: start-up, recovery, background tasks and shutdown.
 //!
-//! The MEP link, LCM subscriptions and the Kubernetes VIMs are not built yet. The MEAO
+//! The gRPC MEP link and the Kubernetes VIMs are not built yet. The MEAO
 //! never links the MEP; they share only `api-specs`.
 
 pub mod api;
 pub mod config;
 pub mod inventory;
 pub mod lcm;
+pub mod mep_client;
 pub mod package;
 pub mod placement;
 pub mod saga;

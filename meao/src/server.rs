@@ -23,6 +23,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store")]
     Store(#[from] crate::store::StoreError),
+    /// The MEP client could not be built.
+    #[error("cannot set up the MEP client: {0}")]
+    MepClient(String),
     /// The site inventory could not be loaded.
     #[error("cannot load the site inventory")]
     Inventory(#[from] InventoryError),
@@ -101,6 +104,13 @@ impl Server {
                 ready_timeout: Duration::from_secs(config.workload_ready_timeout_secs),
                 lease: Duration::from_secs(config.saga_lease_secs.max(1)),
                 fault_drill: config.fault_drill.clone(),
+                mep: config
+                    .mep_client
+                    .clone()
+                    .map(crate::mep_client::MepClient::new)
+                    .transpose()
+                    .map_err(|e| StartError::MepClient(e.to_string()))?
+                    .map(Arc::new),
             },
         ));
         if let Some(drill) = &config.fault_drill {

@@ -19,6 +19,7 @@ use api_specs::mp1::app_support::{
     AppTerminationNotificationSubscription, DnsRule, OperationActionType, RuleState, TrafficRule,
     TrafficRuleAction, validate_dns_target,
 };
+pub use api_specs::mp1::provisioning::AppInstanceConfig;
 use api_specs::mp1::service_mgmt::{
     ChangeType, FilteringCriteria, LocalityType, NotificationLinks,
     SerAvailabilityNotificationSubscription, ServiceAvailabilityNotification, ServiceInfo,
@@ -285,20 +286,6 @@ impl ServiceQuery {
                 .is_local
                 .is_none_or(|l| s.is_local.unwrap_or(true) == l)
     }
-}
-
-/// The desired configuration of one application instance, as MEC management provisions it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AppInstanceConfig {
-    /// The application as MEC management knows it.
-    pub app_info: AppInfo,
-    /// Its traffic rules.
-    #[serde(rename = "appTrafficRule", default)]
-    pub app_traffic_rule: Vec<TrafficRule>,
-    /// Its DNS rules.
-    #[serde(rename = "appDNSRule", default)]
-    pub app_dns_rule: Vec<DnsRule>,
 }
 
 /// An application instance as this platform holds it.

@@ -220,6 +220,9 @@ pub enum LcmOperation {
     Operate,
     /// Terminate.
     Terminate,
+    /// `configure_platform_for_app` (the v3.1.1 enum lists only the three above; mecplane
+    /// reports this task as its own operation).
+    ConfigurePlatformForApp,
 }
 
 /// Links of an operation occurrence.

@@ -378,3 +378,84 @@ pub struct AppD {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mciop_id: Option<String>,
 }
+
+impl TrafficRuleDescriptor {
+    /// The Mp1 traffic rule this descriptor provisions, in `state`.
+    pub fn to_rule(
+        &self,
+        state: crate::mp1::app_support::RuleState,
+    ) -> crate::mp1::app_support::TrafficRule {
+        use crate::mp1::app_support::{DestinationInterface, InterfaceType, TunnelInfo};
+        crate::mp1::app_support::TrafficRule {
+            traffic_rule_id: self.traffic_rule_id.clone(),
+            filter_type: self.filter_type,
+            priority: self.priority,
+            traffic_filter: self.traffic_filter.clone(),
+            action: self.action,
+            dst_interface: self.dst_interface.as_ref().map(|i| DestinationInterface {
+                interface_type: match i.interface_type {
+                    InterfaceDescriptorType::Tunnel => InterfaceType::Tunnel,
+                    InterfaceDescriptorType::Mac => InterfaceType::Mac,
+                    InterfaceDescriptorType::Ip => InterfaceType::Ip,
+                },
+                tunnel_info: i.tunnel_info.as_ref().map(|t| TunnelInfo {
+                    tunnel_type: t.tunnel_type,
+                    tunnel_dst_address: Some(t.tunnel_dst_address.clone()),
+                    tunnel_src_address: Some(t.tunnel_src_address.clone()),
+                }),
+                src_mac_address: i.src_mac_address.clone(),
+                dst_mac_address: i.dst_mac_address.clone(),
+                dst_ip_address: i.dst_ip_address.clone(),
+            }),
+            state,
+        }
+    }
+}
+
+impl DnsRuleDescriptor {
+    /// The Mp1 DNS rule this descriptor provisions, in `state`.
+    pub fn to_rule(
+        &self,
+        state: crate::mp1::app_support::RuleState,
+    ) -> crate::mp1::app_support::DnsRule {
+        crate::mp1::app_support::DnsRule {
+            dns_rule_id: self.dns_rule_id.clone(),
+            domain_name: self.domain_name.clone(),
+            ip_address_type: self.ip_address_type,
+            ip_address: self.ip_address.clone(),
+            ttl: self.ttl,
+            state,
+        }
+    }
+}
+
+/// Request to configure the platform for an application (`ConfigPlatformForAppRequest`): the
+/// rules and requirements the MEP applies for the instance, replacing those of its AppD.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigPlatformForAppRequest {
+    /// Services required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_service_required: Vec<ServiceDependency>,
+    /// Services used when available.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_service_optional: Vec<ServiceDependency>,
+    /// Services produced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_service_produced: Vec<ServiceDescriptor>,
+    /// Features required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_feature_required: Vec<FeatureDependency>,
+    /// Features used when available.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_feature_optional: Vec<FeatureDependency>,
+    /// Traffic rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_traffic_rule: Vec<TrafficRuleDescriptor>,
+    /// DNS rules.
+    #[serde(rename = "appDNSRule", default, skip_serializing_if = "Vec::is_empty")]
+    pub app_dns_rule: Vec<DnsRuleDescriptor>,
+    /// Latency requirement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_latency: Option<LatencyDescriptor>,
+}

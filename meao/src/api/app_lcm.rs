@@ -10,6 +10,7 @@ use api_specs::mm1::app_lcm::{
     AppInstanceSubscriptionLinkListLinks, AppInstanceSubscriptionType, AppLcmOpOcc, CancelMode,
     CreateAppInstanceRequest, InstantiateAppRequest, OperateAppRequest, TerminateAppRequest,
 };
+use api_specs::mm1::appd::ConfigPlatformForAppRequest;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -42,6 +43,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Lcm>> {
         .routes(routes!(instantiate))
         .routes(routes!(terminate))
         .routes(routes!(operate))
+        .routes(routes!(configure_platform_for_app))
         .routes(routes!(op_occs_get))
         .routes(routes!(op_occ_get))
         .routes(routes!(op_occ_retry))
@@ -243,6 +245,20 @@ async fn operate(
     ApiJson(r): ApiJson<OperateAppRequest>,
 ) -> Result<Response, ApiError> {
     let op = l.operate(&id, r).await?;
+    Ok(accepted(&op))
+}
+
+/// Configure the instance's MEP with these rules and requirements (replacing its AppD's).
+#[utoipa::path(post, path = "/app_instances/{appInstanceId}/configure_platform_for_app", tag = "app-lcm",
+    params(("appInstanceId" = String, Path)), request_body = ConfigPlatformForAppRequest,
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn configure_platform_for_app(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<ConfigPlatformForAppRequest>,
+) -> Result<Response, ApiError> {
+    let op = l.configure_platform(&id, r).await?;
     Ok(accepted(&op))
 }
 

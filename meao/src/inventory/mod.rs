@@ -79,6 +79,9 @@ pub struct SiteSpec {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// URL of the site's MEP; its rules are not configured when absent.
+    #[serde(default)]
+    pub mep_url: Option<String>,
     /// VIM connection.
     pub vim: VimConnection,
 }
@@ -320,6 +323,16 @@ impl Inventory {
             .as_ref()
             .and_then(Self::info)
             .ok_or_else(|| InventoryError::NotFound(id.to_owned()))
+    }
+
+    /// The MEP URL of a site.
+    pub async fn mep_url(&self, site: &str) -> Result<Option<String>, InventoryError> {
+        Ok(self
+            .get(site)
+            .await?
+            .spec
+            .mep_url
+            .map(|u| u.trim_end_matches('/').to_owned()))
     }
 
     /// Refreshes one site's free capacity and health from its VIM (after a change there).

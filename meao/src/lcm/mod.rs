@@ -87,6 +87,8 @@ pub struct LcmSettings {
     pub lease: Duration,
     /// Crash drill.
     pub fault_drill: Option<Fault>,
+    /// Client of the sites' MEPs.
+    pub mep: Option<Arc<crate::mep_client::MepClient>>,
 }
 
 /// Application LCM.
@@ -147,6 +149,7 @@ impl Lcm {
             packages: packages.clone(),
             inventory,
             ready_timeout: settings.ready_timeout,
+            mep: settings.mep,
         });
         let executor = Arc::new(
             Executor::new(
@@ -507,6 +510,29 @@ impl Lcm {
             sagas::TERMINATE,
             json!(request),
             json!({ "request": request }),
+        )
+        .await
+    }
+
+    /// Configures the site's MEP for an instance with the request's rules and requirements.
+    pub async fn configure_platform(
+        self: &Arc<Self>,
+        id: &str,
+        request: api_specs::mm1::appd::ConfigPlatformForAppRequest,
+    ) -> Result<String, LcmError> {
+        let instance = self.instance_row(id).await?;
+        if instance.instantiation_state != "INSTANTIATED" {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is NOT_INSTANTIATED"
+            )));
+        }
+        let params = json!({ "platformConfig": request });
+        self.start(
+            &instance,
+            LcmOperation::ConfigurePlatformForApp,
+            sagas::CONFIGURE_PLATFORM,
+            json!(request),
+            params,
         )
         .await
     }

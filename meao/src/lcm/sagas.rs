@@ -12,9 +12,13 @@ use serde_json::{Value, json};
 use vim_adapters::{Container, Vim, Workload, WorkloadPhase, workload_name};
 
 use crate::inventory::{Inventory, PlacementQuery, request_for};
+use crate::mep_client::MepClient;
 use crate::package::{Packages, PkgRef};
 use crate::saga::{SagaKind, Step, StepContext, StepError};
 use crate::store::Store;
+use api_specs::mm1::appd::ConfigPlatformForAppRequest;
+use api_specs::mp1::app_support::{AppInfo, RuleState};
+use api_specs::mp1::provisioning::AppInstanceConfig;
 
 /// What the LCM steps act on.
 pub struct LcmCtx {
@@ -26,6 +30,8 @@ pub struct LcmCtx {
     pub inventory: Arc<Inventory>,
     /// How long a workload may take to become ready.
     pub ready_timeout: Duration,
+    /// Client of the sites' MEPs, when configured.
+    pub mep: Option<Arc<MepClient>>,
 }
 
 fn retryable(e: impl std::fmt::Display) -> StepError {
@@ -262,6 +268,114 @@ fn commit_not_instantiated<'a>(
     })
 }
 
+// === platform configuration (the site's MEP) ===
+
+/// What the MEP is told about an instance: its AppD's (or the request's) rules and needs.
+pub fn platform_config(
+    appd: &AppD,
+    instance: &str,
+    request: Option<&ConfigPlatformForAppRequest>,
+) -> AppInstanceConfig {
+    let traffic = request.map_or(&appd.app_traffic_rule, |r| &r.app_traffic_rule);
+    let dns = request.map_or(&appd.app_dns_rule, |r| &r.app_dns_rule);
+    let required = request.map_or(&appd.app_service_required, |r| &r.app_service_required);
+    let optional = request.map_or(&appd.app_service_optional, |r| &r.app_service_optional);
+    let features = request.map_or(&appd.app_feature_required, |r| &r.app_feature_required);
+    let features_optional = request.map_or(&appd.app_feature_optional, |r| &r.app_feature_optional);
+    fn some<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+        (!v.is_empty()).then(|| v.to_vec())
+    }
+    AppInstanceConfig {
+        app_info: AppInfo {
+            app_name: appd.app_name.clone(),
+            app_provider: Some(appd.app_provider.clone()),
+            app_category: None,
+            app_d_id: Some(appd.app_d_id.clone()),
+            app_instance_id: Some(instance.to_owned()),
+            endpoint: None,
+            app_service_required: some(required),
+            app_service_optional: some(optional),
+            app_feature_required: some(features),
+            app_feature_optional: some(features_optional),
+            is_ins_by_mec: Some(true),
+        },
+        app_traffic_rule: traffic
+            .iter()
+            .map(|r| r.to_rule(RuleState::Active))
+            .collect(),
+        app_dns_rule: dns.iter().map(|r| r.to_rule(RuleState::Active)).collect(),
+    }
+}
+
+/// The MEP client and the MEP URL of a site, when both exist.
+async fn mep_of(c: &LcmCtx, site: &str) -> Result<Option<(Arc<MepClient>, String)>, StepError> {
+    let Some(client) = c.mep.clone() else {
+        return Ok(None);
+    };
+    let url = c.inventory.mep_url(site).await.map_err(retryable)?;
+    Ok(url.map(|u| (client, u)))
+}
+
+fn configure_platform<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let Some((client, url)) = mep_of(c, site(&ctx)).await? else {
+            return Ok(json!({"configured": false}));
+        };
+        let appd = appd(c, param(&ctx, "appDId")).await?;
+        let request: Option<ConfigPlatformForAppRequest> =
+            serde_json::from_value(ctx.params["platformConfig"].clone()).ok();
+        let instance = param(&ctx, "appInstanceId");
+        client
+            .provision(
+                &url,
+                instance,
+                &platform_config(&appd, instance, request.as_ref()),
+            )
+            .await?;
+        Ok(json!({"configured": true, "mep": url}))
+    })
+}
+
+fn unconfigure_platform<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        if let Some((client, url)) = mep_of(c, site(&ctx)).await? {
+            client
+                .deprovision(&url, param(&ctx, "appInstanceId"), 0)
+                .await?;
+        }
+        Ok(())
+    })
+}
+
+/// Termination at the MEP: the application's termination subscribers are notified and, for a
+/// graceful termination, get its timeout to confirm.
+fn release_platform<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let Some((client, url)) = mep_of(c, site(&ctx)).await? else {
+            return Ok(json!({"released": false}));
+        };
+        let request = &ctx.params["request"];
+        let graceful = if request["terminationType"] == "GRACEFUL" {
+            request["gracefulTerminationTimeout"].as_u64().unwrap_or(30)
+        } else {
+            0
+        };
+        client
+            .deprovision(&url, param(&ctx, "appInstanceId"), graceful)
+            .await?;
+        Ok(json!({"released": true}))
+    })
+}
+
 // === terminate ===
 
 /// Graceful termination: stop the workload and give it `gracefulTerminationTimeout` seconds
@@ -450,6 +564,8 @@ fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<
 }
 
 /// Saga kind names.
+pub const CONFIGURE_PLATFORM: &str = "app-configure-platform";
+/// Saga kind names.
 pub const RELOCATE: &str = "app-relocate";
 /// Saga kind names.
 pub const INSTANTIATE: &str = "app-instantiate";
@@ -480,11 +596,24 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
                     undo: no_undo,
                 },
                 Step {
+                    name: "configure-platform",
+                    forward: configure_platform,
+                    undo: unconfigure_platform,
+                },
+                Step {
                     name: "commit",
                     forward: commit_instantiated,
                     undo: commit_not_instantiated,
                 },
             ],
+        },
+        SagaKind {
+            name: CONFIGURE_PLATFORM,
+            steps: vec![Step {
+                name: "configure-platform",
+                forward: configure_platform,
+                undo: no_undo,
+            }],
         },
         SagaKind {
             name: RELOCATE,
@@ -505,6 +634,11 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
                     undo: no_undo,
                 },
                 Step {
+                    name: "configure-platform",
+                    forward: configure_platform,
+                    undo: unconfigure_platform,
+                },
+                Step {
                     name: "commit",
                     forward: commit_relocated,
                     undo: restore_site,
@@ -519,6 +653,11 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
         SagaKind {
             name: TERMINATE,
             steps: vec![
+                Step {
+                    name: "release-platform",
+                    forward: release_platform,
+                    undo: no_undo,
+                },
                 Step {
                     name: "drain",
                     forward: drain,

@@ -82,7 +82,7 @@ async fn start(dir: &Path, drill: Option<(&str, usize, bool)>) -> Meao {
         http: reqwest::Client::new(),
         token: String::new(),
     };
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if meao
             .http
             .get(format!("{}/healthz", meao.base))
@@ -137,7 +137,7 @@ impl Meao {
     }
 
     async fn wait_op(&self, op: &str, want: &str) {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             if self.op_state(op).await == want {
                 return;
             }
@@ -147,15 +147,15 @@ impl Meao {
     }
 
     /// Waits for the drill to abort the process.
-    async fn aborted(mut self) {
-        for _ in 0..200 {
+    async fn aborted(mut self, what: &str) {
+        for _ in 0..1200 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(!status.success(), "the drill aborts the process");
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the fault drill did not abort the process");
+        panic!("the fault drill did not abort the process at {what}");
     }
 
     fn kill(self) {}
@@ -258,7 +258,7 @@ async fn crash_and_recover(kind: &str, step: usize, after_record: bool) {
         std::fs::read_to_string(dir.path().join("meao.log")).unwrap_or_default()
     );
     let op = r.headers()["location"].to_str().unwrap().to_owned();
-    meao.aborted().await;
+    meao.aborted(&format!("{kind} {step} {after_record}")).await;
 
     // a clean restart finishes the job
     let meao = start(dir.path(), None).await;
@@ -296,7 +296,7 @@ async fn crash_and_recover(kind: &str, step: usize, after_record: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_every_step_boundary_the_operation_completes_after_restart() {
-    for (kind, steps) in [("app-instantiate", 4), ("app-terminate", 3)] {
+    for (kind, steps) in [("app-instantiate", 5), ("app-terminate", 4)] {
         for step in 0..steps {
             for after_record in [false, true] {
                 crash_and_recover(kind, step, after_record).await;

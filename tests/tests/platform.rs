@@ -1,0 +1,273 @@
+//! The path of one application across both services: the MEAO onboards a package,
+//! instantiates it on a simulated site and configures the site's real MEP; the application
+//! confirms readiness at the MEP, whose DNS server then answers its DNS rule; a
+//! `configure_platform_for_app` changes the rule; termination removes it all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use serde_json::{Value, json};
+use server_kit::auth::{ClientConfig, Secret};
+
+const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
+
+async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
+    let r: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+/// One DNS query over UDP; the A records, or the response code when there are none.
+async fn resolve(dns: SocketAddr, name: &str) -> Result<Vec<String>, ResponseCode> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut query = Message::new();
+    query
+        .set_id(7)
+        .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    socket.send_to(&query.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = Message::from_vec(&buf[..n]).unwrap();
+    let ips: Vec<String> = answer
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    if ips.is_empty() {
+        Err(answer.response_code())
+    } else {
+        Ok(ips)
+    }
+}
+
+async fn wait_op(http: &reqwest::Client, meao: &str, token: &str, location: &str) -> Value {
+    for _ in 0..200 {
+        let op: Value = http
+            .get(format!("{meao}{location}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(
+            op["operationState"].as_str(),
+            Some("STARTING" | "PROCESSING")
+        ) {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{location} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instantiate_configures_the_mep_and_terminate_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // the site's MEP, trusting the MEAO as an operator client
+    let mut mep_config = mep::config::MepConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
+        ..mep::config::MepConfig::default()
+    };
+    mep_config.dns.listen = Some("127.0.0.1:0".parse().unwrap());
+    mep_config.auth.signing_key = Some(Secret::new("mep-key"));
+    mep_config.auth.clients = vec![ClientConfig {
+        client_id: "meao".into(),
+        client_secret: Secret::new("meao-at-mep"),
+        scopes: vec![
+            "mep_mgmt".into(),
+            "mec_app_support".into(),
+            "mec_service_mgmt".into(),
+        ],
+        app_instance_id: None,
+    }];
+    let mep = mep::server::Server::start(mep_config).await.unwrap();
+    let dns = mep.dns_addr.unwrap();
+
+    // the MEAO with one simulated site whose MEP is the one above
+    let mut meao_config = meao::config::MeaoConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/meao.db?mode=rwc", dir.path().display()),
+        data_dir: dir.path().join("data"),
+        ..meao::config::MeaoConfig::default()
+    };
+    meao_config.auth.signing_key = Some(Secret::new("meao-key"));
+    meao_config.auth.clients = vec![ClientConfig {
+        client_id: "oss".into(),
+        client_secret: Secret::new("oss-secret"),
+        scopes: vec!["app_pkgm".into(), "app_lcm".into()],
+        app_instance_id: None,
+    }];
+    meao_config.mep_client = Some(meao::mep_client::MepClientConfig {
+        client_id: "meao".into(),
+        client_secret: Secret::new("meao-at-mep"),
+    });
+    meao_config.sites = vec![serde_json::from_value(json!({
+        "id": "paris-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris", "services": ["RNIS"],
+        "mepUrl": mep.api_root, "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768}
+    }))
+    .unwrap()];
+    let meao = meao::server::Server::start(meao_config).await.unwrap();
+    let http = reqwest::Client::new();
+    let (m, p) = (meao.api_root.clone(), mep.api_root.clone());
+    let oss = token(&http, &m, "oss", "oss-secret").await;
+    let operator = token(&http, &p, "meao", "meao-at-mep").await;
+
+    // onboard and instantiate
+    let zip = meao::package::build::build(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/packages/video-analytics"),
+        None,
+    )
+    .unwrap();
+    let pkg: Value = http
+        .post(format!("{m}/app_pkgm/v1/app_packages"))
+        .bearer_auth(&oss)
+        .json(&json!({"appPkgName": "va", "appPkgVersion": "2.3.0"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .put(format!(
+            "{m}/app_pkgm/v1/app_packages/{}/package_content",
+            pkg["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&oss)
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let instance: Value = http
+        .post(format!("{m}/app_lcm/v1/app_instances"))
+        .bearer_auth(&oss)
+        .json(&json!({"appDId": VA}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = instance["id"].as_str().unwrap().to_owned();
+    let r = http
+        .post(format!("{m}/app_lcm/v1/app_instances/{id}/instantiate"))
+        .bearer_auth(&oss)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let op = wait_op(&http, &m, &oss, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+
+    // the MEP holds the AppD's rules for the instance
+    let at_mep: Value = http
+        .get(format!("{p}/mep_mgmt/v1/app_instances/{id}"))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(at_mep["appTrafficRule"][0]["trafficRuleId"], "camera-rtsp");
+    assert_eq!(
+        at_mep["appDNSRule"][0]["domainName"],
+        "detections.va.mec.example"
+    );
+    assert_eq!(
+        at_mep["appInfo"]["appServiceRequired"][0]["serName"],
+        "RNIS"
+    );
+    assert_eq!(
+        resolve(dns, "detections.va.mec.example.").await,
+        Err(ResponseCode::NXDomain),
+        "not before the app is ready"
+    );
+
+    // the application confirms readiness: its DNS rule is answered
+    let r = http
+        .post(format!(
+            "{p}/mec_app_support/v1/applications/{id}/confirm_ready"
+        ))
+        .bearer_auth(&operator)
+        .json(&json!({"indication": "READY"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        resolve(dns, "detections.va.mec.example.").await,
+        Ok(vec!["10.100.0.10".to_owned()])
+    );
+
+    // configure_platform_for_app moves the DNS rule
+    let body = json!({"appDNSRule": [{"dnsRuleId": "detections", "domainName": "detections.va.mec.example", "ipAddressType": "IP_V4", "ipAddress": "10.100.0.11"}]});
+    let r = http
+        .post(format!(
+            "{m}/app_lcm/v1/app_instances/{id}/configure_platform_for_app"
+        ))
+        .bearer_auth(&oss)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let op = wait_op(&http, &m, &oss, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(
+        (op["operationState"].as_str(), op["lcmOperation"].as_str()),
+        (Some("COMPLETED"), Some("CONFIGURE_PLATFORM_FOR_APP"))
+    );
+    assert_eq!(
+        resolve(dns, "detections.va.mec.example.").await,
+        Ok(vec!["10.100.0.11".to_owned()])
+    );
+
+    // terminate: the MEP forgets the instance and its DNS rule
+    let r = http
+        .post(format!("{m}/app_lcm/v1/app_instances/{id}/terminate"))
+        .bearer_auth(&oss)
+        .json(&json!({"terminationType": "FORCEFUL"}))
+        .send()
+        .await
+        .unwrap();
+    let op = wait_op(&http, &m, &oss, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(op["operationState"], "COMPLETED");
+    let r = http
+        .get(format!("{p}/mep_mgmt/v1/app_instances/{id}"))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        resolve(dns, "detections.va.mec.example.").await,
+        Err(ResponseCode::NXDomain)
+    );
+
+    meao.shutdown().await;
+    mep.shutdown().await;
+}
