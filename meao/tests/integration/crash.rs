@@ -19,24 +19,17 @@ struct Meao {
     token: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(dir: &Path, port: u16, drill: Option<(&str, usize, bool)>) -> std::path::PathBuf {
+fn write_config(dir: &Path, drill: Option<(&str, usize, bool)>) -> std::path::PathBuf {
     let mut toml = format!(
-        r#"listen = "127.0.0.1:{port}"
+        r#"listen = "127.0.0.1:0"
 database_url = "sqlite://{dir}/meao.db?mode=rwc"
 data_dir = "{dir}/data"
 workload_ready_timeout_secs = 1
 saga_lease_secs = 2
 saga_recovery_interval_secs = 1
 [telemetry]
-filter = "warn"
+filter = "info"
+json = true
 [auth]
 signing_key = "crash-test"
 [[auth.clients]]
@@ -60,36 +53,41 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, stateFile = "
     path
 }
 
+/// Starts the binary on port 0 and learns its address from its JSON start-up log line (a port
+/// picked beforehand could be taken by a parallel test's server).
 async fn start(dir: &Path, drill: Option<(&str, usize, bool)>) -> Meao {
-    let port = free_port();
-    let config = write_config(dir, port, drill);
+    let config = write_config(dir, drill);
+    let log = dir.join(format!(
+        "meao-{}.log",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
     let child = Command::new(env!("CARGO_BIN_EXE_meao"))
         .arg("--config")
         .arg(&config)
-        .stdout(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("meao.log"))
-                .unwrap(),
-        )
+        .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut meao = Meao {
         child,
-        base: format!("http://127.0.0.1:{port}"),
+        base: String::new(),
         http: reqwest::Client::new(),
         token: String::new(),
     };
     for _ in 0..1200 {
-        if meao
-            .http
-            .get(format!("{}/healthz", meao.base))
-            .send()
-            .await
-            .is_ok()
-        {
+        let started = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                (v["fields"]["message"] == "MEAO started")
+                    .then(|| v["fields"]["local_addr"].as_str().map(str::to_owned))?
+            });
+        if let Some(addr) = started {
+            meao.base = format!("http://{addr}");
             let r: Value = meao
                 .http
                 .post(format!("{}/oauth2/token", meao.base))
@@ -255,7 +253,12 @@ async fn crash_and_recover(kind: &str, step: usize, after_record: bool) {
         202,
         "{kind} {step} {after_record}: {}\n{}",
         r.text().await.unwrap_or_default(),
-        std::fs::read_to_string(dir.path().join("meao.log")).unwrap_or_default()
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>()
     );
     let op = r.headers()["location"].to_str().unwrap().to_owned();
     meao.aborted(&format!("{kind} {step} {after_record}")).await;
