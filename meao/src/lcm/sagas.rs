@@ -574,38 +574,55 @@ pub const TERMINATE: &str = "app-terminate";
 /// Saga kind names.
 pub const OPERATE: &str = "app-operate";
 
+/// The steps that put an instance on a site: place, apply, await ready, configure the MEP.
+fn deploy_steps() -> Vec<Step<LcmCtx>> {
+    vec![
+        Step {
+            name: "place",
+            forward: place,
+            undo: no_undo,
+        },
+        Step {
+            name: "apply",
+            forward: apply,
+            undo: remove,
+        },
+        Step {
+            name: "await-ready",
+            forward: await_ready,
+            undo: no_undo,
+        },
+        Step {
+            name: "configure-platform",
+            forward: configure_platform,
+            undo: unconfigure_platform,
+        },
+    ]
+}
+
 /// Every LCM saga.
 pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
+    let mut instantiate = deploy_steps();
+    instantiate.push(Step {
+        name: "commit",
+        forward: commit_instantiated,
+        undo: commit_not_instantiated,
+    });
+    let mut relocate = deploy_steps();
+    relocate.push(Step {
+        name: "commit",
+        forward: commit_relocated,
+        undo: restore_site,
+    });
+    relocate.push(Step {
+        name: "release-old",
+        forward: release_old,
+        undo: no_undo,
+    });
     vec![
         SagaKind {
             name: INSTANTIATE,
-            steps: vec![
-                Step {
-                    name: "place",
-                    forward: place,
-                    undo: no_undo,
-                },
-                Step {
-                    name: "apply",
-                    forward: apply,
-                    undo: remove,
-                },
-                Step {
-                    name: "await-ready",
-                    forward: await_ready,
-                    undo: no_undo,
-                },
-                Step {
-                    name: "configure-platform",
-                    forward: configure_platform,
-                    undo: unconfigure_platform,
-                },
-                Step {
-                    name: "commit",
-                    forward: commit_instantiated,
-                    undo: commit_not_instantiated,
-                },
-            ],
+            steps: instantiate,
         },
         SagaKind {
             name: CONFIGURE_PLATFORM,
@@ -617,38 +634,7 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
         },
         SagaKind {
             name: RELOCATE,
-            steps: vec![
-                Step {
-                    name: "place",
-                    forward: place,
-                    undo: no_undo,
-                },
-                Step {
-                    name: "apply",
-                    forward: apply,
-                    undo: remove,
-                },
-                Step {
-                    name: "await-ready",
-                    forward: await_ready,
-                    undo: no_undo,
-                },
-                Step {
-                    name: "configure-platform",
-                    forward: configure_platform,
-                    undo: unconfigure_platform,
-                },
-                Step {
-                    name: "commit",
-                    forward: commit_relocated,
-                    undo: restore_site,
-                },
-                Step {
-                    name: "release-old",
-                    forward: release_old,
-                    undo: no_undo,
-                },
-            ],
+            steps: relocate,
         },
         SagaKind {
             name: TERMINATE,
