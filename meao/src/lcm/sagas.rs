@@ -512,24 +512,6 @@ fn restore_operated<'a>(
 
 // === relocate (failover) ===
 
-fn commit_relocated<'a>(
-    c: &'a LcmCtx,
-    ctx: StepContext<'a>,
-) -> BoxFuture<'a, Result<Value, StepError>> {
-    Box::pin(async move {
-        c.store
-            .instance_set_state(
-                param(&ctx, "appInstanceId"),
-                "INSTANTIATED",
-                Some("STARTED"),
-                Some(site(&ctx)),
-            )
-            .await
-            .map_err(retryable)?;
-        Ok(Value::Null)
-    })
-}
-
 fn restore_site<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<(), StepError>> {
     Box::pin(async move {
         c.store
@@ -611,7 +593,7 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
     let mut relocate = deploy_steps();
     relocate.push(Step {
         name: "commit",
-        forward: commit_relocated,
+        forward: commit_instantiated,
         undo: restore_site,
     });
     relocate.push(Step {
