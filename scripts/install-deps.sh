@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need=()
-for pkg in pkg-config libssl-dev postgresql; do
+for pkg in pkg-config libssl-dev postgresql openssl curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -14,5 +14,7 @@ if ((${#need[@]})); then
     { $sudo_cmd apt-get update && $sudo_cmd apt-get install -y --no-install-recommends "${need[@]}"; }
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# the test clusters (tests/k8s-env) are built from Go modules
+command -v go >/dev/null || { echo "Go (1.26 or newer) is needed to build the test clusters" >&2; exit 1; }
 # cargo fuzz needs a nightly toolchain (sanitizer flags)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -18,7 +18,18 @@ chmod 755 "$pgdir"
 pgenv=$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")
 eval "$pgenv"
 [ -n "${MECPLANE_TEST_PG_URL:-}" ] || { echo "PostgreSQL did not start" >&2; exit 1; }
-trap 'runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || true' EXIT
+k8sdir=""
+cleanup() {
+  [ -z "$k8sdir" ] || tests/k8s-env/down.sh "$k8sdir" 2>/dev/null || true
+  runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 ||
+    "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+echo "== Kubernetes test clusters (tests/k8s-env: built from Go modules once, then cached)"
+k8sdir=$(mktemp -d /tmp/mecplane-k8s.XXXXXX)
+tests/k8s-env/up.sh "$k8sdir"
+export MECPLANE_K8S_ENV=$k8sdir
 
 echo "== tests"
 cargo test --workspace --locked

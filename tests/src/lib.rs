@@ -1,1 +1,99 @@
-//! End-to-end suites that start real mecplane processes (MEAO, MEPs, brokers, clusters).
+//! End-to-end suites that start real mecplane processes (MEAO, MEPs, brokers, clusters), and
+//! the client steps they share.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// An OAuth 2.0 access token (client credentials) from the server at `base`.
+pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
+    let r: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Polls an LCM operation occurrence until it leaves STARTING/PROCESSING.
+pub async fn wait_op(http: &reqwest::Client, meao: &str, token: &str, location: &str) -> Value {
+    for _ in 0..1200 {
+        let op: Value = http
+            .get(format!("{meao}{location}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(
+            op["operationState"].as_str(),
+            Some("STARTING" | "PROCESSING")
+        ) {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{location} did not finish");
+}
+
+/// Builds the example package `deploy/examples/packages/<name>` and onboards it.
+pub async fn onboard_example(http: &reqwest::Client, meao: &str, token: &str, name: &str) {
+    let zip = meao::package::build::build(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/packages")
+            .join(name),
+        None,
+    )
+    .unwrap();
+    let pkg: Value = http
+        .post(format!("{meao}/app_pkgm/v1/app_packages"))
+        .bearer_auth(token)
+        .json(&json!({"appPkgName": name, "appPkgVersion": "1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .put(format!(
+            "{meao}/app_pkgm/v1/app_packages/{}/package_content",
+            pkg["id"].as_str().unwrap()
+        ))
+        .bearer_auth(token)
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+/// Runs an LCM task (`instantiate`, `terminate`, …) of an instance to its end.
+pub async fn run_op(
+    http: &reqwest::Client,
+    meao: &str,
+    token: &str,
+    id: &str,
+    task: &str,
+    body: Value,
+) -> Value {
+    let r = http
+        .post(format!("{meao}/app_lcm/v1/app_instances/{id}/{task}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{task}: {}", r.text().await.unwrap());
+    wait_op(http, meao, token, r.headers()["location"].to_str().unwrap()).await
+}

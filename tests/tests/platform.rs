@@ -8,26 +8,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use e2e::{onboard_example, run_op, token};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
-
-async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
-    let r: Value = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
-}
 
 /// One DNS query over UDP; the A records, or the response code when there are none.
 async fn resolve(dns: SocketAddr, name: &str) -> Result<Vec<String>, ResponseCode> {
@@ -56,28 +43,6 @@ async fn resolve(dns: SocketAddr, name: &str) -> Result<Vec<String>, ResponseCod
     } else {
         Ok(ips)
     }
-}
-
-async fn wait_op(http: &reqwest::Client, meao: &str, token: &str, location: &str) -> Value {
-    for _ in 0..200 {
-        let op: Value = http
-            .get(format!("{meao}{location}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !matches!(
-            op["operationState"].as_str(),
-            Some("STARTING" | "PROCESSING")
-        ) {
-            return op;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{location} did not finish");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,34 +99,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     let operator = token(&http, &p, "meao", "meao-at-mep").await;
 
     // onboard and instantiate
-    let zip = meao::package::build::build(
-        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/examples/packages/video-analytics"),
-        None,
-    )
-    .unwrap();
-    let pkg: Value = http
-        .post(format!("{m}/app_pkgm/v1/app_packages"))
-        .bearer_auth(&oss)
-        .json(&json!({"appPkgName": "va", "appPkgVersion": "2.3.0"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = http
-        .put(format!(
-            "{m}/app_pkgm/v1/app_packages/{}/package_content",
-            pkg["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&oss)
-        .header("content-type", "application/zip")
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    onboard_example(&http, &m, &oss, "video-analytics").await;
     let instance: Value = http
         .post(format!("{m}/app_lcm/v1/app_instances"))
         .bearer_auth(&oss)
@@ -173,14 +111,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         .await
         .unwrap();
     let id = instance["id"].as_str().unwrap().to_owned();
-    let r = http
-        .post(format!("{m}/app_lcm/v1/app_instances/{id}/instantiate"))
-        .bearer_auth(&oss)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let op = wait_op(&http, &m, &oss, r.headers()["location"].to_str().unwrap()).await;
+    let op = run_op(&http, &m, &oss, &id, "instantiate", json!({})).await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
 
     // the MEP holds the AppD's rules for the instance
@@ -226,17 +157,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
 
     // configure_platform_for_app moves the DNS rule
     let body = json!({"appDNSRule": [{"dnsRuleId": "detections", "domainName": "detections.va.mec.example", "ipAddressType": "IP_V4", "ipAddress": "10.100.0.11"}]});
-    let r = http
-        .post(format!(
-            "{m}/app_lcm/v1/app_instances/{id}/configure_platform_for_app"
-        ))
-        .bearer_auth(&oss)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let op = wait_op(&http, &m, &oss, r.headers()["location"].to_str().unwrap()).await;
+    let op = run_op(&http, &m, &oss, &id, "configure_platform_for_app", body).await;
     assert_eq!(
         (op["operationState"].as_str(), op["lcmOperation"].as_str()),
         (Some("COMPLETED"), Some("CONFIGURE_PLATFORM_FOR_APP"))
@@ -247,14 +168,15 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     );
 
     // terminate: the MEP forgets the instance and its DNS rule
-    let r = http
-        .post(format!("{m}/app_lcm/v1/app_instances/{id}/terminate"))
-        .bearer_auth(&oss)
-        .json(&json!({"terminationType": "FORCEFUL"}))
-        .send()
-        .await
-        .unwrap();
-    let op = wait_op(&http, &m, &oss, r.headers()["location"].to_str().unwrap()).await;
+    let op = run_op(
+        &http,
+        &m,
+        &oss,
+        &id,
+        "terminate",
+        json!({"terminationType": "FORCEFUL"}),
+    )
+    .await;
     assert_eq!(op["operationState"], "COMPLETED");
     let r = http
         .get(format!("{p}/mep_mgmt/v1/app_instances/{id}"))

@@ -1,14 +1,17 @@
-//! VIM adapters: one [`Vim`] trait over the clusters of the edge sites (Kubernetes, K3s and
-//! KubeEdge adapters are still to come) and [`sim::SimulatedVim`], a VIM with a capacity model,
-//! start-up delays and injectable failures for tests, benchmarks and the embedded demo.
+//! VIM adapters: one [`Vim`] trait over the clusters of the edge sites, implemented by
+//! [`kubernetes::KubeVim`] for Kubernetes, K3s and KubeEdge clusters and by [`sim::SimulatedVim`], a
+//! VIM with a capacity model, start-up delays and injectable failures for tests, benchmarks and
+//! the embedded demo.
 //!
 //! Workloads have deterministic names derived from the application instance, so an apply that
 //! runs twice updates instead of duplicating, and every error says whether retrying can help
 //! ([`VimError::retryable`]) so the LCM can choose FAILED_TEMP over FAILED.
 
+pub mod kubernetes;
 pub mod sim;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -30,7 +33,7 @@ pub struct Capacity {
 }
 
 /// One container of a workload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     /// Name.
@@ -41,10 +44,51 @@ pub struct Container {
     pub cpu_millis: u64,
     /// Requested memory (MiB).
     pub memory_mib: u64,
+    /// CPU limit (millicores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit_millis: Option<u64>,
+    /// Memory limit (MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u64>,
+}
+
+/// Transport protocol of a [`Port`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+/// A port the workload serves (exposed by a Service on Kubernetes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Port {
+    /// Port number.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// A device the workload binds to (a KubeEdge Device of this model on the workload's node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRequest {
+    /// Device name, unique within the workload.
+    pub name: String,
+    /// Device model.
+    pub model: String,
+    /// Protocol the device speaks (e.g. `modbus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// What to run for one application instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     /// Deterministic name (see [`workload_name`]).
@@ -61,6 +105,18 @@ pub struct Workload {
     pub replicas: u32,
     /// Configuration handed to the workload.
     pub config: BTreeMap<String, String>,
+    /// Ports it serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    /// Whether it keeps state per replica (a StatefulSet on Kubernetes).
+    #[serde(default)]
+    pub stateful: bool,
+    /// A packaged Helm chart (`.tgz`, base64) that K3s installs instead of raw manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_chart: Option<String>,
+    /// Devices to bind (KubeEdge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRequest>,
 }
 
 impl Workload {
@@ -85,10 +141,13 @@ pub fn workload_name(app_instance_id: &str) -> String {
 }
 
 /// Where a workload is in its life.
+///
+/// [`Starting`](WorkloadPhase::Starting) covers every transition (starting, scaling, stopping);
+/// the other phases are settled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WorkloadPhase {
-    /// Accepted, replicas not yet ready.
+    /// Replicas not yet at the desired count (starting, scaling or stopping).
     Starting,
     /// Every replica is ready.
     Running,
@@ -108,6 +167,13 @@ pub struct WorkloadStatus {
     pub ready_replicas: u32,
     /// Desired replicas.
     pub desired_replicas: u32,
+}
+
+impl WorkloadStatus {
+    /// Whether the workload reached a phase it stays in by itself.
+    pub fn settled(&self) -> bool {
+        self.phase != WorkloadPhase::Starting
+    }
 }
 
 /// A VIM failure.
@@ -157,6 +223,27 @@ pub trait Vim: Send + Sync {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), VimError>>;
     /// Names of every workload this platform owns on the site.
     fn list_owned(&self) -> BoxFuture<'_, Result<Vec<String>, VimError>>;
+    /// Waits up to `timeout` for the workload to settle (running, stopped, failed or gone) and
+    /// returns the last status observed. The default polls [`Vim::status`]; adapters with a
+    /// change feed override it.
+    fn settle<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<WorkloadStatus>, VimError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let status = self.status(name).await?;
+                if status.as_ref().is_none_or(WorkloadStatus::settled)
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(status);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -330,11 +330,13 @@ mod tests {
                 image: "img:1".into(),
                 cpu_millis: cpu,
                 memory_mib: 1024,
+                ..Container::default()
             }],
             gpus,
             architecture: Some("x86_64".into()),
             replicas: 1,
             config: BTreeMap::new(),
+            ..Workload::default()
         }
     }
 

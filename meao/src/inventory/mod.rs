@@ -2,9 +2,8 @@
 //! VIM connection), what it has free (refreshed from its VIM) and whether it is healthy, plus
 //! placement over the whole inventory, e.g. to ask where an onboarded application would go.
 //!
-//! Sites come from the configuration (upserted at start) or the REST API. Only the simulated
-//! VIM is available as a connection kind so far; the Kubernetes, K3s and KubeEdge adapters are
-//! still to come.
+//! Sites come from the configuration (upserted at start) or the REST API; their VIM is a
+//! Kubernetes, K3s or KubeEdge cluster reached through a kubeconfig, or a simulated one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -13,6 +12,7 @@ use std::time::Duration;
 use api_specs::mm1::appd::AppD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use vim_adapters::kubernetes::{ClusterConnection, KubeVim};
 use vim_adapters::sim::SimulatedVim;
 use vim_adapters::{Capacity, Vim};
 
@@ -47,6 +47,10 @@ pub enum VimConnection {
         #[schema(value_type = Option<String>)]
         state_file: Option<std::path::PathBuf>,
     },
+    /// A Kubernetes, K3s or KubeEdge cluster: `kubeconfig`, optional `context`, `namespace`
+    /// (default `mec-apps`) and `flavour` (`kubernetes`, `k3s` or `kubeEdge`; detected when
+    /// absent).
+    Kubernetes(ClusterConnection),
 }
 
 fn default_architectures() -> Vec<String> {
@@ -186,6 +190,7 @@ fn connect(spec: &SiteSpec) -> Result<Arc<dyn Vim>, vim_adapters::VimError> {
             vim.set_offline(*offline);
             Ok(Arc::new(vim))
         }
+        VimConnection::Kubernetes(cluster) => Ok(Arc::new(KubeVim::new(cluster.clone()))),
     }
 }
 
@@ -427,6 +432,8 @@ impl Inventory {
                         architectures: architectures.clone(),
                         labels: s.spec.labels.clone(),
                     },
+                    // A cluster reports what is free; headroom is relative to that.
+                    VimConnection::Kubernetes(_) => s.free_capacity.clone().unwrap_or_default(),
                 };
                 SiteView {
                     healthy: s.healthy,
@@ -506,5 +513,28 @@ pub fn request_for(appd: &AppD, query: &PlacementQuery) -> PlacementRequest {
         candidate_sites: query.candidate_sites.clone(),
         affinity: query.affinity.clone(),
         anti_affinity: query.anti_affinity.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_connections_parse() {
+        let spec: SiteSpec = serde_json::from_value(serde_json::json!({
+            "id": "berlin-1",
+            "location": {"latitude": 52.5, "longitude": 13.4},
+            "zone": "de",
+            "vim": {"kind": "kubernetes", "kubeconfig": "/etc/mec/berlin.kubeconfig", "flavour": "k3s"},
+        }))
+        .unwrap();
+        let VimConnection::Kubernetes(c) = &spec.vim else {
+            panic!("{:?}", spec.vim)
+        };
+        assert_eq!(c.namespace, "mec-apps");
+        assert_eq!(c.flavour, Some(vim_adapters::kubernetes::Flavour::K3s));
+        let typo = serde_json::json!({"kind": "kubernetes", "kubeconfig": "/k", "namspace": "x"});
+        assert!(serde_json::from_value::<VimConnection>(typo).is_err());
     }
 }

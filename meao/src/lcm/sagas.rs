@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use api_specs::mm1::app_lcm::InstantiateAppRequest;
 use api_specs::mm1::appd::AppD;
+use base64::Engine;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use vim_adapters::{Container, Vim, Workload, WorkloadPhase, workload_name};
+use vim_adapters::{
+    Container, DeviceRequest, Port, Protocol, Vim, Workload, WorkloadPhase, workload_name,
+};
 
 use crate::inventory::{Inventory, PlacementQuery, request_for};
 use crate::mep_client::MepClient;
@@ -67,13 +70,16 @@ fn vim(c: &LcmCtx, site: &str) -> Result<Arc<dyn Vim>, StepError> {
 }
 
 /// The workload of an instance: one container per OS container descriptor (or one sized by the
-/// compute descriptor), images from the software image descriptors.
+/// compute descriptor) with its requests and limits, images from the software image
+/// descriptors, the ports its traffic rules steer to it, a StatefulSet for a stateful
+/// application, and the devices it requests as additional capabilities named `device:<model>`.
 pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
     let image_of = |id: &str| {
         appd.sw_image_descriptor
             .iter()
             .find(|i| i.id == id)
-            .map(|i| i.sw_image.clone())
+            .or(appd.sw_image_descriptor.first())
+            .map(image_ref)
             .unwrap_or_default()
     };
     let request = request_for(
@@ -90,13 +96,10 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
     let containers = if appd.os_container_descriptor.is_empty() {
         vec![Container {
             name: "app".into(),
-            image: appd
-                .sw_image_descriptor
-                .first()
-                .map(|i| i.sw_image.clone())
-                .unwrap_or_default(),
+            image: image_of(""),
             cpu_millis: request.cpu_millis,
             memory_mib: request.memory_mib,
+            ..Container::default()
         }]
     } else {
         appd.os_container_descriptor
@@ -106,6 +109,8 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
                 image: image_of(&c.sw_image_desc),
                 cpu_millis: u64::from(c.requested_cpu_resources.unwrap_or(100)),
                 memory_mib: c.requested_memory_resources.unwrap_or(128.0).max(0.0) as u64,
+                cpu_limit_millis: c.cpu_resource_limit.map(u64::from),
+                memory_limit_mib: c.memory_resource_limit.map(|m| m.max(0.0) as u64),
             })
             .collect()
     };
@@ -116,10 +121,79 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
         gpus: request.gpus,
         architecture: request.architecture,
         replicas: 1,
-        config: [("appDId".to_owned(), appd.app_d_id.clone())]
-            .into_iter()
-            .collect(),
+        config: [
+            ("MEC_APP_INSTANCE_ID".to_owned(), instance_id.to_owned()),
+            ("MEC_APP_D_ID".to_owned(), appd.app_d_id.clone()),
+        ]
+        .into_iter()
+        .collect(),
+        ports: ports_of(appd),
+        stateful: appd
+            .user_context_transfer_capability
+            .as_ref()
+            .is_some_and(|u| u.stateful_application),
+        helm_chart: None,
+        devices: devices_of(appd),
     }
+}
+
+/// The image reference of a software image: a registry reference as given, an image included
+/// in the package by the name and version the site's registry holds it under.
+fn image_ref(image: &api_specs::mm1::appd::SwImageDescriptor) -> String {
+    let reference = image.sw_image.rsplit('/').next().unwrap_or_default();
+    if reference.contains(':') || reference.contains('@') {
+        image.sw_image.clone()
+    } else {
+        format!("{}:{}", image.name, image.version)
+    }
+}
+
+/// The ports the AppD's traffic rules steer to the application (TCP, UDP or SCTP).
+fn ports_of(appd: &AppD) -> Vec<Port> {
+    let mut ports = std::collections::BTreeSet::new();
+    for filter in appd.app_traffic_rule.iter().flat_map(|r| &r.traffic_filter) {
+        let protocols: Vec<Protocol> = match &filter.protocol {
+            Some(p) => p
+                .iter()
+                .filter_map(|p| match p.to_ascii_uppercase().as_str() {
+                    "TCP" => Some(Protocol::Tcp),
+                    "UDP" => Some(Protocol::Udp),
+                    "SCTP" => Some(Protocol::Sctp),
+                    _ => None,
+                })
+                .collect(),
+            None => vec![Protocol::Tcp],
+        };
+        for port in filter.dst_port.iter().flatten() {
+            if let Ok(port) = port.parse::<u16>() {
+                ports.extend(protocols.iter().map(|&protocol| Port { port, protocol }));
+            }
+        }
+    }
+    ports.into_iter().collect()
+}
+
+/// Devices requested as mandatory additional capabilities named `device:<model>`; the
+/// capability's `targetPerformanceParameters` may name the device (`name`) and its protocol.
+fn devices_of(appd: &AppD) -> Vec<DeviceRequest> {
+    let Some(compute) = &appd.virtual_compute_descriptor else {
+        return Vec::new();
+    };
+    compute
+        .request_additional_capabilities
+        .iter()
+        .filter_map(|c| {
+            let model = c
+                .requested_additional_capability_name
+                .strip_prefix("device:")?;
+            let params = &c.target_performance_parameters;
+            Some(DeviceRequest {
+                name: params["name"].as_str().unwrap_or(model).to_owned(),
+                model: model.to_owned(),
+                protocol: params["protocol"].as_str().map(str::to_owned),
+            })
+        })
+        .collect()
 }
 
 // === instantiate ===
@@ -190,7 +264,15 @@ fn site<'a>(ctx: &'a StepContext<'_>) -> &'a str {
 fn apply<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
         let appd = appd(c, param(&ctx, "appDId")).await?;
-        let workload = workload_for(param(&ctx, "appInstanceId"), &appd);
+        let mut workload = workload_for(param(&ctx, "appInstanceId"), &appd);
+        if let Some(mciop) = &appd.mciop_id {
+            let chart = c
+                .packages
+                .helm_chart(PkgRef::AppDId(&appd.app_d_id), mciop)
+                .await
+                .map_err(|e| StepError::Permanent(e.to_string()))?;
+            workload.helm_chart = Some(base64::engine::general_purpose::STANDARD.encode(chart));
+        }
         vim(c, site(&ctx))?.apply(&workload).await?;
         refreshed(c, site(&ctx)).await;
         Ok(json!({"workload": workload.name}))
@@ -215,25 +297,19 @@ fn await_ready<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<
     Box::pin(async move {
         let vim = vim(c, site(&ctx))?;
         let name = workload_name(param(&ctx, "appInstanceId"));
-        let deadline = tokio::time::Instant::now() + c.ready_timeout;
-        loop {
-            match vim.status(&name).await? {
-                Some(s) if s.phase == WorkloadPhase::Running => {
-                    return Ok(json!({"readyReplicas": s.ready_replicas}));
-                }
-                Some(vim_adapters::WorkloadStatus {
-                    phase: WorkloadPhase::Failed(why),
-                    ..
-                }) => return Err(StepError::Permanent(why)),
-                None => return Err(StepError::Retryable(format!("workload {name} disappeared"))),
-                Some(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(StepError::Retryable(format!(
-                        "workload {name} not ready within {:?}",
-                        c.ready_timeout
-                    )));
-                }
-                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        match vim.settle(&name, c.ready_timeout).await? {
+            Some(s) if s.phase == WorkloadPhase::Running => {
+                Ok(json!({"readyReplicas": s.ready_replicas}))
             }
+            Some(vim_adapters::WorkloadStatus {
+                phase: WorkloadPhase::Failed(why),
+                ..
+            }) => Err(StepError::Permanent(why)),
+            None => Err(StepError::Retryable(format!("workload {name} disappeared"))),
+            Some(_) => Err(StepError::Retryable(format!(
+                "workload {name} not ready within {:?}",
+                c.ready_timeout
+            ))),
         }
     })
 }
@@ -405,18 +481,10 @@ async fn stop_gracefully(
         Ok(()) | Err(vim_adapters::VimError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match vim.status(&name).await? {
-            None
-            | Some(vim_adapters::WorkloadStatus {
-                phase: WorkloadPhase::Stopped,
-                ..
-            }) => return Ok(true),
-            Some(_) if tokio::time::Instant::now() >= deadline => return Ok(false),
-            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    Ok(match vim.settle(&name, timeout).await? {
+        None => true,
+        Some(s) => s.phase == WorkloadPhase::Stopped,
+    })
 }
 
 fn terminate_workload<'a>(
@@ -659,4 +727,80 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
             ],
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(path: &str) -> AppD {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/examples/packages")
+                .join(path),
+        )
+        .unwrap();
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn workloads_follow_the_appd() {
+        let va = workload_for("I-1", &example("video-analytics/Definitions/appd.yaml"));
+        assert_eq!(va.name, "mec-i-1");
+        let c = &va.containers[0];
+        assert_eq!(
+            c.image,
+            "registry.acme.example/vision/video-analytics:2.3.0"
+        );
+        assert_eq!((c.cpu_millis, c.memory_mib), (3000, 6144));
+        assert_eq!(
+            (c.cpu_limit_millis, c.memory_limit_mib),
+            (Some(4000), Some(8192))
+        );
+        let ports: Vec<u16> = va.ports.iter().map(|p| p.port).collect();
+        assert_eq!(ports, [554, 8554]);
+        assert!(va.ports.iter().all(|p| p.protocol == Protocol::Tcp));
+        assert_eq!(va.config["MEC_APP_INSTANCE_ID"], "I-1");
+        assert!(!va.stateful && va.devices.is_empty());
+
+        let iot = workload_for("I-2", &example("iot-gateway/Definitions/iot-gateway.json"));
+        assert_eq!(
+            iot.containers[0].image, "fieldbus/iot-agent:0.3.0",
+            "an included image"
+        );
+    }
+
+    #[test]
+    fn stateful_apps_and_devices() {
+        let mut appd = example("iot-gateway/Definitions/iot-gateway.json");
+        appd.user_context_transfer_capability =
+            Some(api_specs::mm1::appd::UserContextTransferCapability {
+                stateful_application: true,
+                user_context_transfer_support: None,
+            });
+        appd.virtual_compute_descriptor = Some(
+            serde_json::from_value(json!({
+                "virtualComputeDescId": "c",
+                "virtualCpu": {"numVirtualCpu": 1},
+                "virtualMemory": {"virtualMemSize": 512},
+                "requestAdditionalCapabilities": [
+                    {"requestedAdditionalCapabilityName": "device:modbus-meter", "supportMandatory": true,
+                     "targetPerformanceParameters": {"name": "meter", "protocol": "modbus"}},
+                    {"requestedAdditionalCapabilityName": "nvidia.com/gpu", "supportMandatory": false,
+                     "targetPerformanceParameters": {}}
+                ]
+            }))
+            .unwrap(),
+        );
+        let w = workload_for("I-3", &appd);
+        assert!(w.stateful);
+        assert_eq!(
+            w.devices,
+            [DeviceRequest {
+                name: "meter".into(),
+                model: "modbus-meter".into(),
+                protocol: Some("modbus".into()),
+            }]
+        );
+    }
 }

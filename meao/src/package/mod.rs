@@ -10,6 +10,7 @@ pub mod appd;
 pub mod archive;
 pub mod blobs;
 pub mod build;
+pub mod chart;
 pub mod manifest;
 pub mod onboard;
 pub mod signature;
@@ -782,6 +783,21 @@ impl Packages {
                 row.id, row.onboarding_state
             ))),
         }
+    }
+
+    /// The packaged Helm chart (`.tgz`) of an onboarded package whose AppD names `mciop_id`.
+    pub async fn helm_chart(&self, r: PkgRef<'_>, mciop_id: &str) -> Result<Vec<u8>, PackageError> {
+        let path = self.content(r).await?;
+        let limits = self.config.limits;
+        let mciop_id = mciop_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut archive =
+                archive::PackageArchive::open(&path, limits).map_err(PackageError::Rejected)?;
+            chart::packaged_chart(&mut archive, &mciop_id)
+                .map_err(|p| PackageError::Rejected(vec![p]))
+        })
+        .await
+        .map_err(|e| PackageError::Storage(format!("chart packing stopped: {e}")))?
     }
 
     // === operations ===

@@ -59,11 +59,13 @@ fn workload(ctx: &StepContext<'_>) -> Workload {
             image: "app:1".into(),
             cpu_millis: 1000,
             memory_mib: 512,
+            ..Container::default()
         }],
         gpus: 0,
         architecture: None,
         replicas: 1,
         config: BTreeMap::new(),
+        ..Workload::default()
     }
 }
 

@@ -579,8 +579,9 @@ on_both_dbs!(instances_move_off_a_failed_site);
 
 async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
     let mut slow = site("slow-1", 16000, &["RNIS"]);
-    let meao::inventory::VimConnection::Simulated { startup_ms, .. } = &mut slow.vim;
-    *startup_ms = 3000;
+    if let meao::inventory::VimConnection::Simulated { startup_ms, .. } = &mut slow.vim {
+        *startup_ms = 3000;
+    }
     let ctx = start(db, vec![slow, site("fast-1", 16000, &["RNIS"])]).await;
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
     let create = || {
