@@ -3,15 +3,16 @@
 set -euo pipefail
 
 need=()
-for pkg in pkg-config libssl-dev postgresql openssl curl; do
+for pkg in pkg-config libssl-dev postgresql openssl curl tshark; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get install -y --no-install-recommends "${need[@]}" ||
-    { $sudo_cmd apt-get update && $sudo_cmd apt-get install -y --no-install-recommends "${need[@]}"; }
+  apt=($sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get)
+  "${apt[@]}" install -y --no-install-recommends "${need[@]}" ||
+    { "${apt[@]}" update && "${apt[@]}" install -y --no-install-recommends "${need[@]}"; }
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # the test clusters (tests/k8s-env) are built from Go modules

@@ -36,6 +36,6 @@ cargo test --workspace --locked
 
 echo "== fuzzing (bounded)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in package_reader appd_parser; do
-  (cd meao/fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048)
+for target in meao/fuzz:package_reader meao/fuzz:appd_parser upf-rules/fuzz:pfcp_message; do
+  (cd "${target%%:*}" && cargo +nightly fuzz run "${target#*:}" -- -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048)
 done

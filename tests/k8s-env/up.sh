@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Starts independent test clusters on loopback: one etcd, and per flavour a
+# Starts independent test clusters on loopback: one etcd, and per cluster a
 # kube-apiserver (own etcd prefix, own port), kube-controller-manager,
-# kube-scheduler and kwok (fake nodes and pods), then applies the flavour's
+# kube-scheduler and kwok (fake nodes and pods), then applies its flavour's
 # nodes and CRDs from clusters/<flavour>/.
 #
-#   up.sh STATE_DIR [FLAVOUR...]     flavours: kubernetes k3s kubeedge (default: all)
+#   up.sh STATE_DIR [CLUSTER...]    CLUSTER: FLAVOUR or NAME:FLAVOUR, flavours kubernetes,
+#                                   k3s, kubeedge (default: one cluster of each, named so)
 #
-# Writes STATE_DIR/<flavour>.kubeconfig, STATE_DIR/env (KUBECONFIG_<FLAVOUR>=...,
-# K8S_ENV_BIN=...) and STATE_DIR/pids; down.sh STATE_DIR stops what it started.
+# Writes STATE_DIR/<name>.kubeconfig, STATE_DIR/env (KUBECONFIG_<NAME>=..., K8S_ENV_BIN=...,
+# K8S_ENV_DIR=...) and STATE_DIR/pids; down.sh STATE_DIR stops what it started.
 # Ports: MECPLANE_K8S_BASE_PORT (default 26400) and up.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 D=$(realpath -m "$1"); shift
-flavours=("$@"); [ ${#flavours[@]} -gt 0 ] || flavours=(kubernetes k3s kubeedge)
+clusters=("$@"); [ ${#clusters[@]} -gt 0 ] || clusters=(kubernetes k3s kubeedge)
 BIN=$("$here/build.sh")
 BASE=${MECPLANE_K8S_BASE_PORT:-26400}
 start=$(date +%s%N)
@@ -63,20 +64,25 @@ run etcd "$BIN/etcd" --name=node0 --data-dir="$D/etcd" --unsafe-no-fsync \
 wait_for etcd 60 curl -sf "http://127.0.0.1:$BASE/health"
 
 i=0
-for flavour in "${flavours[@]}"; do
+names=()
+for cluster in "${clusters[@]}"; do
+  name=${cluster%%:*}; flavour=${cluster#*:}
   [ -d "$here/clusters/$flavour" ] || { echo "k8s-env: unknown flavour $flavour" >&2; exit 2; }
+  [[ "$name" =~ ^[a-z0-9-]+$ ]] || { echo "k8s-env: bad cluster name $name" >&2; exit 2; }
+  names+=("$name")
+  echo "$flavour" > "$D/$name.flavour"
   port=$((BASE + 10 + i)); i=$((i + 1))
-  kc=$D/$flavour.kubeconfig
+  kc=$D/$name.kubeconfig
   cat > "$kc" <<KC
 apiVersion: v1
 kind: Config
-clusters: [{name: $flavour, cluster: {server: "https://127.0.0.1:$port", certificate-authority: "$P/ca.crt"}}]
+clusters: [{name: $name, cluster: {server: "https://127.0.0.1:$port", certificate-authority: "$P/ca.crt"}}]
 users: [{name: admin, user: {token: "$token"}}]
-contexts: [{name: $flavour, context: {cluster: $flavour, user: admin}}]
-current-context: $flavour
+contexts: [{name: $name, context: {cluster: $name, user: admin}}]
+current-context: $name
 KC
-  run "$flavour-apiserver" "$BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$BASE" --etcd-prefix="/registry-$flavour" \
+  run "$name-apiserver" "$BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$BASE" --etcd-prefix="/registry-$name" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
     --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
     --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
@@ -85,29 +91,30 @@ KC
     --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
     --endpoint-reconciler-type=none --enable-priority-and-fairness=false \
     --max-requests-inflight=0 --max-mutating-requests-inflight=0 --v=1
-  echo "KUBECONFIG_$(echo "$flavour" | tr a-z A-Z)=$kc" >> "$D/env"
+  echo "KUBECONFIG_$(echo "$name" | tr a-z- A-Z_)=$kc" >> "$D/env"
 done
 echo "K8S_ENV_BIN=$BIN" >> "$D/env"
 echo "K8S_ENV_DIR=$D" >> "$D/env"
 
-for flavour in "${flavours[@]}"; do
-  kc=$D/$flavour.kubeconfig
-  wait_for "$flavour-apiserver" 120 "$BIN/kubectl" --kubeconfig="$kc" get --raw /readyz
-  run "$flavour-kcm" "$BIN/kube-controller-manager" --kubeconfig="$kc" --leader-elect=false \
+for name in "${names[@]}"; do
+  kc=$D/$name.kubeconfig
+  flavour=$(cat "$D/$name.flavour")
+  wait_for "$name-apiserver" 120 "$BIN/kubectl" --kubeconfig="$kc" get --raw /readyz
+  run "$name-kcm" "$BIN/kube-controller-manager" --kubeconfig="$kc" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port=0 --root-ca-file="$P/ca.crt" \
     --service-account-private-key-file="$P/sa.key" --use-service-account-credentials=false \
     --kube-api-qps=500 --kube-api-burst=1000
-  run "$flavour-scheduler" "$BIN/kube-scheduler" --kubeconfig="$kc" --leader-elect=false \
+  run "$name-scheduler" "$BIN/kube-scheduler" --kubeconfig="$kc" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port=0
-  run "$flavour-kwok" "$BIN/kwok" --kubeconfig="$kc" --manage-all-nodes=false \
+  run "$name-kwok" "$BIN/kwok" --kubeconfig="$kc" --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=10.244.0.0/16 --node-ip=127.0.0.1 --node-lease-duration-seconds=10 \
     --config="$BIN/kwok-stages.yaml"
   "$BIN/kubectl" --kubeconfig="$kc" apply --server-side -f "$here/clusters/$flavour/" > /dev/null
 done
-for flavour in "${flavours[@]}"; do
-  kc=$D/$flavour.kubeconfig
-  wait_for "$flavour-kwok" 60 "$BIN/kubectl" --kubeconfig="$kc" wait --for=condition=Ready node --all --timeout=2s
-  wait_for "$flavour-kcm" 60 "$BIN/kubectl" --kubeconfig="$kc" get serviceaccount default -n default
+for name in "${names[@]}"; do
+  kc=$D/$name.kubeconfig
+  wait_for "$name-kwok" 60 "$BIN/kubectl" --kubeconfig="$kc" wait --for=condition=Ready node --all --timeout=2s
+  wait_for "$name-kcm" 60 "$BIN/kubectl" --kubeconfig="$kc" get serviceaccount default -n default
 done
-echo "k8s-env: ${flavours[*]} up in $(( ($(date +%s%N) - start) / 1000000 )) ms (state in $D)" >&2
+echo "k8s-env: ${clusters[*]} up in $(( ($(date +%s%N) - start) / 1000000 )) ms (state in $D)" >&2

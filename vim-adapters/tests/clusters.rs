@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use base64::Engine;
-use common::{SETTLE, assert_gone, pods, settled, workload};
+use common::{assert_gone, pods, settled, workload};
 use vim_adapters::kubernetes::testing::TestEnv;
 use vim_adapters::kubernetes::{Flavour, KubeVim};
 use vim_adapters::{DeviceRequest, Vim, VimError, WorkloadPhase};
@@ -295,6 +295,14 @@ async fn kubeedge_pins_to_edge_nodes_and_binds_devices() {
         ],
     );
     assert_eq!(device, "edge-node-1 temperature-model modbus");
+    vim.scale(&w.name, 0).await.unwrap();
+    assert_eq!(settled(&vim, &w.name).await.phase, WorkloadPhase::Stopped);
+    vim.apply(&w).await.unwrap(); // re-applied: stays on the node its device is bound to
+    assert_eq!(settled(&vim, &w.name).await.phase, WorkloadPhase::Running);
+    assert_eq!(
+        pods(&env, Flavour::KubeEdge, &ns, &w.name, ".spec.nodeName"),
+        "edge-node-1"
+    );
 
     let mut free = workload("edge-1");
     free.replicas = 3;
@@ -313,5 +321,4 @@ async fn kubeedge_pins_to_edge_nodes_and_binds_devices() {
         vim.delete(&w.name).await.unwrap();
         assert_gone(&env, Flavour::KubeEdge, &ns, &w.name, ",devices").await;
     }
-    let _ = SETTLE;
 }

@@ -73,6 +73,8 @@ fn vim(c: &LcmCtx, site: &str) -> Result<Arc<dyn Vim>, StepError> {
 /// compute descriptor) with its requests and limits, images from the software image
 /// descriptors, the ports its traffic rules steer to it, a StatefulSet for a stateful
 /// application, and the devices it requests as additional capabilities named `device:<model>`.
+/// Its configuration names the instance and AppD (`MEC_APP_INSTANCE_ID`, `MEC_APP_D_ID`); the
+/// apply step adds the site's MEP (`MEC_MEP_URL`).
 pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
     let image_of = |id: &str| {
         appd.sw_image_descriptor
@@ -272,6 +274,9 @@ fn apply<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
                 .await
                 .map_err(|e| StepError::Permanent(e.to_string()))?;
             workload.helm_chart = Some(base64::engine::general_purpose::STANDARD.encode(chart));
+        }
+        if let Some(url) = c.inventory.mep_url(site(&ctx)).await.map_err(retryable)? {
+            workload.config.insert("MEC_MEP_URL".into(), url);
         }
         vim(c, site(&ctx))?.apply(&workload).await?;
         refreshed(c, site(&ctx)).await;

@@ -1,0 +1,588 @@
+//! MEC traffic rules (ETSI MEC 011 `TrafficRule`) compiled into PFCP packet detection and
+//! forwarding rules of one N4 session per application instance.
+//!
+//! Each ACTIVE rule becomes an uplink PDR (source interface Access) whose PDI carries one SDF
+//! filter per source/destination address and protocol combination (ports as lists), with a
+//! precedence from the rule's priority (higher priority, lower precedence value), and a FAR:
+//!
+//! | action | Apply Action | forwarding | duplicating |
+//! |---|---|---|---|
+//! | DROP | DROP | | |
+//! | PASSTHROUGH | FORW | Core | |
+//! | FORWARD_DECAPSULATED | FORW | N6-LAN, the apps' network instance | |
+//! | FORWARD_ENCAPSULATED | FORW | N6-LAN + outer header to the tunnel end | |
+//! | DUPLICATE_DECAPSULATED | FORW, DUPL | Core | N6-LAN |
+//! | DUPLICATE_ENCAPSULATED | FORW, DUPL | Core | N6-LAN + outer header |
+//!
+//! FLOW rules that steer traffic to the application also get a downlink PDR (source N6-LAN)
+//! forwarding the application's answers to Access. INACTIVE rules are not installed.
+
+use std::net::IpAddr;
+
+use api_specs::mp1::app_support::{
+    FilterType, RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelType,
+};
+
+use crate::pfcp::ie::{Address, Ie, Interface, apply_action, outer_header, types};
+
+/// Most SDF filters one rule may expand to.
+pub const MAX_SDF_FILTERS: usize = 64;
+
+/// A rule that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// A filter field is not valid.
+    #[error("traffic rule {rule}: {detail}")]
+    Invalid {
+        /// Traffic rule id.
+        rule: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Where the UPF sends traffic for the edge applications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steering {
+    /// Network instance (DNN) of the edge applications' local data network.
+    pub app_network_instance: String,
+}
+
+/// Forwarding of a FAR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Destination interface.
+    pub destination: Interface,
+    /// Network instance.
+    pub network_instance: Option<String>,
+    /// Outer header (description, TEID, tunnel end).
+    pub outer_header: Option<(u8, Option<u32>, Address)>,
+}
+
+/// A forwarding action rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Far {
+    /// FAR ID.
+    pub id: u32,
+    /// Apply Action flags.
+    pub apply_action: u8,
+    /// Forwarding parameters (when forwarding).
+    pub forwarding: Option<Forwarding>,
+    /// Duplicating parameters (when duplicating).
+    pub duplicating: Option<Forwarding>,
+}
+
+/// A packet detection rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pdr {
+    /// PDR ID.
+    pub id: u16,
+    /// The traffic rule it comes from.
+    pub traffic_rule_id: String,
+    /// Precedence.
+    pub precedence: u32,
+    /// Source interface.
+    pub source: Interface,
+    /// Network instance of the source (downlink PDRs).
+    pub network_instance: Option<String>,
+    /// SDF filters: flow descriptions.
+    pub flows: Vec<String>,
+    /// ToS / traffic class match (value, mask).
+    pub tos: Option<(u8, u8)>,
+    /// The FAR applied.
+    pub far_id: u32,
+}
+
+/// The rules of one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// PDRs.
+    pub pdrs: Vec<Pdr>,
+    /// FARs.
+    pub fars: Vec<Far>,
+}
+
+fn invalid(rule: &TrafficRule, detail: impl Into<String>) -> CompileError {
+    CompileError::Invalid {
+        rule: rule.traffic_rule_id.clone(),
+        detail: detail.into(),
+    }
+}
+
+/// IPFilterRule protocol of a MEC protocol name or number.
+fn protocol(rule: &TrafficRule, p: &str) -> Result<String, CompileError> {
+    Ok(match p.to_ascii_uppercase().as_str() {
+        "ANY" | "IP" => "ip".into(),
+        "TCP" => "6".into(),
+        "UDP" => "17".into(),
+        "SCTP" => "132".into(),
+        "ICMP" => "1".into(),
+        n => n
+            .parse::<u8>()
+            .map_err(|_| invalid(rule, format!("unknown protocol {p}")))?
+            .to_string(),
+    })
+}
+
+/// An address (or CIDR prefix) of a filter, checked.
+fn address(rule: &TrafficRule, a: &str) -> Result<String, CompileError> {
+    let (ip, bits) = a.split_once('/').unwrap_or((a, ""));
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| invalid(rule, format!("bad address {a}")))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if !bits.is_empty() && bits.parse::<u8>().map_or(true, |b| b > max) {
+        return Err(invalid(rule, format!("bad prefix {a}")));
+    }
+    Ok(a.to_owned())
+}
+
+/// Ports as an IPFilterRule port list (`p` or `p-q`, comma separated).
+fn ports(rule: &TrafficRule, ports: Option<&Vec<String>>) -> Result<String, CompileError> {
+    let mut out = Vec::new();
+    for p in ports.into_iter().flatten() {
+        let ok = p.split('-').all(|n| n.trim().parse::<u16>().is_ok()) && p.split('-').count() <= 2;
+        if !ok {
+            return Err(invalid(rule, format!("bad port {p}")));
+        }
+        out.push(p.replace(' ', ""));
+    }
+    Ok(out.join(","))
+}
+
+/// Flow descriptions (RFC 6733 IPFilterRule) of a filter. As TS 29.212 5.4.2 has it, `permit
+/// out` descriptions name the remote end first and the UE last, whichever way the PDR matches
+/// (its source interface gives the direction).
+fn flows(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<String>, CompileError> {
+    let list = |v: &Option<Vec<String>>| -> Result<Vec<String>, CompileError> {
+        match v.as_deref() {
+            None | Some([]) => Ok(vec!["any".into()]),
+            Some(v) => v.iter().map(|a| address(rule, a)).collect(),
+        }
+    };
+    let (src, dst) = (list(&f.src_address)?, list(&f.dst_address)?);
+    let (src_ports, dst_ports) = (
+        ports(rule, f.src_port.as_ref())?,
+        ports(rule, f.dst_port.as_ref())?,
+    );
+    let protocols = match f.protocol.as_deref() {
+        None | Some([]) => vec!["ip".to_owned()],
+        Some(p) => p
+            .iter()
+            .map(|p| protocol(rule, p))
+            .collect::<Result<_, _>>()?,
+    };
+    let endpoint = |addr: &str, ports: &str| {
+        if ports.is_empty() {
+            addr.to_owned()
+        } else {
+            format!("{addr} {ports}")
+        }
+    };
+    let mut out = Vec::new();
+    for p in &protocols {
+        for s in &src {
+            for d in &dst {
+                let (remote, ue) = (endpoint(d, &dst_ports), endpoint(s, &src_ports));
+                out.push(format!("permit out {p} from {remote} to {ue}"));
+                if out.len() > MAX_SDF_FILTERS {
+                    return Err(invalid(
+                        rule,
+                        format!("expands to more than {MAX_SDF_FILTERS} SDF filters"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The ToS/traffic class match of a filter (DSCP preferred).
+fn tos(rule: &TrafficRule, f: &TrafficFilter) -> Result<Option<(u8, u8)>, CompileError> {
+    match (f.d_scp, f.t_c) {
+        (Some(d), _) if d < 64 => Ok(Some(((d as u8) << 2, 0xfc))),
+        (Some(d), _) => Err(invalid(rule, format!("DSCP {d} out of range"))),
+        (None, Some(t)) => u8::try_from(t)
+            .map(|t| Some((t, 0xff)))
+            .map_err(|_| invalid(rule, format!("traffic class {t} out of range"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The outer header towards the rule's tunnel end (encapsulating actions).
+fn tunnel(rule: &TrafficRule) -> Result<(u8, Option<u32>, Address), CompileError> {
+    let info = rule
+        .dst_interface
+        .as_ref()
+        .and_then(|d| d.tunnel_info.as_ref())
+        .ok_or_else(|| {
+            invalid(
+                rule,
+                "an encapsulating action needs dstInterface.tunnelInfo",
+            )
+        })?;
+    let end: IpAddr = info
+        .tunnel_dst_address
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| invalid(rule, "tunnelInfo.tunnelDstAddress is not an IP address"))?;
+    // GTP-U gets a TEID derived from the rule id; GRE has no PFCP outer header and is sent as
+    // plain IP-in-IP to the tunnel end.
+    let teid = (info.tunnel_type == TunnelType::GtpU).then(|| teid_of(&rule.traffic_rule_id));
+    let (desc, addr) = match (end, info.tunnel_type) {
+        (IpAddr::V4(a), TunnelType::GtpU) => (outer_header::GTPU_UDP_IPV4, Address::V4(a)),
+        (IpAddr::V6(a), TunnelType::GtpU) => (outer_header::GTPU_UDP_IPV6, Address::V6(a)),
+        (IpAddr::V4(a), TunnelType::Gre) => (outer_header::IPV4, Address::V4(a)),
+        (IpAddr::V6(a), TunnelType::Gre) => (outer_header::IPV6, Address::V6(a)),
+    };
+    Ok((desc, teid, addr))
+}
+
+/// A stable TEID for a rule (FNV-1a of its id, never 0).
+fn teid_of(id: &str) -> u32 {
+    let h = id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h.max(1)
+}
+
+/// Compiles the rules of one application instance, numbering PDRs from `first_pdr` and FARs
+/// from `first_far`.
+pub fn compile(
+    rules: &[TrafficRule],
+    steering: &Steering,
+    first_pdr: u16,
+    first_far: u32,
+) -> Result<Plan, CompileError> {
+    let mut plan = Plan::default();
+    let (mut pdr_id, mut far_id) = (first_pdr, first_far);
+    let app_lan = || Forwarding {
+        destination: Interface::SgiLanN6Lan,
+        network_instance: Some(steering.app_network_instance.clone()),
+        outer_header: None,
+    };
+    let core = || Forwarding {
+        destination: Interface::Core,
+        network_instance: None,
+        outer_header: None,
+    };
+    for rule in rules.iter().filter(|r| r.state == RuleState::Active) {
+        let (apply, forwarding, duplicating) = match rule.action {
+            TrafficRuleAction::Drop => (apply_action::DROP, None, None),
+            TrafficRuleAction::Passthrough => (apply_action::FORW, Some(core()), None),
+            TrafficRuleAction::ForwardDecapsulated => (apply_action::FORW, Some(app_lan()), None),
+            TrafficRuleAction::ForwardEncapsulated => (
+                apply_action::FORW,
+                Some(Forwarding {
+                    outer_header: Some(tunnel(rule)?),
+                    ..app_lan()
+                }),
+                None,
+            ),
+            TrafficRuleAction::DuplicateDecapsulated => (
+                apply_action::FORW | apply_action::DUPL,
+                Some(core()),
+                Some(Forwarding {
+                    network_instance: None,
+                    ..app_lan()
+                }),
+            ),
+            TrafficRuleAction::DuplicateEncapsulated => (
+                apply_action::FORW | apply_action::DUPL,
+                Some(core()),
+                Some(Forwarding {
+                    network_instance: None,
+                    outer_header: Some(tunnel(rule)?),
+                    ..app_lan()
+                }),
+            ),
+        };
+        let steered = matches!(
+            rule.action,
+            TrafficRuleAction::ForwardDecapsulated | TrafficRuleAction::ForwardEncapsulated
+        );
+        let base = (255 - u32::from(rule.priority)) * 256;
+        let uplink_far = far_id;
+        plan.fars.push(Far {
+            id: uplink_far,
+            apply_action: apply,
+            forwarding,
+            duplicating,
+        });
+        far_id += 1;
+        let downlink_far = (steered && rule.filter_type == FilterType::Flow).then(|| {
+            plan.fars.push(Far {
+                id: far_id,
+                apply_action: apply_action::FORW,
+                forwarding: Some(Forwarding {
+                    destination: Interface::Access,
+                    network_instance: None,
+                    outer_header: None,
+                }),
+                duplicating: None,
+            });
+            far_id += 1;
+            far_id - 1
+        });
+        let filters: &[TrafficFilter] = if rule.traffic_filter.is_empty() {
+            &[TrafficFilter::default()]
+        } else {
+            &rule.traffic_filter
+        };
+        for (i, f) in filters.iter().enumerate() {
+            let precedence = base + u32::try_from(i.min(255)).unwrap_or(255);
+            let tos = tos(rule, f)?;
+            plan.pdrs.push(Pdr {
+                id: pdr_id,
+                traffic_rule_id: rule.traffic_rule_id.clone(),
+                precedence,
+                source: Interface::Access,
+                network_instance: None,
+                flows: flows(rule, f)?,
+                tos,
+                far_id: uplink_far,
+            });
+            pdr_id = pdr_id.wrapping_add(1);
+            if let Some(far) = downlink_far {
+                plan.pdrs.push(Pdr {
+                    id: pdr_id,
+                    traffic_rule_id: rule.traffic_rule_id.clone(),
+                    precedence,
+                    source: Interface::SgiLanN6Lan,
+                    network_instance: Some(steering.app_network_instance.clone()),
+                    flows: flows(rule, f)?,
+                    tos,
+                    far_id: far,
+                });
+                pdr_id = pdr_id.wrapping_add(1);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn forwarding_ies(f: &Forwarding) -> Vec<Ie> {
+    let mut ies = vec![Ie::destination_interface(f.destination)];
+    if let Some(ni) = &f.network_instance {
+        ies.push(Ie::network_instance(ni));
+    }
+    if let Some((desc, teid, addr)) = f.outer_header {
+        ies.push(Ie::outer_header_creation(desc, teid, addr, None));
+    }
+    ies
+}
+
+impl Pdr {
+    /// The Create PDR IE.
+    pub fn create_ie(&self) -> Ie {
+        let mut pdi = vec![Ie::source_interface(self.source)];
+        if let Some(ni) = &self.network_instance {
+            pdi.push(Ie::network_instance(ni));
+        }
+        pdi.extend(
+            self.flows
+                .iter()
+                .map(|flow| Ie::sdf_filter(Some(flow), self.tos, None)),
+        );
+        Ie::grouped(
+            types::CREATE_PDR,
+            vec![
+                Ie::pdr_id(self.id),
+                Ie::precedence(self.precedence),
+                Ie::grouped(types::PDI, pdi),
+                Ie::far_id(self.far_id),
+            ],
+        )
+    }
+
+    /// The Remove PDR IE.
+    pub fn remove_ie(&self) -> Ie {
+        Ie::grouped(types::REMOVE_PDR, vec![Ie::pdr_id(self.id)])
+    }
+}
+
+impl Far {
+    /// The Create FAR IE.
+    pub fn create_ie(&self) -> Ie {
+        let mut ies = vec![Ie::far_id(self.id), Ie::apply_action(self.apply_action)];
+        if let Some(f) = &self.forwarding {
+            ies.push(Ie::grouped(types::FORWARDING_PARAMETERS, forwarding_ies(f)));
+        }
+        if let Some(d) = &self.duplicating {
+            ies.push(Ie::grouped(
+                types::DUPLICATING_PARAMETERS,
+                forwarding_ies(d),
+            ));
+        }
+        Ie::grouped(types::CREATE_FAR, ies)
+    }
+
+    /// The Remove FAR IE.
+    pub fn remove_ie(&self) -> Ie {
+        Ie::grouped(types::REMOVE_FAR, vec![Ie::far_id(self.id)])
+    }
+}
+
+impl Plan {
+    /// Create PDR and Create FAR IEs of every rule.
+    pub fn create_ies(&self) -> Vec<Ie> {
+        self.pdrs
+            .iter()
+            .map(Pdr::create_ie)
+            .chain(self.fars.iter().map(Far::create_ie))
+            .collect()
+    }
+
+    /// Remove PDR and Remove FAR IEs of every rule.
+    pub fn remove_ies(&self) -> Vec<Ie> {
+        self.pdrs
+            .iter()
+            .map(Pdr::remove_ie)
+            .chain(self.fars.iter().map(Far::remove_ie))
+            .collect()
+    }
+
+    /// The next free PDR and FAR ids after this plan's.
+    pub fn next_ids(&self) -> Option<(u16, u32)> {
+        let pdr = self.pdrs.iter().map(|p| p.id).max()?;
+        let far = self.fars.iter().map(|f| f.id).max()?;
+        Some((pdr.wrapping_add(1).max(1), far.wrapping_add(1).max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use api_specs::mp1::app_support::{DestinationInterface, InterfaceType, TunnelInfo};
+
+    use super::*;
+
+    fn steering() -> Steering {
+        Steering {
+            app_network_instance: "mec".into(),
+        }
+    }
+
+    fn rule(action: TrafficRuleAction, filter: TrafficFilter) -> TrafficRule {
+        TrafficRule {
+            traffic_rule_id: "r".into(),
+            filter_type: FilterType::Packet,
+            priority: 10,
+            traffic_filter: vec![filter],
+            action,
+            dst_interface: None,
+            state: RuleState::Active,
+        }
+    }
+
+    #[test]
+    fn priorities_order_precedence_and_inactive_rules_are_left_out() {
+        let mut high = rule(TrafficRuleAction::Drop, TrafficFilter::default());
+        high.priority = 200;
+        let mut off = rule(TrafficRuleAction::Drop, TrafficFilter::default());
+        off.state = RuleState::Inactive;
+        let low = rule(TrafficRuleAction::Passthrough, TrafficFilter::default());
+        let plan = compile(&[low, high, off], &steering(), 1, 1).unwrap();
+        assert_eq!(plan.pdrs.len(), 2);
+        assert!(plan.pdrs[1].precedence < plan.pdrs[0].precedence);
+        assert_eq!(plan.pdrs[0].flows, ["permit out ip from any to any"]);
+        assert_eq!(plan.next_ids(), Some((3, 3)));
+    }
+
+    #[test]
+    fn filters_become_sdf_filters() {
+        let f = TrafficFilter {
+            src_address: Some(vec!["10.0.0.0/8".into(), "2001:db8::/32".into()]),
+            dst_port: Some(vec!["80".into(), "8000-8080".into()]),
+            protocol: Some(vec!["UDP".into(), "132".into()]),
+            d_scp: Some(10),
+            ..TrafficFilter::default()
+        };
+        let plan = compile(
+            &[rule(TrafficRuleAction::ForwardDecapsulated, f)],
+            &steering(),
+            1,
+            1,
+        )
+        .unwrap();
+        let pdr = &plan.pdrs[0];
+        assert_eq!(pdr.flows.len(), 4);
+        assert_eq!(
+            pdr.flows[0],
+            "permit out 17 from any 80,8000-8080 to 10.0.0.0/8"
+        );
+        assert_eq!(pdr.tos, Some((40, 0xfc)));
+        let far = &plan.fars[0];
+        assert_eq!(far.apply_action, apply_action::FORW);
+        let fwd = far.forwarding.as_ref().unwrap();
+        assert_eq!(fwd.destination, Interface::SgiLanN6Lan);
+        assert_eq!(fwd.network_instance.as_deref(), Some("mec"));
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_reason() {
+        let bad =
+            |f: TrafficFilter| compile(&[rule(TrafficRuleAction::Drop, f)], &steering(), 1, 1);
+        let addr = TrafficFilter {
+            dst_address: Some(vec!["10.0.0.300".into()]),
+            ..TrafficFilter::default()
+        };
+        assert!(bad(addr).unwrap_err().to_string().contains("bad address"));
+        let prefix = TrafficFilter {
+            dst_address: Some(vec!["10.0.0.0/33".into()]),
+            ..TrafficFilter::default()
+        };
+        assert!(bad(prefix).is_err());
+        let port = TrafficFilter {
+            dst_port: Some(vec!["70000".into()]),
+            ..TrafficFilter::default()
+        };
+        assert!(bad(port).is_err());
+        let proto = TrafficFilter {
+            protocol: Some(vec!["QUIC".into()]),
+            ..TrafficFilter::default()
+        };
+        assert!(bad(proto).is_err());
+        let many = TrafficFilter {
+            src_address: Some((0..20).map(|i| format!("10.0.0.{i}")).collect()),
+            dst_address: Some((0..20).map(|i| format!("10.1.0.{i}")).collect()),
+            ..TrafficFilter::default()
+        };
+        assert!(bad(many).unwrap_err().to_string().contains("SDF filters"));
+        // encapsulation needs a tunnel end
+        let enc = rule(
+            TrafficRuleAction::ForwardEncapsulated,
+            TrafficFilter::default(),
+        );
+        assert!(compile(&[enc], &steering(), 1, 1).is_err());
+    }
+
+    #[test]
+    fn gre_tunnels_get_an_ip_outer_header() {
+        let mut r = rule(
+            TrafficRuleAction::DuplicateEncapsulated,
+            TrafficFilter::default(),
+        );
+        r.dst_interface = Some(DestinationInterface {
+            interface_type: InterfaceType::Tunnel,
+            tunnel_info: Some(TunnelInfo {
+                tunnel_type: TunnelType::Gre,
+                tunnel_dst_address: Some("192.0.2.1".into()),
+                tunnel_src_address: None,
+            }),
+            src_mac_address: None,
+            dst_mac_address: None,
+            dst_ip_address: None,
+        });
+        let plan = compile(&[r], &steering(), 1, 1).unwrap();
+        let dup = plan.fars[0].duplicating.as_ref().unwrap();
+        assert_eq!(
+            dup.outer_header,
+            Some((outer_header::IPV4, None, Address::V4([192, 0, 2, 1].into())))
+        );
+        assert_eq!(
+            plan.fars[0].apply_action,
+            apply_action::FORW | apply_action::DUPL
+        );
+    }
+}

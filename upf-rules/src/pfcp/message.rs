@@ -1,0 +1,259 @@
+//! PFCP messages (TS 29.244 clause 7): the header and the IEs of a message.
+
+use super::PfcpError;
+use super::ie::{Ie, decode_all};
+
+/// Message types (TS 29.244 table 7.3-1) used here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum MessageType {
+    HeartbeatRequest = 1,
+    HeartbeatResponse = 2,
+    AssociationSetupRequest = 5,
+    AssociationSetupResponse = 6,
+    AssociationReleaseRequest = 9,
+    AssociationReleaseResponse = 10,
+    SessionEstablishmentRequest = 50,
+    SessionEstablishmentResponse = 51,
+    SessionModificationRequest = 52,
+    SessionModificationResponse = 53,
+    SessionDeletionRequest = 54,
+    SessionDeletionResponse = 55,
+}
+
+impl MessageType {
+    /// The type of a message type value.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        use MessageType::*;
+        [
+            HeartbeatRequest,
+            HeartbeatResponse,
+            AssociationSetupRequest,
+            AssociationSetupResponse,
+            AssociationReleaseRequest,
+            AssociationReleaseResponse,
+            SessionEstablishmentRequest,
+            SessionEstablishmentResponse,
+            SessionModificationRequest,
+            SessionModificationResponse,
+            SessionDeletionRequest,
+            SessionDeletionResponse,
+        ]
+        .into_iter()
+        .find(|t| *t as u8 == value)
+    }
+
+    /// Whether messages of this type carry a SEID (session messages).
+    pub fn is_session(self) -> bool {
+        self as u8 >= 50
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(self) -> bool {
+        use MessageType::*;
+        matches!(
+            self,
+            HeartbeatRequest
+                | AssociationSetupRequest
+                | AssociationReleaseRequest
+                | SessionEstablishmentRequest
+                | SessionModificationRequest
+                | SessionDeletionRequest
+        )
+    }
+
+    /// The response type of a request.
+    pub fn response(self) -> Option<Self> {
+        self.is_request()
+            .then(|| Self::from_u8(self as u8 + 1))
+            .flatten()
+    }
+}
+
+/// PFCP Cause values (TS 29.244 8.2.1) used here.
+pub mod cause {
+    /// Request accepted.
+    pub const REQUEST_ACCEPTED: u8 = 1;
+    /// Request rejected (reason not specified).
+    pub const REQUEST_REJECTED: u8 = 64;
+    /// Session context not found.
+    pub const SESSION_CONTEXT_NOT_FOUND: u8 = 65;
+    /// Mandatory IE missing.
+    pub const MANDATORY_IE_MISSING: u8 = 66;
+    /// No established PFCP association.
+    pub const NO_ESTABLISHED_ASSOCIATION: u8 = 72;
+}
+
+/// Largest PFCP message accepted (a UDP datagram).
+pub const MAX_MESSAGE: usize = 65_507;
+
+/// A PFCP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Type.
+    pub message_type: MessageType,
+    /// SEID of a session message (the receiver's; 0 when it has none yet).
+    pub seid: Option<u64>,
+    /// Sequence number (24 bits).
+    pub sequence: u32,
+    /// IEs.
+    pub ies: Vec<Ie>,
+}
+
+impl Message {
+    /// A message; session types get a SEID (0 until one is known).
+    pub fn new(message_type: MessageType, seid: u64, sequence: u32, ies: Vec<Ie>) -> Self {
+        Self {
+            message_type,
+            seid: message_type.is_session().then_some(seid),
+            sequence: sequence & 0x00ff_ffff,
+            ies,
+        }
+    }
+
+    /// The first IE of `ie_type`.
+    pub fn find(&self, ie_type: u16) -> Option<&Ie> {
+        super::ie::find(&self.ies, ie_type)
+    }
+
+    /// The Cause of a response.
+    pub fn cause(&self) -> Option<u8> {
+        self.find(super::ie::types::CAUSE)
+            .and_then(|c| c.bytes().first().copied())
+    }
+
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let body: usize = self.ies.iter().map(Ie::encoded_len).sum();
+        let mut out = Vec::with_capacity(16 + body);
+        let s_flag = u8::from(self.seid.is_some());
+        out.push((1 << 5) | s_flag);
+        out.push(self.message_type as u8);
+        let length = body + 4 + if self.seid.is_some() { 8 } else { 0 };
+        out.extend((length.min(u16::MAX as usize) as u16).to_be_bytes());
+        if let Some(seid) = self.seid {
+            out.extend(seid.to_be_bytes());
+        }
+        out.extend(&self.sequence.to_be_bytes()[1..]);
+        out.push(0);
+        self.ies.iter().for_each(|ie| ie.encode(&mut out));
+        out
+    }
+
+    /// Decodes one message filling `buf`.
+    pub fn decode(buf: &[u8]) -> Result<Self, PfcpError> {
+        if buf.len() < 8 {
+            return Err(PfcpError::Malformed("shorter than a PFCP header".into()));
+        }
+        if buf.len() > MAX_MESSAGE {
+            return Err(PfcpError::Malformed("longer than a UDP datagram".into()));
+        }
+        let version = buf[0] >> 5;
+        if version != 1 {
+            return Err(PfcpError::UnsupportedVersion(version));
+        }
+        let has_seid = buf[0] & 0x01 == 1;
+        let message_type =
+            MessageType::from_u8(buf[1]).ok_or(PfcpError::UnknownMessageType(buf[1]))?;
+        let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        if length + 4 != buf.len() {
+            return Err(PfcpError::Malformed(format!(
+                "header says {} octets, datagram has {}",
+                length + 4,
+                buf.len()
+            )));
+        }
+        let (seid, rest) = if has_seid {
+            if buf.len() < 16 {
+                return Err(PfcpError::Malformed("SEID header truncated".into()));
+            }
+            let mut seid = [0u8; 8];
+            seid.copy_from_slice(&buf[4..12]);
+            (Some(u64::from_be_bytes(seid)), &buf[12..])
+        } else {
+            (None, &buf[4..])
+        };
+        if seid.is_some() != message_type.is_session() {
+            return Err(PfcpError::Malformed(format!(
+                "S flag {} on a {message_type:?}",
+                u8::from(has_seid)
+            )));
+        }
+        let sequence = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]);
+        Ok(Self {
+            message_type,
+            seid,
+            sequence,
+            ies: decode_all(&rest[4..])?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pfcp::ie::{Address, types};
+
+    #[test]
+    fn round_trips_and_header_fields() {
+        let m = Message::new(
+            MessageType::SessionModificationRequest,
+            42,
+            0x0123_4567,
+            vec![Ie::grouped(types::REMOVE_PDR, vec![Ie::pdr_id(3)])],
+        );
+        let bytes = m.encode();
+        assert_eq!(bytes[0], 0x21, "version 1, S flag");
+        assert_eq!(&bytes[4..12], &42u64.to_be_bytes());
+        let back = Message::decode(&bytes).unwrap();
+        assert_eq!(back.sequence, 0x23_4567, "24-bit sequence");
+        assert_eq!(back.ies, m.ies);
+        let hb = Message::new(MessageType::HeartbeatRequest, 9, 1, vec![]);
+        assert_eq!(hb.seid, None, "node messages have no SEID");
+        assert_eq!(hb.encode().len(), 8);
+        assert_eq!(
+            MessageType::SessionEstablishmentRequest.response(),
+            Some(MessageType::SessionEstablishmentResponse)
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let good = Message::new(
+            MessageType::AssociationSetupRequest,
+            0,
+            1,
+            vec![Ie::node_id(Address::V4([10, 0, 0, 1].into()))],
+        )
+        .encode();
+        for len in 0..good.len() {
+            assert!(Message::decode(&good[..len]).is_err(), "truncated to {len}");
+        }
+        let mut v2 = good.clone();
+        v2[0] = 0x40;
+        assert_eq!(Message::decode(&v2), Err(PfcpError::UnsupportedVersion(2)));
+        let mut unknown = good.clone();
+        unknown[1] = 200;
+        assert_eq!(
+            Message::decode(&unknown),
+            Err(PfcpError::UnknownMessageType(200))
+        );
+        let mut s_flag = good.clone();
+        s_flag[0] |= 1;
+        assert!(Message::decode(&s_flag).is_err());
+        // an IE longer than the message
+        let mut long_ie = good;
+        long_ie[7 + 4] = 0xff;
+        assert!(Message::decode(&long_ie).is_err());
+        // grouped IEs nested beyond the limit
+        let mut ie = Ie::pdr_id(1);
+        for _ in 0..20 {
+            ie = Ie::grouped(types::CREATE_PDR, vec![ie]);
+        }
+        let deep = Message::new(MessageType::SessionEstablishmentRequest, 0, 1, vec![ie]);
+        assert!(matches!(
+            Message::decode(&deep.encode()),
+            Err(PfcpError::Malformed(_))
+        ));
+    }
+}

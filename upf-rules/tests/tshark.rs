@@ -1,0 +1,285 @@
+//! Every PFCP message type the platform emits, decoded by Wireshark's PFCP dissector (tshark):
+//! no malformed packets or expert warnings, and the expected field values.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use api_specs::mp1::app_support::{
+    DestinationInterface, FilterType, InterfaceType, RuleState, TrafficFilter, TrafficRule,
+    TrafficRuleAction, TunnelInfo, TunnelType,
+};
+use upf_rules::compile::{Steering, compile};
+use upf_rules::pfcp::ie::{Address, Ie};
+use upf_rules::pfcp::message::{Message, MessageType};
+
+const CP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+
+/// A classic pcap file of UDP/8805 datagrams over Ethernet/IPv4.
+fn pcap(datagrams: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend(0xa1b2_c3d4u32.to_le_bytes());
+    out.extend(2u16.to_le_bytes());
+    out.extend(4u16.to_le_bytes());
+    out.extend([0u8; 8]);
+    out.extend(65_535u32.to_le_bytes());
+    out.extend(1u32.to_le_bytes()); // Ethernet
+    for (i, payload) in datagrams.iter().enumerate() {
+        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = 20 + 8 + payload.len();
+        let mut ip = vec![0x45, 0];
+        ip.extend((total as u16).to_be_bytes());
+        ip.extend([0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2]);
+        let sum = !ip
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .fold(0u32, |a, b| {
+                let s = a + b;
+                (s & 0xffff) + (s >> 16)
+            }) as u16;
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        frame.extend(ip);
+        frame.extend(8805u16.to_be_bytes());
+        frame.extend(8805u16.to_be_bytes());
+        frame.extend(((8 + payload.len()) as u16).to_be_bytes());
+        frame.extend([0, 0]);
+        frame.extend(payload);
+        out.extend((i as u32 + 1).to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend((frame.len() as u32).to_le_bytes());
+        out.extend((frame.len() as u32).to_le_bytes());
+        out.extend(frame);
+    }
+    out
+}
+
+fn tshark(pcap_path: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap_path)
+        .args(args)
+        .output()
+        .expect("tshark is installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rules() -> Vec<TrafficRule> {
+    let filter = TrafficFilter {
+        src_address: Some(vec!["10.64.0.0/10".into()]),
+        dst_address: Some(vec!["203.0.113.10".into(), "203.0.113.11".into()]),
+        dst_port: Some(vec!["554".into(), "8000-8010".into()]),
+        protocol: Some(vec!["TCP".into()]),
+        d_scp: Some(46),
+        ..TrafficFilter::default()
+    };
+    let rule = |id: &str, action, priority| TrafficRule {
+        traffic_rule_id: id.into(),
+        filter_type: FilterType::Flow,
+        priority,
+        traffic_filter: vec![filter.clone()],
+        action,
+        dst_interface: Some(DestinationInterface {
+            interface_type: InterfaceType::Tunnel,
+            tunnel_info: Some(TunnelInfo {
+                tunnel_type: TunnelType::GtpU,
+                tunnel_dst_address: Some("10.100.0.10".into()),
+                tunnel_src_address: None,
+            }),
+            src_mac_address: None,
+            dst_mac_address: None,
+            dst_ip_address: None,
+        }),
+        state: RuleState::Active,
+    };
+    vec![
+        rule("steer", TrafficRuleAction::ForwardDecapsulated, 20),
+        rule("tunnel", TrafficRuleAction::ForwardEncapsulated, 10),
+        rule("copy", TrafficRuleAction::DuplicateDecapsulated, 5),
+        rule("copy-tunnel", TrafficRuleAction::DuplicateEncapsulated, 4),
+        rule("through", TrafficRuleAction::Passthrough, 3),
+        rule("block", TrafficRuleAction::Drop, 200),
+    ]
+}
+
+#[test]
+fn tshark_decodes_every_message_type_cleanly() {
+    let plan = compile(
+        &rules(),
+        &Steering {
+            app_network_instance: "mec.edge.example".into(),
+        },
+        1,
+        1,
+    )
+    .unwrap();
+    let node = Ie::node_id(Address::V4(CP));
+    let ok = Ie::cause(1);
+    let rts = Ie::recovery_time_stamp(3_960_000_000);
+    let fseid = Ie::f_seid(0x1122_3344_5566_7788, Address::V4(CP));
+    let mut establishment = vec![node.clone(), fseid.clone()];
+    establishment.extend(plan.create_ies());
+    let mut modification = plan.remove_ies();
+    modification.extend(plan.create_ies());
+    let messages = [
+        Message::new(MessageType::HeartbeatRequest, 0, 1, vec![rts.clone()]),
+        Message::new(MessageType::HeartbeatResponse, 0, 1, vec![rts.clone()]),
+        Message::new(
+            MessageType::AssociationSetupRequest,
+            0,
+            2,
+            vec![node.clone(), rts.clone()],
+        ),
+        Message::new(
+            MessageType::AssociationSetupResponse,
+            0,
+            2,
+            vec![node.clone(), ok.clone(), rts.clone()],
+        ),
+        Message::new(
+            MessageType::AssociationReleaseRequest,
+            0,
+            3,
+            vec![node.clone()],
+        ),
+        Message::new(
+            MessageType::AssociationReleaseResponse,
+            0,
+            3,
+            vec![node.clone(), ok.clone()],
+        ),
+        Message::new(
+            MessageType::SessionEstablishmentRequest,
+            0,
+            4,
+            establishment,
+        ),
+        Message::new(
+            MessageType::SessionEstablishmentResponse,
+            0x1122_3344_5566_7788,
+            4,
+            vec![
+                node.clone(),
+                ok.clone(),
+                Ie::f_seid(7, Address::V4(Ipv4Addr::new(127, 0, 0, 2))),
+            ],
+        ),
+        Message::new(MessageType::SessionModificationRequest, 7, 5, modification),
+        Message::new(
+            MessageType::SessionModificationResponse,
+            0x1122_3344_5566_7788,
+            5,
+            vec![ok.clone()],
+        ),
+        Message::new(MessageType::SessionDeletionRequest, 7, 6, vec![]),
+        Message::new(
+            MessageType::SessionDeletionResponse,
+            0x1122_3344_5566_7788,
+            6,
+            vec![ok],
+        ),
+    ];
+    let datagrams: Vec<Vec<u8>> = messages.iter().map(Message::encode).collect();
+    for (m, d) in messages.iter().zip(&datagrams) {
+        assert_eq!(&Message::decode(d).unwrap(), m, "own decoder round trip");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pfcp.pcap");
+    std::fs::write(&path, pcap(&datagrams)).unwrap();
+
+    // No malformed packets, no expert info of warning severity or worse.
+    let check = [
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= 0x600000",
+        "-V",
+    ];
+    let problems = tshark(&path, &check);
+    assert!(
+        problems.trim().is_empty(),
+        "tshark found problems:\n{problems}"
+    );
+    // The check does catch a bad IE: a Recovery Time Stamp of two octets.
+    let bad = Message::new(
+        MessageType::HeartbeatRequest,
+        0,
+        9,
+        vec![Ie::octets(96, [1, 2])],
+    );
+    let bad_path = dir.path().join("bad.pcap");
+    std::fs::write(&bad_path, pcap(&[bad.encode()])).unwrap();
+    assert!(
+        !tshark(&bad_path, &check).trim().is_empty(),
+        "tshark flags a short IE"
+    );
+
+    let fields = |filter: &str, field: &str| -> Vec<String> {
+        tshark(
+            &path,
+            &[
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-E",
+                "occurrence=a",
+                "-E",
+                "separator=;",
+                "-e",
+                field,
+            ],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    };
+    let types = fields("pfcp", "pfcp.msg_type");
+    assert_eq!(
+        types,
+        [
+            "1", "2", "5", "6", "9", "10", "50", "51", "52", "53", "54", "55"
+        ]
+    );
+    let est = "pfcp.msg_type == 50";
+    // 6 rules, one filter each; the two steering FLOW rules add a downlink PDR each.
+    assert_eq!(fields(est, "pfcp.pdr_id"), ["1,2,3,4,5,6,7,8"]);
+    assert_eq!(
+        fields(est, "pfcp.far_id"),
+        ["1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8"]
+    );
+    let flows = fields(est, "pfcp.flow_desc")[0].clone();
+    assert!(flows.starts_with("permit out 6 from 203.0.113.10 554,8000-8010 to 10.64.0.0/10,permit out 6 from 203.0.113.11 554,8000-8010 to 10.64.0.0/10"), "{flows}");
+    assert_eq!(
+        fields(est, "pfcp.precedence")[0].split(',').next(),
+        Some("60160")
+    );
+    assert_eq!(
+        fields(est, "pfcp.network_instance")[0].split(',').next(),
+        Some("mec.edge.example")
+    );
+    assert_eq!(fields(est, "pfcp.apply_action.drop")[0], "0,0,0,0,0,0,0,1");
+    assert_eq!(fields(est, "pfcp.apply_action.dupl")[0], "0,0,0,0,1,1,0,0");
+    assert_eq!(
+        fields(est, "pfcp.outer_hdr_creation.ipv4")[0],
+        "10.100.0.10,10.100.0.10"
+    );
+    assert_eq!(
+        fields(est, "pfcp.seid"),
+        ["0x0000000000000000,0x1122334455667788"],
+        "header, CP F-SEID"
+    );
+    assert_eq!(
+        fields("pfcp.msg_type == 51", "pfcp.seid"),
+        ["0x1122334455667788,0x0000000000000007"],
+        "header, UP F-SEID"
+    );
+    assert_eq!(fields("pfcp.msg_type == 6", "pfcp.cause"), ["1"]);
+    assert_eq!(
+        fields("pfcp.msg_type == 5", "pfcp.node_id_ipv4"),
+        ["127.0.0.1"]
+    );
+}
