@@ -19,3 +19,7 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 command -v go >/dev/null || { echo "Go (1.26 or newer) is needed to build the test clusters" >&2; exit 1; }
 # cargo fuzz needs a nightly toolchain (sanitizer flags)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+# the PFCP peer of the upf-rules tests runs on scapy's PFCP codec
+venv=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import scapy.contrib.pfcp" 2>/dev/null || "$venv/bin/pip" install -q scapy==2.6.1

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI=${CI:-true}
 scripts/install-deps.sh
+export MECPLANE_PYTHON=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/python
 
 echo "== format"
 cargo fmt --all -- --check

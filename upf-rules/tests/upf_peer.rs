@@ -1,0 +1,240 @@
+//! The N4 client against a UPF peer built on a third-party PFCP codec (scapy,
+//! tests/pfcp-peer/upf_peer.py): association, sessions carrying compiled rules, modification,
+//! deletion, heartbeats, and recovery after the UPF restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use api_specs::mp1::app_support::{
+    FilterType, RuleState, TrafficFilter, TrafficRule, TrafficRuleAction,
+};
+use serde_json::Value;
+use upf_rules::compile::Steering;
+use upf_rules::n4::{Heartbeat, N4Client, N4Config, N4Error};
+
+/// The Python with scapy: `MECPLANE_PYTHON`, else `python3`; `None` (skip) when scapy is
+/// missing, except under `CI=true`.
+fn python() -> Option<String> {
+    let python = std::env::var("MECPLANE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", "import scapy.contrib.pfcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {python} has no scapy: the PFCP peer tests cannot run"
+    );
+    eprintln!("{python} has no scapy: skipping the PFCP peer test");
+    None
+}
+
+struct Peer {
+    python: String,
+    addr: SocketAddr,
+    state: PathBuf,
+    child: Option<Child>,
+}
+
+impl Peer {
+    fn start(python: &str, dir: &Path) -> Self {
+        let probe = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let mut peer = Self {
+            python: python.to_owned(),
+            addr,
+            state: dir.join("upf.json"),
+            child: None,
+        };
+        peer.restart();
+        peer
+    }
+
+    /// (Re)starts the peer process: a new Recovery Time Stamp, no sessions.
+    fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.state);
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/pfcp-peer/upf_peer.py"
+        );
+        self.child = Some(
+            Command::new(&self.python)
+                .args([
+                    script,
+                    &self.addr.ip().to_string(),
+                    &self.addr.port().to_string(),
+                ])
+                .arg(&self.state)
+                .spawn()
+                .unwrap(),
+        );
+        for _ in 0..200 {
+            if self.state.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the PFCP peer did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(&self.state).unwrap()).unwrap()
+    }
+
+    /// The sessions as the peer holds them, ordered by CP SEID.
+    fn sessions(&self) -> Vec<Value> {
+        let mut s: Vec<Value> = self.state()["sessions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
+        s.sort_by_key(|s| s["cp_seid"].as_u64());
+        s
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rule(id: &str, action: TrafficRuleAction, priority: u8, port: &str) -> TrafficRule {
+    TrafficRule {
+        traffic_rule_id: id.into(),
+        filter_type: FilterType::Packet,
+        priority,
+        traffic_filter: vec![TrafficFilter {
+            src_address: Some(vec!["10.64.0.0/10".into()]),
+            dst_port: Some(vec![port.into()]),
+            protocol: Some(vec!["TCP".into()]),
+            ..TrafficFilter::default()
+        }],
+        action,
+        dst_interface: None,
+        state: RuleState::Active,
+    }
+}
+
+fn pdrs(session: &Value) -> Vec<(u64, String)> {
+    let mut v: Vec<(u64, String)> = session["pdrs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| {
+            (
+                p["precedence"].as_u64().unwrap(),
+                p["flows"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn sessions_follow_the_rules_and_survive_a_upf_restart() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut peer = Peer::start(&python, dir.path());
+    let n4 = N4Client::connect(N4Config {
+        local: "127.0.0.1:0".parse().unwrap(),
+        upf: peer.addr,
+        t1: Duration::from_millis(300),
+        n1: 3,
+        steering: Steering {
+            app_network_instance: "mec.edge".into(),
+        },
+    })
+    .await
+    .unwrap();
+    assert_eq!(peer.state()["associated"], true);
+
+    let video = vec![
+        rule("rtsp", TrafficRuleAction::ForwardDecapsulated, 20, "554"),
+        rule("block", TrafficRuleAction::Drop, 200, "23"),
+    ];
+    n4.apply("app-1", &video).await.unwrap();
+    let sessions = peer.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        pdrs(&sessions[0]),
+        [
+            (
+                14_080,
+                "permit out 6 from any 23 to 10.64.0.0/10".to_owned()
+            ),
+            (
+                60_160,
+                "permit out 6 from any 554 to 10.64.0.0/10".to_owned()
+            ),
+        ]
+    );
+    let fars: Vec<&Value> = sessions[0]["fars"].as_object().unwrap().values().collect();
+    assert!(
+        fars.iter()
+            .any(|f| f["apply_action"] == serde_json::json!(["DROP"]))
+    );
+    assert!(
+        fars.iter()
+            .any(|f| f["forwarding"]["network_instance"] == "mec.edge")
+    );
+
+    // A new version of the rules replaces the old ones in the same session.
+    let changed = vec![rule(
+        "rtsp",
+        TrafficRuleAction::ForwardDecapsulated,
+        20,
+        "8554",
+    )];
+    n4.apply("app-1", &changed).await.unwrap();
+    let sessions = peer.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        pdrs(&sessions[0]),
+        [(
+            60_160,
+            "permit out 6 from any 8554 to 10.64.0.0/10".to_owned()
+        )]
+    );
+    assert_eq!(sessions[0]["fars"].as_object().unwrap().len(), 1);
+    n4.apply("app-2", &video).await.unwrap();
+    assert_eq!(peer.sessions().len(), 2);
+    assert_eq!(n4.heartbeat().await.unwrap(), Heartbeat::Alive);
+
+    // The UPF restarts and forgets everything; the next heartbeat puts it all back.
+    peer.restart();
+    assert!(peer.sessions().is_empty());
+    assert_eq!(n4.heartbeat().await.unwrap(), Heartbeat::Restarted);
+    let sessions = peer.sessions();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(pdrs(&sessions[0]).len() + pdrs(&sessions[1]).len(), 3);
+    assert_eq!(n4.sessions().await.len(), 2);
+
+    n4.remove("app-1").await.unwrap();
+    n4.remove("app-1").await.unwrap();
+    assert_eq!(peer.sessions().len(), 1);
+    n4.release().await.unwrap();
+    assert_eq!(peer.state()["associated"], false);
+
+    // Without a UPF, requests fail after N1 retransmissions.
+    peer.stop();
+    let err = n4.apply("app-3", &video).await.unwrap_err();
+    assert!(matches!(err, N4Error::Timeout(..)), "{err}");
+}
