@@ -45,6 +45,9 @@ pub struct MepConfig {
     pub max_body_bytes: usize,
     /// Seconds open connections get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// The UPF traffic rules are steered with (PFCP over N4); rules are not enforced when
+    /// absent.
+    pub upf: Option<crate::steering::UpfConfig>,
 }
 
 /// DNS server settings.
@@ -85,6 +88,7 @@ impl Default for MepConfig {
             min_liveness_interval_secs: 5,
             max_body_bytes: 1 << 20,
             shutdown_grace_secs: 10,
+            upf: None,
         }
     }
 }

@@ -13,5 +13,6 @@ pub mod config;
 pub mod dns;
 pub mod platform;
 pub mod server;
+pub mod steering;
 pub mod store;
 pub mod timing;

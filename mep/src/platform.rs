@@ -321,6 +321,7 @@ pub struct Platform {
     writer: tokio::sync::Mutex<()>,
     dns: Arc<DnsTable>,
     wake: Arc<Notify>,
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -425,8 +426,9 @@ impl Platform {
             writer: tokio::sync::Mutex::new(()),
             dns: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
             wake,
+            published: tokio::sync::watch::channel(0).0,
         };
-        platform.rebuild_dns();
+        platform.publish();
         Ok(platform)
     }
 
@@ -476,11 +478,41 @@ impl Platform {
             Ok(mut s) => *s = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
         }
-        self.rebuild_dns();
+        self.publish();
         if notify {
             self.wake.notify_one();
         }
         Ok(result)
+    }
+
+    /// Makes a new state effective: rebuilds the DNS table and tells traffic steering.
+    fn publish(&self) {
+        self.rebuild_dns();
+        self.published.send_modify(|generation| *generation += 1);
+    }
+
+    /// Changes whenever a new state is published (see [`Platform::steered_rules`]).
+    pub fn published(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// The traffic rules to steer by: those of every READY instance, by instance.
+    pub fn steered_rules(&self) -> BTreeMap<String, Vec<TrafficRule>> {
+        let state = self.snapshot();
+        let mut rules: BTreeMap<String, Vec<TrafficRule>> = BTreeMap::new();
+        for ((app, _), rule) in &state.traffic_rules {
+            if state
+                .apps
+                .get(app)
+                .is_some_and(|a| a.state == AppInstanceState::Ready)
+            {
+                rules
+                    .entry(app.clone())
+                    .or_default()
+                    .push(rule.value.clone());
+            }
+        }
+        rules
     }
 
     fn rebuild_dns(&self) {

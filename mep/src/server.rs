@@ -119,6 +119,9 @@ impl Server {
                 }
             }
         });
+        if let Some(upf) = config.upf.clone() {
+            tasks.spawn_abortable(crate::steering::run(platform.clone(), upf));
+        }
         let dns_addr = match config.dns.listen {
             Some(addr) => {
                 let dns_err = |source| StartError::Dns { addr, source };

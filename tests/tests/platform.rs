@@ -1,7 +1,8 @@
 //! The path of one application across both services: the MEAO onboards a package,
 //! instantiates it on a simulated site and configures the site's real MEP; the application
-//! confirms readiness at the MEP, whose DNS server then answers its DNS rule; a
-//! `configure_platform_for_app` changes the rule; termination removes it all.
+//! confirms readiness at the MEP, whose DNS server then answers its DNS rule and whose UPF (a
+//! PFCP peer on a third-party codec) gets a session with its traffic rules; a
+//! `configure_platform_for_app` changes the rules; termination removes it all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -13,6 +14,7 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
+use upf_rules::testing::UpfPeer;
 
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
 
@@ -45,6 +47,28 @@ async fn resolve(dns: SocketAddr, name: &str) -> Result<Vec<String>, ResponseCod
     }
 }
 
+/// Waits until the UPF peer holds exactly `flows` (uplink and downlink PDRs of the one
+/// session; none: no session at all).
+async fn upf_flows(upf: &Option<UpfPeer>, flows: &[&str]) {
+    let Some(upf) = upf else { return };
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let sessions = upf.sessions();
+        let mut held: Vec<String> = sessions
+            .iter()
+            .flat_map(|s| s["pdrs"].as_object().unwrap().values())
+            .map(|p| p["flows"][0].as_str().unwrap().to_owned())
+            .collect();
+        held.dedup();
+        if held == flows && sessions.len() == usize::from(!flows.is_empty()) {
+            return;
+        }
+        seen = json!(sessions);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the UPF holds {seen:#}, not {flows:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,6 +79,16 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         ..mep::config::MepConfig::default()
     };
     mep_config.dns.listen = Some("127.0.0.1:0".parse().unwrap());
+    // the site's UPF, when scapy is at hand (always under CI)
+    let upf = upf_rules::testing::python().map(|py| UpfPeer::start(&py, dir.path()));
+    mep_config.upf = upf.as_ref().map(|peer| mep::steering::UpfConfig {
+        pfcp_address: peer.addr,
+        local: "127.0.0.1:0".parse().unwrap(),
+        network_instance: "mec.paris".into(),
+        t1_ms: 300,
+        n1: 3,
+        heartbeat_secs: 1,
+    });
     mep_config.auth.signing_key = Some(Secret::new("mep-key"));
     mep_config.auth.clients = vec![ClientConfig {
         client_id: "meao".into(),
@@ -154,9 +188,16 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         resolve(dns, "detections.va.mec.example.").await,
         Ok(vec!["10.100.0.10".to_owned()])
     );
+    // ... and the UPF steers its camera traffic
+    upf_flows(&upf, &["permit out 6 from 203.0.113.0/24 554,8554 to any"]).await;
 
-    // configure_platform_for_app moves the DNS rule
-    let body = json!({"appDNSRule": [{"dnsRuleId": "detections", "domainName": "detections.va.mec.example", "ipAddressType": "IP_V4", "ipAddress": "10.100.0.11"}]});
+    // configure_platform_for_app moves the DNS rule and the camera port
+    let body = json!({
+        "appDNSRule": [{"dnsRuleId": "detections", "domainName": "detections.va.mec.example", "ipAddressType": "IP_V4", "ipAddress": "10.100.0.11"}],
+        "appTrafficRule": [{"trafficRuleId": "camera-rtsp", "filterType": "FLOW", "priority": 5,
+            "trafficFilter": [{"dstAddress": ["203.0.113.0/24"], "dstPort": ["9554"], "protocol": ["TCP"]}],
+            "action": "FORWARD_DECAPSULATED", "dstInterface": {"interfaceType": "IP", "dstIPAddress": "10.100.0.11"}}]
+    });
     let op = run_op(&http, &m, &oss, &id, "configure_platform_for_app", body).await;
     assert_eq!(
         (op["operationState"].as_str(), op["lcmOperation"].as_str()),
@@ -166,6 +207,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         resolve(dns, "detections.va.mec.example.").await,
         Ok(vec!["10.100.0.11".to_owned()])
     );
+    upf_flows(&upf, &["permit out 6 from 203.0.113.0/24 9554 to any"]).await;
 
     // terminate: the MEP forgets the instance and its DNS rule
     let op = run_op(
@@ -189,6 +231,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         resolve(dns, "detections.va.mec.example.").await,
         Err(ResponseCode::NXDomain)
     );
+    upf_flows(&upf, &[]).await;
 
     meao.shutdown().await;
     mep.shutdown().await;

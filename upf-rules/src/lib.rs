@@ -6,3 +6,5 @@
 pub mod compile;
 pub mod n4;
 pub mod pfcp;
+#[cfg(feature = "test-support")]
+pub mod testing;

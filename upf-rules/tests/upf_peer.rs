@@ -4,9 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use api_specs::mp1::app_support::{
@@ -15,105 +12,7 @@ use api_specs::mp1::app_support::{
 use serde_json::Value;
 use upf_rules::compile::Steering;
 use upf_rules::n4::{Heartbeat, N4Client, N4Config, N4Error};
-
-/// The Python with scapy: `MECPLANE_PYTHON`, else `python3`; `None` (skip) when scapy is
-/// missing, except under `CI=true`.
-fn python() -> Option<String> {
-    let python = std::env::var("MECPLANE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python)
-        .args(["-c", "import scapy.contrib.pfcp"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {python} has no scapy: the PFCP peer tests cannot run"
-    );
-    eprintln!("{python} has no scapy: skipping the PFCP peer test");
-    None
-}
-
-struct Peer {
-    python: String,
-    addr: SocketAddr,
-    state: PathBuf,
-    child: Option<Child>,
-}
-
-impl Peer {
-    fn start(python: &str, dir: &Path) -> Self {
-        let probe = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
-        let mut peer = Self {
-            python: python.to_owned(),
-            addr,
-            state: dir.join("upf.json"),
-            child: None,
-        };
-        peer.restart();
-        peer
-    }
-
-    /// (Re)starts the peer process: a new Recovery Time Stamp, no sessions.
-    fn restart(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_file(&self.state);
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/pfcp-peer/upf_peer.py"
-        );
-        self.child = Some(
-            Command::new(&self.python)
-                .args([
-                    script,
-                    &self.addr.ip().to_string(),
-                    &self.addr.port().to_string(),
-                ])
-                .arg(&self.state)
-                .spawn()
-                .unwrap(),
-        );
-        for _ in 0..200 {
-            if self.state.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the PFCP peer did not start");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn state(&self) -> Value {
-        serde_json::from_slice(&std::fs::read(&self.state).unwrap()).unwrap()
-    }
-
-    /// The sessions as the peer holds them, ordered by CP SEID.
-    fn sessions(&self) -> Vec<Value> {
-        let mut s: Vec<Value> = self.state()["sessions"]
-            .as_object()
-            .unwrap()
-            .values()
-            .cloned()
-            .collect();
-        s.sort_by_key(|s| s["cp_seid"].as_u64());
-        s
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use upf_rules::testing::{UpfPeer, python};
 
 fn rule(id: &str, action: TrafficRuleAction, priority: u8, port: &str) -> TrafficRule {
     TrafficRule {
@@ -152,7 +51,7 @@ fn pdrs(session: &Value) -> Vec<(u64, String)> {
 async fn sessions_follow_the_rules_and_survive_a_upf_restart() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut peer = Peer::start(&python, dir.path());
+    let mut peer = UpfPeer::start(&python, dir.path());
     let n4 = N4Client::connect(N4Config {
         local: "127.0.0.1:0".parse().unwrap(),
         upf: peer.addr,

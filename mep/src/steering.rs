@@ -1,0 +1,155 @@
+//! Traffic steering: keeps the UPF's N4 sessions equal to the traffic rules of the READY
+//! application instances (one PFCP session per instance, rules compiled by `upf-rules`).
+//!
+//! The steering task reconciles whenever the platform publishes a new state, heartbeats the
+//! UPF (a restarted UPF gets every session back from the N4 client), retries failed
+//! instances every second and, when the UPF stops answering, connects afresh and re-installs
+//! everything. The platform keeps serving Mp1 and DNS whatever the UPF does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_specs::mp1::app_support::TrafficRule;
+use serde::{Deserialize, Serialize};
+use upf_rules::compile::Steering;
+use upf_rules::n4::{N4Client, N4Config};
+
+use crate::platform::Platform;
+
+/// The UPF the MEP steers traffic with (PFCP over N4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpfConfig {
+    /// The UPF's PFCP address.
+    pub pfcp_address: SocketAddr,
+    /// Local PFCP address.
+    #[serde(default = "default_local")]
+    pub local: SocketAddr,
+    /// Network instance (DNN) of the local data network the edge applications are on.
+    pub network_instance: String,
+    /// Retransmission timer T1 (ms).
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    /// Retransmissions N1.
+    #[serde(default = "default_n1")]
+    pub n1: u32,
+    /// Seconds between heartbeats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_local() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8805))
+}
+
+fn default_t1() -> u64 {
+    3000
+}
+
+fn default_n1() -> u32 {
+    3
+}
+
+fn default_heartbeat() -> u64 {
+    10
+}
+
+/// Runs steering until aborted.
+pub async fn run(platform: Arc<Platform>, config: UpfConfig) {
+    let n4_config = N4Config {
+        local: config.local,
+        upf: config.pfcp_address,
+        t1: Duration::from_millis(config.t1_ms),
+        n1: config.n1,
+        steering: Steering {
+            app_network_instance: config.network_instance.clone(),
+        },
+    };
+    let heartbeat = Duration::from_secs(config.heartbeat_secs.max(1));
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let n4 = match N4Client::connect(n4_config.clone()).await {
+            Ok(n4) => n4,
+            Err(e) => {
+                tracing::warn!(upf = %config.pfcp_address, error = %e, "no PFCP association; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        serve(&platform, &n4, heartbeat).await;
+        tracing::warn!(upf = %config.pfcp_address, "UPF unreachable; associating again");
+    }
+}
+
+/// Reconciles with one association until the UPF stops answering heartbeats.
+async fn serve(platform: &Platform, n4: &N4Client, heartbeat: Duration) {
+    let mut published = platform.published();
+    let mut applied: BTreeMap<String, Vec<TrafficRule>> = BTreeMap::new();
+    let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
+    loop {
+        let failed = reconcile(platform, n4, &mut applied).await;
+        let wake = if failed {
+            tokio::time::Instant::now() + Duration::from_secs(1)
+        } else {
+            next_heartbeat
+        };
+        tokio::select! {
+            _ = published.changed() => {}
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        if tokio::time::Instant::now() >= next_heartbeat {
+            if let Err(e) = n4.heartbeat().await {
+                tracing::warn!(error = %e, "UPF heartbeat failed");
+                return;
+            }
+            next_heartbeat = tokio::time::Instant::now() + heartbeat;
+        }
+    }
+}
+
+/// Applies what changed since `applied`; returns whether anything failed (to retry soon).
+async fn reconcile(
+    platform: &Platform,
+    n4: &N4Client,
+    applied: &mut BTreeMap<String, Vec<TrafficRule>>,
+) -> bool {
+    let desired = platform.steered_rules();
+    let mut failed = false;
+    for (app, rules) in &desired {
+        if applied.get(app) == Some(rules) {
+            continue;
+        }
+        match n4.apply(app, rules).await {
+            Ok(()) => {
+                tracing::info!(app_instance_id = %app, rules = rules.len(), "traffic rules installed at the UPF");
+                applied.insert(app.clone(), rules.clone());
+            }
+            Err(e) => {
+                tracing::warn!(app_instance_id = %app, error = %e, "traffic rules not installed");
+                failed = true;
+            }
+        }
+    }
+    let gone: Vec<String> = applied
+        .keys()
+        .filter(|a| !desired.contains_key(*a))
+        .cloned()
+        .collect();
+    for app in gone {
+        match n4.remove(&app).await {
+            Ok(()) => {
+                tracing::info!(app_instance_id = %app, "traffic rules removed from the UPF");
+                applied.remove(&app);
+            }
+            Err(e) => {
+                tracing::warn!(app_instance_id = %app, error = %e, "traffic rules not removed");
+                failed = true;
+            }
+        }
+    }
+    failed
+}
