@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need=()
-for pkg in pkg-config libssl-dev postgresql openssl curl tshark; do
+for pkg in pkg-config libssl-dev postgresql openssl curl tshark nftables iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -102,7 +102,7 @@ pub struct Plan {
     pub fars: Vec<Far>,
 }
 
-fn invalid(rule: &TrafficRule, detail: impl Into<String>) -> CompileError {
+pub(crate) fn invalid(rule: &TrafficRule, detail: impl Into<String>) -> CompileError {
     CompileError::Invalid {
         rule: rule.traffic_rule_id.clone(),
         detail: detail.into(),
@@ -110,7 +110,7 @@ fn invalid(rule: &TrafficRule, detail: impl Into<String>) -> CompileError {
 }
 
 /// IPFilterRule protocol of a MEC protocol name or number.
-fn protocol(rule: &TrafficRule, p: &str) -> Result<String, CompileError> {
+pub(crate) fn protocol(rule: &TrafficRule, p: &str) -> Result<String, CompileError> {
     Ok(match p.to_ascii_uppercase().as_str() {
         "ANY" | "IP" => "ip".into(),
         "TCP" => "6".into(),
@@ -125,7 +125,7 @@ fn protocol(rule: &TrafficRule, p: &str) -> Result<String, CompileError> {
 }
 
 /// An address (or CIDR prefix) of a filter, checked.
-fn address(rule: &TrafficRule, a: &str) -> Result<String, CompileError> {
+pub(crate) fn address(rule: &TrafficRule, a: &str) -> Result<String, CompileError> {
     let (ip, bits) = a.split_once('/').unwrap_or((a, ""));
     let ip: IpAddr = ip
         .parse()
@@ -138,7 +138,10 @@ fn address(rule: &TrafficRule, a: &str) -> Result<String, CompileError> {
 }
 
 /// Ports as an IPFilterRule port list (`p` or `p-q`, comma separated).
-fn ports(rule: &TrafficRule, ports: Option<&Vec<String>>) -> Result<String, CompileError> {
+pub(crate) fn ports(
+    rule: &TrafficRule,
+    ports: Option<&Vec<String>>,
+) -> Result<String, CompileError> {
     let mut out = Vec::new();
     for p in ports.into_iter().flatten() {
         let ok = p.split('-').all(|n| n.trim().parse::<u16>().is_ok()) && p.split('-').count() <= 2;
