@@ -48,6 +48,8 @@ pub struct MepConfig {
     /// The UPF traffic rules are steered with (PFCP over N4); rules are not enforced when
     /// absent.
     pub upf: Option<crate::steering::UpfConfig>,
+    /// The inline Linux gateway traffic rules are steered with at a site without a UPF.
+    pub upgw: Option<crate::steering::UpgwSettings>,
 }
 
 /// DNS server settings.
@@ -89,6 +91,7 @@ impl Default for MepConfig {
             max_body_bytes: 1 << 20,
             shutdown_grace_secs: 10,
             upf: None,
+            upgw: None,
         }
     }
 }

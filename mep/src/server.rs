@@ -122,6 +122,9 @@ impl Server {
         if let Some(upf) = config.upf.clone() {
             tasks.spawn_abortable(crate::steering::run(platform.clone(), upf));
         }
+        if let Some(upgw) = config.upgw.clone() {
+            tasks.spawn_abortable(crate::steering::run_upgw(platform.clone(), upgw));
+        }
         let dns_addr = match config.dns.listen {
             Some(addr) => {
                 let dns_err = |source| StartError::Dns { addr, source };

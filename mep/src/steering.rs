@@ -1,5 +1,7 @@
 //! Traffic steering: keeps the UPF's N4 sessions equal to the traffic rules of the READY
-//! application instances (one PFCP session per instance, rules compiled by `upf-rules`).
+//! application instances (one PFCP session per instance, rules compiled by `upf-rules`), or,
+//! at sites without a 3GPP UPF, the nftables and policy routes of an inline Linux gateway
+//! (UPGW).
 //!
 //! The steering task reconciles whenever the platform publishes a new state, heartbeats the
 //! UPF (a restarted UPF gets every session back from the N4 client), retries failed
@@ -15,6 +17,7 @@ use api_specs::mp1::app_support::TrafficRule;
 use serde::{Deserialize, Serialize};
 use upf_rules::compile::Steering;
 use upf_rules::n4::{N4Client, N4Config};
+use upf_rules::upgw::{self, UpgwConfig};
 
 use crate::platform::Platform;
 
@@ -38,6 +41,29 @@ pub struct UpfConfig {
     /// Seconds between heartbeats.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+}
+
+/// The inline Linux gateway the MEP steers with where there is no UPF.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgwSettings {
+    /// Network namespace of the gateway; the MEP's own when absent.
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// Interface towards the radio side.
+    pub access_interface: String,
+    /// Interface towards the edge applications.
+    pub edge_interface: String,
+    /// First routing table used for steering.
+    #[serde(default = "default_first")]
+    pub first_table: u32,
+    /// First `ip rule` priority used for steering.
+    #[serde(default = "default_first")]
+    pub first_rule_priority: u32,
+}
+
+fn default_first() -> u32 {
+    1000
 }
 
 fn default_local() -> SocketAddr {
@@ -152,4 +178,46 @@ async fn reconcile(
         }
     }
     failed
+}
+
+/// Runs UPGW steering until aborted: the gateway is reconfigured whenever the steered rules
+/// change, and retried every second while that fails.
+pub async fn run_upgw(platform: Arc<Platform>, settings: UpgwSettings) {
+    let config = UpgwConfig {
+        netns: settings.netns,
+        access_interface: settings.access_interface,
+        edge_interface: settings.edge_interface,
+        first_table: settings.first_table,
+        first_rule_priority: settings.first_rule_priority,
+    };
+    let mut published = platform.published();
+    let mut applied: Option<BTreeMap<String, Vec<TrafficRule>>> = None;
+    loop {
+        let desired = platform.steered_rules();
+        let mut failed = false;
+        if applied.as_ref() != Some(&desired) {
+            let outcome = match upgw::compile(&config, &desired) {
+                Ok(ruleset) => config.apply(&ruleset).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(instances = desired.len(), "UPGW rules installed");
+                    applied = Some(desired);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "UPGW rules not installed");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            tokio::select! {
+                _ = published.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        } else if published.changed().await.is_err() {
+            return;
+        }
+    }
 }

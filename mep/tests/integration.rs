@@ -9,4 +9,5 @@ mod integration {
     mod notifications;
     mod openapi;
     mod services;
+    mod steering;
 }

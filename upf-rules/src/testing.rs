@@ -1,5 +1,6 @@
-//! A UPF peer for tests (feature `test-support`): tests/pfcp-peer/upf_peer.py, a PFCP UP
-//! function on scapy's codec that writes what it holds to a JSON file.
+//! Test support (feature `test-support`): a UPF peer, tests/pfcp-peer/upf_peer.py, a PFCP UP
+//! function on scapy's codec that writes what it holds to a JSON file; and whether the machine
+//! can build network namespaces for UPGW tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -112,4 +113,24 @@ impl Drop for UpfPeer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether this machine can build network namespaces with nftables (root, `ip`, `nft`);
+/// under `CI=true` it must.
+pub fn netns_capable() -> bool {
+    let ok = Command::new("bash")
+        .args([
+            "-c",
+            "[ \"$(id -u)\" = 0 ] && command -v nft && command -v ip",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but no root, nft or ip: the UPGW tests cannot run"
+    );
+    if !ok {
+        eprintln!("no root, nft or ip: skipping a UPGW test");
+    }
+    ok
 }

@@ -12,6 +12,7 @@ use api_specs::mp1::app_support::{
     DestinationInterface, FilterType, InterfaceType, RuleState, TrafficFilter, TrafficRule,
     TrafficRuleAction,
 };
+use upf_rules::testing::netns_capable;
 use upf_rules::upgw::{UpgwConfig, compile};
 
 fn sh(script: &str) -> String {
@@ -25,25 +26,6 @@ fn sh(script: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether this machine can build the namespaces (root, ip, nft); under CI=true it must.
-fn capable() -> bool {
-    let ok = Command::new("bash")
-        .args([
-            "-c",
-            "[ \"$(id -u)\" = 0 ] && command -v nft && command -v ip",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but no root, nft or ip: the UPGW test cannot run"
-    );
-    if !ok {
-        eprintln!("no root, nft or ip: skipping the UPGW test");
-    }
-    ok
 }
 
 struct Namespaces(String);
@@ -163,7 +145,7 @@ fn counts(pairs: &[(u16, u64)]) -> BTreeMap<u16, u64> {
 
 #[tokio::test]
 async fn traffic_is_steered_duplicated_passed_and_dropped() {
-    if !capable() {
+    if !netns_capable() {
         return;
     }
     let n = topology();
