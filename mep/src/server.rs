@@ -107,6 +107,7 @@ impl Server {
             },
         );
 
+        let steering = crate::steering::SteeringMetrics::new(&plumbing.metrics);
         let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         plumbing.run(&mut tasks, bound, app, grace);
@@ -120,10 +121,14 @@ impl Server {
             }
         });
         if let Some(upf) = config.upf.clone() {
-            tasks.spawn_abortable(crate::steering::run(platform.clone(), upf));
+            tasks.spawn_abortable(crate::steering::run(
+                platform.clone(),
+                upf,
+                steering.clone(),
+            ));
         }
         if let Some(upgw) = config.upgw.clone() {
-            tasks.spawn_abortable(crate::steering::run_upgw(platform.clone(), upgw));
+            tasks.spawn_abortable(crate::steering::run_upgw(platform.clone(), upgw, steering));
         }
         let dns_addr = match config.dns.listen {
             Some(addr) => {

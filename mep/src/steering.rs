@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_specs::mp1::app_support::TrafficRule;
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
+use server_kit::admin::Metrics;
 use upf_rules::compile::Steering;
 use upf_rules::n4::{N4Client, N4Config};
 use upf_rules::upgw::{self, UpgwConfig};
@@ -82,8 +84,33 @@ fn default_heartbeat() -> u64 {
     10
 }
 
+/// Counts steering changes applied and failed.
+#[derive(Debug, Clone, Default)]
+pub struct SteeringMetrics {
+    applied: Counter,
+    failed: Counter,
+}
+
+impl SteeringMetrics {
+    /// Counters registered in `metrics`.
+    pub fn new(metrics: &Metrics) -> Self {
+        let m = Self::default();
+        metrics.register(
+            "steering_changes",
+            "Instances whose traffic rules were installed at or removed from the UPF or UPGW",
+            m.applied.clone(),
+        );
+        metrics.register(
+            "steering_failures",
+            "Failed attempts to install or remove traffic rules",
+            m.failed.clone(),
+        );
+        m
+    }
+}
+
 /// Runs steering until aborted.
-pub async fn run(platform: Arc<Platform>, config: UpfConfig) {
+pub async fn run(platform: Arc<Platform>, config: UpfConfig, metrics: SteeringMetrics) {
     let n4_config = N4Config {
         local: config.local,
         upf: config.pfcp_address,
@@ -106,18 +133,18 @@ pub async fn run(platform: Arc<Platform>, config: UpfConfig) {
             }
         };
         backoff = Duration::from_secs(1);
-        serve(&platform, &n4, heartbeat).await;
+        serve(&platform, &n4, heartbeat, &metrics).await;
         tracing::warn!(upf = %config.pfcp_address, "UPF unreachable; associating again");
     }
 }
 
 /// Reconciles with one association until the UPF stops answering heartbeats.
-async fn serve(platform: &Platform, n4: &N4Client, heartbeat: Duration) {
+async fn serve(platform: &Platform, n4: &N4Client, heartbeat: Duration, metrics: &SteeringMetrics) {
     let mut published = platform.published();
     let mut applied: BTreeMap<String, Vec<TrafficRule>> = BTreeMap::new();
     let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
     loop {
-        let failed = reconcile(platform, n4, &mut applied).await;
+        let failed = reconcile(platform, n4, &mut applied, metrics).await;
         let wake = if failed {
             tokio::time::Instant::now() + Duration::from_secs(1)
         } else {
@@ -142,6 +169,7 @@ async fn reconcile(
     platform: &Platform,
     n4: &N4Client,
     applied: &mut BTreeMap<String, Vec<TrafficRule>>,
+    metrics: &SteeringMetrics,
 ) -> bool {
     let desired = platform.steered_rules();
     let mut failed = false;
@@ -152,10 +180,12 @@ async fn reconcile(
         match n4.apply(app, rules).await {
             Ok(()) => {
                 tracing::info!(app_instance_id = %app, rules = rules.len(), "traffic rules installed at the UPF");
+                metrics.applied.inc();
                 applied.insert(app.clone(), rules.clone());
             }
             Err(e) => {
                 tracing::warn!(app_instance_id = %app, error = %e, "traffic rules not installed");
+                metrics.failed.inc();
                 failed = true;
             }
         }
@@ -169,10 +199,12 @@ async fn reconcile(
         match n4.remove(&app).await {
             Ok(()) => {
                 tracing::info!(app_instance_id = %app, "traffic rules removed from the UPF");
+                metrics.applied.inc();
                 applied.remove(&app);
             }
             Err(e) => {
                 tracing::warn!(app_instance_id = %app, error = %e, "traffic rules not removed");
+                metrics.failed.inc();
                 failed = true;
             }
         }
@@ -182,7 +214,7 @@ async fn reconcile(
 
 /// Runs UPGW steering until aborted: the gateway is reconfigured whenever the steered rules
 /// change, and retried every second while that fails.
-pub async fn run_upgw(platform: Arc<Platform>, settings: UpgwSettings) {
+pub async fn run_upgw(platform: Arc<Platform>, settings: UpgwSettings, metrics: SteeringMetrics) {
     let config = UpgwConfig {
         netns: settings.netns,
         access_interface: settings.access_interface,
@@ -203,10 +235,12 @@ pub async fn run_upgw(platform: Arc<Platform>, settings: UpgwSettings) {
             match outcome {
                 Ok(()) => {
                     tracing::info!(instances = desired.len(), "UPGW rules installed");
+                    metrics.applied.inc();
                     applied = Some(desired);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "UPGW rules not installed");
+                    metrics.failed.inc();
                     failed = true;
                 }
             }
