@@ -23,3 +23,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 venv=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import scapy.contrib.pfcp" 2>/dev/null || "$venv/bin/pip" install -q scapy==2.6.1
+# the Kafka-protocol broker of the event tests (built once, about 13 min on 2 cores)
+tools=${MECPLANE_TOOLS:-$HOME/.cache/mecplane-tools}
+[ -x "$tools/bin/nisshi" ] ||
+  cargo install nisshi --version 0.7.0-pre.2 --locked --features dynostore,libsql --root "$tools"

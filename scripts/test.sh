@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export CI=${CI:-true}
 scripts/install-deps.sh
 export MECPLANE_PYTHON=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/python
+export MECPLANE_NISSHI=${MECPLANE_TOOLS:-$HOME/.cache/mecplane-tools}/bin/nisshi
 
 echo "== format"
 cargo fmt --all -- --check

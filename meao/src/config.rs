@@ -52,6 +52,8 @@ pub struct MeaoConfig {
     pub mep_client: Option<crate::mep_client::MepClientConfig>,
     /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
     pub fault_drill: Option<Fault>,
+    /// Kafka: every state change is published as a CloudEvent when present.
+    pub kafka: Option<crate::events::KafkaConfig>,
     /// Notification delivery.
     pub delivery: DeliveryConfig,
     /// Logs and traces.
@@ -80,6 +82,7 @@ impl Default for MeaoConfig {
             failover_after_secs: None,
             mep_client: None,
             fault_drill: None,
+            kafka: None,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),
             max_body_bytes: 1 << 20,

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod config;
+pub mod events;
 pub mod inventory;
 pub mod lcm;
 pub mod mep_client;

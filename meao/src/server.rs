@@ -35,6 +35,9 @@ pub enum StartError {
     /// Authentication or notification delivery could not be set up.
     #[error(transparent)]
     Plumbing(#[from] PlumbingError),
+    /// The Kafka producer could not be created.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
 }
 
 /// A running MEAO.
@@ -67,7 +70,9 @@ pub struct Server;
 impl Server {
     /// Opens the store, recovers interrupted work, binds the listener and starts every task.
     pub async fn start(config: MeaoConfig) -> Result<RunningServer, StartError> {
-        let store = Store::connect(&config.database_url).await?;
+        let store = Store::connect(&config.database_url)
+            .await?
+            .with_events(config.kafka.is_some());
         let bound = BoundListener::bind(
             config.listen,
             config.public_url.as_deref(),
@@ -130,6 +135,10 @@ impl Server {
         );
 
         let mut tasks = Tasks::default();
+        if let Some(kafka) = config.kafka.clone() {
+            let publisher = crate::events::Publisher::new(store.clone(), kafka, &plumbing.metrics)?;
+            tasks.spawn_abortable(publisher.run());
+        }
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         plumbing.run(&mut tasks, bound, app, grace);
         let refreshing = inventory.clone();

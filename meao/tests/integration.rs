@@ -5,6 +5,7 @@
 mod integration {
     pub mod common;
     mod crash;
+    mod events;
     mod hostile;
     mod inventory;
     mod lcm;

@@ -78,6 +78,26 @@ pub async fn onboard_example(http: &reqwest::Client, meao: &str, token: &str, na
     assert_eq!(r.status(), 202);
 }
 
+/// Creates an application instance of `app_d_id`; returns its id.
+pub async fn create_instance(
+    http: &reqwest::Client,
+    meao: &str,
+    token: &str,
+    app_d_id: &str,
+) -> String {
+    let instance: Value = http
+        .post(format!("{meao}/app_lcm/v1/app_instances"))
+        .bearer_auth(token)
+        .json(&json!({"appDId": app_d_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    instance["id"].as_str().unwrap().to_owned()
+}
+
 /// Runs an LCM task (`instantiate`, `terminate`, …) of an instance to its end.
 pub async fn run_op(
     http: &reqwest::Client,

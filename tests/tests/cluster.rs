@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use e2e::{onboard_example, run_op, token};
+use e2e::{create_instance, onboard_example, run_op, token};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 use vim_adapters::kubernetes::Flavour;
@@ -108,17 +108,7 @@ async fn example_packages_run_on_real_clusters() {
 
     let mut ids = Vec::new();
     for (appd, host) in [(VA, "k8s-1"), (IOT, "edge-1"), (IOT, "k3s-1")] {
-        let instance: Value = http
-            .post(format!("{m}/app_lcm/v1/app_instances"))
-            .bearer_auth(&oss)
-            .json(&json!({"appDId": appd}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = instance["id"].as_str().unwrap().to_owned();
+        let id = create_instance(&http, &m, &oss, appd).await;
         // On K3s the chart is installed by the helm-controller (here: its stand-in).
         let installer = (host == "k3s-1").then(|| {
             let (env, ns, name) = (env.clone(), k3s_ns.clone(), workload_name(&id));

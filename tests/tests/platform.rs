@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e::{onboard_example, run_op, token};
+use e2e::{create_instance, onboard_example, run_op, token};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use serde_json::{Value, json};
@@ -134,17 +134,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
 
     // onboard and instantiate
     onboard_example(&http, &m, &oss, "video-analytics").await;
-    let instance: Value = http
-        .post(format!("{m}/app_lcm/v1/app_instances"))
-        .bearer_auth(&oss)
-        .json(&json!({"appDId": VA}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = instance["id"].as_str().unwrap().to_owned();
+    let id = create_instance(&http, &m, &oss, VA).await;
     let op = run_op(&http, &m, &oss, &id, "instantiate", json!({})).await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
 

@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 
 use api_specs::mp1::app_support::{
-    FilterType, RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelType,
+    FilterType, RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelInfo, TunnelType,
 };
 
 use crate::pfcp::ie::{Address, Ie, Interface, apply_action, outer_header, types};
@@ -212,10 +212,9 @@ fn tos(rule: &TrafficRule, f: &TrafficFilter) -> Result<Option<(u8, u8)>, Compil
     }
 }
 
-/// The outer header towards the rule's tunnel end (encapsulating actions).
-fn tunnel(rule: &TrafficRule) -> Result<(u8, Option<u32>, Address), CompileError> {
-    let info = rule
-        .dst_interface
+/// The tunnel of an encapsulating rule.
+pub(crate) fn tunnel_info(rule: &TrafficRule) -> Result<&TunnelInfo, CompileError> {
+    rule.dst_interface
         .as_ref()
         .and_then(|d| d.tunnel_info.as_ref())
         .ok_or_else(|| {
@@ -223,7 +222,12 @@ fn tunnel(rule: &TrafficRule) -> Result<(u8, Option<u32>, Address), CompileError
                 rule,
                 "an encapsulating action needs dstInterface.tunnelInfo",
             )
-        })?;
+        })
+}
+
+/// The outer header towards the rule's tunnel end (encapsulating actions).
+fn tunnel(rule: &TrafficRule) -> Result<(u8, Option<u32>, Address), CompileError> {
+    let info = tunnel_info(rule)?;
     let end: IpAddr = info
         .tunnel_dst_address
         .as_deref()

@@ -17,7 +17,7 @@ use api_specs::mp1::app_support::{
     RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelType,
 };
 
-use crate::compile::{CompileError, address, invalid, ports, protocol};
+use crate::compile::{CompileError, address, invalid, ports, protocol, tunnel_info};
 
 /// First firewall mark of steered packets.
 const MARK_BASE: u32 = 0x4d45_0000;
@@ -198,16 +198,7 @@ fn edge_address(rule: &TrafficRule) -> Result<Option<IpAddr>, CompileError> {
 
 /// The GRE tunnel (name, remote, local) of an encapsulating rule.
 fn gre(rule: &TrafficRule, index: usize) -> Result<(String, IpAddr, Option<IpAddr>), CompileError> {
-    let info = rule
-        .dst_interface
-        .as_ref()
-        .and_then(|d| d.tunnel_info.as_ref())
-        .ok_or_else(|| {
-            invalid(
-                rule,
-                "an encapsulating action needs dstInterface.tunnelInfo",
-            )
-        })?;
+    let info = tunnel_info(rule)?;
     if info.tunnel_type != TunnelType::Gre {
         return Err(invalid(
             rule,

@@ -7,6 +7,10 @@ use server_kit::db::DbError;
 use server_kit::notify::{NotificationRow, SqlOutbox};
 use sqlx::{AnyPool, Row};
 
+pub use self::events::{EventKind, EventRow};
+
+mod events;
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,6 +96,7 @@ impl Subscriptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    events: bool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -110,11 +115,35 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl Store {
+    /// Records the change of a resource in the transaction that made it: its event and the
+    /// subscribers' `notifications`.
+    async fn report(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        kind: EventKind,
+        id: &str,
+        now: i64,
+        notifications: &[NotificationRow],
+    ) -> Result<(), sqlx::Error> {
+        self.emit(tx, kind, id, now).await?;
+        for n in notifications {
+            SqlOutbox::enqueue(tx, n).await?;
+        }
+        Ok(())
+    }
+
     /// Connects to `url` and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
             pool: server_kit::db::connect(url, &MIGRATOR).await?,
+            events: false,
         })
+    }
+
+    /// The same store, recording every state change in the event outbox (when events are
+    /// published).
+    pub fn with_events(self, events: bool) -> Self {
+        Self { events, ..self }
     }
 
     /// The notification outbox in this database.
@@ -124,6 +153,7 @@ impl Store {
 
     /// Inserts a new package.
     pub async fn package_insert(&self, p: &PackageRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO app_packages ({COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"
         ))
@@ -139,8 +169,11 @@ impl Store {
         .bind(&p.appd)
         .bind(&p.failure)
         .bind(p.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.emit(&mut tx, EventKind::AppPackage, &p.id, p.created_at)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -194,7 +227,13 @@ impl Store {
         for f in from {
             q = q.bind(*f);
         }
-        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+        let mut tx = self.pool.begin().await?;
+        if q.execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.emit(&mut tx, EventKind::AppPackage, id, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Records the uploaded content: UPLOADING to PROCESSING.
@@ -204,6 +243,7 @@ impl Store {
         hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE app_packages SET onboarding_state = 'PROCESSING', content_hash = $1, failure = NULL, updated_at = $2 \
              WHERE id = $3 AND onboarding_state = 'UPLOADING'",
@@ -211,9 +251,14 @@ impl Store {
         .bind(hash)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.emit(&mut tx, EventKind::AppPackage, id, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// PROCESSING to ONBOARDED/ENABLED with the results, queuing `notifications` in the same
@@ -247,9 +292,8 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        for n in notifications {
-            SqlOutbox::enqueue(&mut tx, n).await?;
-        }
+        self.report(&mut tx, EventKind::AppPackage, id, now, notifications)
+            .await?;
         tx.commit().await.map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::Duplicate
@@ -267,14 +311,17 @@ impl Store {
         failure: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE app_packages SET onboarding_state = 'ERROR', failure = $1, content_hash = NULL, updated_at = $2 WHERE id = $3",
         )
         .bind(failure)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.emit(&mut tx, EventKind::AppPackage, id, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -298,9 +345,8 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        for n in notifications {
-            SqlOutbox::enqueue(&mut tx, n).await?;
-        }
+        self.report(&mut tx, EventKind::AppPackage, id, now, notifications)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -322,20 +368,38 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        for n in notifications {
-            SqlOutbox::enqueue(&mut tx, n).await?;
-        }
+        self.report(
+            &mut tx,
+            EventKind::AppPackage,
+            id,
+            server_kit::unix_millis_now(),
+            notifications,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Sets the usage state of a package (IN_USE while instances of it exist).
     pub async fn package_set_usage(&self, id: &str, usage: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE app_packages SET usage_state = $1 WHERE id = $2")
-            .bind(usage)
-            .bind(id)
-            .execute(&self.pool)
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE app_packages SET usage_state = $1 WHERE id = $2 AND usage_state <> $1",
+        )
+        .bind(usage)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.emit(
+                &mut tx,
+                EventKind::AppPackage,
+                id,
+                server_kit::unix_millis_now(),
+            )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -447,6 +511,7 @@ const SITE_COLUMNS: &str = "id, spec, healthy, free_capacity, last_error, refres
 impl Store {
     /// Inserts or replaces a site.
     pub async fn site_upsert(&self, s: &SiteRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO sites ({SITE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
              spec = excluded.spec, healthy = excluded.healthy, free_capacity = excluded.free_capacity, \
@@ -458,8 +523,16 @@ impl Store {
         .bind(&s.free_capacity)
         .bind(&s.last_error)
         .bind(s.refreshed_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.emit(
+            &mut tx,
+            EventKind::Site,
+            &s.id,
+            server_kit::unix_millis_now(),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -472,16 +545,28 @@ impl Store {
         error: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // health changes are events; refreshes that change nothing else are not
+        let flipped = sqlx::query("UPDATE sites SET healthy = $1 WHERE id = $2 AND healthy <> $1")
+            .bind(i64::from(healthy))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
         sqlx::query(
-            "UPDATE sites SET healthy = $1, free_capacity = COALESCE($2, free_capacity), last_error = $3, refreshed_at = $4 WHERE id = $5",
+            "UPDATE sites SET free_capacity = COALESCE($1, free_capacity), last_error = $2, refreshed_at = $3 WHERE id = $4",
         )
-        .bind(i64::from(healthy))
         .bind(free_capacity)
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if flipped {
+            self.emit(&mut tx, EventKind::Site, id, now).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -504,11 +589,18 @@ impl Store {
 
     /// Deletes a site; false if there was none.
     pub async fn site_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM sites WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.emit(&mut tx, EventKind::Site, id, server_kit::unix_millis_now())
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -778,9 +870,14 @@ impl Store {
         .bind(i.created_at)
         .execute(&mut *tx)
         .await?;
-        for n in notifications {
-            SqlOutbox::enqueue(&mut tx, n).await?;
-        }
+        self.report(
+            &mut tx,
+            EventKind::AppInstance,
+            &i.id,
+            i.created_at,
+            notifications,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -814,13 +911,22 @@ impl Store {
         operational: Option<&str>,
         site: Option<&str>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE app_instances SET instantiation_state = $1, operational_state = $2, site_id = $3 WHERE id = $4")
             .bind(instantiation)
             .bind(operational)
             .bind(site)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        self.emit(
+            &mut tx,
+            EventKind::AppInstance,
+            id,
+            server_kit::unix_millis_now(),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -842,9 +948,14 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        for n in notifications {
-            SqlOutbox::enqueue(&mut tx, n).await?;
-        }
+        self.report(
+            &mut tx,
+            EventKind::AppInstance,
+            id,
+            server_kit::unix_millis_now(),
+            notifications,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -893,6 +1004,8 @@ impl Store {
         if busy > 0 {
             return Ok(false);
         }
+        self.emit(&mut tx, EventKind::LcmOpOcc, &o.id, o.start_time)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -938,9 +1051,8 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        for n in notifications {
-            SqlOutbox::enqueue(&mut tx, n).await?;
-        }
+        self.report(&mut tx, EventKind::LcmOpOcc, id, now, notifications)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

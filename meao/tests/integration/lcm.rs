@@ -11,7 +11,7 @@ use server_kit::on_both_dbs;
 
 use super::common::{Ctx, Db, example, test_config};
 
-fn site(id: &str, cpu: u64, services: &[&str]) -> meao::inventory::SiteSpec {
+pub(super) fn site(id: &str, cpu: u64, services: &[&str]) -> meao::inventory::SiteSpec {
     serde_json::from_value(json!({
         "id": id, "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris", "services": services,
         "vim": {"kind": "simulated", "cpuMillis": cpu, "memoryMib": 32768}
@@ -28,7 +28,12 @@ async fn start(db: Db, sites: Vec<meao::inventory::SiteSpec>) -> Ctx {
     Ctx::start_with(config, dir).await
 }
 
-async fn lcm(ctx: &Ctx, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+pub(super) async fn lcm(
+    ctx: &Ctx,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
     let mut r = ctx
         .http
         .request(method, format!("{}/app_lcm/v1{path}", ctx.base))
@@ -40,7 +45,7 @@ async fn lcm(ctx: &Ctx, method: Method, path: &str, body: Option<Value>) -> reqw
 }
 
 /// Starts an operation and waits for its occurrence to leave STARTING/PROCESSING.
-async fn run(ctx: &Ctx, path: &str, body: Value) -> Value {
+pub(super) async fn run(ctx: &Ctx, path: &str, body: Value) -> Value {
     let r = lcm(ctx, Method::POST, path, Some(body)).await;
     assert_eq!(r.status(), 202, "{path}");
     let location = r.headers()["location"].to_str().unwrap().to_owned();

@@ -304,11 +304,43 @@ fn condition<'a>(
         .find(|c| c.type_.as_deref() == Some(type_))
 }
 
+/// Replica counts of a Deployment or StatefulSet.
+struct Counts {
+    desired: i32,
+    observed: bool,
+    ready: i32,
+    current: i32,
+    updated: i32,
+}
+
+impl Counts {
+    fn status(&self, failed: Option<String>) -> WorkloadStatus {
+        let phase = if let Some(why) = failed {
+            WorkloadPhase::Failed(why)
+        } else if !self.observed {
+            WorkloadPhase::Starting
+        } else if self.desired == 0 && self.current == 0 {
+            WorkloadPhase::Stopped
+        } else if self.desired > 0
+            && self.ready >= self.desired
+            && self.updated >= self.desired
+            && self.current == self.desired
+        {
+            WorkloadPhase::Running
+        } else {
+            WorkloadPhase::Starting
+        };
+        WorkloadStatus {
+            phase,
+            ready_replicas: u32::try_from(self.ready).unwrap_or(0),
+            desired_replicas: u32::try_from(self.desired).unwrap_or(0),
+        }
+    }
+}
+
 /// The status of a Deployment.
 pub fn deployment_status(d: &Deployment) -> WorkloadStatus {
-    let desired = d.spec.replicas.unwrap_or(1);
     let status = d.status.clone().unwrap_or_default();
-    let observed = status.observed_generation >= d.metadata.generation;
     let conditions = status.conditions.as_ref();
     let failed = condition(conditions, "ReplicaFailure")
         .filter(|c| c.status.as_deref() == Some("True"))
@@ -317,49 +349,28 @@ pub fn deployment_status(d: &Deployment) -> WorkloadStatus {
                 .filter(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
         })
         .map(|c| c.message.clone().unwrap_or_default());
-    let ready = status.ready_replicas.unwrap_or(0);
-    let phase = if let Some(why) = failed {
-        WorkloadPhase::Failed(why)
-    } else if !observed {
-        WorkloadPhase::Starting
-    } else if desired == 0 && status.replicas.unwrap_or(0) == 0 {
-        WorkloadPhase::Stopped
-    } else if desired > 0
-        && ready >= desired
-        && status.updated_replicas.unwrap_or(0) >= desired
-        && status.replicas.unwrap_or(0) == desired
-    {
-        WorkloadPhase::Running
-    } else {
-        WorkloadPhase::Starting
-    };
-    WorkloadStatus {
-        phase,
-        ready_replicas: u32::try_from(ready).unwrap_or(0),
-        desired_replicas: u32::try_from(desired).unwrap_or(0),
+    Counts {
+        desired: d.spec.replicas.unwrap_or(1),
+        observed: status.observed_generation >= d.metadata.generation,
+        ready: status.ready_replicas.unwrap_or(0),
+        current: status.replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
     }
+    .status(failed)
 }
 
 /// The status of a StatefulSet.
 pub fn stateful_set_status(s: &StatefulSet) -> WorkloadStatus {
-    let desired = s.spec.replicas.unwrap_or(1);
     let status = s.status.clone().unwrap_or_default();
-    let observed = status.observed_generation >= s.metadata.generation;
-    let ready = status.ready_replicas.unwrap_or(0);
-    let phase = if !observed {
-        WorkloadPhase::Starting
-    } else if desired == 0 && status.replicas == 0 {
-        WorkloadPhase::Stopped
-    } else if desired > 0 && ready >= desired && status.replicas == desired {
-        WorkloadPhase::Running
-    } else {
-        WorkloadPhase::Starting
-    };
-    WorkloadStatus {
-        phase,
-        ready_replicas: u32::try_from(ready).unwrap_or(0),
-        desired_replicas: u32::try_from(desired).unwrap_or(0),
+    let desired = s.spec.replicas.unwrap_or(1);
+    Counts {
+        desired,
+        observed: status.observed_generation >= s.metadata.generation,
+        ready: status.ready_replicas.unwrap_or(0),
+        current: status.replicas,
+        updated: status.updated_replicas.unwrap_or(desired),
     }
+    .status(None)
 }
 
 /// Combines the statuses of a Helm release's controllers (`desired` replicas per the chart).

@@ -1,0 +1,262 @@
+//! Events on a real Kafka-protocol broker (nisshi): the state changes of an onboarding, an
+//! instantiation and a termination, made while the broker is still down, arrive once it is up
+//! as CloudEvents on one topic per kind, keyed by resource id, in version order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use reqwest::Method;
+use serde_json::{Value, json};
+use server_kit::on_both_dbs;
+
+use super::common::{Ctx, Db, example, test_config};
+use super::lcm::{lcm, run, site};
+
+on_both_dbs!(state_changes_reach_kafka_as_cloudevents);
+
+/// The nisshi binary (`MECPLANE_NISSHI`); `None` (skip) when unset, except under CI=true.
+fn nisshi() -> Option<PathBuf> {
+    match std::env::var_os("MECPLANE_NISSHI").filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but MECPLANE_NISSHI is not set: the Kafka tests cannot run"
+            );
+            eprintln!("MECPLANE_NISSHI not set: skipping a Kafka test");
+            None
+        }
+    }
+}
+
+struct Broker {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start(binary: &PathBuf, port: u16) -> Self {
+        // nisshi reads ./.env: start it in a scratch directory
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .current_dir(dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://nisshi/"])
+            .stdout(std::fs::File::create(dir.path().join("nisshi.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, _dir: dir }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Consumes the event topics until `done` holds for what arrived (by topic, then key), or 60 s.
+async fn consume(
+    brokers: &str,
+    prefix: &str,
+    done: impl Fn(&BTreeMap<String, BTreeMap<String, Vec<Value>>>) -> bool,
+) -> BTreeMap<String, BTreeMap<String, Vec<Value>>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{prefix}-test"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "1000")
+        // topics appear as the publisher first writes to them
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let topics: Vec<String> = ["app-packages", "app-instances", "lcm-op-occs", "sites"]
+        .iter()
+        .map(|t| format!("{prefix}.{t}"))
+        .collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).unwrap();
+    let mut seen: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    // at least once: a consumer rebalance may deliver again; CloudEvent ids tell
+    let mut ids = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "events missing; got {seen:#?}");
+        let Ok(Ok(m)) = tokio::time::timeout(left, consumer.recv()).await else {
+            continue;
+        };
+        let headers = m.headers().unwrap();
+        let content_type = headers.iter().find(|h| h.key == "content-type").unwrap();
+        assert_eq!(
+            content_type.value,
+            Some(&b"application/cloudevents+json"[..])
+        );
+        let event: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if !ids.insert(event["id"].as_str().unwrap().to_owned()) {
+            continue;
+        }
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        assert_eq!(event["subject"], key.as_str(), "keyed by the resource id");
+        seen.entry(m.topic().rsplit('.').next().unwrap().to_owned())
+            .or_default()
+            .entry(key)
+            .or_default()
+            .push(event);
+    }
+    seen
+}
+
+fn field<'a>(events: &'a [Value], name: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .map(|e| e["data"][name].as_str().unwrap_or("-"))
+        .collect()
+}
+
+async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
+    let Some(binary) = nisshi() else { return };
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let prefix = format!("t{}", uuid_like());
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("paris-1", 16000, &["RNIS"])];
+    config.kafka = Some(meao::events::KafkaConfig {
+        brokers: brokers.clone(),
+        topic_prefix: prefix.clone(),
+        properties: BTreeMap::new(),
+        poll_interval_ms: 50,
+        retention_hours: 24,
+    });
+    let ctx = Ctx::start_with(config, dir).await;
+
+    // Everything happens while the broker is down.
+    let (pkg, status) = ctx.onboard("va", example("video-analytics")).await;
+    assert_eq!(status, 202);
+    ctx.wait_state(&pkg, "ONBOARDED").await;
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"})),
+    )
+    .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
+    assert_eq!(op["operationState"], "COMPLETED");
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{id}/terminate"),
+        json!({"terminationType": "FORCEFUL"}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED");
+
+    // The broker comes up; the outbox delivers what accumulated.
+    let store = meao::store::Store::connect(&ctx.config.database_url)
+        .await
+        .unwrap();
+    assert!(
+        !store.events_pending(1).await.unwrap().is_empty(),
+        "held back while the broker is down"
+    );
+    let _broker = Broker::start(&binary, port);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !store.events_pending(1).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = consume(&brokers, &prefix, |seen| {
+        let instance_done = seen
+            .get("app-instances")
+            .and_then(|k| k.get(&id))
+            .is_some_and(|e| e.len() >= 3);
+        let ops_done = seen.get("lcm-op-occs").is_some_and(|ops| {
+            ops.len() == 2
+                && ops
+                    .values()
+                    .all(|e| field(e, "operationState").last() == Some(&"COMPLETED"))
+        });
+        let pkg_done = seen
+            .get("app-packages")
+            .and_then(|k| k.get(&pkg))
+            .is_some_and(|e| field(e, "onboardingState").contains(&"ONBOARDED"));
+        instance_done && ops_done && pkg_done && seen.contains_key("sites")
+    })
+    .await;
+
+    let package = &seen["app-packages"][&pkg];
+    assert_eq!(
+        field(package, "onboardingState")[..4],
+        ["CREATED", "UPLOADING", "PROCESSING", "ONBOARDED"]
+    );
+    let instance = &seen["app-instances"][&id];
+    assert_eq!(
+        field(instance, "instantiationState"),
+        ["NOT_INSTANTIATED", "INSTANTIATED", "NOT_INSTANTIATED"]
+    );
+    assert_eq!(field(instance, "mecHostId")[1], "paris-1");
+    for events in seen.values().flat_map(BTreeMap::values) {
+        let sequence: Vec<u64> = events
+            .iter()
+            .map(|e| e["sequence"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            sequence,
+            (1..=sequence.len() as u64).collect::<Vec<_>>(),
+            "in version order"
+        );
+        for e in events {
+            assert_eq!(e["specversion"], "1.0");
+            assert_eq!(e["source"], "/mecplane/meao");
+            assert!(e["type"].as_str().unwrap().starts_with("io.mecplane.meao."));
+            assert!(e["time"].as_str().unwrap().ends_with('Z'));
+        }
+    }
+    let ops = &seen["lcm-op-occs"];
+    let mut operations: Vec<&str> = ops.values().map(|e| field(e, "lcmOperation")[0]).collect();
+    operations.sort();
+    assert_eq!(operations, ["INSTANTIATE", "TERMINATE"]);
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
