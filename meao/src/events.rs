@@ -119,33 +119,61 @@ impl Publisher {
         })
     }
 
-    /// Publishes one batch; returns how many events were published, or the first failure.
+    /// Publishes one batch, pipelined (the idempotent producer keeps the order per partition);
+    /// marks the delivered prefix published and returns its length, or the first failure when
+    /// nothing was delivered.
     pub async fn publish_batch(&self) -> Result<usize, String> {
         let batch = self
             .store
             .events_pending(256)
             .await
             .map_err(|e| e.to_string())?;
-        for (n, event) in batch.iter().enumerate() {
-            let topic = format!("{}.{}", self.config.topic_prefix, event.kind.topic());
-            let record = FutureRecord::to(&topic)
+        let topics: Vec<String> = batch
+            .iter()
+            .map(|e| format!("{}.{}", self.config.topic_prefix, e.kind.topic()))
+            .collect();
+        let mut failure = None;
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for (event, topic) in batch.iter().zip(&topics) {
+            let record = FutureRecord::to(topic)
                 .key(&event.resource_id)
                 .payload(&event.body)
                 .headers(OwnedHeaders::new().insert(Header {
                     key: "content-type",
                     value: Some("application/cloudevents+json"),
                 }));
-            if let Err((e, _)) = self.producer.send(record, Duration::from_secs(15)).await {
-                self.failed.inc();
-                return if n == 0 { Err(e.to_string()) } else { Ok(n) };
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
             }
-            self.published.inc();
-            self.store
-                .event_published(&event.id, server_kit::unix_millis_now())
-                .await
-                .map_err(|e| e.to_string())?;
         }
-        Ok(batch.len())
+        let mut delivered = Vec::with_capacity(deliveries.len());
+        for (event, delivery) in batch.iter().zip(deliveries) {
+            match tokio::time::timeout(Duration::from_secs(20), delivery).await {
+                Ok(Ok(Ok(_))) => delivered.push(event.id.as_str()),
+                Ok(Ok(Err((e, _)))) => failure = Some(e.to_string()),
+                Ok(Err(_)) => failure = Some("delivery cancelled".into()),
+                Err(_) => failure = Some("no delivery report".into()),
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        if failure.is_some() {
+            self.failed.inc();
+        }
+        self.published.inc_by(delivered.len() as u64);
+        self.store
+            .events_published(&delivered, server_kit::unix_millis_now())
+            .await
+            .map_err(|e| e.to_string())?;
+        match failure {
+            Some(e) if delivered.is_empty() => Err(e),
+            _ => Ok(delivered.len()),
+        }
     }
 
     /// Publishes until aborted, pausing when idle, backing off on failures, and dropping

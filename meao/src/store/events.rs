@@ -211,13 +211,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Marks an event published.
-    pub async fn event_published(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE events SET published_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Marks events published.
+    pub async fn events_published(&self, ids: &[&str], now: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE events SET published_at = $1 WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
