@@ -1,8 +1,9 @@
 //! The path of one application across both services: the MEAO onboards a package,
 //! instantiates it on a simulated site and configures the site's real MEP; the application
 //! confirms readiness at the MEP, whose DNS server then answers its DNS rule and whose UPF (a
-//! PFCP peer on a third-party codec) gets a session with its traffic rules; a
-//! `configure_platform_for_app` changes the rules; termination removes it all.
+//! PFCP peer on a third-party codec) gets a session with its traffic rules; the service it offers
+//! over Mp1 is discovered; a `configure_platform_for_app` changes the rules; termination removes
+//! it all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -181,6 +182,33 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     // ... and the UPF steers its camera traffic
     upf_flows(&upf, &["permit out 6 from 203.0.113.0/24 554,8554 to any"]).await;
 
+    // the application offers its service over Mp1; other applications discover it
+    let r = http
+        .post(format!("{p}/mec_service_mgmt/v1/applications/{id}/services"))
+        .bearer_auth(&operator)
+        .json(&json!({"serName": "va-detections", "version": "2.3", "state": "ACTIVE",
+            "serializer": "JSON", "transportId": "mep-rest-http",
+            "serCategory": {"href": "https://example.invalid/cat/video", "id": "video", "name": "video", "version": "1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let discovered = || async {
+        let found: Value = http
+            .get(format!(
+                "{p}/mec_service_mgmt/v1/services?ser_name=va-detections"
+            ))
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        found.as_array().unwrap().len()
+    };
+    assert_eq!(discovered().await, 1);
+
     // configure_platform_for_app moves the DNS rule and the camera port
     let body = json!({
         "appDNSRule": [{"dnsRuleId": "detections", "domainName": "detections.va.mec.example", "ipAddressType": "IP_V4", "ipAddress": "10.100.0.11"}],
@@ -222,6 +250,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         Err(ResponseCode::NXDomain)
     );
     upf_flows(&upf, &[]).await;
+    assert_eq!(discovered().await, 0, "its service is gone with it");
 
     meao.shutdown().await;
     mep.shutdown().await;
