@@ -3,16 +3,19 @@
 //! confirms readiness at the MEP, whose DNS server then answers its DNS rule and whose UPF (a
 //! PFCP peer on a third-party codec) gets a session with its traffic rules; the service it offers
 //! over Mp1 is discovered; a `configure_platform_for_app` changes the rules; termination removes
-//! it all.
+//! it all; the instance's state changes arrive on Kafka as CloudEvents.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use e2e::{create_instance, onboard_example, run_op, token};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use meao::events::testing::{Broker, consume, free_port, nisshi};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 use upf_rules::testing::UpfPeer;
@@ -127,6 +130,20 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         "mepUrl": mep.api_root, "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768}
     }))
     .unwrap()];
+    // Kafka, when a broker binary is at hand (always under CI)
+    let kafka = nisshi().map(|binary| {
+        let port = free_port();
+        (Broker::start(&binary, port), format!("127.0.0.1:{port}"))
+    });
+    meao_config.kafka = kafka
+        .as_ref()
+        .map(|(_, brokers)| meao::events::KafkaConfig {
+            brokers: brokers.clone(),
+            topic_prefix: "e2e".into(),
+            properties: Default::default(),
+            poll_interval_ms: 50,
+            retention_hours: 1,
+        });
     let meao = meao::server::Server::start(meao_config).await.unwrap();
     let http = reqwest::Client::new();
     let (m, p) = (meao.api_root.clone(), mep.api_root.clone());
@@ -251,6 +268,24 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     );
     upf_flows(&upf, &[]).await;
     assert_eq!(discovered().await, 0, "its service is gone with it");
+
+    // every state change of the instance went out as an event
+    if let Some((_broker, brokers)) = &kafka {
+        let done = |seen: &BTreeMap<String, BTreeMap<String, Vec<Value>>>| {
+            seen.get("app-instances")
+                .and_then(|k| k.get(&id))
+                .is_some_and(|e| e.len() >= 3)
+        };
+        let seen = consume(brokers, "e2e", done).await;
+        let states: Vec<&str> = seen["app-instances"][&id]
+            .iter()
+            .map(|e| e["data"]["instantiationState"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            ["NOT_INSTANTIATED", "INSTANTIATED", "NOT_INSTANTIATED"]
+        );
+    }
 
     meao.shutdown().await;
     mep.shutdown().await;

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
 
+#[cfg(feature = "test-support")]
+pub mod testing;
+
 /// Kafka publishing settings.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
