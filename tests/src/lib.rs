@@ -7,6 +7,29 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// A MEAO configuration for tests: loopback port 0, SQLite and data under `dir`, and the OSS
+/// client `oss`/`oss-secret` with the package, LCM and inventory scopes.
+pub fn meao_config(dir: &std::path::Path) -> meao::config::MeaoConfig {
+    let mut config = meao::config::MeaoConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: format!("sqlite://{}/meao.db?mode=rwc", dir.display()),
+        data_dir: dir.join("data"),
+        ..meao::config::MeaoConfig::default()
+    };
+    config.auth.signing_key = Some(server_kit::auth::Secret::new("meao-key"));
+    config.auth.clients = vec![server_kit::auth::ClientConfig {
+        client_id: "oss".into(),
+        client_secret: server_kit::auth::Secret::new("oss-secret"),
+        scopes: vec![
+            "app_pkgm".into(),
+            "app_lcm".into(),
+            "mecplane_inventory".into(),
+        ],
+        app_instance_id: None,
+    }];
+    config
+}
+
 /// An OAuth 2.0 access token (client credentials) from the server at `base`.
 pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
     let r: Value = http

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use e2e::{create_instance, onboard_example, run_op, token};
+use e2e::{create_instance, meao_config, onboard_example, run_op, token};
 use serde_json::{Value, json};
-use server_kit::auth::{ClientConfig, Secret};
 use vim_adapters::kubernetes::Flavour;
 use vim_adapters::kubernetes::testing::TestEnv;
 use vim_adapters::workload_name;
@@ -49,23 +48,7 @@ async fn example_packages_run_on_real_clusters() {
         k3s.namespace.clone(),
     );
 
-    let mut config = meao::config::MeaoConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/meao.db?mode=rwc", dir.path().display()),
-        data_dir: dir.path().join("data"),
-        ..meao::config::MeaoConfig::default()
-    };
-    config.auth.signing_key = Some(Secret::new("meao-key"));
-    config.auth.clients = vec![ClientConfig {
-        client_id: "oss".into(),
-        client_secret: Secret::new("oss-secret"),
-        scopes: vec![
-            "app_pkgm".into(),
-            "app_lcm".into(),
-            "mecplane_inventory".into(),
-        ],
-        app_instance_id: None,
-    }];
+    let mut config = meao_config(dir.path());
     config.sites = vec![
         serde_json::from_value(json!({
             "id": "k8s-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris",
@@ -220,36 +203,12 @@ async fn example_packages_run_on_real_clusters() {
     assert_eq!(deployment, format!("{release}-iot-gateway 1"));
 
     // Graceful and forceful termination leave nothing behind.
-    let op = run_op(
-        &http,
-        &m,
-        &oss,
-        &ids[0],
-        "terminate",
-        json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 30}),
-    )
-    .await;
-    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
-    let op = run_op(
-        &http,
-        &m,
-        &oss,
-        &ids[1],
-        "terminate",
-        json!({"terminationType": "FORCEFUL"}),
-    )
-    .await;
-    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
-    let op = run_op(
-        &http,
-        &m,
-        &oss,
-        &ids[2],
-        "terminate",
-        json!({"terminationType": "FORCEFUL"}),
-    )
-    .await;
-    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    let graceful = json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 30});
+    let forceful = json!({"terminationType": "FORCEFUL"});
+    for (id, how) in ids.iter().zip([graceful, forceful.clone(), forceful]) {
+        let op = run_op(&http, &m, &oss, id, "terminate", how).await;
+        assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    }
     gone(&env, Flavour::Kubernetes, &k8s_ns, &ids[0]).await;
     gone(&env, Flavour::K3s, &k3s_ns, &ids[2]).await;
     gone(&env, Flavour::KubeEdge, &edge_ns, &ids[1]).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use e2e::{create_instance, onboard_example, run_op, token};
+use e2e::{create_instance, meao_config, onboard_example, run_op, token};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use meao::events::testing::{Broker, consume, free_port, nisshi};
@@ -108,19 +108,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     let dns = mep.dns_addr.unwrap();
 
     // the MEAO with one simulated site whose MEP is the one above
-    let mut meao_config = meao::config::MeaoConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/meao.db?mode=rwc", dir.path().display()),
-        data_dir: dir.path().join("data"),
-        ..meao::config::MeaoConfig::default()
-    };
-    meao_config.auth.signing_key = Some(Secret::new("meao-key"));
-    meao_config.auth.clients = vec![ClientConfig {
-        client_id: "oss".into(),
-        client_secret: Secret::new("oss-secret"),
-        scopes: vec!["app_pkgm".into(), "app_lcm".into()],
-        app_instance_id: None,
-    }];
+    let mut meao_config = meao_config(dir.path());
     meao_config.mep_client = Some(meao::mep_client::MepClientConfig {
         client_id: "meao".into(),
         client_secret: Secret::new("meao-at-mep"),

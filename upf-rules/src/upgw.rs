@@ -368,23 +368,23 @@ impl UpgwConfig {
     pub async fn apply(&self, ruleset: &Ruleset) -> Result<(), UpgwError> {
         self.run("nft", &["-f".into(), "-".into()], Some(&ruleset.nft))
             .await?;
-        // Remove the previous policy routes and tunnels.
+        // Remove the previous policy rules with the routes of their tables, and the tunnels.
         let rules: Vec<serde_json::Value> =
             serde_json::from_str(&self.ip(&["-j", "rule", "show"]).await?).unwrap_or_default();
-        for priority in rules
-            .iter()
-            .filter_map(|r| r["priority"].as_u64())
-            .filter(|p| {
-                (self.first_rule_priority..self.first_rule_priority + 4096).contains(&(*p as u32))
-            })
-        {
+        let ours = self.first_rule_priority..self.first_rule_priority.saturating_add(4096);
+        for rule in &rules {
+            let Some(priority) = rule["priority"].as_u64() else {
+                continue;
+            };
+            if !u32::try_from(priority).is_ok_and(|p| ours.contains(&p)) {
+                continue;
+            }
             self.ip(&["rule", "del", "priority", &priority.to_string()])
                 .await?;
-        }
-        for table in self.first_table..self.first_table + ruleset.routes.len().max(64) as u32 {
-            let _ = self
-                .ip(&["route", "flush", "table", &table.to_string()])
-                .await;
+            if let Some(table) = rule["table"].as_str() {
+                // fails only when the table is already gone, which is the goal
+                let _ = self.ip(&["route", "flush", "table", table]).await;
+            }
         }
         let links: Vec<serde_json::Value> =
             serde_json::from_str(&self.ip(&["-j", "link", "show"]).await?).unwrap_or_default();

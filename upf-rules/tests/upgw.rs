@@ -200,4 +200,6 @@ async fn traffic_is_steered_duplicated_passed_and_dropped() {
     assert_eq!(seen(&n.ns("app"))[&554], 1, "unchanged");
     let rules_left = sh(&format!("ip -n {} rule show", n.ns("gw")));
     assert!(!rules_left.contains("fwmark"), "{rules_left}");
+    let routes_left = sh(&format!("ip -n {} route show table 1000", n.ns("gw")));
+    assert!(routes_left.trim().is_empty(), "{routes_left}");
 }

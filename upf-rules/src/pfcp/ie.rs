@@ -25,7 +25,6 @@ pub mod types {
     pub const SOURCE_INTERFACE: u16 = 20;
     pub const NETWORK_INSTANCE: u16 = 22;
     pub const SDF_FILTER: u16 = 23;
-    pub const GATE_STATUS: u16 = 25;
     pub const PRECEDENCE: u16 = 29;
     pub const DESTINATION_INTERFACE: u16 = 42;
     pub const APPLY_ACTION: u16 = 44;
@@ -33,10 +32,8 @@ pub mod types {
     pub const F_SEID: u16 = 57;
     pub const NODE_ID: u16 = 60;
     pub const OUTER_HEADER_CREATION: u16 = 84;
-    pub const UE_IP_ADDRESS: u16 = 93;
     pub const RECOVERY_TIME_STAMP: u16 = 96;
     pub const FAR_ID: u16 = 108;
-    pub const QER_ID: u16 = 109;
     pub const UPDATE_DUPLICATING_PARAMETERS: u16 = 105;
 }
 
@@ -209,11 +206,6 @@ impl Ie {
         Self::octets(types::FAR_ID, id.to_be_bytes())
     }
 
-    /// QER ID.
-    pub fn qer_id(id: u32) -> Self {
-        Self::octets(types::QER_ID, id.to_be_bytes())
-    }
-
     /// Precedence (lower values take precedence).
     pub fn precedence(value: u32) -> Self {
         Self::octets(types::PRECEDENCE, value.to_be_bytes())
@@ -288,22 +280,6 @@ impl Ie {
             v.extend(port.to_be_bytes());
         }
         Self::octets(types::OUTER_HEADER_CREATION, v)
-    }
-
-    /// UE IP Address as a source (uplink) or destination address.
-    pub fn ue_ip_address(addr: Address, destination: bool) -> Self {
-        let sd = if destination { 0x04 } else { 0 };
-        let v = match addr {
-            Address::V4(a) => [&[0x02 | sd][..], &a.octets()].concat(),
-            Address::V6(a) => [&[0x01 | sd][..], &a.octets()].concat(),
-        };
-        Self::octets(types::UE_IP_ADDRESS, v)
-    }
-
-    /// Gate Status (`true` = open) for uplink and downlink.
-    pub fn gate_status(ul_open: bool, dl_open: bool) -> Self {
-        let bits = |open: bool| if open { 0 } else { 1 };
-        Self::octets(types::GATE_STATUS, [(bits(ul_open) << 2) | bits(dl_open)])
     }
 
     /// The IEs of a grouped IE (empty for others).
