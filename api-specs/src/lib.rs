@@ -4,7 +4,8 @@
 //! utoipa schemas for the generated OpenAPI documents, and reject unknown fields so a typo in a
 //! request is a 400, not a silently ignored attribute. Bodies are bare, as in v2.1.1 and the ETSI
 //! conformance tests (the v3.1.1 OAS wraps them in a type-named object, a generator artefact).
-//! This crate knows nothing of HTTP servers, databases or VIMs.
+//! This crate knows nothing of HTTP servers, databases or VIMs. The MEAO-MEP link's protocol is
+//! [`meplink`], generated from `proto/meplink.proto`.
 
 pub mod common;
 pub mod mm1;
@@ -12,3 +13,9 @@ pub mod mp1;
 pub mod problem;
 
 pub use problem::ProblemDetails;
+
+/// The MEAO-MEP link (`proto/meplink.proto`): messages and the tonic client and server.
+#[allow(missing_docs, clippy::all)]
+pub mod meplink {
+    tonic::include_proto!("mecplane.meplink.v1");
+}

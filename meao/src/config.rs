@@ -49,7 +49,7 @@ pub struct MeaoConfig {
     /// absent.
     pub failover_after_secs: Option<u64>,
     /// The MEAO's OAuth client at the MEPs; sites' MEPs are not configured when absent.
-    pub mep_client: Option<crate::mep_client::MepClientConfig>,
+    pub mep_link: Option<crate::mep_link::MepLinkConfig>,
     /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
     pub fault_drill: Option<Fault>,
     /// Kafka: every state change is published as a CloudEvent when present.
@@ -80,7 +80,7 @@ impl Default for MeaoConfig {
             saga_lease_secs: 30,
             saga_recovery_interval_secs: 10,
             failover_after_secs: None,
-            mep_client: None,
+            mep_link: None,
             fault_drill: None,
             kafka: None,
             delivery: DeliveryConfig::default(),

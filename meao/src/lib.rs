@@ -3,7 +3,8 @@
 //! - [`package`]: package onboarding (safe archive reading, AppD validation, signatures,
 //!   content-addressed storage), package lifecycle, subscriptions and notifications.
 //! - [`lcm`]: application instances and their LCM operations, run as sagas.
-//! - [`mep_client`]: pushes instance configuration to the sites' MEPs.
+//! - [`mep_link`]: the gRPC link the sites' MEPs dial: desired instance configuration down,
+//!   acknowledgements and status up.
 //! - [`inventory`]: the edge sites, their VIMs, health and free capacity.
 //! - [`api`]: the HTTP edge (`app_pkgm/v1`, `inventory/v1`).
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
@@ -19,7 +20,7 @@ pub mod config;
 pub mod events;
 pub mod inventory;
 pub mod lcm;
-pub mod mep_client;
+pub mod mep_link;
 pub mod package;
 pub mod placement;
 pub mod saga;

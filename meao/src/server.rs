@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use server_kit::runtime::{Plumbing, PlumbingError};
-use server_kit::serve::{BoundListener, ListenError, Tasks};
+use server_kit::serve::{BoundListener, ListenError, Tasks, serve};
 
 use crate::config::MeaoConfig;
 use crate::inventory::{Inventory, InventoryError};
 use crate::lcm::{Lcm, LcmSettings};
+use crate::mep_link::MepLink;
 use crate::package::{PackageError, Packages};
 use crate::store::Store;
 
@@ -23,9 +24,12 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store")]
     Store(#[from] crate::store::StoreError),
-    /// The MEP client could not be built.
-    #[error("cannot set up the MEP client: {0}")]
-    MepClient(String),
+    /// The MEP link's listener could not be set up.
+    #[error("cannot set up the MEP link listener")]
+    MepLink(#[source] ListenError),
+    /// The MEP link has no CA for the MEPs' client certificates.
+    #[error("mep_link.tls.client_ca_file is required: MEPs are identified by their certificates")]
+    MepLinkWithoutClientCa,
     /// The site inventory could not be loaded.
     #[error("cannot load the site inventory")]
     Inventory(#[from] InventoryError),
@@ -46,6 +50,8 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// URL prefix of the APIs.
     pub api_root: String,
+    /// Address of the MEP link listener, when configured.
+    pub mep_link_addr: Option<SocketAddr>,
     /// The package manager (for in-process inspection by tests).
     pub packages: Arc<Packages>,
     /// The site inventory.
@@ -98,6 +104,21 @@ impl Server {
             tracing::info!(removed, "removed unreferenced package files");
         }
         let inventory = Arc::new(Inventory::load(store.clone(), &config.sites).await?);
+        let mep_link = match &config.mep_link {
+            Some(link) => {
+                if link.tls.client_ca_file.is_none() {
+                    return Err(StartError::MepLinkWithoutClientCa);
+                }
+                let bound = BoundListener::bind(link.listen, None, Some(&link.tls))
+                    .await
+                    .map_err(StartError::MepLink)?;
+                let resend = Duration::from_secs(link.resend_secs);
+                let ack_timeout = Duration::from_secs(link.ack_timeout_secs);
+                let server = MepLink::new(store.clone(), resend, &plumbing.metrics);
+                Some((bound, server, ack_timeout))
+            }
+            None => None,
+        };
         let lcm = Arc::new(Lcm::new(
             store.clone(),
             packages.clone(),
@@ -109,13 +130,9 @@ impl Server {
                 ready_timeout: Duration::from_secs(config.workload_ready_timeout_secs),
                 lease: Duration::from_secs(config.saga_lease_secs.max(1)),
                 fault_drill: config.fault_drill.clone(),
-                mep: config
-                    .mep_client
-                    .clone()
-                    .map(crate::mep_client::MepClient::new)
-                    .transpose()
-                    .map_err(|e| StartError::MepClient(e.to_string()))?
-                    .map(Arc::new),
+                mep_link: mep_link
+                    .as_ref()
+                    .map(|(_, link, timeout)| (link.clone(), *timeout)),
             },
         ));
         if let Some(drill) = &config.fault_drill {
@@ -140,6 +157,20 @@ impl Server {
             tasks.spawn_abortable(publisher.run());
         }
         let grace = Duration::from_secs(config.shutdown_grace_secs);
+        let mep_link_addr = mep_link.map(|(bound, link, _)| {
+            // MEP streams never end by themselves: a short grace, and the MEPs reconnect.
+            let link_grace = grace.min(Duration::from_secs(1));
+            let router = link.router();
+            let stopped = tasks.stopped();
+            tasks.spawn(serve(
+                bound.listener,
+                router,
+                bound.tls,
+                stopped,
+                link_grace,
+            ));
+            bound.local_addr
+        });
         plumbing.run(&mut tasks, bound, app, grace);
         let refreshing = inventory.clone();
         let failing_over = lcm.clone();
@@ -183,9 +214,10 @@ impl Server {
                 tracing::error!(error = %e, "recovery of interrupted onboarding failed");
             }
         });
-        tracing::info!(%local_addr, %api_root, "MEAO started");
+        tracing::info!(%local_addr, %api_root, ?mep_link_addr, "MEAO started");
         Ok(RunningServer {
             local_addr,
+            mep_link_addr,
             api_root,
             packages,
             inventory,

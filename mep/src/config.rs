@@ -50,6 +50,9 @@ pub struct MepConfig {
     pub upf: Option<crate::steering::UpfConfig>,
     /// The inline Linux gateway traffic rules are steered with at a site without a UPF.
     pub upgw: Option<crate::steering::UpgwSettings>,
+    /// The MEAO this platform takes its instances' configuration from; provisioned only over
+    /// `mep_mgmt` when absent.
+    pub meao: Option<crate::link::MeaoLinkConfig>,
 }
 
 /// DNS server settings.
@@ -92,6 +95,7 @@ impl Default for MepConfig {
             shutdown_grace_secs: 10,
             upf: None,
             upgw: None,
+            meao: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`api`]: the HTTP edge (Mp1 and the provisioning API MEC management uses).
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL) and the notification outbox.
 //! - [`dns`]: the DNS server answering DNS rules.
+//! - [`link`]: the gRPC link to the MEAO (desired configuration down, status up).
 //! - [`server`]: start-up, background tasks and shutdown.
 //!
 //! The MEP never links the MEAO; they share only `api-specs`.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod dns;
+pub mod link;
 pub mod platform;
 pub mod server;
 pub mod steering;

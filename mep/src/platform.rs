@@ -92,7 +92,8 @@ pub enum AppInstanceState {
 }
 
 impl AppInstanceState {
-    fn as_str(self) -> &'static str {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Instantiated => "INSTANTIATED",
             Self::Ready => "READY",
@@ -215,6 +216,7 @@ struct State {
     traffic_rules: BTreeMap<RuleKey, Tagged<TrafficRule>>,
     dns_rules: BTreeMap<RuleKey, Tagged<DnsRule>>,
     subscriptions: BTreeMap<String, SubscriptionEntry>,
+    desired_versions: BTreeMap<String, u64>,
 }
 
 /// One DNS answer served for a domain.
@@ -302,6 +304,37 @@ pub struct AppInstanceRecord {
     /// The provisioned configuration.
     #[serde(flatten)]
     pub config: AppInstanceConfig,
+}
+
+/// A desired configuration of an instance from the MEAO.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Desired {
+    /// Create or replace the instance's configuration.
+    Config(Box<AppInstanceConfig>),
+    /// Terminate the instance; its termination subscribers get `graceful_timeout` seconds.
+    Removal {
+        /// Seconds to wait for `confirm_termination`.
+        graceful_timeout: u32,
+    },
+}
+
+/// What the platform knows of one instance: readiness, registered services, rules in effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceReport {
+    /// The instance.
+    pub app_instance_id: String,
+    /// Its readiness.
+    pub state: AppInstanceState,
+    /// serName of each service it registered.
+    pub services: Vec<String>,
+    /// Its traffic rules.
+    pub traffic_rules: u32,
+    /// Those in effect (ACTIVE, instance READY).
+    pub active_traffic_rules: u32,
+    /// Its DNS rules.
+    pub dns_rules: u32,
+    /// Those in effect (ACTIVE, instance READY).
+    pub active_dns_rules: u32,
 }
 
 /// Whether an operation finished at once or waits for the application.
@@ -419,6 +452,11 @@ impl Platform {
                 },
             );
         }
+        state.desired_versions = snapshot
+            .desired_versions
+            .into_iter()
+            .map(|(id, v)| (id, u64::try_from(v).unwrap_or(0)))
+            .collect();
         let platform = Self {
             store,
             settings,
@@ -556,84 +594,96 @@ impl Platform {
     pub async fn app_instance_put(
         &self,
         app_instance_id: &str,
-        mut config: AppInstanceConfig,
+        config: AppInstanceConfig,
     ) -> Result<(AppInstanceRecord, bool), MepError> {
-        if let Some(id) = config
-            .app_info
-            .app_instance_id
-            .as_ref()
-            .filter(|id| *id != app_instance_id)
-        {
-            return Err(MepError::Invalid(format!(
-                "appInfo.appInstanceId {id} differs from the path {app_instance_id}"
-            )));
-        }
-        config.app_info.app_instance_id = Some(app_instance_id.to_owned());
-        if let Some(endpoint) = &config.app_info.endpoint {
-            endpoint.validate().map_err(MepError::Invalid)?;
-        }
-        for rule in &config.app_traffic_rule {
-            validate_traffic_rule(rule)?;
-        }
-        for rule in &config.app_dns_rule {
-            validate_dns_rule(rule)?;
-        }
-        unique(
-            config.app_traffic_rule.iter().map(|r| &r.traffic_rule_id),
-            "trafficRuleId",
-        )?;
-        unique(
-            config.app_dns_rule.iter().map(|r| &r.dns_rule_id),
-            "dnsRuleId",
-        )?;
+        let config = validated(app_instance_id, config)?;
         let id = app_instance_id.to_owned();
-        self.write(move |state, now| {
-            let mut changes = Vec::new();
-            let created = !state.apps.contains_key(&id);
-            let app = state.apps.entry(id.clone()).or_insert_with(|| AppInstance {
-                info: config.app_info.clone(),
-                state: AppInstanceState::Instantiated,
-                pending: None,
-            });
-            if app
-                .pending
-                .is_some_and(|p| p.operation_action == OperationActionType::Terminating)
-            {
-                return Err(MepError::Conflict(format!(
-                    "application instance {id} is terminating"
-                )));
+        let created = self
+            .write(move |state, now| put_changes(state, &id, &config, now))
+            .await?;
+        Ok((self.record_of(app_instance_id)?, created))
+    }
+
+    /// Applies version `version` of an instance's desired configuration from the MEAO unless
+    /// this platform holds that version or a newer one already (a resend changes nothing);
+    /// returns the version it holds. The configuration and its version are stored together.
+    pub async fn apply_desired(
+        &self,
+        app_instance_id: &str,
+        version: u64,
+        desired: Desired,
+    ) -> Result<u64, MepError> {
+        let desired = match desired {
+            Desired::Config(config) => {
+                Desired::Config(Box::new(validated(app_instance_id, *config)?))
             }
-            app.info = config.app_info.clone();
-            changes.push(Change::UpsertApp(app_row(&id, app, now)));
-            replace_rules(
-                &mut state.traffic_rules,
-                &id,
-                &config.app_traffic_rule,
-                |r| &r.traffic_rule_id,
-                Change::UpsertTrafficRule,
-                |app_instance_id, rule_id| Change::DeleteTrafficRule {
-                    app_instance_id,
-                    rule_id,
-                },
-                &mut changes,
-            );
-            replace_rules(
-                &mut state.dns_rules,
-                &id,
-                &config.app_dns_rule,
-                |r| &r.dns_rule_id,
-                Change::UpsertDnsRule,
-                |app_instance_id, rule_id| Change::DeleteDnsRule {
-                    app_instance_id,
-                    rule_id,
-                },
-                &mut changes,
-            );
-            Ok((changes, created))
+            removal @ Desired::Removal { .. } => removal,
+        };
+        let stored = i64::try_from(version)
+            .map_err(|_| MepError::Invalid(format!("version {version} is out of range")))?;
+        let id = app_instance_id.to_owned();
+        let root = self.settings.api_root.clone();
+        self.write(move |state, now| {
+            if let Some(&held) = state.desired_versions.get(&id).filter(|v| **v >= version) {
+                return Ok((Vec::new(), held));
+            }
+            let mut changes = match desired {
+                Desired::Config(config) => put_changes(state, &id, &config, now)?.0,
+                Desired::Removal { graceful_timeout } => {
+                    let gone = state.apps.get(&id).is_none_or(|a| {
+                        a.pending
+                            .is_some_and(|p| p.operation_action == OperationActionType::Terminating)
+                    });
+                    if gone {
+                        Vec::new()
+                    } else {
+                        let terminating = OperationActionType::Terminating;
+                        begin_changes(state, &id, terminating, graceful_timeout, &root, now)?.0
+                    }
+                }
+            };
+            changes.push(Change::DesiredVersion {
+                app_instance_id: id.clone(),
+                version: stored,
+            });
+            state.desired_versions.insert(id, version);
+            Ok((changes, version))
         })
         .await
-        .map(|created| (self.record_of(app_instance_id), created))
-        .and_then(|(record, created)| Ok((record?, created)))
+    }
+
+    /// The versions of desired configurations received from the MEAO, by instance.
+    pub fn desired_versions(&self) -> BTreeMap<String, u64> {
+        self.snapshot().desired_versions.clone()
+    }
+
+    /// What this platform knows of each instance, for the MEAO.
+    pub fn instance_reports(&self) -> Vec<InstanceReport> {
+        let state = self.snapshot();
+        state
+            .apps
+            .iter()
+            .map(|(id, app)| {
+                let traffic: Vec<_> = rules_of(&state.traffic_rules, id).collect();
+                let dns: Vec<_> = rules_of(&state.dns_rules, id).collect();
+                let steered = app.state == AppInstanceState::Ready;
+                let active = |s: RuleState| u32::from(steered && s == RuleState::Active);
+                InstanceReport {
+                    app_instance_id: id.clone(),
+                    state: app.state,
+                    services: state
+                        .services
+                        .values()
+                        .filter(|s| s.app_instance_id == *id)
+                        .map(|s| s.info.value.ser_name.clone())
+                        .collect(),
+                    traffic_rules: count(traffic.len()),
+                    active_traffic_rules: traffic.iter().map(|r| active(r.value.state)).sum(),
+                    dns_rules: count(dns.len()),
+                    active_dns_rules: dns.iter().map(|r| active(r.value.state)).sum(),
+                }
+            })
+            .collect()
     }
 
     fn record_of(&self, app_instance_id: &str) -> Result<AppInstanceRecord, MepError> {
@@ -682,56 +732,7 @@ impl Platform {
         let id = app_instance_id.to_owned();
         let root = self.settings.api_root.clone();
         self.write(move |state, now| {
-            let app = state
-                .apps
-                .get(&id)
-                .ok_or_else(|| not_found("application instance", &id))?;
-            if app
-                .pending
-                .is_some_and(|p| p.operation_action == OperationActionType::Terminating)
-            {
-                return Err(MepError::Conflict(format!(
-                    "application instance {id} is terminating"
-                )));
-            }
-            let subscribers: Vec<SubscriptionEntry> = state
-                .subscriptions
-                .values()
-                .filter(|s| {
-                    s.app_instance_id == id
-                        && matches!(s.subscription, Subscription::AppTermination(_))
-                })
-                .cloned()
-                .collect();
-            if subscribers.is_empty() || graceful_timeout_secs == 0 {
-                let changes = finish_action(state, &id, action, now);
-                return Ok((changes, Progress::Done));
-            }
-            let mut changes = Vec::new();
-            let app = state
-                .apps
-                .get_mut(&id)
-                .ok_or_else(|| not_found("application instance", &id))?;
-            app.pending = Some(PendingAction {
-                operation_action: action,
-                deadline: now + i64::from(graceful_timeout_secs) * 1000,
-            });
-            changes.push(Change::UpsertApp(app_row(&id, app, now)));
-            for sub in subscribers {
-                let notification = AppTerminationNotification {
-                    notification_type: "AppTerminationNotification".into(),
-                    operation_action: action,
-                    max_graceful_timeout: graceful_timeout_secs,
-                    links: AppTerminationNotificationLinks {
-                        subscription: LinkType::new(sub.self_href().unwrap_or_default()),
-                        confirm_termination: Some(LinkType::new(format!(
-                            "{root}{APP_SUPPORT_BASE}/applications/{id}/confirm_termination"
-                        ))),
-                    },
-                };
-                changes.push(enqueue(&sub, json(&notification), now));
-            }
-            Ok((changes, Progress::Pending))
+            begin_changes(state, &id, action, graceful_timeout_secs, &root, now)
         })
         .await
     }
@@ -1624,6 +1625,161 @@ fn validate_filter(f: &FilteringCriteria) -> Result<(), MepError> {
         ));
     }
     Ok(())
+}
+
+/// The checks of a provisioned configuration; fills in the instance id.
+fn validated(
+    app_instance_id: &str,
+    mut config: AppInstanceConfig,
+) -> Result<AppInstanceConfig, MepError> {
+    if let Some(id) = config
+        .app_info
+        .app_instance_id
+        .as_ref()
+        .filter(|id| *id != app_instance_id)
+    {
+        return Err(MepError::Invalid(format!(
+            "appInfo.appInstanceId {id} differs from the path {app_instance_id}"
+        )));
+    }
+    config.app_info.app_instance_id = Some(app_instance_id.to_owned());
+    if let Some(endpoint) = &config.app_info.endpoint {
+        endpoint.validate().map_err(MepError::Invalid)?;
+    }
+    for rule in &config.app_traffic_rule {
+        validate_traffic_rule(rule)?;
+    }
+    for rule in &config.app_dns_rule {
+        validate_dns_rule(rule)?;
+    }
+    unique(
+        config.app_traffic_rule.iter().map(|r| &r.traffic_rule_id),
+        "trafficRuleId",
+    )?;
+    unique(
+        config.app_dns_rule.iter().map(|r| &r.dns_rule_id),
+        "dnsRuleId",
+    )?;
+    Ok(config)
+}
+
+/// The changes that create or replace instance `id`'s configuration; whether it is new.
+fn put_changes(
+    state: &mut State,
+    id: &str,
+    config: &AppInstanceConfig,
+    now: i64,
+) -> Result<(Vec<Change>, bool), MepError> {
+    let mut changes = Vec::new();
+    let created = !state.apps.contains_key(id);
+    let app = state
+        .apps
+        .entry(id.to_owned())
+        .or_insert_with(|| AppInstance {
+            info: config.app_info.clone(),
+            state: AppInstanceState::Instantiated,
+            pending: None,
+        });
+    if app
+        .pending
+        .is_some_and(|p| p.operation_action == OperationActionType::Terminating)
+    {
+        return Err(MepError::Conflict(format!(
+            "application instance {id} is terminating"
+        )));
+    }
+    app.info = config.app_info.clone();
+    changes.push(Change::UpsertApp(app_row(id, app, now)));
+    replace_rules(
+        &mut state.traffic_rules,
+        id,
+        &config.app_traffic_rule,
+        |r| &r.traffic_rule_id,
+        Change::UpsertTrafficRule,
+        |app_instance_id, rule_id| Change::DeleteTrafficRule {
+            app_instance_id,
+            rule_id,
+        },
+        &mut changes,
+    );
+    replace_rules(
+        &mut state.dns_rules,
+        id,
+        &config.app_dns_rule,
+        |r| &r.dns_rule_id,
+        Change::UpsertDnsRule,
+        |app_instance_id, rule_id| Change::DeleteDnsRule {
+            app_instance_id,
+            rule_id,
+        },
+        &mut changes,
+    );
+    Ok((changes, created))
+}
+
+/// The changes that start stopping or terminating instance `id` (see
+/// [`Platform::app_instance_begin`]).
+fn begin_changes(
+    state: &mut State,
+    id: &str,
+    action: OperationActionType,
+    graceful_timeout_secs: u32,
+    root: &str,
+    now: i64,
+) -> Result<(Vec<Change>, Progress), MepError> {
+    let app = state
+        .apps
+        .get(id)
+        .ok_or_else(|| not_found("application instance", id))?;
+    if app
+        .pending
+        .is_some_and(|p| p.operation_action == OperationActionType::Terminating)
+    {
+        return Err(MepError::Conflict(format!(
+            "application instance {id} is terminating"
+        )));
+    }
+    let subscribers: Vec<SubscriptionEntry> = state
+        .subscriptions
+        .values()
+        .filter(|s| {
+            s.app_instance_id == id && matches!(s.subscription, Subscription::AppTermination(_))
+        })
+        .cloned()
+        .collect();
+    if subscribers.is_empty() || graceful_timeout_secs == 0 {
+        let changes = finish_action(state, id, action, now);
+        return Ok((changes, Progress::Done));
+    }
+    let mut changes = Vec::new();
+    let app = state
+        .apps
+        .get_mut(id)
+        .ok_or_else(|| not_found("application instance", id))?;
+    app.pending = Some(PendingAction {
+        operation_action: action,
+        deadline: now + i64::from(graceful_timeout_secs) * 1000,
+    });
+    changes.push(Change::UpsertApp(app_row(id, app, now)));
+    for sub in subscribers {
+        let notification = AppTerminationNotification {
+            notification_type: "AppTerminationNotification".into(),
+            operation_action: action,
+            max_graceful_timeout: graceful_timeout_secs,
+            links: AppTerminationNotificationLinks {
+                subscription: LinkType::new(sub.self_href().unwrap_or_default()),
+                confirm_termination: Some(LinkType::new(format!(
+                    "{root}{APP_SUPPORT_BASE}/applications/{id}/confirm_termination"
+                ))),
+            },
+        };
+        changes.push(enqueue(&sub, json(&notification), now));
+    }
+    Ok((changes, Progress::Pending))
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Lower-case domain without the trailing dot.

@@ -39,6 +39,9 @@ pub enum StartError {
     /// The stored state could not be loaded.
     #[error("cannot load the platform state")]
     Platform(#[from] crate::platform::MepError),
+    /// The MEAO link's TLS material is unusable.
+    #[error("cannot set up the MEAO link")]
+    Link(#[from] server_kit::serve::TlsError),
     /// Authentication or notification delivery could not be set up.
     #[error(transparent)]
     Plumbing(#[from] PlumbingError),
@@ -108,6 +111,7 @@ impl Server {
         );
 
         let steering = crate::steering::SteeringMetrics::new(&plumbing.metrics);
+        let link_metrics = crate::link::LinkMetrics::new(&plumbing.metrics);
         let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         plumbing.run(&mut tasks, bound, app, grace);
@@ -129,6 +133,11 @@ impl Server {
         }
         if let Some(upgw) = config.upgw.clone() {
             tasks.spawn_abortable(crate::steering::run_upgw(platform.clone(), upgw, steering));
+        }
+        if let Some(meao) = config.meao.clone() {
+            let connector = server_kit::grpc::tls_connector(&meao.tls)?;
+            let link = crate::link::run(platform.clone(), meao, connector, link_metrics);
+            tasks.spawn_abortable(link);
         }
         let dns_addr = match config.dns.listen {
             Some(addr) => {

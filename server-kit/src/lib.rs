@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod grpc;
 pub mod notify;
 pub mod problem;
 pub mod runtime;

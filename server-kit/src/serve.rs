@@ -37,9 +37,16 @@ pub struct TlsError {
     source: openssl::error::ErrorStack,
 }
 
+impl TlsError {
+    /// A failure to load `what`.
+    pub fn new(what: String, source: openssl::error::ErrorStack) -> Self {
+        Self { what, source }
+    }
+}
+
 /// Builds an openssl acceptor (TLS 1.2 or later, Mozilla intermediate ciphers, ALPN h2/http1.1).
 pub fn tls_acceptor(config: &TlsConfig) -> Result<Arc<SslAcceptor>, TlsError> {
-    let err = |what: String| move |source| TlsError { what, source };
+    let err = |what: String| move |source| TlsError::new(what, source);
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
         .map_err(err("acceptor".into()))?;
     builder
@@ -92,13 +99,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
                 None => {
+                    let service = TowerToHyperService::new(app);
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
@@ -118,6 +126,16 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
+                    let identity = peer_identity(tls_stream.ssl());
+                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                        app,
+                        move |mut request: http::Request<hyper::body::Incoming>| {
+                            if let Some(identity) = &identity {
+                                request.extensions_mut().insert(identity.clone());
+                            }
+                            request
+                        },
+                    ));
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
                     watcher.watch(conn.into_owned()).await
@@ -132,6 +150,16 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing connections"),
     }
+}
+
+/// The common name of the verified client certificate of a TLS connection.
+fn peer_identity(ssl: &openssl::ssl::SslRef) -> Option<crate::grpc::PeerIdentity> {
+    let certificate = ssl.peer_certificate()?;
+    let cn = certificate
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()?;
+    cn.data().to_string().ok().map(crate::grpc::PeerIdentity)
 }
 
 /// Resolves on SIGINT or SIGTERM.

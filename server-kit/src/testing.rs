@@ -234,3 +234,141 @@ impl EtsiSchemas {
         );
     }
 }
+
+type KeyPair = (
+    openssl::x509::X509,
+    openssl::pkey::PKey<openssl::pkey::Private>,
+);
+
+type Issuer<'a> = Option<(
+    &'a openssl::x509::X509,
+    &'a openssl::pkey::PKey<openssl::pkey::Private>,
+)>;
+
+/// What a test certificate is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Ca,
+    Signing,
+    Tls,
+}
+
+/// A certificate for `cn` (RSA 2048, valid two days), a CA when `ca` (else a signing
+/// certificate), self-signed unless `issuer` signs it.
+pub fn certificate(cn: &str, issuer: Issuer<'_>, ca: bool) -> KeyPair {
+    let purpose = if ca { Purpose::Ca } else { Purpose::Signing };
+    build_certificate(cn, issuer, purpose).unwrap_or_else(|e| panic!("test certificate: {e}"))
+}
+
+fn build_certificate(
+    cn: &str,
+    issuer: Issuer<'_>,
+    purpose: Purpose,
+) -> Result<KeyPair, openssl::error::ErrorStack> {
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    };
+    let name = |cn: &str| {
+        let mut n = openssl::x509::X509NameBuilder::new()?;
+        n.append_entry_by_text("CN", cn)?;
+        Ok::<_, openssl::error::ErrorStack>(n.build())
+    };
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048)?)?;
+    let mut b = openssl::x509::X509::builder()?;
+    let mut serial = [0u8; 4];
+    openssl::rand::rand_bytes(&mut serial)?;
+    let serial = openssl::bn::BigNum::from_u32(u32::from_le_bytes(serial) >> 1)?;
+    b.set_version(2)?;
+    let (serial, subject) = (serial.to_asn1_integer()?, name(cn)?);
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&subject)?;
+    b.set_issuer_name(issuer.map_or(&*subject, |(c, _)| c.subject_name()))?;
+    b.set_pubkey(&key)?;
+    let (from, until) = (
+        openssl::asn1::Asn1Time::days_from_now(0)?,
+        openssl::asn1::Asn1Time::days_from_now(2)?,
+    );
+    b.set_not_before(&from)?;
+    b.set_not_after(&until)?;
+    match purpose {
+        Purpose::Ca => {
+            b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+            b.append_extension(KeyUsage::new().key_cert_sign().crl_sign().build()?)?;
+        }
+        Purpose::Signing => {
+            b.append_extension(KeyUsage::new().digital_signature().build()?)?;
+        }
+        Purpose::Tls => {
+            let san = SubjectAlternativeName::new()
+                .dns("localhost")
+                .ip("127.0.0.1")
+                .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))?;
+            b.append_extension(
+                KeyUsage::new()
+                    .digital_signature()
+                    .key_encipherment()
+                    .build()?,
+            )?;
+            b.append_extension(
+                ExtendedKeyUsage::new()
+                    .server_auth()
+                    .client_auth()
+                    .build()?,
+            )?;
+            b.append_extension(san)?;
+        }
+    }
+    b.sign(
+        issuer.map_or(&key, |(_, k)| k),
+        openssl::hash::MessageDigest::sha256(),
+    )?;
+    Ok((b.build(), key))
+}
+
+/// A test CA writing PEM files into a directory: `ca.pem`, and `<name>.pem`/`<name>.key` for
+/// each certificate it issues.
+pub struct TestPki {
+    dir: std::path::PathBuf,
+    ca: openssl::x509::X509,
+    key: openssl::pkey::PKey<openssl::pkey::Private>,
+}
+
+impl TestPki {
+    /// A new CA named `name`, its certificate written to `dir/ca.pem`.
+    pub fn new(dir: &std::path::Path, name: &str) -> Self {
+        let (ca, key) = certificate(name, None, true);
+        let pem = ca.to_pem().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("ca.pem"), pem).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            dir: dir.to_owned(),
+            ca,
+            key,
+        }
+    }
+
+    /// The CA certificate file.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a TLS server and client certificate for `cn` (alternative names `localhost` and
+    /// 127.0.0.1); returns its certificate and key files.
+    pub fn issue(&self, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (cert, key) = build_certificate(cn, Some((&self.ca, &self.key)), Purpose::Tls)
+            .unwrap_or_else(|e| panic!("test certificate: {e}"));
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{cn}.pem")),
+            self.dir.join(format!("{cn}.key")),
+        );
+        let write = |path: &std::path::Path, pem: Result<Vec<u8>, _>| {
+            std::fs::write(
+                path,
+                pem.unwrap_or_else(|e: openssl::error::ErrorStack| panic!("{e}")),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        write(&cert_file, cert.to_pem());
+        write(&key_file, key.private_key_to_pem_pkcs8());
+        (cert_file, key_file)
+    }
+}

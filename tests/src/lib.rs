@@ -30,6 +30,39 @@ pub fn meao_config(dir: &std::path::Path) -> meao::config::MeaoConfig {
     config
 }
 
+/// The two ends of a MEAO-MEP link over mutual TLS, certificates from `pki`: the MEAO's
+/// listener on loopback `port` and site `site`'s MEP.
+pub fn link_configs(
+    pki: &server_kit::testing::TestPki,
+    site: &str,
+    port: u16,
+) -> (meao::mep_link::MepLinkConfig, mep::link::MeaoLinkConfig) {
+    let (cert_file, key_file) = pki.issue("meao");
+    let meao = meao::mep_link::MepLinkConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        tls: server_kit::serve::TlsConfig {
+            cert_file,
+            key_file,
+            client_ca_file: Some(pki.ca_file()),
+        },
+        resend_secs: 1,
+        ack_timeout_secs: 30,
+    };
+    let (cert_file, key_file) = pki.issue(site);
+    let mep = mep::link::MeaoLinkConfig {
+        url: format!("https://127.0.0.1:{port}"),
+        mep_id: site.into(),
+        tls: server_kit::grpc::ClientTlsConfig {
+            cert_file,
+            key_file,
+            ca_file: pki.ca_file(),
+        },
+        max_backoff_ms: 200,
+        keep_alive_secs: 2,
+    };
+    (meao, mep)
+}
+
 /// An OAuth 2.0 access token (client credentials) from the server at `base`.
 pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
     let r: Value = http
@@ -45,18 +78,16 @@ pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -
     r["access_token"].as_str().unwrap().to_owned()
 }
 
+/// GETs `url` with a bearer token; the JSON body.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let r = http.get(url).bearer_auth(token).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// Polls an LCM operation occurrence until it leaves STARTING/PROCESSING.
 pub async fn wait_op(http: &reqwest::Client, meao: &str, token: &str, location: &str) -> Value {
     for _ in 0..1200 {
-        let op: Value = http
-            .get(format!("{meao}{location}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let op = get_json(http, &format!("{meao}{location}"), token).await;
         if !matches!(
             op["operationState"].as_str(),
             Some("STARTING" | "PROCESSING")
@@ -139,4 +170,38 @@ pub async fn run_op(
         .unwrap();
     assert_eq!(r.status(), 202, "{task}: {}", r.text().await.unwrap());
     wait_op(http, meao, token, r.headers()["location"].to_str().unwrap()).await
+}
+
+/// One DNS query over UDP; the A records, or the response code when there are none.
+pub async fn resolve(
+    dns: std::net::SocketAddr,
+    name: &str,
+) -> Result<Vec<String>, hickory_proto::op::ResponseCode> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut query = Message::new();
+    query
+        .set_id(7)
+        .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    socket.send_to(&query.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = Message::from_vec(&buf[..n]).unwrap();
+    let ips: Vec<String> = answer
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    if ips.is_empty() {
+        Err(answer.response_code())
+    } else {
+        Ok(ips)
+    }
 }

@@ -1,5 +1,6 @@
 //! The path of one application across both services: the MEAO onboards a package,
-//! instantiates it on a simulated site and configures the site's real MEP; the application
+//! instantiates it on a simulated site and configures the site's real MEP over the gRPC MEP
+//! link (mutual TLS), which reports readiness and services back; the application
 //! confirms readiness at the MEP, whose DNS server then answers its DNS rule and whose UPF (a
 //! PFCP peer on a third-party codec) gets a session with its traffic rules; the service it offers
 //! over Mp1 is discovered; a `configure_platform_for_app` changes the rules; termination removes
@@ -7,49 +8,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use e2e::{create_instance, meao_config, onboard_example, run_op, token};
-use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use e2e::{
+    create_instance, get_json, link_configs, meao_config, onboard_example, resolve, run_op, token,
+};
+use hickory_proto::op::ResponseCode;
 use meao::events::testing::{Broker, consume, free_port, nisshi};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
+use server_kit::testing::TestPki;
 use upf_rules::testing::UpfPeer;
 
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
-
-/// One DNS query over UDP; the A records, or the response code when there are none.
-async fn resolve(dns: SocketAddr, name: &str) -> Result<Vec<String>, ResponseCode> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut query = Message::new();
-    query
-        .set_id(7)
-        .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    socket.send_to(&query.to_vec().unwrap(), dns).await.unwrap();
-    let mut buf = [0u8; 512];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let answer = Message::from_vec(&buf[..n]).unwrap();
-    let ips: Vec<String> = answer
-        .answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    if ips.is_empty() {
-        Err(answer.response_code())
-    } else {
-        Ok(ips)
-    }
-}
 
 /// Waits until the UPF peer holds exactly `flows` (uplink and downlink PDRs of the one
 /// session; none: no session at all).
@@ -73,16 +46,49 @@ async fn upf_flows(upf: &Option<UpfPeer>, flows: &[&str]) {
     panic!("the UPF holds {seen:#}, not {flows:?}");
 }
 
+/// Polls the MEAO's view of site paris-1's MEP until instance `id` satisfies `done`.
+async fn site_mep(
+    http: &reqwest::Client,
+    meao: &str,
+    token: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let mep = get_json(
+            http,
+            &format!("{meao}/inventory/v1/sites/paris-1/mep"),
+            token,
+        )
+        .await;
+        assert_eq!(mep["connected"], true, "{mep:#}");
+        let instances = mep["appInstances"].as_array().unwrap();
+        if let Some(i) = instances.iter().find(|i| i["appInstanceId"] == id)
+            && done(i)
+        {
+            return i.clone();
+        }
+        seen = mep;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the MEAO sees {seen:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     let dir = tempfile::tempdir().unwrap();
-    // the site's MEP, trusting the MEAO as an operator client
+    // the site's MEP, linked to the MEAO over mutual TLS
+    let link_port = free_port();
+    let (meao_link, mep_link) =
+        link_configs(&TestPki::new(dir.path(), "link CA"), "paris-1", link_port);
     let mut mep_config = mep::config::MepConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
         ..mep::config::MepConfig::default()
     };
     mep_config.dns.listen = Some("127.0.0.1:0".parse().unwrap());
+    mep_config.meao = Some(mep_link);
     // the site's UPF, when scapy is at hand (always under CI)
     let upf = upf_rules::testing::python().map(|py| UpfPeer::start(&py, dir.path()));
     mep_config.upf = upf.as_ref().map(|peer| mep::steering::UpfConfig {
@@ -95,8 +101,8 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     });
     mep_config.auth.signing_key = Some(Secret::new("mep-key"));
     mep_config.auth.clients = vec![ClientConfig {
-        client_id: "meao".into(),
-        client_secret: Secret::new("meao-at-mep"),
+        client_id: "operator".into(),
+        client_secret: Secret::new("operator-secret"),
         scopes: vec![
             "mep_mgmt".into(),
             "mec_app_support".into(),
@@ -109,10 +115,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
 
     // the MEAO with one simulated site whose MEP is the one above
     let mut meao_config = meao_config(dir.path());
-    meao_config.mep_client = Some(meao::mep_client::MepClientConfig {
-        client_id: "meao".into(),
-        client_secret: Secret::new("meao-at-mep"),
-    });
+    meao_config.mep_link = Some(meao_link);
     meao_config.sites = vec![serde_json::from_value(json!({
         "id": "paris-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris", "services": ["RNIS"],
         "mepUrl": mep.api_root, "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768}
@@ -136,7 +139,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     let http = reqwest::Client::new();
     let (m, p) = (meao.api_root.clone(), mep.api_root.clone());
     let oss = token(&http, &m, "oss", "oss-secret").await;
-    let operator = token(&http, &p, "meao", "meao-at-mep").await;
+    let operator = token(&http, &p, "operator", "operator-secret").await;
 
     // onboard and instantiate
     onboard_example(&http, &m, &oss, "video-analytics").await;
@@ -213,6 +216,13 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         found.as_array().unwrap().len()
     };
     assert_eq!(discovered().await, 1);
+    // ... and the MEP reports the instance READY with its service up the link
+    let reported = site_mep(&http, &m, &oss, &id, |i| {
+        i["status"]["readiness"] == "READY" && i["status"]["services"] == json!(["va-detections"])
+    })
+    .await;
+    assert_eq!(reported["status"]["activeDnsRules"], 1, "{reported:#}");
+    assert_eq!(reported["ackedVersion"], reported["version"]);
 
     // configure_platform_for_app moves the DNS rule and the camera port
     let body = json!({
@@ -256,6 +266,12 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     );
     upf_flows(&upf, &[]).await;
     assert_eq!(discovered().await, 0, "its service is gone with it");
+    let removed = site_mep(&http, &m, &oss, &id, |i| {
+        i["status"]["readiness"] == "ABSENT"
+    })
+    .await;
+    assert_eq!(removed["removal"], true);
+    assert_eq!(removed["ackedVersion"], removed["version"]);
 
     // every state change of the instance went out as an event
     if let Some((_broker, brokers)) = &kafka {

@@ -181,6 +181,7 @@ pub fn router(
         .with_state(sites::Sites {
             inventory,
             packages: packages.clone(),
+            mep_link: lcm.mep_link(),
         });
     Router::new()
         .nest(APP_PKGM_BASE, pkgm.layer(scope(SCOPE_APP_PKGM)))

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::location;
 use crate::inventory::{Inventory, InventoryError, PlacementQuery, SiteInfo, SiteSpec};
+use crate::mep_link::{LinkError, MepLink, SiteMep};
 use crate::package::{Packages, PkgRef};
 
 /// Base path of the inventory API.
@@ -23,6 +24,7 @@ pub const INVENTORY_BASE: &str = "/inventory/v1";
 pub(super) struct Sites {
     pub(super) inventory: Arc<Inventory>,
     pub(super) packages: Arc<Packages>,
+    pub(super) mep_link: Option<Arc<MepLink>>,
 }
 
 impl From<InventoryError> for ApiError {
@@ -39,6 +41,7 @@ pub(super) fn routes() -> OpenApiRouter<Sites> {
     OpenApiRouter::new()
         .routes(routes!(sites_get))
         .routes(routes!(site_get, site_put, site_delete))
+        .routes(routes!(site_mep_get))
         .routes(routes!(placement_post))
 }
 
@@ -96,6 +99,26 @@ async fn site_delete(
 ) -> Result<StatusCode, ApiError> {
     s.inventory.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The site's MEP as the MEP link sees it: connected or not, and for every application instance
+/// the desired configuration's version, what the MEP acknowledged or refused, and the status
+/// it last reported (readiness, registered services, rules in effect).
+#[utoipa::path(get, path = "/sites/{siteId}/mep", tag = "inventory", params(("siteId" = String, Path)),
+    responses((status = 200, body = SiteMep), (status = 404, body = ProblemDetails)), security(("oauth2" = ["mecplane_inventory"])))]
+async fn site_mep_get(
+    State(s): State<Sites>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<SiteMep>, ApiError> {
+    s.inventory.get(&id).await?;
+    let Some(link) = &s.mep_link else {
+        return Err(ApiError::not_found("MEP link of site", id));
+    };
+    let mep = link
+        .site_mep(&id)
+        .await
+        .map_err(|e: LinkError| ApiError::Internal(server_kit::problem::error_chain(&e)))?;
+    Ok(ApiJson(mep))
 }
 
 /// Where an onboarded application would be placed now, and why every other site was not chosen.

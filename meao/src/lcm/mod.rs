@@ -87,8 +87,8 @@ pub struct LcmSettings {
     pub lease: Duration,
     /// Crash drill.
     pub fault_drill: Option<Fault>,
-    /// Client of the sites' MEPs.
-    pub mep: Option<Arc<crate::mep_client::MepClient>>,
+    /// The link to the sites' MEPs and how long a step waits for a MEP's acknowledgement.
+    pub mep_link: Option<(Arc<crate::mep_link::MepLink>, Duration)>,
 }
 
 /// Application LCM.
@@ -99,6 +99,7 @@ pub struct Lcm {
     api_root: String,
     wake: Arc<tokio::sync::Notify>,
     running: std::sync::Mutex<std::collections::HashSet<String>>,
+    mep_link: Option<Arc<crate::mep_link::MepLink>>,
 }
 
 /// Marks an occurrence as driven by this process while alive.
@@ -144,12 +145,13 @@ impl Lcm {
         wake: Arc<tokio::sync::Notify>,
         settings: LcmSettings,
     ) -> Self {
+        let mep_link = settings.mep_link.as_ref().map(|(link, _)| link.clone());
         let ctx = Arc::new(LcmCtx {
             store: store.clone(),
             packages: packages.clone(),
             inventory,
             ready_timeout: settings.ready_timeout,
-            mep: settings.mep,
+            mep_link: settings.mep_link,
         });
         let executor = Arc::new(
             Executor::new(
@@ -168,7 +170,13 @@ impl Lcm {
             api_root: settings.api_root,
             wake,
             running: std::sync::Mutex::new(std::collections::HashSet::new()),
+            mep_link,
         }
+    }
+
+    /// The link to the sites' MEPs, when configured.
+    pub fn mep_link(&self) -> Option<Arc<crate::mep_link::MepLink>> {
+        self.mep_link.clone()
     }
 
     fn base(&self) -> String {

@@ -15,7 +15,7 @@ use vim_adapters::{
 };
 
 use crate::inventory::{Inventory, PlacementQuery, request_for};
-use crate::mep_client::MepClient;
+use crate::mep_link::{Desired, LinkError, MepLink};
 use crate::package::{Packages, PkgRef};
 use crate::saga::{SagaKind, Step, StepContext, StepError};
 use crate::store::Store;
@@ -33,8 +33,8 @@ pub struct LcmCtx {
     pub inventory: Arc<Inventory>,
     /// How long a workload may take to become ready.
     pub ready_timeout: Duration,
-    /// Client of the sites' MEPs, when configured.
-    pub mep: Option<Arc<MepClient>>,
+    /// The link to the sites' MEPs and how long a step waits for a MEP's acknowledgement.
+    pub mep_link: Option<(Arc<MepLink>, Duration)>,
 }
 
 fn retryable(e: impl std::fmt::Display) -> StepError {
@@ -388,13 +388,38 @@ pub fn platform_config(
     }
 }
 
-/// The MEP client and the MEP URL of a site, when both exist.
-async fn mep_of(c: &LcmCtx, site: &str) -> Result<Option<(Arc<MepClient>, String)>, StepError> {
-    let Some(client) = c.mep.clone() else {
-        return Ok(None);
+/// Makes the instance at the site's MEP what `desired` says and waits for the MEP's
+/// acknowledgement; `false` when the site has no MEP or the MEAO no MEP link.
+async fn converge(
+    c: &LcmCtx,
+    ctx: &StepContext<'_>,
+    desired: Desired<'_>,
+) -> Result<bool, StepError> {
+    let Some((link, timeout)) = &c.mep_link else {
+        return Ok(false);
     };
-    let url = c.inventory.mep_url(site).await.map_err(retryable)?;
-    Ok(url.map(|u| (client, u)))
+    let site = site(ctx);
+    if c.inventory
+        .mep_url(site)
+        .await
+        .map_err(retryable)?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let instance = param(ctx, "appInstanceId");
+    let link_error = |e: LinkError| match e {
+        LinkError::Refused { .. } => StepError::Permanent(e.to_string()),
+        LinkError::Store(_) | LinkError::Timeout { .. } => retryable(e),
+    };
+    let version = link
+        .desire(site, instance, desired)
+        .await
+        .map_err(link_error)?;
+    link.await_ack(site, instance, version, *timeout)
+        .await
+        .map_err(link_error)?;
+    Ok(true)
 }
 
 fn configure_platform<'a>(
@@ -402,21 +427,13 @@ fn configure_platform<'a>(
     ctx: StepContext<'a>,
 ) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
-        let Some((client, url)) = mep_of(c, site(&ctx)).await? else {
-            return Ok(json!({"configured": false}));
-        };
         let appd = appd(c, param(&ctx, "appDId")).await?;
         let request: Option<ConfigPlatformForAppRequest> =
             serde_json::from_value(ctx.params["platformConfig"].clone()).ok();
         let instance = param(&ctx, "appInstanceId");
-        client
-            .provision(
-                &url,
-                instance,
-                &platform_config(&appd, instance, request.as_ref()),
-            )
-            .await?;
-        Ok(json!({"configured": true, "mep": url}))
+        let config = platform_config(&appd, instance, request.as_ref());
+        let configured = converge(c, &ctx, Desired::Config(&config)).await?;
+        Ok(json!({"configured": configured}))
     })
 }
 
@@ -425,11 +442,14 @@ fn unconfigure_platform<'a>(
     ctx: StepContext<'a>,
 ) -> BoxFuture<'a, Result<(), StepError>> {
     Box::pin(async move {
-        if let Some((client, url)) = mep_of(c, site(&ctx)).await? {
-            client
-                .deprovision(&url, param(&ctx, "appInstanceId"), 0)
-                .await?;
-        }
+        converge(
+            c,
+            &ctx,
+            Desired::Removal {
+                graceful_timeout: 0,
+            },
+        )
+        .await?;
         Ok(())
     })
 }
@@ -441,19 +461,15 @@ fn release_platform<'a>(
     ctx: StepContext<'a>,
 ) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
-        let Some((client, url)) = mep_of(c, site(&ctx)).await? else {
-            return Ok(json!({"released": false}));
-        };
         let request = &ctx.params["request"];
         let graceful = if request["terminationType"] == "GRACEFUL" {
             request["gracefulTerminationTimeout"].as_u64().unwrap_or(30)
         } else {
             0
         };
-        client
-            .deprovision(&url, param(&ctx, "appInstanceId"), graceful)
-            .await?;
-        Ok(json!({"released": true}))
+        let graceful_timeout = u32::try_from(graceful).unwrap_or(u32::MAX);
+        let released = converge(c, &ctx, Desired::Removal { graceful_timeout }).await?;
+        Ok(json!({"released": released}))
     })
 }
 

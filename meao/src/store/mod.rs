@@ -8,8 +8,10 @@ use server_kit::notify::{NotificationRow, SqlOutbox};
 use sqlx::{AnyPool, Row};
 
 pub use self::events::{EventKind, EventRow};
+pub use self::mep_configs::MepConfigRow;
 
 mod events;
+mod mep_configs;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

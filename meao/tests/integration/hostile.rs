@@ -3,13 +3,8 @@
 
 use std::io::Write;
 
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage};
-use openssl::x509::{X509, X509NameBuilder};
 use serde_json::Value;
+use server_kit::testing::certificate;
 
 use super::common::{Ctx, Db, example, example_copy, rewrite, test_config};
 use meao::package::build::{Signer, build};
@@ -240,53 +235,6 @@ async fn descriptors_that_are_wrong(db: Db) {
 }
 
 server_kit::on_both_dbs!(descriptors_that_are_wrong);
-
-fn name(cn: &str) -> openssl::x509::X509Name {
-    let mut n = X509NameBuilder::new().unwrap();
-    n.append_entry_by_text("CN", cn).unwrap();
-    n.build()
-}
-
-fn certificate(
-    cn: &str,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    ca: bool,
-) -> (X509, PKey<Private>) {
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let serial = openssl::bn::BigNum::from_u32(rand_serial())
-        .unwrap()
-        .to_asn1_integer()
-        .unwrap();
-    b.set_serial_number(&serial).unwrap();
-    b.set_subject_name(&name(cn)).unwrap();
-    b.set_issuer_name(issuer.map_or(&name(cn), |(c, _)| c.subject_name()))
-        .unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        b.append_extension(KeyUsage::new().key_cert_sign().crl_sign().build().unwrap())
-            .unwrap();
-    } else {
-        b.append_extension(KeyUsage::new().digital_signature().build().unwrap())
-            .unwrap();
-    }
-    b.sign(issuer.map_or(&key, |(_, k)| k), MessageDigest::sha256())
-        .unwrap();
-    (b.build(), key)
-}
-
-fn rand_serial() -> u32 {
-    let mut b = [0u8; 4];
-    openssl::rand::rand_bytes(&mut b).unwrap();
-    u32::from_le_bytes(b) >> 1
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_are_required_and_verified() {

@@ -71,6 +71,13 @@ pub enum Change {
     DeleteSubscription(String),
     /// Queue a notification for delivery.
     Enqueue(NotificationRow),
+    /// Record the version of an instance's desired configuration received from the MEAO.
+    DesiredVersion {
+        /// The instance.
+        app_instance_id: String,
+        /// The version.
+        version: i64,
+    },
 }
 
 /// Stored application instance.
@@ -146,6 +153,8 @@ pub struct Snapshot {
     pub dns_rules: Vec<RuleRow>,
     /// Subscriptions.
     pub subscriptions: Vec<SubscriptionRow>,
+    /// Versions of desired configurations received from the MEAO, by instance.
+    pub desired_versions: Vec<(String, i64)>,
 }
 
 /// The database handle.
@@ -224,12 +233,21 @@ impl Store {
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
+        let desired_versions = sqlx::query(
+            "SELECT app_instance_id, version FROM desired_versions ORDER BY app_instance_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
         Ok(Snapshot {
             apps,
             services,
             traffic_rules,
             dns_rules,
             subscriptions,
+            desired_versions,
         })
     }
 
@@ -369,6 +387,19 @@ impl Store {
                         .await?;
                 }
                 Change::Enqueue(n) => SqlOutbox::enqueue(&mut tx, n).await?,
+                Change::DesiredVersion {
+                    app_instance_id,
+                    version,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO desired_versions (app_instance_id, version) VALUES ($1, $2) \
+                         ON CONFLICT (app_instance_id) DO UPDATE SET version = excluded.version",
+                    )
+                    .bind(app_instance_id)
+                    .bind(*version)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         tx.commit().await?;

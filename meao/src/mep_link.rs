@@ -1,0 +1,550 @@
+//! The MEAO's side of the MEP link (`api_specs::meplink`): MEPs dial in over mutual TLS and
+//! keep one bidirectional stream each. Every instance's desired configuration at a site is
+//! stored with a version ([`MepLink::desire`]) and sent down the site's stream; the MEP
+//! acknowledges the version it holds. What is not acknowledged is sent again every
+//! `resend_secs` and on every reconnection, where the MEP's Hello names the versions it holds
+//! so that only newer ones travel. Status reports (readiness, services, rules) are stored.
+//!
+//! The stream belongs to one MEAO replica; the store is shared, so [`MepLink::await_ack`] sees
+//! acknowledgements received by any replica and desires recorded by another replica reach the
+//! MEP with the next resend.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api_specs::meplink::desired_config::Desired as Wire;
+use api_specs::meplink::meao_message::Kind as ToMep;
+use api_specs::meplink::mep_link_server::{MepLink as MepLinkService, MepLinkServer};
+use api_specs::meplink::mep_message::Kind;
+use api_specs::meplink::{
+    DesiredConfig, HeldVersion, InstanceStatus, MeaoMessage, MepMessage, Removal,
+};
+use api_specs::mp1::provisioning::AppInstanceConfig;
+use futures::Stream;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::{Deserialize, Serialize};
+use server_kit::admin::Metrics;
+use server_kit::grpc::PeerIdentity;
+use server_kit::serve::TlsConfig;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::store::{MepConfigRow, Store, StoreError};
+
+/// The listener MEPs dial.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MepLinkConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Server certificate and the CA of the MEPs' client certificates (`client_ca_file` is
+    /// required: a MEP is the site named by its certificate's common name).
+    pub tls: TlsConfig,
+    /// Interval of resending unacknowledged configurations (seconds).
+    #[serde(default = "default_resend")]
+    pub resend_secs: u64,
+    /// How long an LCM step waits for the site's acknowledgement before it is retried
+    /// (seconds).
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_secs: u64,
+}
+
+fn default_resend() -> u64 {
+    5
+}
+
+fn default_ack_timeout() -> u64 {
+    60
+}
+
+/// What an instance should be at a site's MEP.
+#[derive(Debug, Clone, Copy)]
+pub enum Desired<'a> {
+    /// Provisioned with this configuration.
+    Config(&'a AppInstanceConfig),
+    /// Removed; termination subscribers get `graceful_timeout` seconds to confirm.
+    Removal {
+        /// Seconds.
+        graceful_timeout: u32,
+    },
+}
+
+/// Why a configuration did not reach a MEP.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The store failed.
+    #[error("store failure")]
+    Store(#[from] StoreError),
+    /// The MEP refused the version.
+    #[error("the MEP of site {site} refused version {version}: {error}")]
+    Refused {
+        /// The site.
+        site: String,
+        /// The version.
+        version: i64,
+        /// The MEP's reason.
+        error: String,
+    },
+    /// No acknowledgement arrived in time.
+    #[error(
+        "the MEP of site {site} has not acknowledged version {version} within {timeout:?} ({})",
+        if *connected { "connected" } else { "not connected here" }
+    )]
+    Timeout {
+        /// The site.
+        site: String,
+        /// The version.
+        version: i64,
+        /// How long it waited.
+        timeout: Duration,
+        /// Whether the MEP's stream is held by this replica.
+        connected: bool,
+    },
+}
+
+/// The status a MEP last reported for an instance (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MepInstanceStatus {
+    /// INSTANTIATED, READY or ABSENT.
+    pub readiness: String,
+    /// serName of each service the application registered.
+    pub services: Vec<String>,
+    /// Traffic rules of the instance.
+    pub traffic_rules: u32,
+    /// Those in effect.
+    pub active_traffic_rules: u32,
+    /// DNS rules of the instance.
+    pub dns_rules: u32,
+    /// Those in effect.
+    pub active_dns_rules: u32,
+}
+
+impl From<InstanceStatus> for MepInstanceStatus {
+    fn from(s: InstanceStatus) -> Self {
+        Self {
+            readiness: s.readiness,
+            services: s.services,
+            traffic_rules: s.traffic_rules,
+            active_traffic_rules: s.active_traffic_rules,
+            dns_rules: s.dns_rules,
+            active_dns_rules: s.active_dns_rules,
+        }
+    }
+}
+
+/// A site's MEP as the MEP link sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteMep {
+    /// Whether the MEP's stream is held by this MEAO replica.
+    pub connected: bool,
+    /// The application instances the MEAO configures there.
+    pub app_instances: Vec<MepAppInstance>,
+}
+
+/// One application instance at a site's MEP.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MepAppInstance {
+    /// The instance.
+    pub app_instance_id: String,
+    /// Version of its desired configuration.
+    pub version: i64,
+    /// Whether that configuration is its removal.
+    pub removal: bool,
+    /// The newest version the MEP acknowledged.
+    pub acked_version: i64,
+    /// The newest version the MEP refused, with its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    /// The status the MEP last reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<MepInstanceStatus>,
+    /// When it reported it (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_at: Option<i64>,
+}
+
+/// A configuration version a MEP refused.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Refusal {
+    /// The version.
+    pub version: i64,
+    /// The MEP's reason.
+    pub error: String,
+}
+
+impl From<MepConfigRow> for MepAppInstance {
+    fn from(r: MepConfigRow) -> Self {
+        Self {
+            app_instance_id: r.app_instance_id,
+            version: r.version,
+            removal: r.config.is_none(),
+            acked_version: r.acked_version,
+            refused: (r.refused_version > 0).then(|| Refusal {
+                version: r.refused_version,
+                error: r.error.unwrap_or_default(),
+            }),
+            status: r.status.and_then(|s| serde_json::from_str(&s).ok()),
+            status_at: r.status_at,
+        }
+    }
+}
+
+type Outbound = mpsc::Sender<Result<MeaoMessage, Status>>;
+
+struct Session {
+    id: u64,
+    tx: Outbound,
+}
+
+#[derive(Debug, Clone, Default)]
+struct LinkMetrics {
+    connected: Gauge,
+    sent: Counter,
+    acked: Counter,
+    refused: Counter,
+}
+
+/// The MEP link's server side.
+pub struct MepLink {
+    store: Store,
+    sessions: Mutex<HashMap<String, Session>>,
+    next_session: AtomicU64,
+    acks: tokio::sync::watch::Sender<u64>,
+    resend: Duration,
+    metrics: LinkMetrics,
+}
+
+impl std::fmt::Debug for MepLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MepLink")
+            .field("resend", &self.resend)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_message(row: &MepConfigRow) -> MeaoMessage {
+    let desired = match &row.config {
+        Some(json) => Wire::ConfigJson(json.clone()),
+        None => Wire::Removal(Removal {
+            graceful_timeout: u32::try_from(row.graceful_timeout).unwrap_or(0),
+        }),
+    };
+    MeaoMessage {
+        kind: Some(ToMep::Config(DesiredConfig {
+            app_instance_id: row.app_instance_id.clone(),
+            version: u64::try_from(row.version).unwrap_or(0),
+            desired: Some(desired),
+        })),
+    }
+}
+
+fn internal(e: StoreError) -> Status {
+    Status::unavailable(server_kit::problem::error_chain(&e))
+}
+
+impl MepLink {
+    /// The link over `store`; its gauges and counters registered in `metrics`.
+    pub fn new(store: Store, resend: Duration, metrics: &Metrics) -> Arc<Self> {
+        let m = LinkMetrics::default();
+        metrics.register(
+            "mep_link_connected",
+            "MEPs whose stream this replica holds",
+            m.connected.clone(),
+        );
+        metrics.register(
+            "mep_link_configs_sent",
+            "Desired configurations sent to MEPs (resends included)",
+            m.sent.clone(),
+        );
+        metrics.register(
+            "mep_link_acks",
+            "Acknowledgements received from MEPs",
+            m.acked.clone(),
+        );
+        metrics.register(
+            "mep_link_refusals",
+            "Desired configurations MEPs refused",
+            m.refused.clone(),
+        );
+        Arc::new(Self {
+            store,
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            acks: tokio::sync::watch::channel(0).0,
+            resend: resend.max(Duration::from_millis(100)),
+            metrics: m,
+        })
+    }
+
+    /// The gRPC service, as a router for [`server_kit::serve::serve`] (which supplies the
+    /// client certificate's identity).
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        tonic::service::Routes::new(MepLinkServer::new(LinkService(self.clone())))
+            .into_axum_router()
+    }
+
+    /// Whether this replica holds the site's stream.
+    pub fn connected(&self, site: &str) -> bool {
+        self.sessions.lock().is_ok_and(|s| s.contains_key(site))
+    }
+
+    /// Records what the instance should be at the site's MEP and sends it if the MEP is
+    /// connected here; returns the version to await (unchanged when nothing changed).
+    pub async fn desire(
+        &self,
+        site: &str,
+        app_instance_id: &str,
+        desired: Desired<'_>,
+    ) -> Result<i64, LinkError> {
+        let (config, graceful) = match desired {
+            Desired::Config(c) => (Some(serde_json::to_string(c).unwrap_or_default()), 0),
+            Desired::Removal { graceful_timeout } => (None, i64::from(graceful_timeout)),
+        };
+        let now = server_kit::unix_millis_now();
+        let version = self
+            .store
+            .mep_config_desire(site, app_instance_id, config.as_deref(), graceful, now)
+            .await?;
+        if let Some(row) = self.store.mep_config_get(site, app_instance_id).await?
+            && row.acked_version < row.version
+            && row.refused_version < row.version
+        {
+            self.send(site, &row);
+        }
+        Ok(version)
+    }
+
+    /// Sends one configuration down the site's stream if this replica holds it; a full or
+    /// closed stream is left to the next resend.
+    fn send(&self, site: &str, row: &MepConfigRow) -> bool {
+        let tx = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(site).map(|s| s.tx.clone()));
+        let sent = tx.is_some_and(|tx| tx.try_send(Ok(config_message(row))).is_ok());
+        if sent {
+            self.metrics.sent.inc();
+        }
+        sent
+    }
+
+    /// Waits until the site's MEP holds `version` of the instance's configuration (or refused
+    /// it), at most `timeout`.
+    pub async fn await_ack(
+        &self,
+        site: &str,
+        app_instance_id: &str,
+        version: i64,
+        timeout: Duration,
+    ) -> Result<(), LinkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut acks = self.acks.subscribe();
+        loop {
+            match self.store.mep_config_get(site, app_instance_id).await? {
+                Some(r) if r.acked_version >= version => return Ok(()),
+                Some(r) if r.refused_version >= version => {
+                    return Err(LinkError::Refused {
+                        site: site.into(),
+                        version,
+                        error: r.error.unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(LinkError::Timeout {
+                    site: site.into(),
+                    version,
+                    timeout,
+                    connected: self.connected(site),
+                });
+            }
+            // An acknowledgement on this replica wakes the wait; another replica's is polled.
+            let poll = deadline.min(now + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(poll, acks.changed()).await;
+        }
+    }
+
+    /// The site's MEP as the link sees it.
+    pub async fn site_mep(&self, site: &str) -> Result<SiteMep, LinkError> {
+        let rows = self.store.mep_config_list(site, false).await?;
+        Ok(SiteMep {
+            connected: self.connected(site),
+            app_instances: rows.into_iter().map(MepAppInstance::from).collect(),
+        })
+    }
+
+    fn register(&self, site: &str, tx: Outbound) -> u64 {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut sessions) = self.sessions.lock()
+            && sessions
+                .insert(site.to_owned(), Session { id, tx })
+                .is_none()
+        {
+            self.metrics.connected.inc();
+        }
+        id
+    }
+
+    fn unregister(&self, site: &str, id: u64) {
+        if let Ok(mut sessions) = self.sessions.lock()
+            && sessions.get(site).is_some_and(|s| s.id == id)
+        {
+            sessions.remove(site);
+            self.metrics.connected.dec();
+        }
+    }
+
+    /// Sends every configuration the site's MEP has not acknowledged.
+    async fn resend(&self, site: &str) -> Result<(), StoreError> {
+        for row in self.store.mep_config_list(site, true).await? {
+            if !self.send(site, &row) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn received(&self, site: &str, message: MepMessage) -> Result<(), StoreError> {
+        match message.kind {
+            Some(Kind::Ack(ack)) => {
+                let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                if !ack.error.is_empty() {
+                    self.metrics.refused.inc();
+                    tracing::warn!(%site, app_instance_id = %ack.app_instance_id, version = ack.refused_version, error = %ack.error, "the MEP refused a configuration");
+                    self.store
+                        .mep_config_refused(
+                            site,
+                            &ack.app_instance_id,
+                            version(ack.refused_version),
+                            &ack.error,
+                        )
+                        .await?;
+                }
+                if ack.version > 0 {
+                    self.metrics.acked.inc();
+                    self.store
+                        .mep_config_acked(site, &ack.app_instance_id, version(ack.version))
+                        .await?;
+                }
+                self.acks.send_modify(|n| *n += 1);
+            }
+            Some(Kind::Status(status)) => {
+                let id = status.app_instance_id.clone();
+                let json =
+                    serde_json::to_string(&MepInstanceStatus::from(status)).unwrap_or_default();
+                let now = server_kit::unix_millis_now();
+                self.store.mep_config_status(site, &id, &json, now).await?;
+            }
+            Some(Kind::Hello(_)) | None => {
+                tracing::warn!(%site, "unexpected message on an open MEP stream ignored");
+            }
+        }
+        Ok(())
+    }
+
+    /// Drives one MEP's stream: resync from the versions it holds, then ACKs and status in,
+    /// resends out, until either side closes it.
+    async fn serve_session(
+        self: Arc<Self>,
+        site: String,
+        id: u64,
+        held: Vec<HeldVersion>,
+        mut inbound: Streaming<MepMessage>,
+        tx: Outbound,
+    ) {
+        tracing::info!(%site, held = held.len(), "MEP connected");
+        let ended: Result<(), String> = async {
+            for h in &held {
+                let version = i64::try_from(h.version).unwrap_or(i64::MAX);
+                self.store
+                    .mep_config_acked(&site, &h.app_instance_id, version)
+                    .await
+                    .map_err(|e| server_kit::problem::error_chain(&e))?;
+            }
+            self.acks.send_modify(|n| *n += 1);
+            let mut resend = tokio::time::interval(self.resend);
+            loop {
+                tokio::select! {
+                    _ = resend.tick() => self.resend(&site).await.map_err(|e| server_kit::problem::error_chain(&e))?,
+                    message = inbound.message() => match message {
+                        Ok(Some(m)) => self.received(&site, m).await.map_err(|e| server_kit::problem::error_chain(&e))?,
+                        Ok(None) => return Ok(()),
+                        Err(status) => return Err(status.to_string()),
+                    },
+                    () = tx.closed() => return Ok(()),
+                }
+            }
+        }
+        .await;
+        self.unregister(&site, id);
+        match ended {
+            Ok(()) => tracing::info!(%site, "MEP disconnected"),
+            Err(e) => tracing::warn!(%site, error = %e, "MEP stream ended"),
+        }
+    }
+}
+
+/// The tonic service over the link.
+struct LinkService(Arc<MepLink>);
+
+#[tonic::async_trait]
+impl MepLinkService for LinkService {
+    type ConnectStream = Pin<Box<dyn Stream<Item = Result<MeaoMessage, Status>> + Send>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<MepMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let Some(PeerIdentity(identity)) = request.extensions().get::<PeerIdentity>().cloned()
+        else {
+            return Err(Status::unauthenticated("a client certificate is required"));
+        };
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+            Ok(Ok(Some(MepMessage {
+                kind: Some(Kind::Hello(hello)),
+            }))) => hello,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the stream must open with a Hello",
+                ));
+            }
+        };
+        if hello.mep_id != identity {
+            return Err(Status::permission_denied(format!(
+                "the certificate of {identity} does not speak for site {}",
+                hello.mep_id
+            )));
+        }
+        if self
+            .0
+            .store
+            .site_get(&hello.mep_id)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(Status::not_found(format!(
+                "site {} is not in the inventory",
+                hello.mep_id
+            )));
+        }
+        let (tx, mut rx) = mpsc::channel(1024);
+        let link = self.0.clone();
+        let id = link.register(&hello.mep_id, tx.clone());
+        tokio::spawn(link.serve_session(hello.mep_id, id, hello.held, inbound, tx));
+        let outbound = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Response::new(Box::pin(outbound)))
+    }
+}

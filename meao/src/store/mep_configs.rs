@@ -1,0 +1,186 @@
+//! The desired configuration of each application instance at its site's MEP, numbered by
+//! version, and the MEP's acknowledgements and status reports (see `crate::mep_link`).
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// One instance's desired configuration at one site's MEP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MepConfigRow {
+    /// The site.
+    pub site_id: String,
+    /// The instance.
+    pub app_instance_id: String,
+    /// Grows with every change of `config` or `graceful_timeout`.
+    pub version: i64,
+    /// The AppInstanceConfig JSON; `None` asks for the instance's removal.
+    pub config: Option<String>,
+    /// Seconds the application gets to confirm a removal.
+    pub graceful_timeout: i64,
+    /// The newest version the MEP acknowledged.
+    pub acked_version: i64,
+    /// The newest version the MEP refused, and why.
+    pub refused_version: i64,
+    /// The MEP's reason for refusing `refused_version`.
+    pub error: Option<String>,
+    /// The status the MEP last reported (JSON).
+    pub status: Option<String>,
+    /// When it reported it (Unix ms).
+    pub status_at: Option<i64>,
+}
+
+const COLUMNS: &str = "site_id, app_instance_id, version, config, graceful_timeout, \
+    acked_version, refused_version, error, status, status_at";
+
+fn row(r: &sqlx::any::AnyRow) -> Result<MepConfigRow, sqlx::Error> {
+    Ok(MepConfigRow {
+        site_id: r.try_get(0)?,
+        app_instance_id: r.try_get(1)?,
+        version: r.try_get(2)?,
+        config: r.try_get(3)?,
+        graceful_timeout: r.try_get(4)?,
+        acked_version: r.try_get(5)?,
+        refused_version: r.try_get(6)?,
+        error: r.try_get(7)?,
+        status: r.try_get(8)?,
+        status_at: r.try_get(9)?,
+    })
+}
+
+impl Store {
+    /// Records the desired configuration (`None`: removal) of an instance at a site; returns its
+    /// version, a new one only when the configuration changed (a repeat is not a change). A new
+    /// version is above any the MEP acknowledged, even one from a restored backup.
+    pub async fn mep_config_desire(
+        &self,
+        site_id: &str,
+        app_instance_id: &str,
+        config: Option<&str>,
+        graceful_timeout: i64,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let bumped = sqlx::query(
+            "INSERT INTO mep_configs (site_id, app_instance_id, version, config, graceful_timeout, updated_at) \
+             VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (site_id, app_instance_id) DO UPDATE SET \
+             version = CASE WHEN mep_configs.acked_version > mep_configs.version \
+             THEN mep_configs.acked_version ELSE mep_configs.version END + 1, config = excluded.config, \
+             graceful_timeout = excluded.graceful_timeout, updated_at = excluded.updated_at \
+             WHERE mep_configs.config IS DISTINCT FROM excluded.config \
+             OR mep_configs.graceful_timeout <> excluded.graceful_timeout \
+             RETURNING version",
+        )
+        .bind(site_id)
+        .bind(app_instance_id)
+        .bind(config)
+        .bind(graceful_timeout)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = bumped {
+            return Ok(r.try_get(0)?);
+        }
+        let current = self.mep_config_get(site_id, app_instance_id).await?;
+        Ok(current.map_or(0, |c| c.version))
+    }
+
+    /// One instance's desired configuration at a site.
+    pub async fn mep_config_get(
+        &self,
+        site_id: &str,
+        app_instance_id: &str,
+    ) -> Result<Option<MepConfigRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM mep_configs WHERE site_id = $1 AND app_instance_id = $2"
+        );
+        let r = sqlx::query(&sql)
+            .bind(site_id)
+            .bind(app_instance_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.as_ref().map(row).transpose()?)
+    }
+
+    /// Every instance's desired configuration at a site; only those the MEP neither acknowledged
+    /// nor refused when `pending`.
+    pub async fn mep_config_list(
+        &self,
+        site_id: &str,
+        pending: bool,
+    ) -> Result<Vec<MepConfigRow>, StoreError> {
+        let filter = if pending {
+            " AND acked_version < version AND refused_version < version"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM mep_configs WHERE site_id = $1{filter} ORDER BY app_instance_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(site_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+    }
+
+    /// The MEP holds `version` of the instance's configuration.
+    pub async fn mep_config_acked(
+        &self,
+        site_id: &str,
+        app_instance_id: &str,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mep_configs SET acked_version = $3 \
+             WHERE site_id = $1 AND app_instance_id = $2 AND acked_version < $3",
+        )
+        .bind(site_id)
+        .bind(app_instance_id)
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The MEP refused `version` of the instance's configuration.
+    pub async fn mep_config_refused(
+        &self,
+        site_id: &str,
+        app_instance_id: &str,
+        version: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mep_configs SET refused_version = $3, error = $4 \
+             WHERE site_id = $1 AND app_instance_id = $2 AND refused_version < $3",
+        )
+        .bind(site_id)
+        .bind(app_instance_id)
+        .bind(version)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the status the MEP reported for an instance the MEAO configures there.
+    pub async fn mep_config_status(
+        &self,
+        site_id: &str,
+        app_instance_id: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mep_configs SET status = $3, status_at = $4 \
+             WHERE site_id = $1 AND app_instance_id = $2",
+        )
+        .bind(site_id)
+        .bind(app_instance_id)
+        .bind(status)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

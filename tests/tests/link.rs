@@ -1,0 +1,417 @@
+//! The MEAO-MEP link under a bad network: 1000 configuration updates (and removals) for 20
+//! instances while a TCP relay between the MEP and the MEAO cuts every connection at random
+//! moments. The MEP must end with exactly the latest version of each instance, none lost and
+//! none older, also after its own restart from the store. Then the MEAO goes away: the MEP keeps
+//! serving Mp1 and DNS from its store, and when the MEAO is back the link resyncs from versions.
+//! MEAO and MEP each run on SQLite and on PostgreSQL. And the link's identities: a MEP is the
+//! site its client certificate names, nothing else gets a stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api_specs::mp1::provisioning::AppInstanceConfig;
+use e2e::{link_configs, meao_config, resolve};
+use futures::StreamExt;
+use meao::events::testing::free_port;
+use meao::mep_link::{Desired, MepLink};
+use serde_json::json;
+use server_kit::testing::{Db, TestPki, fresh_database};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const SITE: &str = "edge-1";
+const INSTANCES: u64 = 20;
+const UPDATES: u64 = 1000;
+
+/// A TCP relay whose connections can all be cut at once.
+struct Relay {
+    port: u16,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let held = connections.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                held.lock().unwrap().push(relay);
+            }
+        });
+        Self {
+            port,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every open connection (both sockets close mid-stream).
+    fn cut(&self) -> usize {
+        let open: Vec<_> = self.connections.lock().unwrap().drain(..).collect();
+        let live = open.iter().filter(|c| !c.is_finished()).count();
+        open.iter().for_each(JoinHandle::abort);
+        live
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// xorshift64*: reproducible randomness from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+fn instance(k: u64) -> String {
+    format!("app-{k:02}")
+}
+
+/// Update `n` of instance `k`: a DNS rule whose address encodes `n`.
+fn config(k: u64, n: u64) -> AppInstanceConfig {
+    let id = instance(k);
+    serde_json::from_value(json!({
+        "appInfo": {"appName": format!("app{k}"), "appInstanceId": id},
+        "appDNSRule": [{
+            "dnsRuleId": "main", "domainName": format!("{id}.link.test"),
+            "ipAddressType": "IP_V4", "ipAddress": format!("10.{}.{}.{k}", n / 256, n % 256),
+            "ttl": 30, "state": "ACTIVE"
+        }]
+    }))
+    .unwrap()
+}
+
+/// What the MEAO last desired for each instance: `Some(update)` or `None` (removed).
+type Latest = BTreeMap<String, (i64, Option<AppInstanceConfig>)>;
+
+async fn wait_acked(link: &MepLink, latest: &Latest) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mep = link.site_mep(SITE).await.unwrap();
+        let pending: Vec<_> = mep
+            .app_instances
+            .iter()
+            .filter(|i| i.acked_version < i.version)
+            .map(|i| (&i.app_instance_id, i.version, i.acked_version))
+            .collect();
+        if pending.is_empty() && mep.app_instances.len() == latest.len() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not acknowledged: {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The MEP holds exactly the latest version of every instance, with its configuration.
+fn check_mep(platform: &mep::platform::Platform, latest: &Latest) {
+    let held = platform.desired_versions();
+    let expected: BTreeMap<String, u64> = latest
+        .iter()
+        .map(|(id, (v, _))| (id.clone(), u64::try_from(*v).unwrap()))
+        .collect();
+    assert_eq!(held, expected, "versions held by the MEP");
+    for (id, (version, desired)) in latest {
+        match (desired, platform.app_instance_get(id)) {
+            (Some(want), Ok(got)) => {
+                assert_eq!(
+                    got.config.app_dns_rule, want.app_dns_rule,
+                    "{id} v{version}"
+                );
+                assert_eq!(got.config.app_info.app_name, want.app_info.app_name);
+            }
+            (None, Err(_)) => {}
+            (want, got) => panic!("{id} v{version}: wanted {want:?}, the MEP has {got:?}"),
+        }
+    }
+}
+
+async fn start_meao(
+    url: &str,
+    dir: &std::path::Path,
+    link: &meao::mep_link::MepLinkConfig,
+) -> meao::server::RunningServer {
+    let mut config = meao_config(dir);
+    config.database_url = url.into();
+    config.mep_link = Some(link.clone());
+    config.sites = vec![
+        serde_json::from_value(json!({
+            "id": SITE, "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris",
+            "mepUrl": "https://edge-1.mep.example", "vim": {"kind": "simulated", "cpuMillis": 8000, "memoryMib": 16384}
+        }))
+        .unwrap(),
+    ];
+    meao::server::Server::start(config).await.unwrap()
+}
+
+async fn link_survives_cuts_and_outages(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let meao_db = fresh_database(db, "meao", dir.path()).await;
+    let mep_db = fresh_database(db, "mep", dir.path()).await;
+    let (meao_link, mut mep_link) =
+        link_configs(&TestPki::new(dir.path(), "link CA"), SITE, free_port());
+    let relay = Relay::start(meao_link.listen.port()).await;
+    mep_link.url = format!("https://127.0.0.1:{}", relay.port);
+
+    let meao = start_meao(&meao_db, dir.path(), &meao_link).await;
+    let link = meao.lcm.mep_link().unwrap();
+    let mep_config = mep::config::MepConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: mep_db,
+        meao: Some(mep_link),
+        dns: mep::config::DnsConfig {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
+        ..mep::config::MepConfig::default()
+    };
+    let mep = mep::server::Server::start(mep_config.clone())
+        .await
+        .unwrap();
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let mut latest = Latest::new();
+    let (mut cuts, mut live_cut) = (0, 0);
+    let started = Instant::now();
+    for n in 1..=UPDATES {
+        let k = rng.below(INSTANCES);
+        let id = instance(k);
+        // one update in ten removes the instance (which a later update may bring back)
+        let desired = (rng.below(10) > 0).then(|| config(k, n));
+        let version = match &desired {
+            Some(c) => link.desire(SITE, &id, Desired::Config(c)).await,
+            None => {
+                link.desire(
+                    SITE,
+                    &id,
+                    Desired::Removal {
+                        graceful_timeout: 0,
+                    },
+                )
+                .await
+            }
+        }
+        .unwrap();
+        latest.insert(id, (version, desired));
+        if rng.below(40) == 0 {
+            cuts += 1;
+            live_cut += relay.cut();
+        }
+        if rng.below(4) == 0 {
+            tokio::time::sleep(Duration::from_millis(rng.below(5))).await;
+        }
+    }
+    let sent = started.elapsed();
+    let settled = wait_acked(&link, &latest).await;
+    println!(
+        "{UPDATES} updates in {sent:?}, {cuts} cuts ({live_cut} live connections cut), all acknowledged {settled:?} later"
+    );
+    assert!(live_cut > 0, "the relay never cut an open stream");
+    check_mep(&mep.platform, &latest);
+
+    // the versions and configurations are durable: a restarted MEP holds the same
+    mep.shutdown().await;
+    let mep = mep::server::Server::start(mep_config.clone())
+        .await
+        .unwrap();
+    check_mep(&mep.platform, &latest);
+
+    // edge autonomy: with the MEAO gone the MEP serves DNS (and Mp1) from its store
+    let (ready_id, (_, ready)) = latest.iter().find(|(_, (_, c))| c.is_some()).unwrap();
+    let ready_ip = ready.as_ref().unwrap().app_dns_rule[0].ip_address.clone();
+    meao.shutdown().await;
+    mep.platform.confirm_ready(ready_id, "READY").await.unwrap();
+    let answer = resolve(mep.dns_addr.unwrap(), &format!("{ready_id}.link.test.")).await;
+    assert_eq!(answer, Ok(vec![ready_ip]));
+    let r = reqwest::get(format!(
+        "{}/mec_app_support/v1/timing/current_time",
+        mep.api_root
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401, "Mp1 answers (and still wants a token)");
+
+    // the MEAO comes back: the MEP reconnects and only what changed meanwhile travels
+    let meao = start_meao(&meao_db, dir.path(), &meao_link).await;
+    let link = meao.lcm.mep_link().unwrap();
+    for k in 0..INSTANCES {
+        if k % 2 == 0 {
+            let n = UPDATES + k + 1;
+            let version = link
+                .desire(SITE, &instance(k), Desired::Config(&config(k, n)))
+                .await
+                .unwrap();
+            latest.insert(instance(k), (version, Some(config(k, n))));
+        }
+    }
+    wait_acked(&link, &latest).await;
+    check_mep(&mep.platform, &latest);
+    // the MEP reports each instance up the link
+    let reported = link.site_mep(SITE).await.unwrap();
+    assert!(reported.connected);
+    for i in &reported.app_instances {
+        let readiness = i.status.as_ref().map(|s| s.readiness.as_str());
+        match &latest[&i.app_instance_id].1 {
+            Some(_) => assert!(matches!(readiness, Some("INSTANTIATED" | "READY")), "{i:?}"),
+            None => assert!(matches!(readiness, None | Some("ABSENT")), "{i:?}"),
+        }
+    }
+
+    mep.shutdown().await;
+    meao.shutdown().await;
+    drop(relay);
+}
+
+server_kit::on_both_dbs!(link_survives_cuts_and_outages);
+
+/// Opens a stream as `cn` (a certificate from `pki`) claiming to be site `claimed`; the status
+/// the MEAO refused it with (TLS failures included).
+async fn open_as(
+    pki: &TestPki,
+    ca: &std::path::Path,
+    cn: &str,
+    claimed: &str,
+    port: u16,
+) -> Result<(), tonic::Status> {
+    use api_specs::meplink::mep_link_client::MepLinkClient;
+    use api_specs::meplink::{Hello, MepMessage, mep_message::Kind};
+    let (cert_file, key_file) = pki.issue(cn);
+    let tls = server_kit::grpc::ClientTlsConfig {
+        cert_file,
+        key_file,
+        ca_file: ca.to_owned(),
+    };
+    let connector = server_kit::grpc::tls_connector(&tls).unwrap();
+    let url = format!("https://127.0.0.1:{port}");
+    let channel = server_kit::grpc::channel(&url, connector, Duration::from_secs(2))
+        .await
+        .map_err(|e| tonic::Status::unavailable(server_kit::problem::error_chain(&e)))?;
+    let hello = MepMessage {
+        kind: Some(Kind::Hello(Hello {
+            mep_id: claimed.into(),
+            held: Vec::new(),
+        })),
+    };
+    // the request stream stays open like a MEP's
+    let outbound = futures::stream::iter([hello]).chain(futures::stream::pending());
+    MepLinkClient::new(channel).connect(outbound).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mep_is_the_site_its_certificate_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "link CA");
+    let (meao_link, _) = link_configs(&pki, SITE, free_port());
+    let port = meao_link.listen.port();
+    let url = fresh_database(Db::Sqlite, "meao", dir.path()).await;
+    let meao = start_meao(&url, dir.path(), &meao_link).await;
+    let ca = pki.ca_file();
+
+    // a certificate from another CA does not get past the handshake (the alert surfaces at
+    // the client as a failed connection or a failed call)
+    let foreign_dir = dir.path().join("foreign");
+    std::fs::create_dir(&foreign_dir).unwrap();
+    let foreign = TestPki::new(&foreign_dir, "foreign CA");
+    let refused = open_as(&foreign, &ca, SITE, SITE, port).await.unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ),
+        "{refused:?}"
+    );
+    let link = meao.lcm.mep_link().unwrap();
+    assert!(!link.connected(SITE));
+
+    let refused = open_as(&pki, &ca, "edge-2", SITE, port).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let refused = open_as(&pki, &ca, "edge-2", "edge-2", port)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    open_as(&pki, &ca, SITE, SITE, port).await.unwrap();
+    assert!(link.connected(SITE));
+
+    meao.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_configuration_reaches_the_meao() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meao_link, mep_link) =
+        link_configs(&TestPki::new(dir.path(), "link CA"), SITE, free_port());
+    let url = fresh_database(Db::Sqlite, "meao", dir.path()).await;
+    let meao = start_meao(&url, dir.path(), &meao_link).await;
+    let link = meao.lcm.mep_link().unwrap();
+    let mep = mep::server::Server::start(mep::config::MepConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: fresh_database(Db::Sqlite, "mep", dir.path()).await,
+        meao: Some(mep_link),
+        dns: mep::config::DnsConfig {
+            listen: None,
+            ..Default::default()
+        },
+        ..mep::config::MepConfig::default()
+    })
+    .await
+    .unwrap();
+
+    let mut bad = config(1, 1);
+    bad.app_dns_rule[0].ip_address = "not-an-address".into();
+    let version = link
+        .desire(SITE, "app-01", Desired::Config(&bad))
+        .await
+        .unwrap();
+    let refused = link
+        .await_ack(SITE, "app-01", version, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, meao::mep_link::LinkError::Refused { error, .. } if error.contains("not-an-address")),
+        "{refused}"
+    );
+    // the next version is fine
+    let version = link
+        .desire(SITE, "app-01", Desired::Config(&config(1, 2)))
+        .await
+        .unwrap();
+    link.await_ack(SITE, "app-01", version, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(mep.platform.app_instance_get("app-01").is_ok());
+    mep.shutdown().await;
+    meao.shutdown().await;
+}
