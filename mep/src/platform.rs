@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 
 use api_specs::common::{LinkType, SelfLink, SubscriptionLink, TimeStamp, TransportInfo};
+use api_specs::mm1::appd::ServiceDescriptor;
 use api_specs::mp1::app_support::{
     AppInfo, AppTerminationNotification, AppTerminationNotificationLinks,
     AppTerminationNotificationSubscription, DnsRule, OperationActionType, RuleState, TrafficRule,
@@ -61,6 +62,9 @@ pub enum MepError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The application may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// An `If-Match` precondition does not hold.
     #[error("entity tag {given} does not match the current {current}")]
     PreconditionFailed {
@@ -149,6 +153,7 @@ impl<T> Tagged<T> {
 #[derive(Debug, Clone)]
 struct AppInstance {
     info: AppInfo,
+    produced: Vec<ServiceDescriptor>,
     state: AppInstanceState,
     pending: Option<PendingAction>,
 }
@@ -398,6 +403,10 @@ impl Platform {
                 a.app_instance_id.clone(),
                 AppInstance {
                     info: parse_body(&format!("app instance {}", a.app_instance_id), &a.app_info)?,
+                    produced: match &a.services_produced {
+                        Some(p) => parse_body(&format!("app instance {}", a.app_instance_id), p)?,
+                        None => Vec::new(),
+                    },
                     state: AppInstanceState::parse(&a.state),
                     pending,
                 },
@@ -704,6 +713,7 @@ impl Platform {
                 app_dns_rule: rules_of(&state.dns_rules, app_instance_id)
                     .map(|r| r.value.clone())
                     .collect(),
+                app_service_produced: app.produced.clone(),
             },
         })
     }
@@ -826,9 +836,7 @@ impl Platform {
         });
         let app = app_instance_id.to_owned();
         self.write(move |state, now| {
-            if !state.apps.contains_key(&app) {
-                return Err(not_found("application instance", &app));
-            }
+            may_produce(state, &app, &info.ser_name)?;
             let service = Service {
                 app_instance_id: app.clone(),
                 info: Tagged {
@@ -939,6 +947,7 @@ impl Platform {
                 .ok_or_else(|| not_found("service", &sid))?;
             service.info.check(if_match.as_deref())?;
             let old = service.info.value.clone();
+            may_produce(state, &app, &info.ser_name)?;
             info.ser_instance_id = Some(sid.clone());
             info.liveness_interval = info.liveness_interval.map(|i| i.max(min_interval));
             let href = old
@@ -1507,6 +1516,7 @@ fn app_row(id: &str, app: &AppInstance, now: i64) -> AppRow {
             .map(|p| action_name(p.operation_action).to_owned()),
         action_deadline: app.pending.map(|p| p.deadline),
         updated_at: now,
+        services_produced: (!app.produced.is_empty()).then(|| json(&app.produced)),
     }
 }
 
@@ -1677,6 +1687,7 @@ fn put_changes(
         .entry(id.to_owned())
         .or_insert_with(|| AppInstance {
             info: config.app_info.clone(),
+            produced: Vec::new(),
             state: AppInstanceState::Instantiated,
             pending: None,
         });
@@ -1689,6 +1700,7 @@ fn put_changes(
         )));
     }
     app.info = config.app_info.clone();
+    app.produced = config.app_service_produced.clone();
     changes.push(Change::UpsertApp(app_row(id, app, now)));
     replace_rules(
         &mut state.traffic_rules,
@@ -1776,6 +1788,21 @@ fn begin_changes(
         changes.push(enqueue(&sub, json(&notification), now));
     }
     Ok((changes, Progress::Pending))
+}
+
+/// An instance may register a service it declares it produces (any, when it declares none).
+fn may_produce(state: &State, app_instance_id: &str, ser_name: &str) -> Result<(), MepError> {
+    let app = state
+        .apps
+        .get(app_instance_id)
+        .ok_or_else(|| not_found("application instance", app_instance_id))?;
+    if app.produced.is_empty() || app.produced.iter().any(|p| p.ser_name == ser_name) {
+        Ok(())
+    } else {
+        Err(MepError::Forbidden(format!(
+            "application instance {app_instance_id} does not produce service {ser_name} (appServiceProduced)"
+        )))
+    }
 }
 
 fn count(n: usize) -> u32 {

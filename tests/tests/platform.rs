@@ -190,21 +190,22 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     // ... and the UPF steers its camera traffic
     upf_flows(&upf, &["permit out 6 from 203.0.113.0/24 554,8554 to any"]).await;
 
-    // the application offers its service over Mp1; other applications discover it
-    let r = http
-        .post(format!("{p}/mec_service_mgmt/v1/applications/{id}/services"))
-        .bearer_auth(&operator)
-        .json(&json!({"serName": "va-detections", "version": "2.3", "state": "ACTIVE",
-            "serializer": "JSON", "transportId": "mep-rest-http",
-            "serCategory": {"href": "https://example.invalid/cat/video", "id": "video", "name": "video", "version": "1"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    // the application offers its service over Mp1 (only what its AppD says it produces);
+    // other applications discover it
+    let register = |name: &str| {
+        http.post(format!("{p}/mec_service_mgmt/v1/applications/{id}/services"))
+            .bearer_auth(&operator)
+            .json(&json!({"serName": name, "version": "2.3", "state": "ACTIVE",
+                "serializer": "JSON", "transportId": "mep-rest-http",
+                "serCategory": {"href": "https://example.invalid/cat/video", "id": "video", "name": "video", "version": "1"}}))
+            .send()
+    };
+    assert_eq!(register("face-recognition").await.unwrap().status(), 403);
+    assert_eq!(register("video-detections").await.unwrap().status(), 201);
     let discovered = || async {
         let found: Value = http
             .get(format!(
-                "{p}/mec_service_mgmt/v1/services?ser_name=va-detections"
+                "{p}/mec_service_mgmt/v1/services?ser_name=video-detections"
             ))
             .bearer_auth(&operator)
             .send()
@@ -218,7 +219,8 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     assert_eq!(discovered().await, 1);
     // ... and the MEP reports the instance READY with its service up the link
     let reported = site_mep(&http, &m, &oss, &id, |i| {
-        i["status"]["readiness"] == "READY" && i["status"]["services"] == json!(["va-detections"])
+        i["status"]["readiness"] == "READY"
+            && i["status"]["services"] == json!(["video-detections"])
     })
     .await;
     assert_eq!(reported["status"]["activeDnsRules"], 1, "{reported:#}");

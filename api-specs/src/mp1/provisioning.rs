@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::mm1::appd::ServiceDescriptor;
 use crate::mp1::app_support::{AppInfo, DnsRule, TrafficRule};
 
 /// The desired configuration of one application instance at a platform.
@@ -19,4 +20,8 @@ pub struct AppInstanceConfig {
     /// Its DNS rules.
     #[serde(rename = "appDNSRule", default)]
     pub app_dns_rule: Vec<DnsRule>,
+    /// The services it produces (its AppD's `appServiceProduced`): when any are declared, it
+    /// may register only these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_service_produced: Vec<ServiceDescriptor>,
 }

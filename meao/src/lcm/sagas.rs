@@ -361,6 +361,7 @@ pub fn platform_config(
     let dns = request.map_or(&appd.app_dns_rule, |r| &r.app_dns_rule);
     let required = request.map_or(&appd.app_service_required, |r| &r.app_service_required);
     let optional = request.map_or(&appd.app_service_optional, |r| &r.app_service_optional);
+    let produced = request.map_or(&appd.app_service_produced, |r| &r.app_service_produced);
     let features = request.map_or(&appd.app_feature_required, |r| &r.app_feature_required);
     let features_optional = request.map_or(&appd.app_feature_optional, |r| &r.app_feature_optional);
     fn some<T: Clone>(v: &[T]) -> Option<Vec<T>> {
@@ -385,6 +386,7 @@ pub fn platform_config(
             .map(|r| r.to_rule(RuleState::Active))
             .collect(),
         app_dns_rule: dns.iter().map(|r| r.to_rule(RuleState::Active)).collect(),
+        app_service_produced: produced.clone(),
     }
 }
 

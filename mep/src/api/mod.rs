@@ -41,6 +41,7 @@ impl From<MepError> for ApiError {
             MepError::NotFound { kind, id } => ApiError::NotFound { kind, id },
             MepError::Invalid(m) => ApiError::BadRequest(m),
             MepError::Conflict(m) => ApiError::Conflict(m),
+            MepError::Forbidden(m) => ApiError::Forbidden(m),
             e @ MepError::PreconditionFailed { .. } => ApiError::PreconditionFailed(e.to_string()),
             MepError::Store(e) => ApiError::Internal(error_chain(&e)),
         }

@@ -95,6 +95,8 @@ pub struct AppRow {
     pub action_deadline: Option<i64>,
     /// Last change (Unix ms).
     pub updated_at: i64,
+    /// The services it declares it produces (JSON array of ServiceDescriptor), if any.
+    pub services_produced: Option<String>,
 }
 
 /// Stored service.
@@ -180,8 +182,8 @@ impl Store {
     /// Reads every stored record.
     pub async fn load(&self) -> Result<Snapshot, StoreError> {
         let apps = sqlx::query(
-            "SELECT app_instance_id, app_info, state, pending_action, action_deadline, updated_at \
-             FROM app_instances ORDER BY app_instance_id",
+            "SELECT app_instance_id, app_info, state, pending_action, action_deadline, updated_at, \
+             services_produced FROM app_instances ORDER BY app_instance_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -194,6 +196,7 @@ impl Store {
                 pending_action: r.try_get(3)?,
                 action_deadline: r.try_get(4)?,
                 updated_at: r.try_get(5)?,
+                services_produced: r.try_get(6)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -278,10 +281,11 @@ impl Store {
             match change {
                 Change::UpsertApp(a) => {
                     sqlx::query(
-                        "INSERT INTO app_instances (app_instance_id, app_info, state, pending_action, action_deadline, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_instance_id) DO UPDATE SET \
+                        "INSERT INTO app_instances (app_instance_id, app_info, state, pending_action, action_deadline, updated_at, services_produced) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_instance_id) DO UPDATE SET \
                          app_info = excluded.app_info, state = excluded.state, pending_action = excluded.pending_action, \
-                         action_deadline = excluded.action_deadline, updated_at = excluded.updated_at",
+                         action_deadline = excluded.action_deadline, updated_at = excluded.updated_at, \
+                         services_produced = excluded.services_produced",
                     )
                     .bind(&a.app_instance_id)
                     .bind(&a.app_info)
@@ -289,6 +293,7 @@ impl Store {
                     .bind(&a.pending_action)
                     .bind(a.action_deadline)
                     .bind(a.updated_at)
+                    .bind(&a.services_produced)
                     .execute(&mut *tx)
                     .await?;
                 }

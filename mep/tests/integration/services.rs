@@ -3,15 +3,58 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::common::{APP1, APP2, Ctx, Db, service};
+use super::common::{APP1, APP2, Ctx, Db, OPERATOR, app_config, service};
 use server_kit::on_both_dbs;
 
 on_both_dbs!(
     register_discover_update_delete,
     discovery_filters,
     liveness_suspends_and_recovers,
-    state_survives_restart
+    state_survives_restart,
+    only_declared_services_are_registered
 );
+
+/// An instance that declares the services it produces may register only those, before and
+/// after a restart.
+async fn only_declared_services_are_registered(db: Db) {
+    let mut ctx = Ctx::start(db).await;
+    let mut config = app_config("i1");
+    config["appServiceProduced"] = json!([{"serName": "video", "version": "1.0",
+        "transportsSupported": [{"transport": {"name": "REST", "type": "REST_HTTP", "protocol": "HTTP",
+            "version": "2.0", "security": {}}, "serializers": ["JSON"]}]}]);
+    let op = ctx.token(OPERATOR).await;
+    let r = ctx
+        .call(
+            Method::PUT,
+            "/mep_mgmt/v1/app_instances/i1",
+            &op,
+            Some(config),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    for restarted in [false, true] {
+        if restarted {
+            ctx.restart().await;
+        }
+        let app = ctx.token(APP1).await;
+        let path = "/mec_service_mgmt/v1/applications/i1/services";
+        let r = ctx
+            .call(Method::POST, path, &app, Some(service("audio")))
+            .await;
+        assert_eq!(r.status(), 403);
+        let problem: Value = r.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains("audio"),
+            "{problem}"
+        );
+        if !restarted {
+            let r = ctx
+                .call(Method::POST, path, &app, Some(service("video")))
+                .await;
+            assert_eq!(r.status(), 201);
+        }
+    }
+}
 
 async fn register_discover_update_delete(db: Db) {
     let ctx = Ctx::start(db).await;
