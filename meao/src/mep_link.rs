@@ -309,17 +309,14 @@ impl MepLink {
             Desired::Removal { graceful_timeout } => (None, i64::from(graceful_timeout)),
         };
         let now = server_kit::unix_millis_now();
-        let version = self
+        let row = self
             .store
             .mep_config_desire(site, app_instance_id, config.as_deref(), graceful, now)
             .await?;
-        if let Some(row) = self.store.mep_config_get(site, app_instance_id).await?
-            && row.acked_version < row.version
-            && row.refused_version < row.version
-        {
+        if row.acked_version < row.version && row.refused_version < row.version {
             self.send(site, &row);
         }
-        Ok(version)
+        Ok(row.version)
     }
 
     /// Sends one configuration down the site's stream if this replica holds it; a full or

@@ -49,9 +49,9 @@ fn row(r: &sqlx::any::AnyRow) -> Result<MepConfigRow, sqlx::Error> {
 }
 
 impl Store {
-    /// Records the desired configuration (`None`: removal) of an instance at a site; returns its
-    /// version, a new one only when the configuration changed (a repeat is not a change). A new
-    /// version is above any the MEP acknowledged, even one from a restored backup.
+    /// Records the desired configuration (`None`: removal) of an instance at a site; returns the
+    /// row, with a new version only when the configuration changed (a repeat is not a change).
+    /// A new version is above any the MEP acknowledged, even one from a restored backup.
     pub async fn mep_config_desire(
         &self,
         site_id: &str,
@@ -59,8 +59,8 @@ impl Store {
         config: Option<&str>,
         graceful_timeout: i64,
         now: i64,
-    ) -> Result<i64, StoreError> {
-        let bumped = sqlx::query(
+    ) -> Result<MepConfigRow, StoreError> {
+        let sql = format!(
             "INSERT INTO mep_configs (site_id, app_instance_id, version, config, graceful_timeout, updated_at) \
              VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (site_id, app_instance_id) DO UPDATE SET \
              version = CASE WHEN mep_configs.acked_version > mep_configs.version \
@@ -68,20 +68,21 @@ impl Store {
              graceful_timeout = excluded.graceful_timeout, updated_at = excluded.updated_at \
              WHERE mep_configs.config IS DISTINCT FROM excluded.config \
              OR mep_configs.graceful_timeout <> excluded.graceful_timeout \
-             RETURNING version",
-        )
-        .bind(site_id)
-        .bind(app_instance_id)
-        .bind(config)
-        .bind(graceful_timeout)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+             RETURNING {COLUMNS}"
+        );
+        let bumped = sqlx::query(&sql)
+            .bind(site_id)
+            .bind(app_instance_id)
+            .bind(config)
+            .bind(graceful_timeout)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some(r) = bumped {
-            return Ok(r.try_get(0)?);
+            return Ok(row(&r)?);
         }
         let current = self.mep_config_get(site_id, app_instance_id).await?;
-        Ok(current.map_or(0, |c| c.version))
+        current.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 
     /// One instance's desired configuration at a site.
