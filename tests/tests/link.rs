@@ -3,12 +3,14 @@
 //! moments. The MEP must end with exactly the latest version of each instance, none lost and
 //! none older, also after its own restart from the store. Then the MEAO goes away: the MEP keeps
 //! serving Mp1 and DNS from its store, and when the MEAO is back the link resyncs from versions.
-//! MEAO and MEP each run on SQLite and on PostgreSQL. And the link's identities: a MEP is the
-//! site its client certificate names, nothing else gets a stream.
+//! MEAO and MEP each run on SQLite and on PostgreSQL. The link's identities: a MEP is the site
+//! its client certificate names, nothing else gets a stream. And failover: the MEP of a failed
+//! site serves on alone and gives the instance up when it is back.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,13 +25,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const SITE: &str = "edge-1";
+const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
 const INSTANCES: u64 = 20;
 const UPDATES: u64 = 1000;
 
-/// A TCP relay whose connections can all be cut at once.
+/// A TCP relay whose connections can all be cut at once, and which can refuse new ones.
 struct Relay {
     port: u16,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    blocked: Arc<AtomicBool>,
     accept: JoinHandle<()>,
 }
 
@@ -38,12 +42,16 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let held = connections.clone();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let (held, refusing) = (connections.clone(), blocked.clone());
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((mut down, _)) = listener.accept().await else {
                     continue;
                 };
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let relay = tokio::spawn(async move {
                     if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
@@ -55,8 +63,19 @@ impl Relay {
         Self {
             port,
             connections,
+            blocked,
             accept,
         }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Relay::unblock`].
+    fn block(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    fn unblock(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
     }
 
     /// Drops every open connection (both sockets close mid-stream).
@@ -413,5 +432,112 @@ async fn a_refused_configuration_reaches_the_meao() {
         .unwrap();
     assert!(mep.platform.app_instance_get("app-01").is_ok());
     mep.shutdown().await;
+    meao.shutdown().await;
+}
+
+/// Failover over the link: site a-1 goes dark (its VIM unreachable, its MEP cut off from the
+/// MEAO). The instance moves to b-1, whose MEP gets its configuration; a-1's MEP meanwhile keeps
+/// answering the instance's DNS rule from its store, and drops the instance as soon as it
+/// reconnects, because the removal waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relocated_instance_leaves_the_failed_sites_mep() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "link CA");
+    let port = free_port();
+    let (_, mut link_a) = link_configs(&pki, "a-1", port);
+    let (meao_link, link_b) = link_configs(&pki, "b-1", port);
+    let relay = Relay::start(port).await;
+    link_a.url = format!("https://127.0.0.1:{}", relay.port);
+    let mut meps = Vec::new();
+    for (site, link) in [("a-1", link_a), ("b-1", link_b)] {
+        let config = mep::config::MepConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_database(Db::Sqlite, &format!("mep_{}", &site[..1]), dir.path())
+                .await,
+            meao: Some(link),
+            dns: mep::config::DnsConfig {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                ..Default::default()
+            },
+            ..mep::config::MepConfig::default()
+        };
+        meps.push(mep::server::Server::start(config).await.unwrap());
+    }
+    let site = |id: &str, offline: bool| {
+        json!({"id": id, "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris",
+            "services": ["RNIS"], "mepUrl": format!("https://{id}.mep.example"),
+            "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768, "offline": offline}})
+    };
+    let mut config = meao_config(dir.path());
+    config.mep_link = Some(meao_link);
+    config.sites = ["a-1", "b-1"]
+        .map(|id| serde_json::from_value(site(id, false)).unwrap())
+        .into();
+    config.site_refresh_secs = 1;
+    config.failover_after_secs = Some(0);
+    let meao = meao::server::Server::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    let m = meao.api_root.clone();
+    let oss = e2e::token(&http, &m, "oss", "oss-secret").await;
+    e2e::onboard_example(&http, &m, &oss, "video-analytics").await;
+    let id = e2e::create_instance(&http, &m, &oss, VA).await;
+    let op = e2e::run_op(&http, &m, &oss, &id, "instantiate", json!({})).await;
+    assert_eq!(op["placement"]["chosen"], "a-1", "{op:#}");
+    let (a, b) = (&meps[0], &meps[1]);
+    a.platform.confirm_ready(&id, "READY").await.unwrap();
+    let name = "detections.va.mec.example.";
+    let at_a = Ok(vec!["10.100.0.10".to_owned()]);
+    assert_eq!(resolve(a.dns_addr.unwrap(), name).await, at_a);
+
+    // a-1 goes dark
+    relay.block();
+    let r = http
+        .put(format!("{m}/inventory/v1/sites/a-1"))
+        .bearer_auth(&oss)
+        .json(&site("a-1", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut moved = false;
+    for _ in 0..300 {
+        if b.platform.app_instance_get(&id).is_ok() {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved, "b-1's MEP never got the instance");
+    // cut off, a-1's MEP still answers from its store
+    assert_eq!(resolve(a.dns_addr.unwrap(), name).await, at_a);
+    assert!(a.platform.app_instance_get(&id).is_ok());
+
+    // a-1's MEP reconnects and gets the removal that waited for it
+    relay.unblock();
+    let mut removed = false;
+    for _ in 0..300 {
+        if a.platform.app_instance_get(&id).is_err() {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(removed, "a-1's MEP kept the relocated instance");
+    assert!(resolve(a.dns_addr.unwrap(), name).await.is_err());
+    let link = meao.lcm.mep_link().unwrap();
+    let at_a = link.site_mep("a-1").await.unwrap();
+    let entry = at_a
+        .app_instances
+        .iter()
+        .find(|i| i.app_instance_id == id)
+        .unwrap();
+    assert!(
+        entry.removal && entry.acked_version == entry.version,
+        "{entry:?}"
+    );
+
+    for mep in meps {
+        mep.shutdown().await;
+    }
     meao.shutdown().await;
 }

@@ -618,21 +618,38 @@ fn restore_site<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result
 }
 
 /// Best effort: the failed site may never answer again; what it still runs is removed when
-/// it does (the workload name is deterministic) or by an operator.
+/// it does (the workload name is deterministic) or by an operator. Its MEP is told to remove
+/// the instance without waiting: the link delivers the removal whenever the MEP reconnects, so
+/// the site stops steering traffic and answering DNS for an instance that moved.
 fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
         let from = param(&ctx, "fromSite");
-        let released = match c.inventory.vim(from) {
-            Some(vim) => vim
-                .delete(&workload_name(param(&ctx, "appInstanceId")))
+        let instance = param(&ctx, "appInstanceId");
+        let mut mep_removal = Value::Null;
+        if let Some((link, _)) = &c.mep_link
+            && c.inventory
+                .mep_url(from)
                 .await
-                .is_ok(),
+                .map_err(retryable)?
+                .is_some()
+        {
+            let removal = Desired::Removal {
+                graceful_timeout: 0,
+            };
+            let version = link
+                .desire(from, instance, removal)
+                .await
+                .map_err(retryable)?;
+            mep_removal = json!(version);
+        }
+        let released = match c.inventory.vim(from) {
+            Some(vim) => vim.delete(&workload_name(instance)).await.is_ok(),
             None => false,
         };
         if !released {
-            tracing::warn!(site = %from, instance = %param(&ctx, "appInstanceId"), "could not remove the workload from the failed site");
+            tracing::warn!(site = %from, %instance, "could not remove the workload from the failed site");
         }
-        Ok(json!({"released": released}))
+        Ok(json!({"released": released, "mepRemovalVersion": mep_removal}))
     })
 }
 
