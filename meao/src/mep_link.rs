@@ -253,27 +253,16 @@ fn internal(e: StoreError) -> Status {
 impl MepLink {
     /// The link over `store`; its gauges and counters registered in `metrics`.
     pub fn new(store: Store, resend: Duration, metrics: &Metrics) -> Arc<Self> {
-        let m = LinkMetrics::default();
-        metrics.register(
-            "mep_link_connected",
-            "MEPs whose stream this replica holds",
-            m.connected.clone(),
-        );
-        metrics.register(
-            "mep_link_configs_sent",
-            "Desired configurations sent to MEPs (resends included)",
-            m.sent.clone(),
-        );
-        metrics.register(
-            "mep_link_acks",
-            "Acknowledgements received from MEPs",
-            m.acked.clone(),
-        );
-        metrics.register(
-            "mep_link_refusals",
-            "Desired configurations MEPs refused",
-            m.refused.clone(),
-        );
+        let m = LinkMetrics {
+            connected: metrics
+                .registered("mep_link_connected", "MEPs whose stream this replica holds"),
+            sent: metrics.registered(
+                "mep_link_configs_sent",
+                "Desired configurations sent to MEPs (resends included)",
+            ),
+            acked: metrics.registered("mep_link_acks", "Acknowledgements received from MEPs"),
+            refused: metrics.registered("mep_link_refusals", "Desired configurations MEPs refused"),
+        };
         Arc::new(Self {
             store,
             sessions: Mutex::new(HashMap::new()),

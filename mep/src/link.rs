@@ -74,28 +74,21 @@ pub struct LinkMetrics {
 impl LinkMetrics {
     /// Metrics registered in `metrics`.
     pub fn new(metrics: &Metrics) -> Self {
-        let m = Self::default();
-        metrics.register(
-            "meao_link_connected",
-            "1 while the stream to the MEAO is open",
-            m.connected.clone(),
-        );
-        metrics.register(
-            "meao_link_sessions",
-            "Streams opened to the MEAO",
-            m.sessions.clone(),
-        );
-        metrics.register(
-            "meao_link_configs_applied",
-            "Desired configurations received and acknowledged (repeats included)",
-            m.applied.clone(),
-        );
-        metrics.register(
-            "meao_link_configs_refused",
-            "Desired configurations refused (invalid or conflicting)",
-            m.refused.clone(),
-        );
-        m
+        Self {
+            connected: metrics.registered(
+                "meao_link_connected",
+                "1 while the stream to the MEAO is open",
+            ),
+            sessions: metrics.registered("meao_link_sessions", "Streams opened to the MEAO"),
+            applied: metrics.registered(
+                "meao_link_configs_applied",
+                "Desired configurations received and acknowledged (repeats included)",
+            ),
+            refused: metrics.registered(
+                "meao_link_configs_refused",
+                "Desired configurations refused (invalid or conflicting)",
+            ),
+        }
     }
 }
 

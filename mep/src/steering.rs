@@ -94,18 +94,16 @@ pub struct SteeringMetrics {
 impl SteeringMetrics {
     /// Counters registered in `metrics`.
     pub fn new(metrics: &Metrics) -> Self {
-        let m = Self::default();
-        metrics.register(
-            "steering_changes",
-            "Instances whose traffic rules were installed at or removed from the UPF or UPGW",
-            m.applied.clone(),
-        );
-        metrics.register(
-            "steering_failures",
-            "Failed attempts to install or remove traffic rules",
-            m.failed.clone(),
-        );
-        m
+        Self {
+            applied: metrics.registered(
+                "steering_changes",
+                "Instances whose traffic rules were installed at or removed from the UPF or UPGW",
+            ),
+            failed: metrics.registered(
+                "steering_failures",
+                "Failed attempts to install or remove traffic rules",
+            ),
+        }
     }
 }
 

@@ -67,6 +67,16 @@ impl Metrics {
         }
     }
 
+    /// A new metric, registered under `name`; the caller keeps a handle that updates it.
+    pub fn registered<M>(&self, name: &str, help: &str) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone + Default,
+    {
+        let metric = M::default();
+        self.register(name, help, metric.clone());
+        metric
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -139,18 +139,10 @@ impl<O: Outbox> Deliverer<O> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .build()?;
-        let delivered = Counter::default();
-        let failed = Counter::default();
-        metrics.register(
-            "notifications_delivered",
-            "Notifications delivered",
-            delivered.clone(),
-        );
-        metrics.register(
-            "notifications_failed",
-            "Failed notification attempts",
-            failed.clone(),
-        );
+        let delivered: Counter =
+            metrics.registered("notifications_delivered", "Notifications delivered");
+        let failed: Counter =
+            metrics.registered("notifications_failed", "Failed notification attempts");
         Ok(Self {
             outbox,
             client,

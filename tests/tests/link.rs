@@ -435,6 +435,17 @@ async fn a_refused_configuration_reaches_the_meao() {
     meao.shutdown().await;
 }
 
+/// Waits up to 30 s for `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out: {what}");
+}
+
 /// Failover over the link: site a-1 goes dark (its VIM unreachable, its MEP cut off from the
 /// MEAO). The instance moves to b-1, whose MEP gets its configuration; a-1's MEP meanwhile keeps
 /// answering the instance's DNS rule from its store, and drops the instance as soon as it
@@ -499,30 +510,20 @@ async fn a_relocated_instance_leaves_the_failed_sites_mep() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut moved = false;
-    for _ in 0..300 {
-        if b.platform.app_instance_get(&id).is_ok() {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(moved, "b-1's MEP never got the instance");
+    eventually("b-1's MEP gets the instance", || {
+        b.platform.app_instance_get(&id).is_ok()
+    })
+    .await;
     // cut off, a-1's MEP still answers from its store
     assert_eq!(resolve(a.dns_addr.unwrap(), name).await, at_a);
     assert!(a.platform.app_instance_get(&id).is_ok());
 
     // a-1's MEP reconnects and gets the removal that waited for it
     relay.unblock();
-    let mut removed = false;
-    for _ in 0..300 {
-        if a.platform.app_instance_get(&id).is_err() {
-            removed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(removed, "a-1's MEP kept the relocated instance");
+    eventually("a-1's MEP drops the instance", || {
+        a.platform.app_instance_get(&id).is_err()
+    })
+    .await;
     assert!(resolve(a.dns_addr.unwrap(), name).await.is_err());
     let link = meao.lcm.mep_link().unwrap();
     let at_a = link.site_mep("a-1").await.unwrap();

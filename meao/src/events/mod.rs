@@ -102,16 +102,11 @@ impl Publisher {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let (published, failed) = (Counter::default(), Counter::default());
-        metrics.register(
-            "events_published",
-            "Events published to Kafka",
-            published.clone(),
-        );
-        metrics.register(
+        let published: Counter =
+            metrics.registered("events_published", "Events published to Kafka");
+        let failed: Counter = metrics.registered(
             "events_publish_failures",
             "Failed attempts to publish events",
-            failed.clone(),
         );
         Ok(Self {
             store,
