@@ -123,6 +123,9 @@ pub struct MepInstanceStatus {
     pub dns_rules: u32,
     /// Those in effect.
     pub active_dns_rules: u32,
+    /// INSTALLED or FAILED: <reason> at the site's UPF or UPGW; absent when nothing is steered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steering: Option<String>,
 }
 
 impl From<InstanceStatus> for MepInstanceStatus {
@@ -134,6 +137,7 @@ impl From<InstanceStatus> for MepInstanceStatus {
             active_traffic_rules: s.active_traffic_rules,
             dns_rules: s.dns_rules,
             active_dns_rules: s.active_dns_rules,
+            steering: (!s.steering.is_empty()).then_some(s.steering),
         }
     }
 }

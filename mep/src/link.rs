@@ -6,7 +6,7 @@
 //! MEAO is unreachable. On every (re)connection the Hello carries the versions held here, so the
 //! MEAO sends only what is newer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use server_kit::grpc::ClientTlsConfig;
 use tokio::sync::mpsc;
 
 use crate::platform::{AppInstanceConfig, Desired, InstanceReport, MepError, Platform};
+use crate::steering::SteeringStatus;
 
 /// How this MEP reaches its MEAO.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +96,7 @@ impl LinkMetrics {
 /// Keeps the link up until aborted, reconnecting with exponential back-off.
 pub async fn run(
     platform: Arc<Platform>,
+    steering: SteeringStatus,
     config: MeaoLinkConfig,
     connector: SslConnector,
     metrics: LinkMetrics,
@@ -103,7 +105,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(10).min(max_backoff);
     loop {
         let started = Instant::now();
-        let ended = session(&platform, &config, connector.clone(), &metrics).await;
+        let ended = session(&platform, &steering, &config, connector.clone(), &metrics).await;
         metrics.connected.set(0);
         match ended {
             Ok(()) | Err(LinkError::Closed) => {
@@ -130,6 +132,7 @@ fn message(kind: Kind) -> MepMessage {
 /// One stream: Hello with the held versions, then configurations down, ACKs and status up.
 async fn session(
     platform: &Platform,
+    steering: &SteeringStatus,
     config: &MeaoLinkConfig,
     connector: SslConnector,
     metrics: &LinkMetrics,
@@ -160,9 +163,9 @@ async fn session(
     metrics.connected.set(1);
     metrics.sessions.inc();
     tracing::info!(meao = %config.url, "MEAO link up");
-    let mut published = platform.published();
+    let (mut published, mut steered) = (platform.published(), steering.subscribe());
     let mut reported = HashMap::new();
-    report(platform, &mut reported, &tx).await?;
+    report(platform, steering, &mut reported, &tx).await?;
     loop {
         tokio::select! {
             received = inbound.message() => {
@@ -179,7 +182,13 @@ async fn session(
                 if changed.is_err() {
                     return Ok(());
                 }
-                report(platform, &mut reported, &tx).await?;
+                report(platform, steering, &mut reported, &tx).await?;
+            }
+            changed = steered.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                report(platform, steering, &mut reported, &tx).await?;
             }
         }
     }
@@ -232,8 +241,9 @@ async fn apply(platform: &Platform, desired: DesiredConfig, metrics: &LinkMetric
     }
 }
 
-fn status(r: InstanceReport) -> InstanceStatus {
+fn status(r: InstanceReport, steering: &mut BTreeMap<String, String>) -> InstanceStatus {
     InstanceStatus {
+        steering: steering.remove(&r.app_instance_id).unwrap_or_default(),
         app_instance_id: r.app_instance_id,
         readiness: r.state.as_str().into(),
         services: r.services,
@@ -244,17 +254,19 @@ fn status(r: InstanceReport) -> InstanceStatus {
     }
 }
 
-/// Sends the status of every instance that changed since the last report (all of them on a new
-/// stream), and ABSENT for those no longer here.
+/// Sends the status (readiness, services, rules and their steering) of every instance that
+/// changed since the last report (all of them on a new stream), and ABSENT for those gone.
 async fn report(
     platform: &Platform,
+    steering: &SteeringStatus,
     reported: &mut HashMap<String, InstanceStatus>,
     tx: &mpsc::Sender<MepMessage>,
 ) -> Result<(), LinkError> {
+    let mut steered = steering.get();
     let now: HashMap<String, InstanceStatus> = platform
         .instance_reports()
         .into_iter()
-        .map(|r| (r.app_instance_id.clone(), status(r)))
+        .map(|r| (r.app_instance_id.clone(), status(r, &mut steered)))
         .collect();
     let gone = reported
         .keys()

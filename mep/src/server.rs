@@ -111,6 +111,7 @@ impl Server {
         );
 
         let steering = crate::steering::SteeringMetrics::new(&plumbing.metrics);
+        let steered = crate::steering::SteeringStatus::default();
         let link_metrics = crate::link::LinkMetrics::new(&plumbing.metrics);
         let mut tasks = Tasks::default();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -129,14 +130,16 @@ impl Server {
                 platform.clone(),
                 upf,
                 steering.clone(),
+                steered.clone(),
             ));
         }
         if let Some(upgw) = config.upgw.clone() {
-            tasks.spawn_abortable(crate::steering::run_upgw(platform.clone(), upgw, steering));
+            let upgw = crate::steering::run_upgw(platform.clone(), upgw, steering, steered.clone());
+            tasks.spawn_abortable(upgw);
         }
         if let Some(meao) = config.meao.clone() {
             let connector = server_kit::grpc::tls_connector(&meao.tls)?;
-            let link = crate::link::run(platform.clone(), meao, connector, link_metrics);
+            let link = crate::link::run(platform.clone(), steered, meao, connector, link_metrics);
             tasks.spawn_abortable(link);
         }
         let dns_addr = match config.dns.listen {

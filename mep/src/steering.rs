@@ -84,6 +84,52 @@ fn default_heartbeat() -> u64 {
     10
 }
 
+/// Whether each instance's steered rules are installed, by instance: `INSTALLED` or
+/// `FAILED: <reason>` (absent: nothing steered). Written by the steering task, read by the
+/// MEAO link.
+#[derive(Debug, Clone)]
+pub struct SteeringStatus(Arc<tokio::sync::watch::Sender<BTreeMap<String, String>>>);
+
+impl Default for SteeringStatus {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(BTreeMap::new()).0))
+    }
+}
+
+impl SteeringStatus {
+    /// The state of every steered instance.
+    pub fn get(&self) -> BTreeMap<String, String> {
+        self.0.borrow().clone()
+    }
+
+    /// Changes whenever an instance's state does.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<BTreeMap<String, String>> {
+        self.0.subscribe()
+    }
+
+    fn set(&self, app: &str, state: Option<String>) {
+        self.0.send_if_modified(|all| match state {
+            Some(s) if all.get(app) != Some(&s) => {
+                all.insert(app.to_owned(), s);
+                true
+            }
+            None => all.remove(app).is_some(),
+            Some(_) => false,
+        });
+    }
+
+    fn set_all(&self, apps: impl Iterator<Item = String>, state: &str) {
+        let next: BTreeMap<String, String> = apps.map(|a| (a, state.to_owned())).collect();
+        self.0.send_if_modified(|all| {
+            let changed = *all != next;
+            *all = next;
+            changed
+        });
+    }
+}
+
+const INSTALLED: &str = "INSTALLED";
+
 /// Counts steering changes applied and failed.
 #[derive(Debug, Clone, Default)]
 pub struct SteeringMetrics {
@@ -108,7 +154,12 @@ impl SteeringMetrics {
 }
 
 /// Runs steering until aborted.
-pub async fn run(platform: Arc<Platform>, config: UpfConfig, metrics: SteeringMetrics) {
+pub async fn run(
+    platform: Arc<Platform>,
+    config: UpfConfig,
+    metrics: SteeringMetrics,
+    status: SteeringStatus,
+) {
     let n4_config = N4Config {
         local: config.local,
         upf: config.pfcp_address,
@@ -131,18 +182,25 @@ pub async fn run(platform: Arc<Platform>, config: UpfConfig, metrics: SteeringMe
             }
         };
         backoff = Duration::from_secs(1);
-        serve(&platform, &n4, heartbeat, &metrics).await;
+        serve(&platform, &n4, heartbeat, &metrics, &status).await;
+        status.set_all(status.get().into_keys(), "FAILED: UPF unreachable");
         tracing::warn!(upf = %config.pfcp_address, "UPF unreachable; associating again");
     }
 }
 
 /// Reconciles with one association until the UPF stops answering heartbeats.
-async fn serve(platform: &Platform, n4: &N4Client, heartbeat: Duration, metrics: &SteeringMetrics) {
+async fn serve(
+    platform: &Platform,
+    n4: &N4Client,
+    heartbeat: Duration,
+    metrics: &SteeringMetrics,
+    status: &SteeringStatus,
+) {
     let mut published = platform.published();
     let mut applied: BTreeMap<String, Vec<TrafficRule>> = BTreeMap::new();
     let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
     loop {
-        let failed = reconcile(platform, n4, &mut applied, metrics).await;
+        let failed = reconcile(platform, n4, &mut applied, metrics, status).await;
         let wake = if failed {
             tokio::time::Instant::now() + Duration::from_secs(1)
         } else {
@@ -168,6 +226,7 @@ async fn reconcile(
     n4: &N4Client,
     applied: &mut BTreeMap<String, Vec<TrafficRule>>,
     metrics: &SteeringMetrics,
+    status: &SteeringStatus,
 ) -> bool {
     let desired = platform.steered_rules();
     let mut failed = false;
@@ -179,11 +238,13 @@ async fn reconcile(
             Ok(()) => {
                 tracing::info!(app_instance_id = %app, rules = rules.len(), "traffic rules installed at the UPF");
                 metrics.applied.inc();
+                status.set(app, Some(INSTALLED.into()));
                 applied.insert(app.clone(), rules.clone());
             }
             Err(e) => {
                 tracing::warn!(app_instance_id = %app, error = %e, "traffic rules not installed");
                 metrics.failed.inc();
+                status.set(app, Some(format!("FAILED: {e}")));
                 failed = true;
             }
         }
@@ -198,6 +259,7 @@ async fn reconcile(
             Ok(()) => {
                 tracing::info!(app_instance_id = %app, "traffic rules removed from the UPF");
                 metrics.applied.inc();
+                status.set(&app, None);
                 applied.remove(&app);
             }
             Err(e) => {
@@ -212,7 +274,12 @@ async fn reconcile(
 
 /// Runs UPGW steering until aborted: the gateway is reconfigured whenever the steered rules
 /// change, and retried every second while that fails.
-pub async fn run_upgw(platform: Arc<Platform>, settings: UpgwSettings, metrics: SteeringMetrics) {
+pub async fn run_upgw(
+    platform: Arc<Platform>,
+    settings: UpgwSettings,
+    metrics: SteeringMetrics,
+    status: SteeringStatus,
+) {
     let config = UpgwConfig {
         netns: settings.netns,
         access_interface: settings.access_interface,
@@ -234,11 +301,13 @@ pub async fn run_upgw(platform: Arc<Platform>, settings: UpgwSettings, metrics: 
                 Ok(()) => {
                     tracing::info!(instances = desired.len(), "UPGW rules installed");
                     metrics.applied.inc();
+                    status.set_all(desired.keys().cloned(), INSTALLED);
                     applied = Some(desired);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "UPGW rules not installed");
                     metrics.failed.inc();
+                    status.set_all(desired.keys().cloned(), &format!("FAILED: {e}"));
                     failed = true;
                 }
             }

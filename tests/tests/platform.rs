@@ -218,8 +218,14 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     };
     assert_eq!(discovered().await, 1);
     // ... and the MEP reports the instance READY with its service up the link
+    let steered = if upf.is_some() {
+        json!("INSTALLED")
+    } else {
+        Value::Null
+    };
     let reported = site_mep(&http, &m, &oss, &id, |i| {
-        i["status"]["readiness"] == "READY"
+        i["status"]["steering"] == steered
+            && i["status"]["readiness"] == "READY"
             && i["status"]["services"] == json!(["video-detections"])
     })
     .await;
