@@ -2,8 +2,11 @@
 # Installs what the build and the tests need and a fresh Debian machine may lack. Idempotent.
 set -euo pipefail
 
+# --runtime: only what building and running the services needs (the demo), not the test tools
+packages=(pkg-config libssl-dev openssl curl)
+[ "${1:-}" = "--runtime" ] || packages+=(postgresql tshark nftables iproute2)
 need=()
-for pkg in pkg-config libssl-dev postgresql openssl curl tshark nftables iproute2; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -14,6 +17,7 @@ if ((${#need[@]})); then
   "${apt[@]}" install -y --no-install-recommends "${need[@]}" ||
     { "${apt[@]}" update && "${apt[@]}" install -y --no-install-recommends "${need[@]}"; }
 fi
+[ "${1:-}" = "--runtime" ] && exit 0
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # the test clusters (tests/k8s-env) are built from Go modules
 command -v go >/dev/null || { echo "Go (1.26 or newer) is needed to build the test clusters" >&2; exit 1; }

@@ -3,7 +3,7 @@
 # foreground; Ctrl-C stops both. Configs: deploy/examples/meao.toml and mep.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh >/dev/null
+scripts/install-deps.sh --runtime >/dev/null
 cargo build --release --locked -p meao -p mep
 bin=${CARGO_TARGET_DIR:-target}/release
 mkdir -p data
