@@ -58,7 +58,7 @@ pub fn link_configs(
             ca_file: pki.ca_file(),
         },
         max_backoff_ms: 200,
-        keep_alive_secs: 2,
+        keep_alive_secs: 10,
     };
     (meao, mep)
 }
