@@ -208,7 +208,7 @@ struct Session {
     tx: Outbound,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct LinkMetrics {
     connected: Gauge,
     sent: Counter,
@@ -454,21 +454,33 @@ impl MepLink {
         tx: Outbound,
     ) {
         tracing::info!(%site, held = held.len(), "MEP connected");
+        let chain = |e: StoreError| server_kit::problem::error_chain(&e);
         let ended: Result<(), String> = async {
+            // what the MEP already holds counts as acknowledged; only those rows are written
+            let acked: HashMap<String, i64> = self
+                .store
+                .mep_config_list(&site, false)
+                .await
+                .map_err(chain)?
+                .into_iter()
+                .map(|r| (r.app_instance_id, r.acked_version))
+                .collect();
             for h in &held {
                 let version = i64::try_from(h.version).unwrap_or(i64::MAX);
-                self.store
-                    .mep_config_acked(&site, &h.app_instance_id, version)
-                    .await
-                    .map_err(|e| server_kit::problem::error_chain(&e))?;
+                if acked.get(&h.app_instance_id).is_some_and(|a| *a < version) {
+                    self.store
+                        .mep_config_acked(&site, &h.app_instance_id, version)
+                        .await
+                        .map_err(chain)?;
+                }
             }
             self.acks.send_modify(|n| *n += 1);
             let mut resend = tokio::time::interval(self.resend);
             loop {
                 tokio::select! {
-                    _ = resend.tick() => self.resend(&site).await.map_err(|e| server_kit::problem::error_chain(&e))?,
+                    _ = resend.tick() => self.resend(&site).await.map_err(chain)?,
                     message = inbound.message() => match message {
-                        Ok(Some(m)) => self.received(&site, m).await.map_err(|e| server_kit::problem::error_chain(&e))?,
+                        Ok(Some(m)) => self.received(&site, m).await.map_err(chain)?,
                         Ok(None) => return Ok(()),
                         Err(status) => return Err(status.to_string()),
                     },

@@ -64,7 +64,7 @@ enum LinkError {
 }
 
 /// Link state and traffic on /metrics.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LinkMetrics {
     connected: Gauge,
     sessions: Counter,
@@ -232,7 +232,7 @@ async fn apply(platform: &Platform, desired: DesiredConfig, metrics: &LinkMetric
             metrics.refused.inc();
             tracing::warn!(app_instance_id = %id, version = desired.version, error = %e, "desired configuration refused");
             Some(Ack {
-                version: platform.desired_versions().get(&id).copied().unwrap_or(0),
+                version: platform.desired_version(&id),
                 app_instance_id: id,
                 error: e.to_string(),
                 refused_version: desired.version,

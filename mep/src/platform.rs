@@ -666,33 +666,58 @@ impl Platform {
         self.snapshot().desired_versions.clone()
     }
 
-    /// What this platform knows of each instance, for the MEAO.
-    pub fn instance_reports(&self) -> Vec<InstanceReport> {
+    /// The version of an instance's desired configuration held here (0: none).
+    pub fn desired_version(&self, app_instance_id: &str) -> u64 {
         let state = self.snapshot();
         state
+            .desired_versions
+            .get(app_instance_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// What this platform knows of each instance, for the MEAO (one pass over the state: it is
+    /// recomputed whenever a new state is published while the link is up).
+    pub fn instance_reports(&self) -> Vec<InstanceReport> {
+        let state = self.snapshot();
+        let mut reports: BTreeMap<&str, InstanceReport> = state
             .apps
             .iter()
             .map(|(id, app)| {
-                let traffic: Vec<_> = rules_of(&state.traffic_rules, id).collect();
-                let dns: Vec<_> = rules_of(&state.dns_rules, id).collect();
-                let steered = app.state == AppInstanceState::Ready;
-                let active = |s: RuleState| u32::from(steered && s == RuleState::Active);
-                InstanceReport {
+                let report = InstanceReport {
                     app_instance_id: id.clone(),
                     state: app.state,
-                    services: state
-                        .services
-                        .values()
-                        .filter(|s| s.app_instance_id == *id)
-                        .map(|s| s.info.value.ser_name.clone())
-                        .collect(),
-                    traffic_rules: count(traffic.len()),
-                    active_traffic_rules: traffic.iter().map(|r| active(r.value.state)).sum(),
-                    dns_rules: count(dns.len()),
-                    active_dns_rules: dns.iter().map(|r| active(r.value.state)).sum(),
-                }
+                    services: Vec::new(),
+                    traffic_rules: 0,
+                    active_traffic_rules: 0,
+                    dns_rules: 0,
+                    active_dns_rules: 0,
+                };
+                (id.as_str(), report)
             })
-            .collect()
+            .collect();
+        for s in state.services.values() {
+            if let Some(r) = reports.get_mut(s.app_instance_id.as_str()) {
+                r.services.push(s.info.value.ser_name.clone());
+            }
+        }
+        // a rule is in effect when ACTIVE and its instance READY
+        let in_effect = |r: &InstanceReport, rule: RuleState| {
+            u32::from(r.state == AppInstanceState::Ready && rule == RuleState::Active)
+        };
+        for ((app, _), rule) in &state.traffic_rules {
+            if let Some(r) = reports.get_mut(app.as_str()) {
+                r.traffic_rules += 1;
+                r.active_traffic_rules += in_effect(r, rule.value.state);
+            }
+        }
+        for ((app, _), rule) in &state.dns_rules {
+            if let Some(r) = reports.get_mut(app.as_str()) {
+                r.dns_rules += 1;
+                r.active_dns_rules += in_effect(r, rule.value.state);
+            }
+        }
+        reports.into_values().collect()
     }
 
     fn record_of(&self, app_instance_id: &str) -> Result<AppInstanceRecord, MepError> {
@@ -1803,10 +1828,6 @@ fn may_produce(state: &State, app_instance_id: &str, ser_name: &str) -> Result<(
             "application instance {app_instance_id} does not produce service {ser_name} (appServiceProduced)"
         )))
     }
-}
-
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Lower-case domain without the trailing dot.

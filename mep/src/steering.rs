@@ -131,7 +131,7 @@ impl SteeringStatus {
 const INSTALLED: &str = "INSTALLED";
 
 /// Counts steering changes applied and failed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SteeringMetrics {
     applied: Counter,
     failed: Counter,

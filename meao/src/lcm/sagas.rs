@@ -390,6 +390,23 @@ pub fn platform_config(
     }
 }
 
+/// The MEP link and its acknowledgement timeout, when the site has a MEP and the MEAO a link.
+async fn link_of<'a>(
+    c: &'a LcmCtx,
+    site: &str,
+) -> Result<Option<(&'a MepLink, Duration)>, StepError> {
+    let Some((link, timeout)) = &c.mep_link else {
+        return Ok(None);
+    };
+    let has_mep = c
+        .inventory
+        .mep_url(site)
+        .await
+        .map_err(retryable)?
+        .is_some();
+    Ok(has_mep.then_some((link.as_ref(), *timeout)))
+}
+
 /// Makes the instance at the site's MEP what `desired` says and waits for the MEP's
 /// acknowledgement; `false` when the site has no MEP or the MEAO no MEP link.
 async fn converge(
@@ -397,18 +414,10 @@ async fn converge(
     ctx: &StepContext<'_>,
     desired: Desired<'_>,
 ) -> Result<bool, StepError> {
-    let Some((link, timeout)) = &c.mep_link else {
+    let site = site(ctx);
+    let Some((link, timeout)) = link_of(c, site).await? else {
         return Ok(false);
     };
-    let site = site(ctx);
-    if c.inventory
-        .mep_url(site)
-        .await
-        .map_err(retryable)?
-        .is_none()
-    {
-        return Ok(false);
-    }
     let instance = param(ctx, "appInstanceId");
     let link_error = |e: LinkError| match e {
         LinkError::Refused { .. } => StepError::Permanent(e.to_string()),
@@ -418,7 +427,7 @@ async fn converge(
         .desire(site, instance, desired)
         .await
         .map_err(link_error)?;
-    link.await_ack(site, instance, version, *timeout)
+    link.await_ack(site, instance, version, timeout)
         .await
         .map_err(link_error)?;
     Ok(true)
@@ -626,13 +635,7 @@ fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<
         let from = param(&ctx, "fromSite");
         let instance = param(&ctx, "appInstanceId");
         let mut mep_removal = Value::Null;
-        if let Some((link, _)) = &c.mep_link
-            && c.inventory
-                .mep_url(from)
-                .await
-                .map_err(retryable)?
-                .is_some()
-        {
+        if let Some((link, _)) = link_of(c, from).await? {
             let removal = Desired::Removal {
                 graceful_timeout: 0,
             };
