@@ -84,15 +84,15 @@ pub async fn channel(
     keep_alive: Duration,
 ) -> Result<tonic::transport::Channel, ChannelError> {
     let uri: http::Uri = url.parse().map_err(|_| ChannelError::Url(url.into()))?;
-    let (Some("https"), Some(host), Some(port)) = (
-        uri.scheme_str(),
-        uri.host().map(str::to_owned),
-        uri.port_u16(),
-    ) else {
+    let (Some("https"), Some(authority), Some(port)) =
+        (uri.scheme_str(), uri.authority(), uri.port_u16())
+    else {
         return Err(ChannelError::Url(url.into()));
     };
+    // a bracketed IPv6 literal connects and is verified without its brackets
+    let host = authority.host().trim_matches(['[', ']']).to_owned();
     // tonic's own TLS is rustls; the URL it sees is plain and the connector does TLS.
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
         .map_err(|_| ChannelError::Url(url.into()))?
         .connect_timeout(keep_alive)
         .http2_keep_alive_interval(keep_alive)
@@ -122,4 +122,36 @@ pub async fn channel(
             url: url.into(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[tokio::test]
+    async fn only_https_urls_with_a_port_are_dialled() {
+        let connector = || {
+            SslConnector::builder(SslMethod::tls_client())
+                .unwrap()
+                .build()
+        };
+        for url in ["http://meao:8443", "https://meao", "meao:8443", "https://"] {
+            let result = channel(url, connector(), Duration::from_secs(1)).await;
+            assert!(matches!(result, Err(ChannelError::Url(_))), "{url}");
+        }
+        // a bracketed IPv6 literal is dialled without its brackets: the listener sees the TCP
+        // connection (the TLS handshake then fails against a plain socket)
+        if let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await {
+            let url = format!("https://[::1]:{}", listener.local_addr().unwrap().port());
+            let dial =
+                tokio::spawn(
+                    async move { channel(&url, connector(), Duration::from_secs(1)).await },
+                );
+            let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+            assert!(matches!(accepted, Ok(Ok(_))), "nothing dialled [::1]");
+            drop(accepted);
+            assert!(dial.await.unwrap().is_err());
+        }
+    }
 }
