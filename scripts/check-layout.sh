@@ -9,7 +9,7 @@ for manifest in */Cargo.toml; do
     { echo "$manifest: missing [lints] workspace = true"; fail=1; }
 done
 if grep -rn 'sqlx' mep/src/api meao/src/api 2>/dev/null; then echo "api/ must not use sqlx"; fail=1; fi
-for domain in mep/src/platform.rs mep/src/timing.rs; do
+for domain in mep/src/platform mep/src/timing.rs; do
   if grep -n 'use axum\|use tonic' "$domain"; then echo "$domain: domain code must not use axum or tonic"; fail=1; fi
 done
 exit $fail
