@@ -37,6 +37,11 @@ impl TimeStamp {
             nano_seconds: u32::try_from((millis % 1000) * 1_000_000).unwrap_or(0),
         }
     }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn unix_millis(&self) -> i64 {
+        i64::from(self.seconds) * 1000 + i64::from(self.nano_seconds / 1_000_000)
+    }
 }
 
 /// A category reference (`CategoryRef`).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use server_kit::auth::AuthConfig;
 use server_kit::config::LoadError;
 use server_kit::notify::DeliveryConfig;
-use server_kit::serve::TlsConfig;
+use server_kit::serve::{ServeLimits, TlsConfig};
 use server_kit::telemetry::TelemetryConfig;
 
 use crate::inventory::SiteSpec;
@@ -52,6 +52,9 @@ pub struct MeaoConfig {
     pub mep_link: Option<crate::mep_link::MepLinkConfig>,
     /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
     pub fault_drill: Option<Fault>,
+    /// Key the applications' Mp1 client secrets are derived from; generated once and kept in
+    /// the database (shared by the replicas) when absent.
+    pub mp1_credentials_key: Option<server_kit::auth::Secret>,
     /// Kafka: every state change is published as a CloudEvent when present.
     pub kafka: Option<crate::events::KafkaConfig>,
     /// Notification delivery.
@@ -62,6 +65,8 @@ pub struct MeaoConfig {
     pub max_body_bytes: usize,
     /// Seconds open connections get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Bounds of the listeners: connections, TLS handshake and header read timeouts.
+    pub http: ServeLimits,
 }
 
 impl Default for MeaoConfig {
@@ -82,11 +87,13 @@ impl Default for MeaoConfig {
             failover_after_secs: None,
             mep_link: None,
             fault_drill: None,
+            mp1_credentials_key: None,
             kafka: None,
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),
             max_body_bytes: 1 << 20,
             shutdown_grace_secs: 10,
+            http: ServeLimits::default(),
         }
     }
 }

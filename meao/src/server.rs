@@ -10,6 +10,7 @@ use server_kit::serve::{BoundListener, ListenError, Tasks, serve};
 
 use crate::config::MeaoConfig;
 use crate::inventory::{Inventory, InventoryError};
+use crate::lcm::credentials::{CredentialKey, CredentialKeyError};
 use crate::lcm::{Lcm, LcmSettings};
 use crate::mep_link::MepLink;
 use crate::package::{PackageError, Packages};
@@ -39,6 +40,9 @@ pub enum StartError {
     /// Authentication or notification delivery could not be set up.
     #[error(transparent)]
     Plumbing(#[from] PlumbingError),
+    /// The key of the applications' Mp1 credentials is unusable.
+    #[error(transparent)]
+    Credentials(#[from] CredentialKeyError),
     /// The Kafka producer could not be created.
     #[error(transparent)]
     Events(#[from] crate::events::EventsError),
@@ -83,15 +87,20 @@ impl Server {
             config.listen,
             config.public_url.as_deref(),
             config.tls.as_ref(),
+            &config.http,
         )
         .await?;
         let (local_addr, api_root) = (bound.local_addr, bound.api_root.clone());
-        let plumbing = Plumbing::new(
-            "meao",
-            store.outbox(),
-            &config.auth,
-            config.delivery.clone(),
-        )?;
+        let mut auth = config.auth.clone();
+        if auth.signing_key.is_none() {
+            // replicas on one database share the generated key, and it outlives restarts
+            let mut candidate = [0u8; 32];
+            openssl::rand::rand_bytes(&mut candidate).map_err(CredentialKeyError::from)?;
+            let candidate: String = candidate.iter().map(|b| format!("{b:02x}")).collect();
+            let stored = store.key_get_or_insert("token-signing", &candidate).await?;
+            auth.signing_key = Some(stored.into());
+        }
+        let plumbing = Plumbing::new("meao", store.outbox(), &auth, None, config.delivery.clone())?;
         let packages = Arc::new(Packages::new(
             store.clone(),
             &config.data_dir,
@@ -109,7 +118,7 @@ impl Server {
                 if link.tls.client_ca_file.is_none() {
                     return Err(StartError::MepLinkWithoutClientCa);
                 }
-                let bound = BoundListener::bind(link.listen, None, Some(&link.tls))
+                let bound = BoundListener::bind(link.listen, None, Some(&link.tls), &config.http)
                     .await
                     .map_err(StartError::MepLink)?;
                 let resend = Duration::from_secs(link.resend_secs);
@@ -119,6 +128,8 @@ impl Server {
             }
             None => None,
         };
+        let credentials =
+            Arc::new(CredentialKey::load(config.mp1_credentials_key.as_ref(), &store).await?);
         let lcm = Arc::new(Lcm::new(
             store.clone(),
             packages.clone(),
@@ -133,6 +144,7 @@ impl Server {
                 mep_link: mep_link
                     .as_ref()
                     .map(|(_, link, timeout)| (link.clone(), *timeout)),
+                credentials,
             },
         ));
         if let Some(drill) = &config.fault_drill {
@@ -166,6 +178,7 @@ impl Server {
                 bound.listener,
                 router,
                 bound.tls,
+                bound.limits,
                 stopped,
                 link_grace,
             ));

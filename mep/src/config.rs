@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use server_kit::auth::AuthConfig;
 use server_kit::config::LoadError;
 use server_kit::notify::DeliveryConfig;
-use server_kit::serve::TlsConfig;
+use server_kit::serve::{ServeLimits, TlsConfig};
 use server_kit::telemetry::TelemetryConfig;
 
 use crate::timing::TimingConfig;
@@ -45,6 +45,8 @@ pub struct MepConfig {
     pub max_body_bytes: usize,
     /// Seconds open connections get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Bounds of the listeners: connections, TLS handshake and header read timeouts.
+    pub http: ServeLimits,
     /// The UPF traffic rules are steered with (PFCP over N4); rules are not enforced when
     /// absent.
     pub upf: Option<crate::steering::UpfConfig>,
@@ -93,6 +95,7 @@ impl Default for MepConfig {
             min_liveness_interval_secs: 5,
             max_body_bytes: 1 << 20,
             shutdown_grace_secs: 10,
+            http: ServeLimits::default(),
             upf: None,
             upgw: None,
             meao: None,

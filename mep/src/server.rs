@@ -9,6 +9,7 @@ use std::time::Duration;
 use api_specs::common::{
     EndPointInfo, GrantType, OAuth2Info, SecurityInfo, TransportInfo, TransportType,
 };
+use server_kit::auth::RegisteredClients;
 use server_kit::runtime::{Plumbing, PlumbingError};
 use server_kit::serve::{BoundListener, ListenError, Tasks};
 use tokio::net::UdpSocket;
@@ -81,11 +82,19 @@ impl Server {
             config.listen,
             config.public_url.as_deref(),
             config.tls.as_ref(),
+            &config.http,
         )
         .await?;
         let (local_addr, api_root) = (bound.local_addr, bound.api_root.clone());
 
-        let plumbing = Plumbing::new("mep", store.outbox(), &config.auth, config.delivery.clone())?;
+        let clients = Arc::new(RegisteredClients::default());
+        let plumbing = Plumbing::new(
+            "mep",
+            store.outbox(),
+            &config.auth,
+            Some(clients.clone()),
+            config.delivery.clone(),
+        )?;
         let transports = if config.transports.is_empty() {
             vec![default_transport(&api_root)]
         } else {
@@ -97,9 +106,15 @@ impl Server {
             min_liveness_interval: config.min_liveness_interval_secs,
             default_dns_ttl: config.dns.default_ttl,
             timing: config.timing.clone(),
+            configured_client_ids: config
+                .auth
+                .clients
+                .iter()
+                .map(|c| c.client_id.clone())
+                .collect(),
         };
-        let platform =
-            Arc::new(Platform::load(store.clone(), settings, plumbing.deliverer.waker()).await?);
+        let waker = plumbing.deliverer.waker();
+        let platform = Arc::new(Platform::load(store.clone(), settings, waker, clients).await?);
         let app = api::router(
             platform.clone(),
             plumbing.authority.clone(),

@@ -5,6 +5,7 @@
 mod integration {
     mod app_support;
     pub mod common;
+    mod credentials;
     mod desired;
     mod edge;
     mod notifications;

@@ -20,7 +20,10 @@ pub enum ApiError {
     /// Malformed request: bad parameters or body.
     #[error("{0}")]
     BadRequest(String),
-    /// Missing or invalid credentials.
+    /// No credentials at all (RFC 6750 section 3.1: the challenge names no error).
+    #[error("{0}")]
+    MissingToken(String),
+    /// Invalid or expired credentials.
     #[error("{0}")]
     Unauthorized(String),
     /// Authenticated but not allowed.
@@ -74,7 +77,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingToken(_) | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -124,10 +127,15 @@ fn problem_response(status: StatusCode, problem: &ProblemDetails) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = problem_response(self.status(), &self.problem());
-        if matches!(self, Self::Unauthorized(_)) {
+        let challenge = match self {
+            Self::MissingToken(_) => Some("Bearer realm=\"mecplane\""),
+            Self::Unauthorized(_) => Some("Bearer realm=\"mecplane\", error=\"invalid_token\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"mecplane\", error=\"invalid_token\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response.extensions_mut().insert(self);

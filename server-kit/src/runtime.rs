@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 
 use crate::admin::{Metrics, ReadinessCheck};
-use crate::auth::{AuthConfig, AuthError, Authority};
+use crate::auth::{AuthConfig, AuthError, Authority, RegisteredClients};
 use crate::notify::{Deliverer, DeliveryConfig, SqlOutbox};
 use crate::serve::{BoundListener, Tasks, serve};
 
@@ -45,17 +45,19 @@ impl std::fmt::Debug for Plumbing {
 }
 
 impl Plumbing {
-    /// Builds the plumbing of service `name` (the metrics prefix) over its outbox.
+    /// Builds the plumbing of service `name` (the metrics prefix) over its outbox; `registered`
+    /// are the clients the service registers at run time, if any.
     pub fn new(
         name: &str,
         outbox: SqlOutbox,
         auth: &AuthConfig,
+        registered: Option<Arc<RegisteredClients>>,
         delivery: DeliveryConfig,
     ) -> Result<Self, PlumbingError> {
         let metrics = Metrics::new(name);
         let deliverer = Deliverer::new(Arc::new(outbox.clone()), delivery, &metrics)
             .map_err(|e| PlumbingError::Delivery(e.to_string()))?;
-        let authority = Arc::new(Authority::new(auth)?);
+        let authority = Arc::new(Authority::new(auth, registered)?);
         if !authority.enabled() {
             tracing::warn!("authentication is disabled: every request acts as the operator");
         }
@@ -79,6 +81,7 @@ impl Plumbing {
             bound.listener,
             app,
             bound.tls,
+            bound.limits,
             tasks.stopped(),
             grace,
         ));

@@ -44,6 +44,36 @@ impl TlsError {
     }
 }
 
+/// Bounds of a listener: how many connections it holds and how long a client may take to
+/// finish its TLS handshake and to send a request's headers (slow-loris clients).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeLimits {
+    /// Open connections at most; further connections wait in the accept queue.
+    pub max_connections: usize,
+    /// Seconds a client has to complete the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds an HTTP/1 client has to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            tls_handshake_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// The TCP peer of a request, put into its extensions by [`serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Builds an openssl acceptor (TLS 1.2 or later, Mozilla intermediate ciphers, ALPN h2/http1.1).
 pub fn tls_acceptor(config: &TlsConfig) -> Result<Arc<SslAcceptor>, TlsError> {
     let err = |what: String| move |source| TlsError::new(what, source);
@@ -75,24 +105,42 @@ pub fn tls_acceptor(config: &TlsConfig) -> Result<Arc<SslAcceptor>, TlsError> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
-/// (up to `grace`).
+/// (up to `grace`). Every request carries its [`PeerAddr`] (and, under mutual TLS, the
+/// client's [`PeerIdentity`](crate::grpc::PeerIdentity)); `limits` bound connections,
+/// handshakes and header reads.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<SslAcceptor>>,
+    limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs.max(1)));
     // HTTP/2 pings find peers that vanished without closing (long-lived gRPC streams)
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams.max(1))
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
+    let handshake_timeout = Duration::from_secs(limits.tls_handshake_timeout_secs.max(1));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // a connection is accepted only once a slot is free: the rest wait in the backlog
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -110,9 +158,10 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let result = match tls {
                 None => {
-                    let service = TowerToHyperService::new(app);
+                    let service = TowerToHyperService::new(with_peer(app, peer, None));
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
@@ -128,20 +177,20 @@ pub async fn serve(
                     let Ok(mut tls_stream) = tokio_openssl::SslStream::new(ssl, stream) else {
                         return;
                     };
-                    if let Err(e) = Pin::new(&mut tls_stream).accept().await {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
+                    let handshake = Pin::new(&mut tls_stream).accept();
+                    match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
                     let identity = peer_identity(tls_stream.ssl());
-                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-                        app,
-                        move |mut request: http::Request<hyper::body::Incoming>| {
-                            if let Some(identity) = &identity {
-                                request.extensions_mut().insert(identity.clone());
-                            }
-                            request
-                        },
-                    ));
+                    let service = TowerToHyperService::new(with_peer(app, peer, identity));
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
                     watcher.watch(conn.into_owned()).await
@@ -156,6 +205,29 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing connections"),
     }
+}
+
+/// `app` with the connection's peer address (and verified client identity) in every request.
+fn with_peer(
+    app: Router,
+    peer: std::net::SocketAddr,
+    identity: Option<crate::grpc::PeerIdentity>,
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    tower::ServiceExt::map_request(
+        app,
+        move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            if let Some(identity) = &identity {
+                request.extensions_mut().insert(identity.clone());
+            }
+            request
+        },
+    )
 }
 
 /// The common name of the verified client certificate of a TLS connection.
@@ -201,6 +273,8 @@ pub struct BoundListener {
     pub api_root: String,
     /// The TLS acceptor, when TLS is configured.
     pub tls: Option<Arc<SslAcceptor>>,
+    /// Bounds of the listener.
+    pub limits: ServeLimits,
 }
 
 /// Why a listener could not be set up.
@@ -226,6 +300,7 @@ impl BoundListener {
         addr: std::net::SocketAddr,
         public_url: Option<&str>,
         tls: Option<&TlsConfig>,
+        limits: &ServeLimits,
     ) -> Result<Self, ListenError> {
         let bind_err = |source| ListenError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
@@ -242,6 +317,7 @@ impl BoundListener {
             local_addr,
             api_root,
             tls,
+            limits: limits.clone(),
         })
     }
 }

@@ -105,6 +105,11 @@ pub struct Workload {
     pub replicas: u32,
     /// Configuration handed to the workload.
     pub config: BTreeMap<String, String>,
+    /// Confidential configuration (its Mp1 credential): a Kubernetes Secret, given to every
+    /// container as environment and as files under [`SECRETS_DIR`] (names lower-cased); Helm
+    /// charts get it as values under `mecplane.secrets`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Ports it serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<Port>,
@@ -127,6 +132,9 @@ impl Workload {
             .fold((0, 0), |(c, m), x| (c + x.cpu_millis, m + x.memory_mib))
     }
 }
+
+/// Where a workload's [`Workload::secrets`] are mounted as files.
+pub const SECRETS_DIR: &str = "/var/run/secrets/mec";
 
 /// The deterministic workload name of an application instance: a DNS-1123 label.
 pub fn workload_name(app_instance_id: &str) -> String {

@@ -223,6 +223,8 @@ pub enum LcmOperation {
     /// `configure_platform_for_app` (the v3.1.1 enum lists only the three above; mecplane
     /// reports this task as its own operation).
     ConfigurePlatformForApp,
+    /// Rotation of the instance's Mp1 credential (a mecplane operation, not in ETSI's enum).
+    RotateCredentials,
 }
 
 /// Links of an operation occurrence.

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ListQuery, location};
-use crate::lcm::{Lcm, LcmError};
+use crate::lcm::{AppCredentialsInfo, Lcm, LcmError, RotateCredentialsRequest};
 
 impl From<LcmError> for ApiError {
     fn from(e: LcmError) -> Self {
@@ -44,6 +44,8 @@ pub(super) fn routes() -> OpenApiRouter<Arc<Lcm>> {
         .routes(routes!(terminate))
         .routes(routes!(operate))
         .routes(routes!(configure_platform_for_app))
+        .routes(routes!(rotate_credentials))
+        .routes(routes!(credentials_get))
         .routes(routes!(op_occs_get))
         .routes(routes!(op_occ_get))
         .routes(routes!(op_occ_retry))
@@ -246,6 +248,35 @@ async fn operate(
 ) -> Result<Response, ApiError> {
     let op = l.operate(&id, r).await?;
     Ok(accepted(&op))
+}
+
+/// Rotate the instance's Mp1 credential (a mecplane extension): its MEP accepts a new secret,
+/// the workload's Secret gets it, and the replaced one keeps working for the grace period.
+#[utoipa::path(post, path = "/app_instances/{appInstanceId}/rotate_credentials", tag = "app-lcm",
+    params(("appInstanceId" = String, Path)), request_body = RotateCredentialsRequest,
+    responses((status = 202, headers(("Location" = String))), (status = 400, body = ProblemDetails),
+        (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn rotate_credentials(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<RotateCredentialsRequest>,
+) -> Result<Response, ApiError> {
+    let op = l.rotate_credentials(&id, r).await?;
+    Ok(accepted(&op))
+}
+
+/// The instance's Mp1 client at its site's MEP (a mecplane extension): client id and the
+/// accepted credentials, never a secret.
+#[utoipa::path(get, path = "/app_instances/{appInstanceId}/credentials", tag = "app-lcm",
+    params(("appInstanceId" = String, Path)),
+    responses((status = 200, body = AppCredentialsInfo), (status = 404, body = ProblemDetails)),
+    security(("oauth2" = ["app_lcm"])))]
+async fn credentials_get(
+    State(l): State<Arc<Lcm>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AppCredentialsInfo>, ApiError> {
+    Ok(ApiJson(l.credentials(&id).await?))
 }
 
 /// Configure the instance's MEP with these rules and requirements (replacing its AppD's).

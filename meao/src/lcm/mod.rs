@@ -4,6 +4,7 @@
 //! recorded in one transaction before any work starts; the occurrence state follows the saga:
 //! RUNNING is PROCESSING, SUCCEEDED is COMPLETED, FAILED_TEMP and FAILED are themselves.
 
+pub mod credentials;
 pub mod sagas;
 
 use std::sync::Arc;
@@ -62,6 +63,42 @@ pub enum LcmError {
     Store(#[from] StoreError),
 }
 
+/// `POST …/app_instances/{appInstanceId}/rotate_credentials`: a mecplane extension.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateCredentialsRequest {
+    /// Seconds the replaced secret keeps working (default 300).
+    #[schema(maximum = 86400)]
+    pub grace_period: Option<u32>,
+}
+
+/// An instance's Mp1 client at its site's MEP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppCredentialsInfo {
+    /// The instance.
+    pub app_instance_id: String,
+    /// Its site.
+    pub site_id: String,
+    /// The client id it presents at the MEP's token endpoint.
+    pub client_id: String,
+    /// The accepted credentials: the current one first.
+    pub credentials: Vec<CredentialInfo>,
+}
+
+/// One accepted credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialInfo {
+    /// Its identifier (the operation that issued it).
+    pub credential_id: String,
+    /// When it was issued (zero when unknown).
+    pub issued_at: TimeStamp,
+    /// End of its grace period, for a replaced one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<TimeStamp>,
+}
+
 /// What an instance row's body holds besides its columns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,6 +126,8 @@ pub struct LcmSettings {
     pub fault_drill: Option<Fault>,
     /// The link to the sites' MEPs and how long a step waits for a MEP's acknowledgement.
     pub mep_link: Option<(Arc<crate::mep_link::MepLink>, Duration)>,
+    /// Derives the instances' Mp1 secrets.
+    pub credentials: Arc<credentials::CredentialKey>,
 }
 
 /// Application LCM.
@@ -152,6 +191,7 @@ impl Lcm {
             inventory,
             ready_timeout: settings.ready_timeout,
             mep_link: settings.mep_link,
+            credentials: settings.credentials,
         });
         let executor = Arc::new(
             Executor::new(
@@ -543,6 +583,76 @@ impl Lcm {
             params,
         )
         .await
+    }
+
+    /// Rotates an instance's Mp1 credential: the MEP accepts a new secret, the workload gets it,
+    /// and the old one keeps working for `grace_period_secs`.
+    pub async fn rotate_credentials(
+        self: &Arc<Self>,
+        id: &str,
+        request: RotateCredentialsRequest,
+    ) -> Result<String, LcmError> {
+        let instance = self.instance_row(id).await?;
+        if instance.instantiation_state != "INSTANTIATED" {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} is NOT_INSTANTIATED"
+            )));
+        }
+        let site = instance.site_id.clone().unwrap_or_default();
+        if self.store.credential_get(id, &site).await?.is_none() {
+            return Err(LcmError::Conflict(format!(
+                "instance {id} has no Mp1 credential (its site has no MEP on the link)"
+            )));
+        }
+        let now = server_kit::unix_millis_now();
+        let grace = i64::from(request.grace_period.unwrap_or(300));
+        let params = json!({
+            "request": request,
+            "startedAt": now,
+            "notAfter": now + grace * 1000,
+            "operationalState": instance.operational_state,
+        });
+        self.start(
+            &instance,
+            LcmOperation::RotateCredentials,
+            sagas::ROTATE_CREDENTIALS,
+            json!(request),
+            params,
+        )
+        .await
+    }
+
+    /// An instance's Mp1 client at its site's MEP: its client id, token endpoint and the
+    /// credentials accepted there (never a secret).
+    pub async fn credentials(&self, id: &str) -> Result<AppCredentialsInfo, LcmError> {
+        let instance = self.instance_row(id).await?;
+        let site = instance.site_id.clone().unwrap_or_default();
+        let row =
+            self.store
+                .credential_get(id, &site)
+                .await?
+                .ok_or_else(|| LcmError::NotFound {
+                    kind: "Mp1 credential of application instance",
+                    id: id.to_owned(),
+                })?;
+        let mut credentials = vec![CredentialInfo {
+            credential_id: row.credential_id.clone(),
+            issued_at: TimeStamp::from_unix_millis(row.issued_at),
+            not_after: None,
+        }];
+        if let Some(previous) = &row.previous_credential_id {
+            credentials.push(CredentialInfo {
+                credential_id: previous.clone(),
+                issued_at: TimeStamp::from_unix_millis(0),
+                not_after: row.previous_not_after.map(TimeStamp::from_unix_millis),
+            });
+        }
+        Ok(AppCredentialsInfo {
+            app_instance_id: id.to_owned(),
+            site_id: site,
+            client_id: row.client_id,
+            credentials,
+        })
     }
 
     /// Starts or stops an instance.

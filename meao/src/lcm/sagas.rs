@@ -1,6 +1,8 @@
-//! The LCM sagas, one linear step list each: instantiate (place, apply, await ready, commit),
-//! terminate (remove, commit) and operate (scale, commit). Steps are idempotent: workload names
-//! derive from the instance id, applies replace, deletes accept "already gone".
+//! The LCM sagas, one linear step list each: instantiate (place, issue the Mp1 credential,
+//! apply, await ready, configure the MEP, commit), terminate (release at the MEP, drain,
+//! remove, commit), operate (scale, commit), relocate and rotation of the Mp1 credential.
+//! Steps are idempotent: workload names derive from the instance id, credential ids from the
+//! operation, applies replace, deletes accept "already gone".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +17,11 @@ use vim_adapters::{
 };
 
 use crate::inventory::{Inventory, PlacementQuery, request_for};
+use crate::lcm::credentials::CredentialKey;
 use crate::mep_link::{Desired, LinkError, MepLink};
 use crate::package::{Packages, PkgRef};
 use crate::saga::{SagaKind, Step, StepContext, StepError};
-use crate::store::Store;
+use crate::store::{CredentialRow, Store};
 use api_specs::mm1::appd::ConfigPlatformForAppRequest;
 use api_specs::mp1::app_support::{AppInfo, RuleState};
 use api_specs::mp1::provisioning::AppInstanceConfig;
@@ -35,6 +38,8 @@ pub struct LcmCtx {
     pub ready_timeout: Duration,
     /// The link to the sites' MEPs and how long a step waits for a MEP's acknowledgement.
     pub mep_link: Option<(Arc<MepLink>, Duration)>,
+    /// Derives the instances' Mp1 secrets.
+    pub credentials: Arc<CredentialKey>,
 }
 
 fn retryable(e: impl std::fmt::Display) -> StepError {
@@ -129,6 +134,7 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
         ]
         .into_iter()
         .collect(),
+        secrets: Default::default(),
         ports: ports_of(appd),
         stateful: appd
             .user_context_transfer_capability
@@ -265,22 +271,98 @@ fn site<'a>(ctx: &'a StepContext<'_>) -> &'a str {
 
 fn apply<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
-        let appd = appd(c, param(&ctx, "appDId")).await?;
-        let mut workload = workload_for(param(&ctx, "appInstanceId"), &appd);
-        if let Some(mciop) = &appd.mciop_id {
-            let chart = c
-                .packages
-                .helm_chart(PkgRef::AppDId(&appd.app_d_id), mciop)
+        let credential = credential(c, &ctx).await?;
+        let name = deploy(c, &ctx, credential.as_ref(), 1).await?;
+        Ok(json!({"workload": name}))
+    })
+}
+
+/// Applies the instance's workload at the step's site with `replicas`: from its AppD (and Helm
+/// chart), configured with the site's MEP and, when it has one, `credential` in its secrets.
+async fn deploy(
+    c: &LcmCtx,
+    ctx: &StepContext<'_>,
+    credential: Option<&CredentialRow>,
+    replicas: u32,
+) -> Result<String, StepError> {
+    let appd = appd(c, param(ctx, "appDId")).await?;
+    let mut workload = workload_for(param(ctx, "appInstanceId"), &appd);
+    workload.replicas = replicas;
+    if let Some(mciop) = &appd.mciop_id {
+        let chart = c
+            .packages
+            .helm_chart(PkgRef::AppDId(&appd.app_d_id), mciop)
+            .await
+            .map_err(|e| StepError::Permanent(e.to_string()))?;
+        workload.helm_chart = Some(base64::engine::general_purpose::STANDARD.encode(chart));
+    }
+    if let Some(url) = c.inventory.mep_url(site(ctx)).await.map_err(retryable)? {
+        if let Some(row) = credential {
+            workload.secrets = c.credentials.workload_secrets(row, &url);
+        }
+        workload.config.insert("MEC_MEP_URL".into(), url);
+    }
+    vim(c, site(ctx))?.apply(&workload).await?;
+    refreshed(c, site(ctx)).await;
+    Ok(workload.name)
+}
+
+// === Mp1 credentials ===
+
+/// The instance's Mp1 credential at the step's site, if it has one.
+async fn credential(c: &LcmCtx, ctx: &StepContext<'_>) -> Result<Option<CredentialRow>, StepError> {
+    c.store
+        .credential_get(param(ctx, "appInstanceId"), site(ctx))
+        .await
+        .map_err(retryable)
+}
+
+/// Issues the instance an Mp1 credential at the chosen site's MEP (when the site has one on the
+/// link): the operation's id is the credential's id, so a re-run issues the same one.
+fn issue_credential<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        if link_of(c, site(&ctx)).await?.is_none() {
+            return Ok(json!({"issued": false}));
+        }
+        if credential(c, &ctx)
+            .await?
+            .is_none_or(|row| row.credential_id != ctx.saga_id)
+        {
+            let instance = param(&ctx, "appInstanceId");
+            let row = CredentialRow {
+                app_instance_id: instance.to_owned(),
+                site_id: site(&ctx).to_owned(),
+                client_id: instance.to_owned(),
+                credential_id: ctx.saga_id.to_owned(),
+                issued_at: server_kit::unix_millis_now(),
+                previous_credential_id: None,
+                previous_not_after: None,
+            };
+            c.store.credential_put(&row).await.map_err(retryable)?;
+        }
+        Ok(json!({"issued": true, "credentialId": ctx.saga_id}))
+    })
+}
+
+/// Forgets the credential this operation issued (the MEP drops it with the instance).
+fn forget_credential<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        if credential(c, &ctx)
+            .await?
+            .is_some_and(|row| row.credential_id == ctx.saga_id)
+        {
+            c.store
+                .credential_delete(param(&ctx, "appInstanceId"), Some(site(&ctx)))
                 .await
-                .map_err(|e| StepError::Permanent(e.to_string()))?;
-            workload.helm_chart = Some(base64::engine::general_purpose::STANDARD.encode(chart));
+                .map_err(retryable)?;
         }
-        if let Some(url) = c.inventory.mep_url(site(&ctx)).await.map_err(retryable)? {
-            workload.config.insert("MEC_MEP_URL".into(), url);
-        }
-        vim(c, site(&ctx))?.apply(&workload).await?;
-        refreshed(c, site(&ctx)).await;
-        Ok(json!({"workload": workload.name}))
+        Ok(())
     })
 }
 
@@ -387,6 +469,7 @@ pub fn platform_config(
             .collect(),
         app_dns_rule: dns.iter().map(|r| r.to_rule(RuleState::Active)).collect(),
         app_service_produced: produced.clone(),
+        oauth2_client: None,
     }
 }
 
@@ -442,7 +525,10 @@ fn configure_platform<'a>(
         let request: Option<ConfigPlatformForAppRequest> =
             serde_json::from_value(ctx.params["platformConfig"].clone()).ok();
         let instance = param(&ctx, "appInstanceId");
-        let config = platform_config(&appd, instance, request.as_ref());
+        let mut config = platform_config(&appd, instance, request.as_ref());
+        config.oauth2_client = credential(c, &ctx)
+            .await?
+            .map(|row| c.credentials.app_client(&row));
         let configured = converge(c, &ctx, Desired::Config(&config)).await?;
         Ok(json!({"configured": configured}))
     })
@@ -535,6 +621,11 @@ fn commit_terminated<'a>(
 ) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
         commit_not_instantiated(c, ctx).await?;
+        // released at the MEP by the first step: the credential is revoked there
+        c.store
+            .credential_delete(param(&ctx, "appInstanceId"), None)
+            .await
+            .map_err(retryable)?;
         Ok(Value::Null)
     })
 }
@@ -645,6 +736,10 @@ fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<
                 .map_err(retryable)?;
             mep_removal = json!(version);
         }
+        c.store
+            .credential_delete(instance, Some(from))
+            .await
+            .map_err(retryable)?;
         let released = match c.inventory.vim(from) {
             Some(vim) => vim.delete(&workload_name(instance)).await.is_ok(),
             None => false,
@@ -656,6 +751,119 @@ fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<
     })
 }
 
+// === rotation of the Mp1 credential ===
+
+/// The instance's stored credential at its site and the one this rotation makes of it: this
+/// operation's credential current, the stored one accepted until `notAfter` (fixed when the
+/// rotation started). Once committed, both are the rotated one.
+async fn rotation(
+    c: &LcmCtx,
+    ctx: &StepContext<'_>,
+) -> Result<(CredentialRow, CredentialRow), StepError> {
+    let stored = credential(c, ctx).await?.ok_or_else(|| {
+        StepError::Permanent(format!(
+            "application instance {} has no Mp1 credential at site {}",
+            param(ctx, "appInstanceId"),
+            site(ctx)
+        ))
+    })?;
+    if stored.credential_id == ctx.saga_id {
+        return Ok((stored.clone(), stored));
+    }
+    let rotated = CredentialRow {
+        credential_id: ctx.saga_id.to_owned(),
+        issued_at: ctx.params["startedAt"].as_i64().unwrap_or_default(),
+        previous_credential_id: Some(stored.credential_id.clone()),
+        previous_not_after: ctx.params["notAfter"].as_i64(),
+        ..stored.clone()
+    };
+    Ok((stored, rotated))
+}
+
+/// The instance's current configuration at its MEP with `row` as its client, acknowledged.
+async fn configure_client(
+    c: &LcmCtx,
+    ctx: &StepContext<'_>,
+    row: &CredentialRow,
+) -> Result<(), StepError> {
+    let (site, instance) = (site(ctx), param(ctx, "appInstanceId"));
+    let current = c
+        .store
+        .mep_config_get(site, instance)
+        .await
+        .map_err(retryable)?
+        .and_then(|r| r.config)
+        .ok_or_else(|| {
+            StepError::Permanent(format!(
+                "site {site}'s MEP holds no configuration of {instance}"
+            ))
+        })?;
+    let mut config: AppInstanceConfig = serde_json::from_str(&current)
+        .map_err(|e| StepError::Permanent(format!("stored MEP configuration unreadable: {e}")))?;
+    config.oauth2_client = Some(c.credentials.app_client(row));
+    converge(c, ctx, Desired::Config(&config)).await?;
+    Ok(())
+}
+
+/// The MEP accepts the new secret beside the old one.
+fn announce_rotation<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let (_, rotated) = rotation(c, &ctx).await?;
+        configure_client(c, &ctx, &rotated).await?;
+        Ok(json!({"credentialId": rotated.credential_id}))
+    })
+}
+
+fn withdraw_rotation<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        let (stored, _) = rotation(c, &ctx).await?;
+        configure_client(c, &ctx, &stored).await
+    })
+}
+
+fn operated_replicas(ctx: &StepContext<'_>) -> u32 {
+    replicas(param(ctx, "operationalState"))
+}
+
+/// The workload gets the new secret (its pods roll to pick it up).
+fn apply_rotated<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let (_, rotated) = rotation(c, &ctx).await?;
+        deploy(c, &ctx, Some(&rotated), operated_replicas(&ctx)).await?;
+        Ok(Value::Null)
+    })
+}
+
+fn restore_secret<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        let (stored, _) = rotation(c, &ctx).await?;
+        deploy(c, &ctx, Some(&stored), operated_replicas(&ctx)).await?;
+        Ok(())
+    })
+}
+
+fn commit_rotation<'a>(
+    c: &'a LcmCtx,
+    ctx: StepContext<'a>,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let (_, rotated) = rotation(c, &ctx).await?;
+        c.store.credential_put(&rotated).await.map_err(retryable)?;
+        Ok(json!({"previousNotAfter": rotated.previous_not_after}))
+    })
+}
+
+/// Saga kind names.
+pub const ROTATE_CREDENTIALS: &str = "app-rotate-credentials";
 /// Saga kind names.
 pub const CONFIGURE_PLATFORM: &str = "app-configure-platform";
 /// Saga kind names.
@@ -674,6 +882,11 @@ fn deploy_steps() -> Vec<Step<LcmCtx>> {
             name: "place",
             forward: place,
             undo: no_undo,
+        },
+        Step {
+            name: "issue-credential",
+            forward: issue_credential,
+            undo: forget_credential,
         },
         Step {
             name: "apply",
@@ -750,6 +963,26 @@ pub fn kinds() -> Vec<SagaKind<LcmCtx>> {
                 Step {
                     name: "commit",
                     forward: commit_terminated,
+                    undo: no_undo,
+                },
+            ],
+        },
+        SagaKind {
+            name: ROTATE_CREDENTIALS,
+            steps: vec![
+                Step {
+                    name: "announce",
+                    forward: announce_rotation,
+                    undo: withdraw_rotation,
+                },
+                Step {
+                    name: "apply-secret",
+                    forward: apply_rotated,
+                    undo: restore_secret,
+                },
+                Step {
+                    name: "commit",
+                    forward: commit_rotation,
                     undo: no_undo,
                 },
             ],

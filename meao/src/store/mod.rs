@@ -7,9 +7,11 @@ use server_kit::db::DbError;
 use server_kit::notify::{NotificationRow, SqlOutbox};
 use sqlx::{AnyPool, Row};
 
+pub use self::credentials::CredentialRow;
 pub use self::events::{EventKind, EventRow};
 pub use self::mep_configs::MepConfigRow;
 
+mod credentials;
 mod events;
 mod mep_configs;
 

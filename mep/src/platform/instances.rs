@@ -18,6 +18,7 @@ use super::{
     Platform, Service, State, Subscription, SubscriptionEntry, json, not_found,
 };
 
+use super::credentials::{redacted, validate_client};
 use super::rules::{replace_rules, rules_of, unique, validate_dns_rule, validate_traffic_rule};
 use super::subscriptions::{availability, enqueue};
 
@@ -87,7 +88,7 @@ impl Platform {
         let config = validated(app_instance_id, config)?;
         let id = app_instance_id.to_owned();
         let created = self
-            .write(move |state, now| put_changes(state, &id, &config, now))
+            .write(|state, now| put_changes(state, &id, &config, self.reserved_client_ids(), now))
             .await?;
         Ok((self.record_of(app_instance_id)?, created))
     }
@@ -116,7 +117,9 @@ impl Platform {
                 return Ok((Vec::new(), held));
             }
             let mut changes = match desired {
-                Desired::Config(config) => put_changes(state, &id, &config, now)?.0,
+                Desired::Config(config) => {
+                    put_changes(state, &id, &config, self.reserved_client_ids(), now)?.0
+                }
                 Desired::Removal { graceful_timeout } => {
                     let gone = state.apps.get(&id).is_none_or(|a| {
                         a.pending
@@ -218,6 +221,7 @@ impl Platform {
                     .map(|r| r.value.clone())
                     .collect(),
                 app_service_produced: app.produced.clone(),
+                oauth2_client: app.client.as_ref().map(redacted),
             },
         })
     }
@@ -371,6 +375,7 @@ pub(super) fn app_row(id: &str, app: &AppInstance, now: i64) -> AppRow {
         action_deadline: app.pending.map(|p| p.deadline),
         updated_at: now,
         services_produced: (!app.produced.is_empty()).then(|| json(&app.produced)),
+        oauth2_client: app.client.as_ref().map(json),
     }
 }
 
@@ -415,8 +420,12 @@ pub(super) fn put_changes(
     state: &mut State,
     id: &str,
     config: &AppInstanceConfig,
+    reserved_client_ids: &[String],
     now: i64,
 ) -> Result<(Vec<Change>, bool), MepError> {
+    if let Some(client) = &config.oauth2_client {
+        validate_client(state, reserved_client_ids, id, client)?;
+    }
     let mut changes = Vec::new();
     let created = !state.apps.contains_key(id);
     let app = state
@@ -425,6 +434,7 @@ pub(super) fn put_changes(
         .or_insert_with(|| AppInstance {
             info: config.app_info.clone(),
             produced: Vec::new(),
+            client: None,
             state: AppInstanceState::Instantiated,
             pending: None,
         });
@@ -438,6 +448,7 @@ pub(super) fn put_changes(
     }
     app.info = config.app_info.clone();
     app.produced = config.app_service_produced.clone();
+    app.client = config.oauth2_client.clone();
     changes.push(Change::UpsertApp(app_row(id, app, now)));
     replace_rules(
         &mut state.traffic_rules,

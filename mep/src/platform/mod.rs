@@ -8,9 +8,11 @@
 //! next state. A failed write leaves memory untouched.
 //!
 //! One module per part of the domain: [`instances`] (provisioning, readiness, stop and
-//! termination), [`registry`] (services), [`subscriptions`] (and their notifications),
-//! [`rules`] (traffic and DNS rules, the DNS table).
+//! termination), [`credentials`] (the instances' own OAuth 2.0 clients), [`registry`]
+//! (services), [`subscriptions`] (and their notifications), [`rules`] (traffic and DNS rules,
+//! the DNS table).
 
+mod credentials;
 mod instances;
 mod registry;
 mod rules;
@@ -19,6 +21,7 @@ mod subscriptions;
 use instances::expire_pending;
 use registry::suspend_silent;
 
+pub use credentials::APP_CLIENT_SCOPES;
 pub use instances::{AppInstanceRecord, Desired, InstanceReport, Progress};
 pub use registry::ServiceQuery;
 pub use rules::{DnsAnswer, DnsTable, normalize_domain};
@@ -33,9 +36,11 @@ use api_specs::mm1::appd::ServiceDescriptor;
 use api_specs::mp1::app_support::{
     AppInfo, AppTerminationNotificationSubscription, DnsRule, OperationActionType, TrafficRule,
 };
+use api_specs::mp1::provisioning::AppClient;
 pub use api_specs::mp1::provisioning::AppInstanceConfig;
 use api_specs::mp1::service_mgmt::{SerAvailabilityNotificationSubscription, ServiceInfo};
 use serde::{Deserialize, Serialize};
+use server_kit::auth::RegisteredClients;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
@@ -160,6 +165,7 @@ impl<T> Tagged<T> {
 struct AppInstance {
     info: AppInfo,
     produced: Vec<ServiceDescriptor>,
+    client: Option<AppClient>,
     state: AppInstanceState,
     pending: Option<PendingAction>,
 }
@@ -211,6 +217,9 @@ pub struct PlatformSettings {
     pub default_dns_ttl: u32,
     /// Time sources.
     pub timing: crate::timing::TimingConfig,
+    /// Ids of the OAuth 2.0 clients configured at the platform, which no instance's client may
+    /// take.
+    pub configured_client_ids: Vec<String>,
 }
 
 /// The MEC platform.
@@ -220,6 +229,7 @@ pub struct Platform {
     state: RwLock<Arc<State>>,
     writer: tokio::sync::Mutex<()>,
     dns: Arc<DnsTable>,
+    clients: Arc<RegisteredClients>,
     wake: Arc<Notify>,
     published: tokio::sync::watch::Sender<u64>,
 }
@@ -241,11 +251,13 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 impl Platform {
-    /// Loads the stored state; `wake` is signalled whenever notifications are queued.
+    /// Loads the stored state; `wake` is signalled whenever notifications are queued, `clients`
+    /// is the token authority's table of the instances' own clients, kept current here.
     pub async fn load(
         store: Store,
         settings: PlatformSettings,
         wake: Arc<Notify>,
+        clients: Arc<RegisteredClients>,
     ) -> Result<Self, MepError> {
         let snapshot = store.load().await?;
         let mut state = State::default();
@@ -268,6 +280,12 @@ impl Platform {
                     produced: match &a.services_produced {
                         Some(p) => parse_body(&format!("app instance {}", a.app_instance_id), p)?,
                         None => Vec::new(),
+                    },
+                    client: match &a.oauth2_client {
+                        Some(c) => {
+                            Some(parse_body(&format!("client of {}", a.app_instance_id), c)?)
+                        }
+                        None => None,
                     },
                     state: AppInstanceState::parse(&a.state),
                     pending,
@@ -334,6 +352,7 @@ impl Platform {
             state: RwLock::new(Arc::new(state)),
             writer: tokio::sync::Mutex::new(()),
             dns: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
+            clients,
             wake,
             published: tokio::sync::watch::channel(0).0,
         };
@@ -397,6 +416,7 @@ impl Platform {
     /// Makes a new state effective: rebuilds the DNS table and tells traffic steering.
     fn publish(&self) {
         self.rebuild_dns();
+        self.rebuild_clients(&self.snapshot());
         self.published.send_modify(|generation| *generation += 1);
     }
 

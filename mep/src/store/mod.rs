@@ -97,6 +97,8 @@ pub struct AppRow {
     pub updated_at: i64,
     /// The services it declares it produces (JSON array of ServiceDescriptor), if any.
     pub services_produced: Option<String>,
+    /// Its OAuth 2.0 client (AppClient JSON), if MEC management issued one.
+    pub oauth2_client: Option<String>,
 }
 
 /// Stored service.
@@ -183,7 +185,7 @@ impl Store {
     pub async fn load(&self) -> Result<Snapshot, StoreError> {
         let apps = sqlx::query(
             "SELECT app_instance_id, app_info, state, pending_action, action_deadline, updated_at, \
-             services_produced FROM app_instances ORDER BY app_instance_id",
+             services_produced, oauth2_client FROM app_instances ORDER BY app_instance_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -197,6 +199,7 @@ impl Store {
                 action_deadline: r.try_get(4)?,
                 updated_at: r.try_get(5)?,
                 services_produced: r.try_get(6)?,
+                oauth2_client: r.try_get(7)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -281,11 +284,11 @@ impl Store {
             match change {
                 Change::UpsertApp(a) => {
                     sqlx::query(
-                        "INSERT INTO app_instances (app_instance_id, app_info, state, pending_action, action_deadline, updated_at, services_produced) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_instance_id) DO UPDATE SET \
+                        "INSERT INTO app_instances (app_instance_id, app_info, state, pending_action, action_deadline, updated_at, services_produced, oauth2_client) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_instance_id) DO UPDATE SET \
                          app_info = excluded.app_info, state = excluded.state, pending_action = excluded.pending_action, \
                          action_deadline = excluded.action_deadline, updated_at = excluded.updated_at, \
-                         services_produced = excluded.services_produced",
+                         services_produced = excluded.services_produced, oauth2_client = excluded.oauth2_client",
                     )
                     .bind(&a.app_instance_id)
                     .bind(&a.app_info)
@@ -294,6 +297,7 @@ impl Store {
                     .bind(a.action_deadline)
                     .bind(a.updated_at)
                     .bind(&a.services_produced)
+                    .bind(&a.oauth2_client)
                     .execute(&mut *tx)
                     .await?;
                 }

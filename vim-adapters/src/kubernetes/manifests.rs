@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use super::Flavour;
-use crate::{Protocol, Workload};
+use crate::{Protocol, SECRETS_DIR, Workload};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "mecplane";
@@ -26,6 +29,11 @@ pub const KIND_ANNOTATION: &str = "mecplane.io/workload-kind";
 pub const NODE_ANNOTATION: &str = "mecplane.io/node";
 /// Label and taint key of KubeEdge edge nodes.
 pub const EDGE_NODE_LABEL: &str = "node-role.kubernetes.io/edge";
+/// Annotation of the pod template with a digest of the workload's secrets: a changed secret
+/// (a rotated credential) rolls the pods.
+pub const SECRETS_ANNOTATION: &str = "mecplane.io/secrets-digest";
+/// Key of the Secret that holds the chart values of a HelmChart workload's secrets.
+pub const SECRET_VALUES_KEY: &str = "mecplane-values.yaml";
 /// Extended resource name of GPUs.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// Node label set by GPU feature discovery on nodes with GPUs.
@@ -127,7 +135,12 @@ pub fn dependents(workload: &Workload, target: &Target<'_>, anchor_uid: &str) ->
         "blockOwnerDeletion": true,
     }]);
     let mut objects = Vec::new();
-    match WorkloadKind::of(workload, target.flavour) {
+    let kind = WorkloadKind::of(workload, target.flavour);
+    // the Secret first: the pods that reference it come next
+    if !workload.secrets.is_empty() {
+        objects.push(secret(workload, target, kind));
+    }
+    match kind {
         WorkloadKind::HelmChart => objects.push(helm_chart(workload, target)),
         kind => {
             objects.push(pod_controller(workload, target, kind));
@@ -221,10 +234,17 @@ fn pod_controller(workload: &Workload, target: &Target<'_>, kind: WorkloadKind) 
             } else {
                 Vec::new()
             };
+            let mut env_from = vec![json!({"configMapRef": {"name": workload.name}})];
+            let mut mounts = Vec::new();
+            if !workload.secrets.is_empty() {
+                env_from.push(json!({"secretRef": {"name": workload.name}}));
+                mounts.push(json!({"name": "mec-secrets", "mountPath": SECRETS_DIR, "readOnly": true}));
+            }
             json!({
                 "name": c.name,
                 "image": c.image,
-                "envFrom": [{"configMapRef": {"name": workload.name}}],
+                "envFrom": env_from,
+                "volumeMounts": mounts,
                 "ports": ports,
                 "resources": {
                     "requests": {"cpu": format!("{}m", c.cpu_millis), "memory": format!("{}Mi", c.memory_mib)},
@@ -249,16 +269,31 @@ fn pod_controller(workload: &Workload, target: &Target<'_>, kind: WorkloadKind) 
         node_selector.insert("kubernetes.io/hostname", node.to_owned());
     }
     let selector = json!({INSTANCE_LABEL: workload.name});
+    let mut pod_annotations = json!({APP_INSTANCE_ANNOTATION: workload.app_instance_id});
+    let mut volumes = Vec::new();
+    if !workload.secrets.is_empty() {
+        pod_annotations[SECRETS_ANNOTATION] = json!(secrets_digest(workload));
+        let items: Vec<Value> = workload
+            .secrets
+            .keys()
+            .map(|k| json!({"key": k, "path": k.to_ascii_lowercase()}))
+            .collect();
+        volumes.push(json!({
+            "name": "mec-secrets",
+            "secret": {"secretName": workload.name, "items": items, "defaultMode": 0o400},
+        }));
+    }
     let mut spec = json!({
         "replicas": workload.replicas,
         "selector": {"matchLabels": selector},
         "template": {
             "metadata": {
                 "labels": labels(workload),
-                "annotations": {APP_INSTANCE_ANNOTATION: workload.app_instance_id},
+                "annotations": pod_annotations,
             },
             "spec": {
                 "containers": containers,
+                "volumes": volumes,
                 "nodeSelector": node_selector,
                 "tolerations": tolerations,
                 "enableServiceLinks": false,
@@ -273,6 +308,36 @@ fn pod_controller(workload: &Workload, target: &Target<'_>, kind: WorkloadKind) 
         "kind": kind.as_str(),
         "metadata": owned_metadata(workload, target, &workload.name),
         "spec": spec,
+    })
+}
+
+/// A short digest of the workload's secret values.
+fn secrets_digest(workload: &Workload) -> String {
+    let joined = serde_json::to_vec(&workload.secrets).unwrap_or_default();
+    openssl::hash::hash(openssl::hash::MessageDigest::sha256(), &joined)
+        .map(|d| d.iter().take(8).map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
+/// The workload's secrets as a Secret; for a chart, also as a values file under
+/// `mecplane.secrets` that the HelmChart names in `valuesSecrets`.
+fn secret(workload: &Workload, target: &Target<'_>, kind: WorkloadKind) -> Value {
+    let mut data: serde_json::Map<String, Value> = workload
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(STANDARD.encode(v))))
+        .collect();
+    if kind == WorkloadKind::HelmChart {
+        let values = json!({"mecplane": {"secrets": workload.secrets}});
+        let yaml = serde_yaml::to_string(&values).unwrap_or_default();
+        data.insert(SECRET_VALUES_KEY.into(), json!(STANDARD.encode(yaml)));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": owned_metadata(workload, target, &workload.name),
+        "type": "Opaque",
+        "data": data,
     })
 }
 
@@ -301,7 +366,8 @@ fn service(workload: &Workload, target: &Target<'_>) -> Value {
 }
 
 /// Helm values every chart gets: the replica count, the first container's image and resources,
-/// and the platform's configuration under `mecplane`.
+/// and the platform's configuration under `mecplane` (its secrets come through
+/// `valuesSecrets`, never in the HelmChart itself).
 fn helm_values(workload: &Workload) -> Value {
     let mut values = json!({
         "replicaCount": workload.replicas,
@@ -328,6 +394,11 @@ fn split_image(image: &str) -> (&str, &str) {
 
 fn helm_chart(workload: &Workload, target: &Target<'_>) -> Value {
     let values = serde_yaml::to_string(&helm_values(workload)).unwrap_or_default();
+    let value_secrets: Vec<Value> = if workload.secrets.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({"name": workload.name, "keys": [SECRET_VALUES_KEY]})]
+    };
     json!({
         "apiVersion": "helm.cattle.io/v1",
         "kind": "HelmChart",
@@ -336,6 +407,7 @@ fn helm_chart(workload: &Workload, target: &Target<'_>) -> Value {
             "chartContent": workload.helm_chart,
             "targetNamespace": target.namespace,
             "valuesContent": values,
+            "valuesSecrets": value_secrets,
             "set": {"replicaCount": workload.replicas},
         },
     })
@@ -388,6 +460,7 @@ mod tests {
             architecture: Some("aarch64".into()),
             replicas: 1,
             config: [("appDId".to_owned(), "d1".to_owned())].into(),
+            secrets: BTreeMap::new(),
             ports: vec![Port {
                 port: 1883,
                 protocol: Protocol::Tcp,
@@ -434,6 +507,42 @@ mod tests {
     }
 
     #[test]
+    fn secrets_reach_every_container_as_environment_and_files() {
+        let mut w = workload();
+        w.secrets = [("MEC_CLIENT_SECRET".to_owned(), "s3cr3t".to_owned())].into();
+        let t = target(Flavour::Kubernetes);
+        let objects = dependents(&w, &t, "uid-1");
+        assert_eq!(objects.len(), 3, "secret, deployment, service");
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(objects[0].clone()).unwrap();
+        assert_eq!(secret.data.unwrap()["MEC_CLIENT_SECRET"].0, b"s3cr3t");
+        assert_eq!(secret.metadata.owner_references.unwrap()[0].uid, "uid-1");
+        assert!(
+            !anchor(&w, &t).to_string().contains("s3cr3t"),
+            "the ConfigMap never holds a secret"
+        );
+        let d: Deployment = serde_json::from_value(objects[1].clone()).unwrap();
+        let template = d.spec.template;
+        let digest = template.metadata.unwrap().annotations.unwrap()[SECRETS_ANNOTATION].clone();
+        let pod = template.spec.unwrap();
+        let c = &pod.containers[0];
+        let env_from = c.env_from.as_ref().unwrap();
+        assert_eq!(env_from[1].secret_ref.as_ref().unwrap().name, "mec-abc");
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, SECRETS_DIR);
+        let volume = &pod.volumes.unwrap()[0];
+        let items = volume.secret.as_ref().unwrap().items.clone().unwrap();
+        assert_eq!(items[0].path, "mec_client_secret");
+        // another secret value rolls the pods
+        w.secrets
+            .insert("MEC_CLIENT_SECRET".into(), "rotated".into());
+        let rolled = dependents(&w, &t, "uid-1");
+        assert_ne!(
+            rolled[1]["spec"]["template"]["metadata"]["annotations"][SECRETS_ANNOTATION],
+            json!(digest)
+        );
+    }
+
+    #[test]
     fn stateful_workloads_become_statefulsets() {
         let mut w = workload();
         w.stateful = true;
@@ -477,6 +586,20 @@ mod tests {
         assert_eq!(objects.len(), 1);
         let chart = &objects[0];
         assert_eq!(chart["spec"]["chartContent"], "H4sI");
+        assert_eq!(chart["spec"]["valuesSecrets"], json!([]));
+        let mut secret_w = w.clone();
+        secret_w.secrets = [("MEC_CLIENT_ID".to_owned(), "c".to_owned())].into();
+        let with_secret = dependents(&secret_w, &t, "u");
+        let values_file = STANDARD
+            .decode(with_secret[0]["data"][SECRET_VALUES_KEY].as_str().unwrap())
+            .unwrap();
+        let values_file: Value = serde_yaml::from_slice(&values_file).unwrap();
+        assert_eq!(values_file["mecplane"]["secrets"]["MEC_CLIENT_ID"], "c");
+        assert_eq!(
+            with_secret[1]["spec"]["valuesSecrets"][0],
+            json!({"name": "mec-abc", "keys": [SECRET_VALUES_KEY]})
+        );
+        assert!(!with_secret[1].to_string().contains("MEC_CLIENT_ID"));
         let values: Value =
             serde_yaml::from_str(chart["spec"]["valuesContent"].as_str().unwrap()).unwrap();
         assert_eq!(

@@ -136,18 +136,46 @@ impl TestEnv {
             chart["spec"]["valuesContent"].as_str().unwrap(),
         )
         .unwrap();
+        // valuesSecrets: each named key of each Secret is one more values file
+        let mut values_files = vec!["values.yaml".to_owned()];
+        for (i, source) in chart["spec"]["valuesSecrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let out = Command::new(self.tool("kubectl"))
+                .arg(format!(
+                    "--kubeconfig={}",
+                    self.kubeconfig(Flavour::K3s).display()
+                ))
+                .args([
+                    "get",
+                    "secret",
+                    source["name"].as_str().unwrap(),
+                    "-n",
+                    ns,
+                    "-o",
+                    "json",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "valuesSecrets names a missing Secret");
+            let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            for key in source["keys"].as_array().unwrap() {
+                let file = format!("secret-values-{i}-{}", key.as_str().unwrap());
+                let content = base64::engine::general_purpose::STANDARD
+                    .decode(secret["data"][key.as_str().unwrap()].as_str().unwrap())
+                    .unwrap();
+                std::fs::write(dir.join(&file), content).unwrap();
+                values_files.push(file);
+            }
+        }
         let replicas = chart["spec"]["set"]["replicaCount"].to_string();
         let rendered = Command::new(self.tool("helm"))
             .current_dir(&dir)
-            .args([
-                "template",
-                name,
-                "chart.tgz",
-                "--namespace",
-                ns,
-                "-f",
-                "values.yaml",
-            ])
+            .args(["template", name, "chart.tgz", "--namespace", ns])
+            .args(values_files.iter().flat_map(|f| ["-f", f.as_str()]))
             .args(["--set", &format!("replicaCount={replicas}")])
             .output()
             .unwrap();
