@@ -43,6 +43,9 @@ pub struct MepConfig {
     pub min_liveness_interval_secs: u32,
     /// Largest accepted request body (bytes).
     pub max_body_bytes: usize,
+    /// Whether applications MEC management did not instantiate may register themselves
+    /// (`mec_app_support/v1/registrations`) with a client configured here.
+    pub allow_self_registration: bool,
     /// Seconds open connections get to finish at shutdown.
     pub shutdown_grace_secs: u64,
     /// Bounds of the listeners: connections, TLS handshake and header read timeouts.
@@ -94,6 +97,7 @@ impl Default for MepConfig {
             transports: Vec::new(),
             min_liveness_interval_secs: 5,
             max_body_bytes: 1 << 20,
+            allow_self_registration: false,
             shutdown_grace_secs: 10,
             http: ServeLimits::default(),
             upf: None,

@@ -112,6 +112,7 @@ impl Server {
                 .iter()
                 .map(|c| c.client_id.clone())
                 .collect(),
+            allow_self_registration: config.allow_self_registration,
         };
         let waker = plumbing.deliverer.waker();
         let platform = Arc::new(Platform::load(store.clone(), settings, waker, clients).await?);

@@ -10,6 +10,7 @@ mod integration {
     mod edge;
     mod notifications;
     mod openapi;
+    mod registrations;
     mod services;
     mod steering;
 }

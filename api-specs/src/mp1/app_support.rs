@@ -458,6 +458,10 @@ pub struct AppInfo {
     /// Whether MEC management instantiated the application; false when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_ins_by_mec: Option<bool>,
+    /// The application's EAS profile (ETSI TS 129 558), as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub app_profile: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 // === validation shared by every service that accepts rules ===

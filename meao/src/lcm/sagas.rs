@@ -462,6 +462,7 @@ pub fn platform_config(
             app_feature_required: some(features),
             app_feature_optional: some(features_optional),
             is_ins_by_mec: Some(true),
+            app_profile: None,
         },
         app_traffic_rule: traffic
             .iter()

@@ -4,8 +4,8 @@
 use api_specs::ProblemDetails;
 use api_specs::common::{LinkType, SubscriptionLinkList, SubscriptionLinkListLinks, TimeStamp};
 use api_specs::mp1::app_support::{
-    AppReadyConfirmation, AppTerminationConfirmation, AppTerminationNotificationSubscription,
-    CurrentTime, DnsRule, TimingCaps, TrafficRule,
+    AppInfo, AppReadyConfirmation, AppTerminationConfirmation,
+    AppTerminationNotificationSubscription, CurrentTime, DnsRule, TimingCaps, TrafficRule,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -21,6 +21,12 @@ use crate::timing;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(registrations_post))
+        .routes(routes!(
+            registration_get,
+            registration_put,
+            registration_delete
+        ))
         .routes(routes!(confirm_ready))
         .routes(routes!(confirm_termination))
         .routes(routes!(subscriptions_get, subscriptions_post))
@@ -31,6 +37,75 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dns_rule_get, dns_rule_put))
         .routes(routes!(timing_caps))
         .routes(routes!(current_time))
+}
+
+/// Register an application instance at the platform (one MEC management did not instantiate,
+/// where the platform allows it); the caller's client decides which instance it may register.
+#[utoipa::path(post, path = "/registrations", tag = "appRegistrations", request_body = AppInfo,
+    responses((status = 201, body = AppInfo, headers(("Location" = String))), (status = 400, body = ProblemDetails),
+        (status = 401, body = ProblemDetails), (status = 403, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    security(("oauth2" = ["mec_app_support"])))]
+async fn registrations_post(
+    State(mep): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(info): ApiJson<AppInfo>,
+) -> Result<impl IntoResponse, ApiError> {
+    let created = mep
+        .registration_create(caller.app_instance_id.as_deref(), info)
+        .await?;
+    let id = created.app_instance_id.clone().unwrap_or_default();
+    let href = format!(
+        "{}{APP_SUPPORT_BASE}/registrations/{id}",
+        mep.settings().api_root
+    );
+    Ok((StatusCode::CREATED, [location(&href)], ApiJson(created)))
+}
+
+/// The AppInfo of a registered (or provisioned) application instance.
+#[utoipa::path(get, path = "/registrations/{appInstanceId}", tag = "appRegistrations",
+    params(("appInstanceId" = String, Path)),
+    responses((status = 200, body = AppInfo), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
+    security(("oauth2" = ["mec_app_support"])))]
+async fn registration_get(
+    State(mep): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(app): ApiPath<String>,
+) -> Result<ApiJson<AppInfo>, ApiError> {
+    caller.authorize_app(&app)?;
+    Ok(ApiJson(mep.registration_get(&app)?))
+}
+
+/// Update a self-registered application instance's AppInfo.
+#[utoipa::path(put, path = "/registrations/{appInstanceId}", tag = "appRegistrations",
+    params(("appInstanceId" = String, Path)), request_body = AppInfo,
+    responses((status = 204), (status = 400, body = ProblemDetails), (status = 403, body = ProblemDetails),
+        (status = 404, body = ProblemDetails)),
+    security(("oauth2" = ["mec_app_support"])))]
+async fn registration_put(
+    State(mep): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(app): ApiPath<String>,
+    ApiJson(info): ApiJson<AppInfo>,
+) -> Result<StatusCode, ApiError> {
+    caller.authorize_app(&app)?;
+    mep.registration_update(&app, info).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deregister a self-registered application instance (its services, rules and subscriptions
+/// go with it).
+#[utoipa::path(delete, path = "/registrations/{appInstanceId}", tag = "appRegistrations",
+    params(("appInstanceId" = String, Path)),
+    responses((status = 204), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
+    security(("oauth2" = ["mec_app_support"])))]
+async fn registration_delete(
+    State(mep): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(app): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.authorize_app(&app)?;
+    mep.registration_delete(&app).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The application instance is up and running.

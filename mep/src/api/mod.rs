@@ -72,6 +72,7 @@ fn etag<T>(tagged: &Tagged<T>) -> [(HeaderName, HeaderValue); 1] {
     tags(
         (name = "services", description = "MEC service management (ETSI GS MEC 011 clause 8)"),
         (name = "transports", description = "Platform transports"),
+        (name = "appRegistrations", description = "Applications registering themselves (ETSI GS MEC 011 clause 7.2.14)"),
         (name = "appSubscriptions", description = "Subscriptions of application instances"),
         (name = "appConfirmations", description = "Application readiness and termination"),
         (name = "trafficRules", description = "Traffic rules of application instances"),

@@ -8,12 +8,14 @@
 //! next state. A failed write leaves memory untouched.
 //!
 //! One module per part of the domain: [`instances`] (provisioning, readiness, stop and
-//! termination), [`credentials`] (the instances' own OAuth 2.0 clients), [`registry`]
+//! termination), [`registrations`] (applications registering themselves), [`credentials`]
+//! (the instances' own OAuth 2.0 clients), [`registry`]
 //! (services), [`subscriptions`] (and their notifications), [`rules`] (traffic and DNS rules,
 //! the DNS table).
 
 mod credentials;
 mod instances;
+mod registrations;
 mod registry;
 mod rules;
 mod subscriptions;
@@ -220,6 +222,8 @@ pub struct PlatformSettings {
     /// Ids of the OAuth 2.0 clients configured at the platform, which no instance's client may
     /// take.
     pub configured_client_ids: Vec<String>,
+    /// Whether applications MEC management did not instantiate may register themselves.
+    pub allow_self_registration: bool,
 }
 
 /// The MEC platform.
