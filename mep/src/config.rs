@@ -46,6 +46,8 @@ pub struct MepConfig {
     /// Whether applications MEC management did not instantiate may register themselves
     /// (`mec_app_support/v1/registrations`) with a client configured here.
     pub allow_self_registration: bool,
+    /// Bounds of applications' own changes to their traffic and DNS rules.
+    pub app_rules: crate::platform::AppRulesConfig,
     /// Seconds open connections get to finish at shutdown.
     pub shutdown_grace_secs: u64,
     /// Bounds of the listeners: connections, TLS handshake and header read timeouts.
@@ -98,6 +100,7 @@ impl Default for MepConfig {
             min_liveness_interval_secs: 5,
             max_body_bytes: 1 << 20,
             allow_self_registration: false,
+            app_rules: crate::platform::AppRulesConfig::default(),
             shutdown_grace_secs: 10,
             http: ServeLimits::default(),
             upf: None,

@@ -113,6 +113,7 @@ impl Server {
                 .map(|c| c.client_id.clone())
                 .collect(),
             allow_self_registration: config.allow_self_registration,
+            app_rules: config.app_rules.clone(),
         };
         let waker = plumbing.deliverer.waker();
         let platform = Arc::new(Platform::load(store.clone(), settings, waker, clients).await?);

@@ -8,6 +8,7 @@ mod integration {
     mod credentials;
     mod desired;
     mod edge;
+    mod isolation;
     mod notifications;
     mod openapi;
     mod registrations;

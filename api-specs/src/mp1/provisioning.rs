@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 
 use crate::common::TimeStamp;
 use crate::mm1::appd::ServiceDescriptor;
-use crate::mp1::app_support::{AppInfo, DnsRule, TrafficRule};
+use crate::mp1::app_support::{
+    AppInfo, DestinationInterface, DnsRule, TrafficFilter, TrafficRule, TrafficRuleAction,
+};
 
 /// The desired configuration of one application instance at a platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -30,6 +32,49 @@ pub struct AppInstanceConfig {
     /// credential of its own (unless one is configured at the platform).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2_client: Option<AppClient>,
+    /// What the instance may change in its own rules through Mp1; derived from the rules
+    /// provisioned here when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_rule_policy: Option<AppRulePolicy>,
+}
+
+/// The bounds of an application's own changes to its rules. ETSI GS MEC 011 lets an
+/// application update its traffic and DNS rules; the operator decides how far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppRulePolicy {
+    /// Domain names its DNS rules may answer: exact names, or `*.suffix` for every name below
+    /// the suffix.
+    #[serde(default)]
+    pub dns_domains: Vec<String>,
+    /// The envelope its traffic rules stay inside.
+    #[serde(default)]
+    pub traffic: TrafficRuleEnvelope,
+}
+
+/// What an application's traffic rule may match and do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficRuleEnvelope {
+    /// Every filter of a rule lies within one of these: each attribute they set bounds the
+    /// filter's (addresses and ports by containment, the others by value); an attribute they
+    /// leave out is unbounded.
+    #[serde(default)]
+    pub traffic_filter: Vec<TrafficFilter>,
+    /// Actions a rule may take.
+    #[serde(default)]
+    pub actions: Vec<TrafficRuleAction>,
+    /// The highest priority a rule may take (0 is the highest, 255 the lowest).
+    #[serde(default = "lowest_priority")]
+    #[schema(maximum = 255)]
+    pub highest_priority: u8,
+    /// Interfaces a forwarding rule may send to.
+    #[serde(default)]
+    pub dst_interface: Vec<DestinationInterface>,
+}
+
+fn lowest_priority() -> u8 {
+    u8::MAX
 }
 
 /// An application instance's OAuth 2.0 client at a platform. The platform knows only the

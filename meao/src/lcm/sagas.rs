@@ -471,6 +471,7 @@ pub fn platform_config(
         app_dns_rule: dns.iter().map(|r| r.to_rule(RuleState::Active)).collect(),
         app_service_produced: produced.clone(),
         oauth2_client: None,
+        app_rule_policy: None,
     }
 }
 

@@ -11,6 +11,8 @@ use api_specs::mp1::service_mgmt::{ChangeType, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use api_specs::mp1::provisioning::AppRulePolicy;
+
 use crate::store::{AppRow, Change};
 
 use super::{
@@ -19,6 +21,8 @@ use super::{
 };
 
 use super::credentials::{redacted, validate_client};
+use super::policy::{domain_of, resolve};
+use super::rules::taken_elsewhere;
 use super::rules::{replace_rules, rules_of, unique, validate_dns_rule, validate_traffic_rule};
 use super::subscriptions::{availability, enqueue};
 
@@ -88,7 +92,16 @@ impl Platform {
         let config = validated(app_instance_id, config)?;
         let id = app_instance_id.to_owned();
         let created = self
-            .write(|state, now| put_changes(state, &id, &config, self.reserved_client_ids(), now))
+            .write(|state, now| {
+                put_changes(
+                    state,
+                    &id,
+                    &config,
+                    self.reserved_client_ids(),
+                    self.domain_suffixes(),
+                    now,
+                )
+            })
             .await?;
         Ok((self.record_of(app_instance_id)?, created))
     }
@@ -118,7 +131,15 @@ impl Platform {
             }
             let mut changes = match desired {
                 Desired::Config(config) => {
-                    put_changes(state, &id, &config, self.reserved_client_ids(), now)?.0
+                    put_changes(
+                        state,
+                        &id,
+                        &config,
+                        self.reserved_client_ids(),
+                        self.domain_suffixes(),
+                        now,
+                    )?
+                    .0
                 }
                 Desired::Removal { graceful_timeout } => {
                     let gone = state.apps.get(&id).is_none_or(|a| {
@@ -222,6 +243,7 @@ impl Platform {
                     .collect(),
                 app_service_produced: app.produced.clone(),
                 oauth2_client: app.client.as_ref().map(redacted),
+                app_rule_policy: Some(app.policy.clone()),
             },
         })
     }
@@ -376,6 +398,7 @@ pub(super) fn app_row(id: &str, app: &AppInstance, now: i64) -> AppRow {
         updated_at: now,
         services_produced: (!app.produced.is_empty()).then(|| json(&app.produced)),
         oauth2_client: app.client.as_ref().map(json),
+        rule_policy: Some(json(&app.policy)),
     }
 }
 
@@ -423,10 +446,20 @@ pub(super) fn put_changes(
     id: &str,
     config: &AppInstanceConfig,
     reserved_client_ids: &[String],
+    suffixes: &[String],
     now: i64,
 ) -> Result<(Vec<Change>, bool), MepError> {
     if let Some(client) = &config.oauth2_client {
         validate_client(state, reserved_client_ids, id, client)?;
+    }
+    let policy = resolve(config);
+    for rule in &config.app_dns_rule {
+        if let Some(holder) = taken_elsewhere(state, id, &domain_of(rule), suffixes) {
+            return Err(MepError::Conflict(format!(
+                "{} is answered for application instance {holder}, which took it below a granted suffix",
+                rule.domain_name
+            )));
+        }
     }
     let mut changes = Vec::new();
     let created = !state.apps.contains_key(id);
@@ -437,6 +470,7 @@ pub(super) fn put_changes(
             info: config.app_info.clone(),
             produced: Vec::new(),
             client: None,
+            policy: AppRulePolicy::default(),
             state: AppInstanceState::Instantiated,
             pending: None,
         });
@@ -451,6 +485,7 @@ pub(super) fn put_changes(
     app.info = config.app_info.clone();
     app.produced = config.app_service_produced.clone();
     app.client = config.oauth2_client.clone();
+    app.policy = policy;
     changes.push(Change::UpsertApp(app_row(id, app, now)));
     replace_rules(
         &mut state.traffic_rules,

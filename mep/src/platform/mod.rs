@@ -15,6 +15,7 @@
 
 mod credentials;
 mod instances;
+mod policy;
 mod registrations;
 mod registry;
 mod rules;
@@ -25,6 +26,7 @@ use registry::suspend_silent;
 
 pub use credentials::APP_CLIENT_SCOPES;
 pub use instances::{AppInstanceRecord, Desired, InstanceReport, Progress};
+pub use policy::{AppRulesConfig, TrafficUpdates};
 pub use registry::ServiceQuery;
 pub use rules::{DnsAnswer, DnsTable, normalize_domain};
 
@@ -38,8 +40,8 @@ use api_specs::mm1::appd::ServiceDescriptor;
 use api_specs::mp1::app_support::{
     AppInfo, AppTerminationNotificationSubscription, DnsRule, OperationActionType, TrafficRule,
 };
-use api_specs::mp1::provisioning::AppClient;
 pub use api_specs::mp1::provisioning::AppInstanceConfig;
+use api_specs::mp1::provisioning::{AppClient, AppRulePolicy};
 use api_specs::mp1::service_mgmt::{SerAvailabilityNotificationSubscription, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use server_kit::auth::RegisteredClients;
@@ -168,6 +170,7 @@ struct AppInstance {
     info: AppInfo,
     produced: Vec<ServiceDescriptor>,
     client: Option<AppClient>,
+    policy: AppRulePolicy,
     state: AppInstanceState,
     pending: Option<PendingAction>,
 }
@@ -224,6 +227,8 @@ pub struct PlatformSettings {
     pub configured_client_ids: Vec<String>,
     /// Whether applications MEC management did not instantiate may register themselves.
     pub allow_self_registration: bool,
+    /// Bounds of applications' own rule changes.
+    pub app_rules: AppRulesConfig,
 }
 
 /// The MEC platform.
@@ -290,6 +295,10 @@ impl Platform {
                             Some(parse_body(&format!("client of {}", a.app_instance_id), c)?)
                         }
                         None => None,
+                    },
+                    policy: match &a.rule_policy {
+                        Some(p) => parse_body(&format!("rule policy of {}", a.app_instance_id), p)?,
+                        None => AppRulePolicy::default(),
                     },
                     state: AppInstanceState::parse(&a.state),
                     pending,

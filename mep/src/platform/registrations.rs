@@ -4,6 +4,7 @@
 //! the application instance: deregistering removes it and everything it owns.
 
 use api_specs::mp1::app_support::{AppInfo, OperationActionType};
+use api_specs::mp1::provisioning::AppRulePolicy;
 
 use crate::store::Change;
 
@@ -71,6 +72,7 @@ impl Platform {
                 info: info.clone(),
                 produced: Vec::new(),
                 client: None,
+                policy: AppRulePolicy::default(),
                 state: AppInstanceState::Instantiated,
                 pending: None,
             };

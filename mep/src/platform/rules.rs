@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::store::{Change, RuleRow};
 
-use super::{AppInstanceState, MepError, Platform, RuleKey, Tagged, json, not_found};
+use super::policy::{DomainGrant, TrafficUpdates, domain_grant, domain_of, outside_envelope};
+use super::{AppInstanceState, MepError, Platform, RuleKey, State, Tagged, json, not_found};
 
 /// One DNS answer served for a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,12 +114,22 @@ impl Platform {
         validate_traffic_rule(&rule)?;
         let key = (app.to_owned(), id.to_owned());
         let if_match = if_match.map(str::to_owned);
+        let bounded = self.settings.app_rules.traffic_updates == TrafficUpdates::Envelope;
         self.write(move |state, _| {
             let current = state
                 .traffic_rules
                 .get(&key)
                 .ok_or_else(|| not_found("traffic rule", &key.1))?;
             current.check(if_match.as_deref())?;
+            let envelope = state.apps.get(app).map(|a| &a.policy.traffic);
+            if let Some(why) = envelope
+                .filter(|_| bounded)
+                .and_then(|e| outside_envelope(e, &rule))
+            {
+                return Err(MepError::Forbidden(format!(
+                    "traffic rule {id}: {why}: outside what application instance {app} was granted"
+                )));
+            }
             let next = Tagged {
                 value: rule,
                 etag: current.etag + 1,
@@ -164,12 +175,47 @@ impl Platform {
         validate_dns_rule(&rule)?;
         let key = (app.to_owned(), id.to_owned());
         let if_match = if_match.map(str::to_owned);
+        let domain = domain_of(&rule);
+        let suffixes = self.domain_suffixes();
         self.write(move |state, _| {
             let current = state
                 .dns_rules
                 .get(&key)
                 .ok_or_else(|| not_found("DNS rule", &key.1))?;
             current.check(if_match.as_deref())?;
+            let grant = state.apps.get(app).map_or(DomainGrant::None, |a| {
+                domain_grant(&a.policy, suffixes, &domain)
+            });
+            if grant == DomainGrant::None {
+                return Err(MepError::Forbidden(format!(
+                    "{} is not a name application instance {app} was granted",
+                    rule.domain_name
+                )));
+            }
+            // a name given by MEC management to several instances is theirs to share; any
+            // other name answered for one instance is never taken by another
+            if let Some(holder) = state.dns_rules.iter().find_map(|((other, _), r)| {
+                let shared = grant == DomainGrant::Named
+                    && state.apps.get(other).is_some_and(|o| {
+                        domain_grant(&o.policy, &[], &domain) == DomainGrant::Named
+                    });
+                (other != app && domain_of(&r.value) == domain && !shared).then_some(other)
+            }) {
+                return Err(MepError::Conflict(format!(
+                    "{} is answered for application instance {holder}",
+                    rule.domain_name
+                )));
+            }
+            if grant == DomainGrant::Suffix
+                && let Some((holder, _)) = state.apps.iter().find(|(other, o)| {
+                    *other != app && domain_grant(&o.policy, &[], &domain) == DomainGrant::Named
+                })
+            {
+                return Err(MepError::Conflict(format!(
+                    "{} is granted to application instance {holder}",
+                    rule.domain_name
+                )));
+            }
             let next = Tagged {
                 value: rule,
                 etag: current.etag + 1,
@@ -180,6 +226,32 @@ impl Platform {
         })
         .await
     }
+}
+
+impl Platform {
+    /// Suffixes below which any application may answer names.
+    pub(super) fn domain_suffixes(&self) -> &[String] {
+        &self.settings.app_rules.dns_domain_suffixes
+    }
+}
+
+/// Another instance than `id` answering `domain` through a name it took below a suffix (not
+/// one MEC management gave it), if any: provisioning that name elsewhere would take it away.
+pub(super) fn taken_elsewhere<'a>(
+    state: &'a State,
+    id: &str,
+    domain: &str,
+    suffixes: &[String],
+) -> Option<&'a str> {
+    state.dns_rules.iter().find_map(|((other, _), r)| {
+        let took = other != id
+            && domain_of(&r.value) == domain
+            && state
+                .apps
+                .get(other)
+                .is_some_and(|o| domain_grant(&o.policy, suffixes, domain) != DomainGrant::Named);
+        took.then_some(other.as_str())
+    })
 }
 
 pub(super) fn rule_row<T: Serialize>(key: &RuleKey, value: &T, etag: i64) -> RuleRow {

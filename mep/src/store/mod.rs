@@ -99,6 +99,8 @@ pub struct AppRow {
     pub services_produced: Option<String>,
     /// Its OAuth 2.0 client (AppClient JSON), if MEC management issued one.
     pub oauth2_client: Option<String>,
+    /// What it may change in its own rules (AppRulePolicy JSON).
+    pub rule_policy: Option<String>,
 }
 
 /// Stored service.
@@ -185,7 +187,7 @@ impl Store {
     pub async fn load(&self) -> Result<Snapshot, StoreError> {
         let apps = sqlx::query(
             "SELECT app_instance_id, app_info, state, pending_action, action_deadline, updated_at, \
-             services_produced, oauth2_client FROM app_instances ORDER BY app_instance_id",
+             services_produced, oauth2_client, rule_policy FROM app_instances ORDER BY app_instance_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -200,6 +202,7 @@ impl Store {
                 updated_at: r.try_get(5)?,
                 services_produced: r.try_get(6)?,
                 oauth2_client: r.try_get(7)?,
+                rule_policy: r.try_get(8)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -284,11 +287,12 @@ impl Store {
             match change {
                 Change::UpsertApp(a) => {
                     sqlx::query(
-                        "INSERT INTO app_instances (app_instance_id, app_info, state, pending_action, action_deadline, updated_at, services_produced, oauth2_client) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_instance_id) DO UPDATE SET \
+                        "INSERT INTO app_instances (app_instance_id, app_info, state, pending_action, action_deadline, updated_at, services_produced, oauth2_client, rule_policy) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (app_instance_id) DO UPDATE SET \
                          app_info = excluded.app_info, state = excluded.state, pending_action = excluded.pending_action, \
                          action_deadline = excluded.action_deadline, updated_at = excluded.updated_at, \
-                         services_produced = excluded.services_produced, oauth2_client = excluded.oauth2_client",
+                         services_produced = excluded.services_produced, oauth2_client = excluded.oauth2_client, \
+                         rule_policy = excluded.rule_policy",
                     )
                     .bind(&a.app_instance_id)
                     .bind(&a.app_info)
@@ -298,6 +302,7 @@ impl Store {
                     .bind(a.updated_at)
                     .bind(&a.services_produced)
                     .bind(&a.oauth2_client)
+                    .bind(&a.rule_policy)
                     .execute(&mut *tx)
                     .await?;
                 }

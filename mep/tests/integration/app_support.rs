@@ -116,7 +116,7 @@ async fn readiness_and_rules(db: Db) {
     assert_eq!(r.status(), 403);
 }
 
-async fn resolve(dns: SocketAddr, name: &str) -> Option<Vec<IpAddr>> {
+pub(super) async fn resolve(dns: SocketAddr, name: &str) -> Option<Vec<IpAddr>> {
     let mut config = ResolverConfig::new();
     config.add_name_server(NameServerConfig::new(dns, Protocol::Udp));
     let mut opts = ResolverOpts::default();

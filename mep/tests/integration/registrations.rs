@@ -35,25 +35,53 @@ async fn applications_register_themselves_where_allowed(db: Db) {
     foreign["appInstanceId"] = json!("i2");
     let r = ctx.call(Method::POST, base, &a1, Some(foreign)).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = ctx.call(Method::POST, base, &a1, Some(json!({"appName": "x"}))).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an endpoint is required");
-    let r = ctx.call(Method::POST, base, &a1, Some(app_info("analytics"))).await;
+    let r = ctx
+        .call(Method::POST, base, &a1, Some(json!({"appName": "x"})))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "an endpoint is required"
+    );
+    let r = ctx
+        .call(Method::POST, base, &a1, Some(app_info("analytics")))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert!(r.headers()["location"].to_str().unwrap().ends_with("/registrations/i1"));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("/registrations/i1")
+    );
     let created: Value = r.json().await.unwrap();
     schemas.check("AppInfo", &created);
-    assert_eq!((created["appInstanceId"].clone(), created["isInsByMec"].clone()), (json!("i1"), json!(false)));
-    let r = ctx.call(Method::POST, base, &a1, Some(app_info("again"))).await;
+    assert_eq!(
+        (
+            created["appInstanceId"].clone(),
+            created["isInsByMec"].clone()
+        ),
+        (json!("i1"), json!(false))
+    );
+    let r = ctx
+        .call(Method::POST, base, &a1, Some(app_info("again")))
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
     // the registered instance uses Mp1 like any other
     let r = ctx
-        .call(Method::POST, "/mec_service_mgmt/v1/applications/i1/services", &a1, Some(service("analytics")))
+        .call(
+            Method::POST,
+            "/mec_service_mgmt/v1/applications/i1/services",
+            &a1,
+            Some(service("analytics")),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let mut updated = app_info("analytics-2");
     updated["appInstanceId"] = json!("i1");
-    let r = ctx.call(Method::PUT, &format!("{base}/i1"), &a1, Some(updated)).await;
+    let r = ctx
+        .call(Method::PUT, &format!("{base}/i1"), &a1, Some(updated))
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let got: Value = ctx
         .call(Method::GET, &format!("{base}/i1"), &a1, None)
@@ -66,15 +94,21 @@ async fn applications_register_themselves_where_allowed(db: Db) {
     // another app's client can neither read nor change it
     for method in [Method::GET, Method::PUT, Method::DELETE] {
         let body = (method == Method::PUT).then(|| app_info("hijack"));
-        let r = ctx.call(method.clone(), &format!("{base}/i1"), &a2, body).await;
+        let r = ctx
+            .call(method.clone(), &format!("{base}/i1"), &a2, body)
+            .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method}");
     }
     // the registration outlives a restart, and deregistration removes its services
     ctx.restart().await;
     let a1 = ctx.token(APP1).await;
-    let r = ctx.call(Method::DELETE, &format!("{base}/i1"), &a1, None).await;
+    let r = ctx
+        .call(Method::DELETE, &format!("{base}/i1"), &a1, None)
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let gone = ctx.call(Method::GET, &format!("{base}/i1"), &a1, None).await;
+    let gone = ctx
+        .call(Method::GET, &format!("{base}/i1"), &a1, None)
+        .await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let services: Value = ctx
         .call(Method::GET, "/mec_service_mgmt/v1/services", &a1, None)
@@ -95,14 +129,25 @@ async fn applications_register_themselves_where_allowed(db: Db) {
         .unwrap();
     schemas.check("AppInfo", &info);
     assert_eq!(info["isInsByMec"], true);
-    let r = ctx.call(Method::PUT, &format!("{base}/i2"), &a2, Some(app_info("mine"))).await;
+    let r = ctx
+        .call(
+            Method::PUT,
+            &format!("{base}/i2"),
+            &a2,
+            Some(app_info("mine")),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = ctx.call(Method::DELETE, &format!("{base}/i2"), &a2, None).await;
+    let r = ctx
+        .call(Method::DELETE, &format!("{base}/i2"), &a2, None)
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // where the platform does not allow it, nobody registers
     let strict = Ctx::start(Db::Sqlite).await;
     let op = strict.token(OPERATOR).await;
-    let r = strict.call(Method::POST, base, &op, Some(app_info("x"))).await;
+    let r = strict
+        .call(Method::POST, base, &op, Some(app_info("x")))
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
