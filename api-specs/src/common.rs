@@ -44,6 +44,33 @@ impl TimeStamp {
     }
 }
 
+/// Longest identifier accepted (ids of instances, services, rules, subscriptions, sites).
+pub const MAX_ID: usize = 256;
+/// Longest name accepted (application, service, package names, versions, providers).
+pub const MAX_NAME: usize = 256;
+/// Longest description accepted.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// Checks a name or identifier given by a client: not blank, at most `max` characters, no
+/// control characters. The error names `field`.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("{field} shall not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(format!("{field} is longer than {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field} contains control characters"));
+    }
+    Ok(())
+}
+
+/// [`check_text`] of an optional value.
+pub fn check_optional_text(field: &str, value: Option<&str>, max: usize) -> Result<(), String> {
+    value.map_or(Ok(()), |v| check_text(field, v, max))
+}
+
 /// A category reference (`CategoryRef`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -260,10 +260,37 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// Path extractor whose rejections are [`ApiError`]s.
-#[derive(Debug, Clone, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
+/// Path extractor whose rejections are [`ApiError`]s; every parameter (an identifier) is
+/// 1 to [`MAX_PATH_PARAM`] characters.
+#[derive(Debug, Clone, Default)]
 pub struct ApiPath<T>(pub T);
+
+/// Longest identifier accepted in a path.
+pub const MAX_PATH_PARAM: usize = api_specs::common::MAX_ID;
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        for (name, value) in &raw {
+            api_specs::common::check_text(name, value, MAX_PATH_PARAM)
+                .map_err(ApiError::BadRequest)?;
+        }
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -466,6 +466,22 @@ pub struct AppInfo {
 
 // === validation shared by every service that accepts rules ===
 
+impl AppInfo {
+    /// Checks the names and identifiers a client gives.
+    pub fn validate_names(&self) -> Result<(), String> {
+        use crate::common::{MAX_ID, MAX_NAME, check_optional_text, check_text};
+        check_text("appName", &self.app_name, MAX_NAME)?;
+        check_optional_text("appProvider", self.app_provider.as_deref(), MAX_NAME)?;
+        check_optional_text("appDId", self.app_d_id.as_deref(), MAX_ID)?;
+        check_optional_text("appInstanceId", self.app_instance_id.as_deref(), MAX_ID)?;
+        if let Some(c) = &self.app_category {
+            check_text("appCategory.id", &c.id, MAX_ID)?;
+            check_text("appCategory.name", &c.name, MAX_NAME)?;
+        }
+        Ok(())
+    }
+}
+
 impl TrafficFilter {
     /// Checks addresses (IP, CIDR prefix or `a-b` range) and ports (port or `a-b` range).
     pub fn validate(&self) -> Result<(), String> {

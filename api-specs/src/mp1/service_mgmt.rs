@@ -88,6 +88,21 @@ pub struct ServiceInfo {
     pub links: Option<ServiceInfoLinks>,
 }
 
+impl ServiceInfo {
+    /// Checks the names a client gives: `serName`, `version` and the category's.
+    pub fn validate_names(&self) -> Result<(), String> {
+        use crate::common::{MAX_ID, MAX_NAME, check_optional_text, check_text};
+        check_text("serName", &self.ser_name, MAX_NAME)?;
+        check_text("version", &self.version, MAX_NAME)?;
+        if let Some(c) = &self.ser_category {
+            check_text("serCategory.id", &c.id, MAX_ID)?;
+            check_text("serCategory.name", &c.name, MAX_NAME)?;
+            check_optional_text("serCategory.version", Some(&c.version), MAX_NAME)?;
+        }
+        Ok(())
+    }
+}
+
 /// Liveness of a service instance (`ServiceLivenessInfo`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

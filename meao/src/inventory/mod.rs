@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use api_specs::common::{MAX_NAME, check_text};
 use api_specs::mm1::appd::AppD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -204,6 +205,23 @@ fn validate(spec: &SiteSpec) -> Result<(), InventoryError> {
     if !id_ok {
         return Err(InventoryError::Invalid(
             "site id: 1 to 63 letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    let names = check_text("name", &spec.name, MAX_NAME)
+        .or_else(|e| if spec.name.is_empty() { Ok(()) } else { Err(e) })
+        .and_then(|()| check_text("zone", &spec.zone, MAX_NAME))
+        .and_then(|()| {
+            spec.services
+                .iter()
+                .chain(&spec.tracking_areas)
+                .chain(spec.labels.keys())
+                .chain(spec.labels.values())
+                .try_for_each(|v| check_text("services, trackingAreas and labels", v, MAX_NAME))
+        });
+    names.map_err(InventoryError::Invalid)?;
+    if spec.services.len() + spec.tracking_areas.len() + spec.labels.len() > 1024 {
+        return Err(InventoryError::Invalid(
+            "at most 1024 services, tracking areas and labels".into(),
         ));
     }
     if !(-90.0..=90.0).contains(&spec.location.latitude)

@@ -301,6 +301,25 @@ impl Lcm {
         &self,
         request: CreateAppInstanceRequest,
     ) -> Result<AppInstanceInfo, LcmError> {
+        use api_specs::common::{
+            MAX_DESCRIPTION, MAX_ID, MAX_NAME, check_optional_text, check_text,
+        };
+        check_text("appDId", &request.app_d_id, MAX_ID)
+            .and_then(|()| {
+                check_optional_text(
+                    "appInstanceName",
+                    request.app_instance_name.as_deref(),
+                    MAX_NAME,
+                )
+            })
+            .and_then(|()| {
+                check_optional_text(
+                    "appInstanceDescription",
+                    request.app_instance_description.as_deref(),
+                    MAX_DESCRIPTION,
+                )
+            })
+            .map_err(LcmError::Invalid)?;
         let package = self.packages.get(PkgRef::AppDId(&request.app_d_id)).await?;
         if package.onboarding_state != OnboardingState::Onboarded
             || package.operational_state != PkgOperationalState::Enabled

@@ -418,6 +418,10 @@ pub(super) fn validated(
         )));
     }
     config.app_info.app_instance_id = Some(app_instance_id.to_owned());
+    config
+        .app_info
+        .validate_names()
+        .map_err(MepError::Invalid)?;
     // provisioned by MEC management: instantiated by it, as far as the application is concerned
     config.app_info.is_ins_by_mec = Some(true);
     if let Some(endpoint) = &config.app_info.endpoint {

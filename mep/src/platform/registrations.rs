@@ -21,9 +21,7 @@ fn provisioned(id: &str) -> MepError {
 /// The checks of a self-registration: an application name, the endpoint ETSI requires when
 /// MEC management did not instantiate the application, and no claim that it did.
 fn validate(info: &AppInfo) -> Result<(), MepError> {
-    if info.app_name.trim().is_empty() {
-        return Err(MepError::Invalid("appName shall not be empty".into()));
-    }
+    info.validate_names().map_err(MepError::Invalid)?;
     if info.is_ins_by_mec == Some(true) {
         return Err(MepError::Invalid(
             "isInsByMec: an application registering itself was not instantiated by MEC management"

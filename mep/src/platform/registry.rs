@@ -77,6 +77,7 @@ impl Platform {
                 "serInstanceId is assigned by the platform and shall be absent".into(),
             ));
         }
+        info.validate_names().map_err(MepError::Invalid)?;
         self.resolve_transport(&mut info)?;
         let ser_instance_id = new_id();
         info.ser_instance_id = Some(ser_instance_id.clone());
@@ -191,6 +192,7 @@ impl Platform {
                 "serInstanceId differs from the path".into(),
             ));
         }
+        info.validate_names().map_err(MepError::Invalid)?;
         self.resolve_transport(&mut info)?;
         let (app, sid) = (app_instance_id.to_owned(), ser_instance_id.to_owned());
         let if_match = if_match.map(str::to_owned);

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::store::{Change, RuleRow};
 
+use api_specs::common::{MAX_ID, check_text};
+
 use super::policy::{DomainGrant, TrafficUpdates, domain_grant, domain_of, outside_envelope};
 use super::{AppInstanceState, MepError, Platform, RuleKey, State, Tagged, json, not_found};
 
@@ -330,12 +332,14 @@ pub fn normalize_domain(name: &str) -> String {
 }
 
 pub(super) fn validate_dns_rule(rule: &DnsRule) -> Result<(), MepError> {
+    check_text("dnsRuleId", &rule.dns_rule_id, MAX_ID).map_err(MepError::Invalid)?;
     validate_dns_target(&rule.domain_name, rule.ip_address_type, &rule.ip_address)
         .map_err(MepError::Invalid)
 }
 
 pub(super) fn validate_traffic_rule(rule: &TrafficRule) -> Result<(), MepError> {
     let id = &rule.traffic_rule_id;
+    check_text("trafficRuleId", id, MAX_ID).map_err(MepError::Invalid)?;
     if rule.traffic_filter.is_empty() {
         return Err(MepError::Invalid(format!(
             "traffic rule {id}: trafficFilter needs at least one filter"

@@ -296,6 +296,11 @@ pub(super) fn expect_type(given: &str, expected: &str) -> Result<(), MepError> {
 }
 
 pub(super) fn validate_callback(uri: &str) -> Result<(), MepError> {
+    if uri.len() > 2048 {
+        return Err(MepError::Invalid(
+            "callbackReference is longer than 2048 characters".into(),
+        ));
+    }
     let parsed: http::Uri = uri
         .parse()
         .map_err(|_| MepError::Invalid(format!("callbackReference {uri} is not a URI")))?;

@@ -10,10 +10,14 @@ use openssl::x509::{X509, X509NameBuilder};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::common::{APP1, Ctx, Db, test_config};
+use super::common::{APP1, Ctx, Db, OPERATOR, test_config};
 use server_kit::on_both_dbs;
 
-on_both_dbs!(auth_and_scopes, bad_input_gets_problem_details);
+on_both_dbs!(
+    auth_and_scopes,
+    bad_input_gets_problem_details,
+    names_and_ids_are_bounded
+);
 
 async fn assert_problem(r: reqwest::Response, status: u16) -> Value {
     assert_eq!(r.status(), status);
@@ -22,6 +26,59 @@ async fn assert_problem(r: reqwest::Response, status: u16) -> Value {
     assert_eq!(p["status"], status);
     assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()));
     p
+}
+
+/// Empty and absurdly long names and identifiers get a clear 400 (the issue sent an empty
+/// serName, a 5,000-character app instance id and a 900 KB appName).
+async fn names_and_ids_are_bounded(db: Db) {
+    let ctx = Ctx::start(db).await;
+    ctx.provision("i1").await;
+    let (op, app) = (ctx.token(OPERATOR).await, ctx.token(APP1).await);
+    let mut empty = super::common::service("x");
+    empty["serName"] = json!("  ");
+    let r = ctx
+        .call(
+            reqwest::Method::POST,
+            "/mec_service_mgmt/v1/applications/i1/services",
+            &app,
+            Some(empty),
+        )
+        .await;
+    let p = assert_problem(r, 400).await;
+    assert!(p["detail"].as_str().unwrap().contains("serName"), "{p}");
+    let long_id = "x".repeat(5000);
+    let r = ctx
+        .call(
+            reqwest::Method::PUT,
+            &format!("/mep_mgmt/v1/app_instances/{long_id}"),
+            &op,
+            Some(super::common::app_config("x")),
+        )
+        .await;
+    assert_problem(r, 400).await;
+    let mut huge = super::common::app_config("i9");
+    huge["appInfo"]["appName"] = json!("n".repeat(20_000));
+    let r = ctx
+        .call(
+            reqwest::Method::PUT,
+            "/mep_mgmt/v1/app_instances/i9",
+            &op,
+            Some(huge),
+        )
+        .await;
+    let p = assert_problem(r, 400).await;
+    assert!(p["detail"].as_str().unwrap().contains("appName"), "{p}");
+    let mut control = super::common::app_config("i9");
+    control["appInfo"]["appName"] = json!("evil\u{7}name");
+    let r = ctx
+        .call(
+            reqwest::Method::PUT,
+            "/mep_mgmt/v1/app_instances/i9",
+            &op,
+            Some(control),
+        )
+        .await;
+    assert_problem(r, 400).await;
 }
 
 async fn auth_and_scopes(db: Db) {
