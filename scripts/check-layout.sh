@@ -10,6 +10,10 @@ for manifest in */Cargo.toml; do
 done
 if grep -rn 'sqlx' mep/src/api meao/src/api 2>/dev/null; then echo "api/ must not use sqlx"; fail=1; fi
 for domain in mep/src/platform mep/src/timing.rs; do
-  if grep -n 'use axum\|use tonic' "$domain"; then echo "$domain: domain code must not use axum or tonic"; fail=1; fi
+  if grep -rn 'use axum\|use tonic' "$domain"; then echo "$domain: domain code must not use axum or tonic"; fail=1; fi
 done
+# the crash drill aborts the process on a configuration key: never in a build that ships
+if cargo tree -p meao --no-dev-dependencies -e features --locked 2>/dev/null | grep -q 'fault-drill'; then
+  echo "meao: the fault-drill feature is on in a normal build"; fail=1
+fi
 exit $fail

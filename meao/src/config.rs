@@ -13,7 +13,6 @@ use server_kit::telemetry::TelemetryConfig;
 
 use crate::inventory::SiteSpec;
 use crate::package::PackageConfig;
-use crate::saga::Fault;
 
 /// Everything the MEAO reads at start-up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,8 +49,10 @@ pub struct MeaoConfig {
     pub failover_after_secs: Option<u64>,
     /// The MEAO's OAuth client at the MEPs; sites' MEPs are not configured when absent.
     pub mep_link: Option<crate::mep_link::MepLinkConfig>,
-    /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only).
-    pub fault_drill: Option<Fault>,
+    /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only;
+    /// the key exists only in builds with the `fault-drill` feature).
+    #[cfg(feature = "fault-drill")]
+    pub fault_drill: Option<crate::saga::Fault>,
     /// Key the applications' Mp1 client secrets are derived from; generated once and kept in
     /// the database (shared by the replicas) when absent.
     pub mp1_credentials_key: Option<server_kit::auth::Secret>,
@@ -86,6 +87,7 @@ impl Default for MeaoConfig {
             saga_recovery_interval_secs: 10,
             failover_after_secs: None,
             mep_link: None,
+            #[cfg(feature = "fault-drill")]
             fault_drill: None,
             mp1_credentials_key: None,
             kafka: None,

@@ -140,13 +140,17 @@ impl Server {
                 owner: format!("meao-{}", uuid::Uuid::new_v4()),
                 ready_timeout: Duration::from_secs(config.workload_ready_timeout_secs),
                 lease: Duration::from_secs(config.saga_lease_secs.max(1)),
+                #[cfg(feature = "fault-drill")]
                 fault_drill: config.fault_drill.clone(),
+                #[cfg(not(feature = "fault-drill"))]
+                fault_drill: None,
                 mep_link: mep_link
                     .as_ref()
                     .map(|(_, link, timeout)| (link.clone(), *timeout)),
                 credentials,
             },
         ));
+        #[cfg(feature = "fault-drill")]
         if let Some(drill) = &config.fault_drill {
             tracing::warn!(
                 ?drill,
