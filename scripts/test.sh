@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export CI=${CI:-true}
 scripts/install-deps.sh
 export MECPLANE_PYTHON=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/python
-export MECPLANE_NISSHI=${MECPLANE_TOOLS:-$HOME/.cache/mecplane-tools}/bin/nisshi
+export MECPLANE_KAFKA
+MECPLANE_KAFKA=$(tests/kafka/fetch.sh)
 
 failed=()
 # check NAME COMMAND...: runs one check (in the background, so that `set -e` holds inside it)

@@ -14,7 +14,7 @@ use e2e::{
     create_instance, get_json, link_configs, meao_config, onboard_example, resolve, run_op, token,
 };
 use hickory_proto::op::ResponseCode;
-use meao::events::testing::{Broker, consume, free_port, nisshi};
+use meao::events::testing::{Broker, consume, free_port, kafka};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 use server_kit::testing::{EVENTUALLY, TestPki, eventually};
@@ -114,20 +114,18 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         "mepUrl": mep.api_root, "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768}
     }))
     .unwrap()];
-    // Kafka, when a broker binary is at hand (always under CI)
-    let kafka = nisshi().map(|binary| {
-        let port = free_port();
-        (Broker::start(&binary, port), format!("127.0.0.1:{port}"))
+    // Apache Kafka, when its jars are at hand (always under CI)
+    let kafka = match kafka() {
+        Some(jars) => Some(Broker::start(&jars, free_port()).await),
+        None => None,
+    };
+    meao_config.kafka = kafka.as_ref().map(|broker| meao::events::KafkaConfig {
+        brokers: broker.brokers(),
+        topic_prefix: "e2e".into(),
+        properties: Default::default(),
+        poll_interval_ms: 50,
+        retention_hours: 1,
     });
-    meao_config.kafka = kafka
-        .as_ref()
-        .map(|(_, brokers)| meao::events::KafkaConfig {
-            brokers: brokers.clone(),
-            topic_prefix: "e2e".into(),
-            properties: Default::default(),
-            poll_interval_ms: 50,
-            retention_hours: 1,
-        });
     let meao = meao::server::Server::start(meao_config).await.unwrap();
     let http = reqwest::Client::new();
     let (m, p) = (meao.api_root.clone(), mep.api_root.clone());
@@ -275,13 +273,13 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     assert_eq!(removed["ackedVersion"], removed["version"]);
 
     // every state change of the instance went out as an event
-    if let Some((_broker, brokers)) = &kafka {
+    if let Some(broker) = &kafka {
         let done = |seen: &BTreeMap<String, BTreeMap<String, Vec<Value>>>| {
             seen.get("app-instances")
                 .and_then(|k| k.get(&id))
                 .is_some_and(|e| e.len() >= 3)
         };
-        let seen = consume(brokers, "e2e", done).await;
+        let seen = consume(&broker.brokers(), "e2e", done).await;
         let states: Vec<&str> = seen["app-instances"][&id]
             .iter()
             .map(|e| e["data"]["instantiationState"].as_str().unwrap())
