@@ -44,6 +44,15 @@ k8sdir=$(mktemp -d /tmp/mecplane-k8s.XXXXXX)
 tests/k8s-env/up.sh "$k8sdir"
 export MECPLANE_K8S_ENV=$k8sdir
 
+images() {
+  "${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/hadolint" deploy/images/Dockerfile
+  local built
+  built=$(deploy/images/build.sh)
+  deploy/images/check.sh $built
+}
+check "images (buildah, no Docker daemon)" images
+check "helm chart" deploy/helm/test.sh
+
 # every test binary runs even when one fails; what failed is listed at the end
 tests_log=$(mktemp /tmp/mecplane-tests.XXXXXX.log)
 run_tests() { cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$tests_log"; }
