@@ -52,6 +52,12 @@ images() {
 }
 check "images (buildah, no Docker daemon)" images
 check "helm chart" deploy/helm/test.sh
+rules() {
+  local promtool
+  promtool=$(scripts/go-tool.sh github.com/prometheus/prometheus/cmd/promtool@v0.316.0)
+  "$promtool" check rules deploy/monitoring/alerts.yaml
+}
+check "alerting rules (promtool)" rules
 
 # every test binary runs even when one fails; what failed is listed at the end
 tests_log=$(mktemp /tmp/mecplane-tests.XXXXXX.log)

@@ -164,6 +164,7 @@ impl Server {
         );
 
         let mut tasks = Tasks::default();
+        let gauges = crate::gauges::StateGauges::new(&plumbing.metrics);
         if let Some(kafka) = config.kafka.clone() {
             let publisher = crate::events::Publisher::new(store.clone(), kafka, &plumbing.metrics)?;
             tasks.spawn_abortable(publisher.run());
@@ -205,6 +206,18 @@ impl Server {
                         && let Err(e) = lcm.relocate_from(&failed).await
                     {
                         tracing::error!(error = %e, "failover failed");
+                    }
+                }
+            },
+        );
+        let gauged = store.clone();
+        tasks.every(
+            Duration::from_secs(config.site_refresh_secs.max(1)),
+            move || {
+                let (gauges, store) = (gauges.clone(), gauged.clone());
+                async move {
+                    if let Err(e) = gauges.update(&store).await {
+                        tracing::warn!(error = %e, "state gauges not updated");
                     }
                 }
             },
