@@ -185,6 +185,8 @@ impl Server {
             ));
             bound.local_addr
         });
+        // before the API serves: an upload of this run is not an interrupted one
+        let interrupted = packages.interrupted().await?;
         plumbing.run(&mut tasks, bound, app, grace);
         let refreshing = inventory.clone();
         let failing_over = lcm.clone();
@@ -236,7 +238,7 @@ impl Server {
         );
         let recovering = packages.clone();
         tasks.spawn(async move {
-            if let Err(e) = recovering.resume().await {
+            if let Err(e) = recovering.resume(interrupted).await {
                 tracing::error!(error = %e, "recovery of interrupted onboarding failed");
             }
         });
