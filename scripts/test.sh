@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, against SQLite and a real PostgreSQL.
 # Works on a fresh machine: installs what is missing, starts its own PostgreSQL, stops it after.
+# A failing check does not stop the run: every check runs, the failures are listed at the end
+# and the script exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI=${CI:-true}
 scripts/install-deps.sh
 export MECPLANE_PYTHON=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/python
-export MECPLANE_NISSHI=${MECPLANE_TOOLS:-$HOME/.cache/mecplane-tools}/bin/nisshi
+export MECPLANE_KAFKA
+MECPLANE_KAFKA=$(tests/kafka/fetch.sh)
 
-echo "== format"
-cargo fmt --all -- --check
-echo "== lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-scripts/check-layout.sh
+failed=()
+# check NAME COMMAND...: runs one check (in the background, so that `set -e` holds inside it)
+# and records its failure instead of stopping the run.
+check() {
+  local name=$1; shift
+  echo "== $name"
+  "$@" &
+  wait $! || failed+=("$name")
+}
+
+check format cargo fmt --all -- --check
+check lints cargo clippy --workspace --all-targets --locked -- -D warnings
+check layout scripts/check-layout.sh
 
 echo "== PostgreSQL"
 pgdir=$(mktemp -d /tmp/mecplane-pg.XXXXXX)
@@ -33,11 +44,40 @@ k8sdir=$(mktemp -d /tmp/mecplane-k8s.XXXXXX)
 tests/k8s-env/up.sh "$k8sdir"
 export MECPLANE_K8S_ENV=$k8sdir
 
-echo "== tests"
-cargo test --workspace --locked
+images() {
+  "${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/hadolint" deploy/images/Dockerfile
+  local built
+  built=$(deploy/images/build.sh)
+  deploy/images/check.sh $built
+}
+check "images (buildah, no Docker daemon)" images
+check "helm chart" deploy/helm/test.sh
+rules() {
+  local promtool
+  promtool=$(scripts/go-tool.sh github.com/prometheus/prometheus/cmd/promtool@v0.316.0)
+  "$promtool" check rules deploy/monitoring/alerts.yaml
+}
+check "alerting rules (promtool)" rules
 
-echo "== fuzzing (bounded)"
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in meao/fuzz:package_reader meao/fuzz:appd_parser upf-rules/fuzz:pfcp_message; do
-  (cd "${target%%:*}" && cargo +nightly fuzz run "${target#*:}" -- -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048)
-done
+# every test binary runs even when one fails; what failed is listed at the end
+tests_log=$(mktemp /tmp/mecplane-tests.XXXXXX.log)
+run_tests() { cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$tests_log"; }
+check tests run_tests
+
+fuzz() {
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+  for target in meao/fuzz:package_reader meao/fuzz:appd_parser upf-rules/fuzz:pfcp_message; do
+    (cd "${target%%:*}" && cargo +nightly fuzz run "${target#*:}" -- -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048)
+  done
+}
+check "fuzzing (bounded)" fuzz
+
+if ((${#failed[@]})); then
+  echo "== FAILED: ${failed[*]}"
+  if [[ " ${failed[*]} " == *" tests "* ]]; then
+    echo "-- failed tests (full output in $tests_log):"
+    scripts/test-summary.sh "$tests_log"
+  fi
+  exit 1
+fi
+echo "== all checks passed"

@@ -1,21 +1,28 @@
 //! Event outbox benchmark: records N package state changes (each a CloudEvent written in the
-//! transaction of the change) and times publishing them to a Kafka-protocol broker.
+//! transaction of the change) and times publishing them to Apache Kafka.
 //!
-//! `cargo run --release -p meao --example events_bench -- <brokers> [events]`, e.g. against
-//! `nisshi broker --listener-url tcp://127.0.0.1:9092 ...`.
+//! `cargo run --release -p meao --example events_bench -- [brokers] [events]`: against the
+//! brokers given, or else a single-node Apache Kafka it starts from the jars in
+//! `MECPLANE_KAFKA` (`export MECPLANE_KAFKA=$(tests/kafka/fetch.sh)`).
 
 use std::time::Instant;
 
+use meao::events::testing::{Broker, free_port};
 use meao::events::{KafkaConfig, Publisher};
 use meao::store::{PackageRow, Store};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let brokers = args
-        .next()
-        .ok_or("usage: events_bench <brokers> [events]")?;
+    let mut args = std::env::args().skip(1).peekable();
+    let given = args.next_if(|a| a.parse::<usize>().is_err());
     let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
+    let broker = match (&given, std::env::var_os("MECPLANE_KAFKA")) {
+        (None, Some(jars)) => Some(Broker::start(std::path::Path::new(&jars), free_port()).await),
+        _ => None,
+    };
+    let brokers = given
+        .or_else(|| broker.as_ref().map(Broker::brokers))
+        .ok_or("usage: events_bench [brokers] [events] (without brokers: MECPLANE_KAFKA)")?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
     let store = Store::connect(&url).await?.with_events(true);

@@ -1,4 +1,5 @@
-//! `meao`: runs the MEC orchestrator, or builds a package from a directory.
+//! `meao`: runs the MEC orchestrator, builds a package from a directory, or checks that a
+//! running MEAO answers.
 
 use std::path::PathBuf;
 
@@ -38,6 +39,12 @@ enum Command {
         #[arg(long, requires = "sign_cert")]
         sign_key: Option<PathBuf>,
     },
+    /// Check that a running MEAO answers its health endpoint (the image's health check).
+    Healthcheck {
+        /// The endpoint.
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }
 
 #[tokio::main]
@@ -45,6 +52,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.openapi {
         println!("{}", meao::api::openapi().to_pretty_json()?);
+        return Ok(());
+    }
+    if let Some(Command::Healthcheck { url }) = &args.command {
+        server_kit::admin::probe(url).await?;
         return Ok(());
     }
     if let Some(Command::Package {

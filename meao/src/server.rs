@@ -168,6 +168,7 @@ impl Server {
         );
 
         let mut tasks = Tasks::default();
+        let gauges = crate::gauges::StateGauges::new(&plumbing.metrics);
         if let Some(kafka) = config.kafka.clone() {
             let publisher = crate::events::Publisher::new(store.clone(), kafka, &plumbing.metrics)?;
             tasks.spawn_abortable(publisher.run());
@@ -188,6 +189,8 @@ impl Server {
             ));
             bound.local_addr
         });
+        // before the API serves: an upload of this run is not an interrupted one
+        let interrupted = packages.interrupted().await?;
         plumbing.run(&mut tasks, bound, app, grace);
         let refreshing = inventory.clone();
         let failing_over = lcm.clone();
@@ -213,6 +216,18 @@ impl Server {
                 }
             },
         );
+        let gauged = store.clone();
+        tasks.every(
+            Duration::from_secs(config.site_refresh_secs.max(1)),
+            move || {
+                let (gauges, store) = (gauges.clone(), gauged.clone());
+                async move {
+                    if let Err(e) = gauges.update(&store).await {
+                        tracing::warn!(error = %e, "state gauges not updated");
+                    }
+                }
+            },
+        );
         let sweeping = lcm.clone();
         tasks.every(
             Duration::from_secs(config.saga_recovery_interval_secs.max(1)),
@@ -227,7 +242,7 @@ impl Server {
         );
         let recovering = packages.clone();
         tasks.spawn(async move {
-            if let Err(e) = recovering.resume().await {
+            if let Err(e) = recovering.resume(interrupted).await {
                 tracing::error!(error = %e, "recovery of interrupted onboarding failed");
             }
         });

@@ -1,9 +1,9 @@
-//! `mep`: runs one MEC platform.
+//! `mep`: runs one MEC platform, or checks that a running one answers.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mep::config::MepConfig;
 use mep::server::Server;
 
@@ -17,6 +17,18 @@ struct Args {
     /// Print the OpenAPI document and exit.
     #[arg(long)]
     openapi: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that a running MEP answers its health endpoint (the image's health check).
+    Healthcheck {
+        /// The endpoint.
+        #[arg(default_value = "http://127.0.0.1:8081/healthz")]
+        url: String,
+    },
 }
 
 #[tokio::main]
@@ -24,6 +36,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.openapi {
         println!("{}", mep::api::openapi().to_pretty_json()?);
+        return Ok(());
+    }
+    if let Some(Command::Healthcheck { url }) = &args.command {
+        server_kit::admin::probe(url).await?;
         return Ok(());
     }
     let config = MepConfig::load(args.config.as_deref())?;

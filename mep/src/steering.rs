@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use api_specs::mp1::app_support::TrafficRule;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use server_kit::admin::Metrics;
 use upf_rules::compile::Steering;
@@ -135,6 +136,7 @@ const INSTALLED: &str = "INSTALLED";
 pub struct SteeringMetrics {
     applied: Counter,
     failed: Counter,
+    associated: Gauge,
 }
 
 impl SteeringMetrics {
@@ -148,6 +150,10 @@ impl SteeringMetrics {
             failed: metrics.registered(
                 "steering_failures",
                 "Failed attempts to install or remove traffic rules",
+            ),
+            associated: metrics.registered(
+                "upf_associated",
+                "1 while the PFCP association with the UPF is up",
             ),
         }
     }
@@ -182,7 +188,9 @@ pub async fn run(
             }
         };
         backoff = Duration::from_secs(1);
+        metrics.associated.set(1);
         serve(&platform, &n4, heartbeat, &metrics, &status).await;
+        metrics.associated.set(0);
         status.set_all(status.get().into_keys(), "FAILED: UPF unreachable");
         tracing::warn!(upf = %config.pfcp_address, "UPF unreachable; associating again");
     }

@@ -1,10 +1,11 @@
 //! Operational endpoints outside the ETSI APIs: `/healthz` (the process runs), `/readyz` (its
-//! dependencies answer) and `/metrics` (Prometheus text format), plus the HTTP metrics layer.
+//! dependencies answer) and `/metrics` (Prometheus text format), plus the HTTP metrics layer
+//! and [`probe`], the services' own health check client.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -148,4 +149,74 @@ async fn metrics_handler(State(state): State<AdminState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Why a [`probe`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No answer (refused, timed out, not HTTP).
+    #[error("{url}: {}", crate::problem::error_chain(.source))]
+    Request {
+        /// The URL probed.
+        url: String,
+        /// What failed.
+        source: reqwest::Error,
+    },
+    /// An answer that is not a success.
+    #[error("{url} answered {status}")]
+    Status {
+        /// The URL probed.
+        url: String,
+        /// Its status.
+        status: StatusCode,
+    },
+}
+
+/// `GET url` (e.g. `http://127.0.0.1:8080/healthz`) answers 2xx within 5 s: the container
+/// health check of the service binaries, whose images carry no shell or HTTP client.
+pub async fn probe(url: &str) -> Result<(), ProbeError> {
+    let request = |source| ProbeError::Request {
+        url: url.to_owned(),
+        source,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(request)?;
+    let status = client.get(url).send().await.map_err(request)?.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(ProbeError::Status {
+            url: url.to_owned(),
+            status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn probe_wants_a_success_answer() {
+        let ready: ReadinessCheck = Arc::new(|| Box::pin(async { Err("database down".into()) }));
+        let app = router(Metrics::new("test"), ready);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        probe(&format!("http://{addr}/healthz")).await.unwrap();
+        let failed = probe(&format!("http://{addr}/readyz")).await.unwrap_err();
+        assert!(
+            matches!(failed, ProbeError::Status { status, .. } if status == 503),
+            "{failed}"
+        );
+        server.abort();
+        let _ = server.await;
+        let refused = probe(&format!("http://{addr}/healthz")).await;
+        assert!(
+            matches!(refused, Err(ProbeError::Request { .. })),
+            "{refused:?}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Test support shared by the services' integration suites (feature `test-support`): a fresh
 //! database per test on SQLite or a real PostgreSQL, a macro running a test on both, a
-//! callback server recording notifications, and validation against the ETSI OpenAPI schemas.
+//! callback server recording notifications, validation against the ETSI OpenAPI schemas, and
+//! [`eventually`] for asserting on what other tasks and processes make true.
 #![allow(
     clippy::panic,
     reason = "test support fails the calling test by panicking"
@@ -15,6 +16,31 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+/// How long [`eventually`] waits unless told otherwise: generous for a loaded CI machine, and
+/// still a bound.
+pub const EVENTUALLY: Duration = Duration::from_secs(60);
+
+/// Polls `probe` every 50 ms until it returns `Ok`, for at most `timeout`: what another task or
+/// process makes true (a record written, a message delivered) is asserted once it holds, never
+/// after a fixed sleep. The value, or a failed test naming `what` with the last `Err` (what was
+/// seen instead).
+pub async fn eventually<T, E: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {timeout:?}; last seen {seen:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

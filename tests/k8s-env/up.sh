@@ -46,7 +46,7 @@ run() { # name, command...: recorded in cmd/<name>.sh so component.sh can restar
 }
 
 wait_for() { # what, seconds, command...
-  local what=$1 until=$(( $(date +%s) + $2 )); shift 2
+  local what=$1 limit=$2 until=$(( $(date +%s) + $2 )); shift 2
   while [ "$(date +%s)" -lt "$until" ]; do
     if "$@" > /dev/null 2>&1; then return 0; fi
     sleep 0.25

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use meao::events::testing::free_port;
 use meao::mep_link::{Desired, MepLink};
 use serde_json::json;
-use server_kit::testing::{Db, TestPki, fresh_database};
+use server_kit::testing::{Db, EVENTUALLY, TestPki, eventually, fresh_database};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -129,23 +129,26 @@ type Latest = BTreeMap<String, (i64, Option<AppInstanceConfig>)>;
 
 async fn wait_acked(link: &MepLink, latest: &Latest) -> Duration {
     let started = Instant::now();
-    loop {
-        let mep = link.site_mep(SITE).await.unwrap();
-        let pending: Vec<_> = mep
-            .app_instances
-            .iter()
-            .filter(|i| i.acked_version < i.version)
-            .map(|i| (&i.app_instance_id, i.version, i.acked_version))
-            .collect();
-        if pending.is_empty() && mep.app_instances.len() == latest.len() {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "not acknowledged: {pending:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "every version acknowledged",
+        Duration::from_secs(90),
+        async || {
+            let instances = link.site_mep(SITE).await.unwrap().app_instances;
+            let held = instances.len();
+            let pending: Vec<_> = instances
+                .into_iter()
+                .filter(|i| i.acked_version < i.version)
+                .map(|i| (i.app_instance_id, i.version, i.acked_version))
+                .collect();
+            if pending.is_empty() && held == latest.len() {
+                Ok(())
+            } else {
+                Err(pending)
+            }
+        },
+    )
+    .await;
+    started.elapsed()
 }
 
 /// The MEP holds exactly the latest version of every instance, with its configuration.
@@ -297,16 +300,31 @@ async fn link_survives_cuts_and_outages(db: Db) {
     }
     wait_acked(&link, &latest).await;
     check_mep(&mep.platform, &latest);
-    // the MEP reports each instance up the link
-    let reported = link.site_mep(SITE).await.unwrap();
-    assert!(reported.connected);
-    for i in &reported.app_instances {
-        let readiness = i.status.as_ref().map(|s| s.readiness.as_str());
-        match &latest[&i.app_instance_id].1 {
-            Some(_) => assert!(matches!(readiness, Some("INSTANTIATED" | "READY")), "{i:?}"),
-            None => assert!(matches!(readiness, None | Some("ABSENT")), "{i:?}"),
-        }
-    }
+    // the MEP reports each instance up the link (a status follows its ACK)
+    eventually(
+        "the MEP's reports of every instance",
+        EVENTUALLY,
+        async || {
+            let reported = link.site_mep(SITE).await.unwrap();
+            let wrong: Vec<_> = reported
+                .app_instances
+                .iter()
+                .filter(|i| {
+                    let readiness = i.status.as_ref().map(|s| s.readiness.as_str());
+                    match &latest[&i.app_instance_id].1 {
+                        Some(_) => !matches!(readiness, Some("INSTANTIATED" | "READY")),
+                        None => !matches!(readiness, None | Some("ABSENT")),
+                    }
+                })
+                .collect();
+            if reported.connected && wrong.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("connected {}, {wrong:?}", reported.connected))
+            }
+        },
+    )
+    .await;
 
     mep.shutdown().await;
     meao.shutdown().await;
@@ -315,15 +333,16 @@ async fn link_survives_cuts_and_outages(db: Db) {
 
 server_kit::on_both_dbs!(link_survives_cuts_and_outages);
 
-/// Opens a stream as `cn` (a certificate from `pki`) claiming to be site `claimed`; the status
-/// the MEAO refused it with (TLS failures included).
+/// Opens a stream as `cn` (a certificate from `pki`) claiming to be site `claimed`: the open
+/// stream (the MEAO holds the session while it is), or the status the MEAO refused it with (TLS
+/// failures included).
 async fn open_as(
     pki: &TestPki,
     ca: &std::path::Path,
     cn: &str,
     claimed: &str,
     port: u16,
-) -> Result<(), tonic::Status> {
+) -> Result<tonic::Streaming<api_specs::meplink::MeaoMessage>, tonic::Status> {
     use api_specs::meplink::mep_link_client::MepLinkClient;
     use api_specs::meplink::{Hello, MepMessage, mep_message::Kind};
     let (cert_file, key_file) = pki.issue(cn);
@@ -345,8 +364,10 @@ async fn open_as(
     };
     // the request stream stays open like a MEP's
     let outbound = futures::stream::iter([hello]).chain(futures::stream::pending());
-    MepLinkClient::new(channel).connect(outbound).await?;
-    Ok(())
+    Ok(MepLinkClient::new(channel)
+        .connect(outbound)
+        .await?
+        .into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,8 +402,12 @@ async fn a_mep_is_the_site_its_certificate_names() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
-    open_as(&pki, &ca, SITE, SITE, port).await.unwrap();
-    assert!(link.connected(SITE));
+    let stream = open_as(&pki, &ca, SITE, SITE, port).await.unwrap();
+    assert!(
+        link.connected(SITE),
+        "registered before the stream was answered"
+    );
+    drop(stream);
 
     meao.shutdown().await;
 }
@@ -433,17 +458,6 @@ async fn a_refused_configuration_reaches_the_meao() {
     assert!(mep.platform.app_instance_get("app-01").is_ok());
     mep.shutdown().await;
     meao.shutdown().await;
-}
-
-/// Waits up to 30 s for `done`.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..300 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out: {what}");
 }
 
 /// Failover over the link: site a-1 goes dark (its VIM unreachable, its MEP cut off from the
@@ -510,8 +524,8 @@ async fn a_relocated_instance_leaves_the_failed_sites_mep() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    eventually("b-1's MEP gets the instance", || {
-        b.platform.app_instance_get(&id).is_ok()
+    eventually("b-1's MEP gets the instance", EVENTUALLY, async || {
+        b.platform.app_instance_get(&id).map(|_| ())
     })
     .await;
     // cut off, a-1's MEP still answers from its store
@@ -520,22 +534,33 @@ async fn a_relocated_instance_leaves_the_failed_sites_mep() {
 
     // a-1's MEP reconnects and gets the removal that waited for it
     relay.unblock();
-    eventually("a-1's MEP drops the instance", || {
-        a.platform.app_instance_get(&id).is_err()
+    eventually("a-1's MEP drops the instance", EVENTUALLY, async || match a
+        .platform
+        .app_instance_get(&id)
+    {
+        Ok(held) => Err(held),
+        Err(_) => Ok(()),
     })
     .await;
     assert!(resolve(a.dns_addr.unwrap(), name).await.is_err());
+    // the MEP's ACK of the removal follows on the link: the MEAO records it
     let link = meao.lcm.mep_link().unwrap();
-    let at_a = link.site_mep("a-1").await.unwrap();
-    let entry = at_a
-        .app_instances
-        .iter()
-        .find(|i| i.app_instance_id == id)
-        .unwrap();
-    assert!(
-        entry.removal && entry.acked_version == entry.version,
-        "{entry:?}"
-    );
+    eventually(
+        "the MEAO records a-1's ACK of the removal",
+        EVENTUALLY,
+        async || {
+            let at_a = link.site_mep("a-1").await.unwrap();
+            match at_a
+                .app_instances
+                .into_iter()
+                .find(|i| i.app_instance_id == id)
+            {
+                Some(entry) if entry.removal && entry.acked_version == entry.version => Ok(()),
+                entry => Err(entry),
+            }
+        },
+    )
+    .await;
 
     for mep in meps {
         mep.shutdown().await;

@@ -8,18 +8,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::time::Duration;
-
 use std::collections::BTreeMap;
 
 use e2e::{
     create_instance, get_json, link_configs, meao_config, onboard_example, resolve, run_op, token,
 };
 use hickory_proto::op::ResponseCode;
-use meao::events::testing::{Broker, consume, free_port, nisshi};
+use meao::events::testing::{Broker, consume, free_port, kafka};
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
-use server_kit::testing::TestPki;
+use server_kit::testing::{EVENTUALLY, TestPki, eventually};
 use upf_rules::testing::UpfPeer;
 
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
@@ -28,8 +26,7 @@ const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
 /// session; none: no session at all).
 async fn upf_flows(upf: &Option<UpfPeer>, flows: &[&str]) {
     let Some(upf) = upf else { return };
-    let mut seen = Value::Null;
-    for _ in 0..100 {
+    eventually("the UPF's flows", EVENTUALLY, async || {
         let sessions = upf.sessions();
         let mut held: Vec<String> = sessions
             .iter()
@@ -38,15 +35,16 @@ async fn upf_flows(upf: &Option<UpfPeer>, flows: &[&str]) {
             .collect();
         held.dedup();
         if held == flows && sessions.len() == usize::from(!flows.is_empty()) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{:#} instead of {flows:?}", json!(sessions)))
         }
-        seen = json!(sessions);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the UPF holds {seen:#}, not {flows:?}");
+    })
+    .await;
 }
 
-/// Polls the MEAO's view of site paris-1's MEP until instance `id` satisfies `done`.
+/// Polls the MEAO's view of site paris-1's MEP until it is connected and instance `id`
+/// satisfies `done`.
 async fn site_mep(
     http: &reqwest::Client,
     meao: &str,
@@ -54,25 +52,20 @@ async fn site_mep(
     id: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let mut seen = Value::Null;
-    for _ in 0..100 {
-        let mep = get_json(
-            http,
-            &format!("{meao}/inventory/v1/sites/paris-1/mep"),
-            token,
-        )
-        .await;
-        assert_eq!(mep["connected"], true, "{mep:#}");
-        let instances = mep["appInstances"].as_array().unwrap();
-        if let Some(i) = instances.iter().find(|i| i["appInstanceId"] == id)
-            && done(i)
-        {
-            return i.clone();
+    let url = format!("{meao}/inventory/v1/sites/paris-1/mep");
+    eventually("the MEAO's view of the MEP", EVENTUALLY, async || {
+        let mep = get_json(http, &url, token).await;
+        let instance = mep["appInstances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["appInstanceId"] == id);
+        match instance {
+            Some(i) if mep["connected"] == true && done(i) => Ok(i.clone()),
+            _ => Err(mep),
         }
-        seen = mep;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the MEAO sees {seen:#}");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,20 +114,18 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
         "mepUrl": mep.api_root, "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768}
     }))
     .unwrap()];
-    // Kafka, when a broker binary is at hand (always under CI)
-    let kafka = nisshi().map(|binary| {
-        let port = free_port();
-        (Broker::start(&binary, port), format!("127.0.0.1:{port}"))
+    // Apache Kafka, when its jars are at hand (always under CI)
+    let kafka = match kafka() {
+        Some(jars) => Some(Broker::start(&jars, free_port()).await),
+        None => None,
+    };
+    meao_config.kafka = kafka.as_ref().map(|broker| meao::events::KafkaConfig {
+        brokers: broker.brokers(),
+        topic_prefix: "e2e".into(),
+        properties: Default::default(),
+        poll_interval_ms: 50,
+        retention_hours: 1,
     });
-    meao_config.kafka = kafka
-        .as_ref()
-        .map(|(_, brokers)| meao::events::KafkaConfig {
-            brokers: brokers.clone(),
-            topic_prefix: "e2e".into(),
-            properties: Default::default(),
-            poll_interval_ms: 50,
-            retention_hours: 1,
-        });
     let meao = meao::server::Server::start(meao_config).await.unwrap();
     let http = reqwest::Client::new();
     let (m, p) = (meao.api_root.clone(), mep.api_root.clone());
@@ -282,13 +273,13 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     assert_eq!(removed["ackedVersion"], removed["version"]);
 
     // every state change of the instance went out as an event
-    if let Some((_broker, brokers)) = &kafka {
+    if let Some(broker) = &kafka {
         let done = |seen: &BTreeMap<String, BTreeMap<String, Vec<Value>>>| {
             seen.get("app-instances")
                 .and_then(|k| k.get(&id))
                 .is_some_and(|e| e.len() >= 3)
         };
-        let seen = consume(brokers, "e2e", done).await;
+        let seen = consume(&broker.brokers(), "e2e", done).await;
         let states: Vec<&str> = seen["app-instances"][&id]
             .iter()
             .map(|e| e["data"]["instantiationState"].as_str().unwrap())

@@ -74,13 +74,15 @@ impl UpfPeer {
                 .spawn()
                 .unwrap(),
         );
-        for _ in 0..200 {
+        // scapy's import alone takes seconds on a loaded machine
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if self.state.exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the PFCP peer did not start");
+        panic!("the PFCP peer did not start within 60 s");
     }
 
     /// Stops the peer.

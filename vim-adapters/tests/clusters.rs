@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use base64::Engine;
-use common::{assert_gone, pods, settled, workload};
+use common::{assert_gone, assert_pods, pods, settled, workload};
 use vim_adapters::kubernetes::testing::TestEnv;
 use vim_adapters::kubernetes::{Flavour, KubeVim};
 use vim_adapters::{DeviceRequest, Vim, VimError, WorkloadPhase};
@@ -69,10 +69,15 @@ async fn kubernetes_run_stop_start_and_terminate() {
 
     vim.scale(&w.name, 0).await.unwrap();
     assert_eq!(settled(&vim, &w.name).await.phase, WorkloadPhase::Stopped);
-    assert_eq!(
-        pods(&env, Flavour::Kubernetes, &ns, &w.name, ".metadata.name"),
-        ""
-    );
+    assert_pods(
+        &env,
+        Flavour::Kubernetes,
+        &ns,
+        &w.name,
+        ".metadata.name",
+        "",
+    )
+    .await;
     vim.scale(&w.name, 2).await.unwrap();
     assert_eq!(settled(&vim, &w.name).await.phase, WorkloadPhase::Running);
 
@@ -299,10 +304,15 @@ async fn kubeedge_pins_to_edge_nodes_and_binds_devices() {
     assert_eq!(settled(&vim, &w.name).await.phase, WorkloadPhase::Stopped);
     vim.apply(&w).await.unwrap(); // re-applied: stays on the node its device is bound to
     assert_eq!(settled(&vim, &w.name).await.phase, WorkloadPhase::Running);
-    assert_eq!(
-        pods(&env, Flavour::KubeEdge, &ns, &w.name, ".spec.nodeName"),
-        "edge-node-1"
-    );
+    assert_pods(
+        &env,
+        Flavour::KubeEdge,
+        &ns,
+        &w.name,
+        ".spec.nodeName",
+        "edge-node-1",
+    )
+    .await;
 
     let mut free = workload("edge-1");
     free.replicas = 3;

@@ -85,3 +85,27 @@ pub fn pods(env: &TestEnv, flavour: Flavour, namespace: &str, name: &str, path: 
         ],
     )
 }
+
+/// Waits until a jsonpath query of the workload's pods reads `want`: pods of a scaled-down
+/// workload are listed while they terminate, until kwok removes them.
+pub async fn assert_pods(
+    env: &TestEnv,
+    flavour: Flavour,
+    namespace: &str,
+    name: &str,
+    path: &str,
+    want: &str,
+) {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let got = pods(env, flavour, namespace, name, path);
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pods {path}: {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -681,10 +681,21 @@ impl Packages {
         }
     }
 
-    /// Resumes interrupted work after a restart: re-processes stored content, re-fetches or
-    /// resets interrupted uploads.
-    pub async fn resume(self: &Arc<Self>) -> Result<(), PackageError> {
-        for row in self.store.package_list().await? {
+    /// The packages a previous run left UPLOADING or PROCESSING: read at start-up, before the
+    /// API serves, so that [`Packages::resume`] never takes an upload of this run for one.
+    pub async fn interrupted(&self) -> Result<Vec<PackageRow>, PackageError> {
+        let mut rows = self.store.package_list().await?;
+        rows.retain(|r| matches!(r.onboarding_state.as_str(), "UPLOADING" | "PROCESSING"));
+        Ok(rows)
+    }
+
+    /// Resumes the work of the [`Packages::interrupted`] packages: re-processes stored content,
+    /// re-fetches or resets interrupted uploads.
+    pub async fn resume(
+        self: &Arc<Self>,
+        interrupted: Vec<PackageRow>,
+    ) -> Result<(), PackageError> {
+        for row in interrupted {
             match (row.onboarding_state.as_str(), &row.content_hash) {
                 ("PROCESSING", Some(hash)) => {
                     tracing::info!(package = %row.id, "resuming interrupted processing");

@@ -211,6 +211,15 @@ impl Store {
         Ok(out)
     }
 
+    /// The unpublished events: how many, and when the oldest was recorded (Unix ms).
+    pub async fn events_backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*), MIN(created_at) FROM events WHERE published_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// Marks events published.
     pub async fn events_published(&self, ids: &[&str], now: i64) -> Result<(), StoreError> {
         if ids.is_empty() {

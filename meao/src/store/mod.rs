@@ -1035,6 +1035,15 @@ impl Store {
         Ok(rows.iter().map(op_occ_row).collect::<Result<_, _>>()?)
     }
 
+    /// How many operation occurrences are in `state`.
+    pub async fn op_occ_count(&self, state: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM app_lcm_op_occs WHERE state = $1")
+            .bind(state)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Sets the state (and error) of an operation occurrence, queuing `notifications` in the
     /// same transaction.
     pub async fn op_occ_set_state(

@@ -2,7 +2,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use meao::config::MeaoConfig;
 use meao::server::{RunningServer, Server};
@@ -10,6 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 pub use server_kit::testing::{Callback, Db};
+use server_kit::testing::{EVENTUALLY, eventually};
 
 pub struct Ctx {
     pub server: Option<RunningServer>,
@@ -171,14 +171,16 @@ impl Ctx {
 
     /// Waits until the package reaches `state`.
     pub async fn wait_state(&self, id: &str, state: &str) -> Value {
-        for _ in 0..100 {
+        let what = format!("package {id} {state}");
+        eventually(&what, EVENTUALLY, async || {
             let p = self.json(&format!("/app_packages/{id}")).await;
             if p["onboardingState"] == state {
-                return p;
+                Ok(p)
+            } else {
+                Err(p)
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("package {id} never reached {state}");
+        })
+        .await
     }
 }
 

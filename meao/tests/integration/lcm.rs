@@ -2,12 +2,11 @@
 //! occurrence), operate, terminate, delete; FAILED_TEMP, retry and fail; recovery of an
 //! operation interrupted by a restart.
 
-use std::time::Duration;
-
 use meao::store::{OpOccRow, SagaRow, Store};
 use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
+use server_kit::testing::{EVENTUALLY, eventually};
 
 use super::common::{Ctx, Db, example, test_config};
 
@@ -56,22 +55,20 @@ pub(super) async fn run(ctx: &Ctx, path: &str, body: Value) -> Value {
     wait(ctx, location.trim_start_matches("/app_lcm/v1")).await
 }
 
+/// Waits for an operation occurrence to leave STARTING/PROCESSING.
 async fn wait(ctx: &Ctx, op_path: &str) -> Value {
-    for _ in 0..200 {
+    eventually(op_path, EVENTUALLY, async || {
         let op: Value = lcm(ctx, Method::GET, op_path, None)
             .await
             .json()
             .await
             .unwrap();
-        if !matches!(
-            op["operationState"].as_str(),
-            Some("STARTING" | "PROCESSING")
-        ) {
-            return op;
+        match op["operationState"].as_str() {
+            Some("STARTING" | "PROCESSING") => Err(op),
+            _ => Ok(op),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{op_path} did not finish");
+    })
+    .await
 }
 
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
@@ -532,15 +529,15 @@ async fn instances_move_off_a_failed_site(db: Db) {
     assert_eq!(r.status(), 200);
     let inventory = &ctx.server.as_ref().unwrap().inventory;
     let b = inventory.vim("b-1").unwrap();
-    let mut moved = false;
-    for _ in 0..100 {
-        if b.list_owned().await.unwrap() == vec![vim_adapters::workload_name(&id)] {
-            moved = true;
-            break;
+    eventually("the instance re-placed on b-1", EVENTUALLY, async || {
+        let owned = b.list_owned().await.unwrap();
+        if owned == vec![vim_adapters::workload_name(&id)] {
+            Ok(())
+        } else {
+            Err(owned)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(moved, "the instance was not re-placed on b-1");
+    })
+    .await;
     let occs: Value = lcm(&ctx, Method::GET, "/app_lcm_op_occs", None)
         .await
         .json()
@@ -613,7 +610,18 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
         .unwrap()
         .trim_start_matches("/app_lcm/v1")
         .to_owned();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slow_vim = ctx
+        .server
+        .as_ref()
+        .unwrap()
+        .inventory
+        .vim("slow-1")
+        .unwrap();
+    eventually("the workload starting on slow-1", EVENTUALLY, async || {
+        let owned = slow_vim.list_owned().await.unwrap();
+        if owned.is_empty() { Err(owned) } else { Ok(()) }
+    })
+    .await;
     let r = lcm(
         &ctx,
         Method::POST,
@@ -624,13 +632,6 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
     assert_eq!(r.status(), 202);
     let op = wait(&ctx, &op_path).await;
     assert_eq!(op["operationState"], "FAILED_TEMP", "{op:#}");
-    let slow_vim = ctx
-        .server
-        .as_ref()
-        .unwrap()
-        .inventory
-        .vim("slow-1")
-        .unwrap();
     assert!(
         slow_vim.list_owned().await.unwrap().is_empty(),
         "the cancelled instantiation left nothing"

@@ -6,8 +6,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::common::{APP1, APP2, Callback, Ctx, Db, OPERATOR, service};
+use super::common::{APP1, APP2, Callback, Ctx, Db, OPERATOR, service, test_config};
 use server_kit::on_both_dbs;
+use server_kit::testing::{EVENTUALLY, eventually};
 
 on_both_dbs!(
     availability_notifications_follow_filters,
@@ -207,22 +208,24 @@ async fn delivery_retries_until_the_subscriber_answers(db: Db) {
         3,
         "two refusals, then delivered"
     );
-    // the outcome is recorded right after the callback answers
+    // the outcome is recorded once the callback answered
     let store = ctx.server().platform.store();
-    let mut delivered = 0;
-    for _ in 0..50 {
-        delivered = store.outbox().count("DELIVERED").await.unwrap();
-        if delivered == 1 {
-            break;
+    eventually("the delivery recorded", EVENTUALLY, async || {
+        match store.outbox().count("DELIVERED").await.unwrap() {
+            1 => Ok(()),
+            n => Err(n),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(delivered, 1);
+    })
+    .await;
     assert_eq!(store.outbox().count("PENDING").await.unwrap(), 0);
 }
 
 async fn pending_notifications_survive_a_restart(db: Db) {
-    let mut ctx = Ctx::start(db).await;
+    // retried for as long as the test may take (a loaded machine must not exhaust them)
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(server_kit::testing::fresh_database(db, "mep", dir.path()).await);
+    config.delivery.max_attempts = u32::MAX;
+    let mut ctx = Ctx::start_with(config, dir).await;
     ctx.provision("i1").await;
     let a1 = ctx.token(APP1).await;
     // a port nobody listens on yet
@@ -244,7 +247,23 @@ async fn pending_notifications_survive_a_restart(db: Db) {
         Some(service("video")),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // an attempt failed, and the notification is kept pending
+    eventually("a failed delivery attempt", EVENTUALLY, async || {
+        let metrics = reqwest::get(ctx.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failed = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mep_notifications_failed_total "));
+        match failed {
+            Some(n) if n != "0" => Ok(()),
+            _ => Err(failed.map(str::to_owned)),
+        }
+    })
+    .await;
     let store = ctx.server().platform.store();
     assert_eq!(
         store.outbox().count("PENDING").await.unwrap(),
@@ -420,18 +439,18 @@ async fn termination_proceeds_at_the_deadline(db: Db) {
         .await;
     assert_eq!(r.status(), 202);
     assert_eq!(term.next().await["operationAction"], "TERMINATING");
-    let mut gone = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if ctx
+    eventually(
+        "the instance removed after its graceful period",
+        EVENTUALLY,
+        async || match ctx
             .call(Method::GET, "/mep_mgmt/v1/app_instances/i1", &op, None)
             .await
             .status()
-            == 404
+            .as_u16()
         {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "instance not removed after its graceful period");
+            404 => Ok(()),
+            status => Err(status),
+        },
+    )
+    .await;
 }

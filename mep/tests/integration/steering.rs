@@ -3,6 +3,7 @@
 
 use reqwest::Method;
 use serde_json::json;
+use server_kit::testing::{EVENTUALLY, eventually};
 use upf_rules::testing::netns_capable;
 
 use super::common::{APP1, Ctx, Db, OPERATOR, test_config};
@@ -32,19 +33,20 @@ fn sh(script: &str) -> String {
 
 /// Waits until the gateway's nft table and ip rules do (or do not) steer instance i1.
 async fn steered(ns: &str, expected: bool) {
-    for _ in 0..100 {
+    let what = format!(
+        "the gateway {}steering i1",
+        if expected { "" } else { "not " }
+    );
+    eventually(&what, EVENTUALLY, async || {
         let table = sh(&format!("ip netns exec {ns} nft list ruleset"));
         let rules = sh(&format!("ip -n {ns} rule show"));
-        let now = table.contains("i1/tr1") && rules.contains("fwmark");
-        if now == expected {
-            return;
+        if (table.contains("i1/tr1") && rules.contains("fwmark")) == expected {
+            Ok(())
+        } else {
+            Err(format!("{table}\n{rules}"))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!(
-        "the gateway does not {}steer i1",
-        if expected { "" } else { "stop to " }
-    );
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
