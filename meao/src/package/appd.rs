@@ -64,8 +64,81 @@ fn unwrap_optional(value: &mut Value) {
     }
 }
 
-/// Parses the descriptor text: JSON for `.json` files, YAML otherwise.
+/// Deepest nesting accepted in a descriptor (flow collections, or block indentation levels).
+pub const MAX_NESTING: usize = 64;
+/// Widest block indentation accepted (columns), which bounds block nesting too.
+const MAX_INDENT: usize = 512;
+
+/// Refuses YAML or JSON text nested deeper than `max` flow levels (`[`/`{` outside quoted
+/// scalars and comments) or indented wider than [`MAX_INDENT`] (with compact `- ` entries
+/// counted as indentation) — in one pass, before any parser sees it: parsers spend time
+/// quadratic in the nesting depth, and a few kilobytes of brackets held a core for minutes.
+pub fn check_nesting(text: &str, max: usize) -> Result<(), String> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut quote, mut escaped) = (None::<u8>, false);
+    let (mut comment, mut line_start, mut indent) = (false, true, 0usize);
+    let mut previous = b'\n';
+    for &b in text.as_bytes() {
+        if b == b'\n' {
+            (comment, line_start, indent) = (false, true, 0);
+            previous = b;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        if line_start {
+            match b {
+                b' ' | b'-' | b'?' | b'\t' => {
+                    indent += 1;
+                    if indent > MAX_INDENT {
+                        return Err(format!("indented deeper than {MAX_INDENT} columns"));
+                    }
+                    previous = b;
+                    continue;
+                }
+                _ => line_start = false,
+            }
+        }
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if q == b'"' && b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                // a quote opens a quoted scalar only where a scalar starts (not in "it's")
+                b'"' | b'\''
+                    if previous.is_ascii_whitespace()
+                        || matches!(previous, b'[' | b'{' | b',' | b':' | b'-' | b'?') =>
+                {
+                    quote = Some(b)
+                }
+                b'#' if previous.is_ascii_whitespace() => comment = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                    if deepest > max {
+                        return Err(format!("nested deeper than {max} levels"));
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        previous = b;
+    }
+    Ok(())
+}
+
+/// Parses the descriptor text: JSON for `.json` files, YAML otherwise, after bounding its
+/// nesting.
 pub fn parse(path: &str, text: &str) -> Result<Value, PackageProblem> {
+    check_nesting(text, MAX_NESTING).map_err(|e| PackageProblem::new(path, e))?;
     if path.ends_with(".json") {
         serde_json::from_str(text)
             .map_err(|e| PackageProblem::new(path, format!("invalid JSON: {e}")))
@@ -209,4 +282,49 @@ fn semantic(path: &str, appd: &AppD) -> Vec<PackageProblem> {
         );
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let bomb = format!(
+            "appName: x\nbad: {}{}\n",
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        let problem = parse("Definitions/appd.yaml", &bomb).unwrap_err();
+        assert!(problem.to_string().contains("nested deeper"), "{problem}");
+        let json = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse("d.json", &json).is_err());
+        let compact = format!("a:\n{}x\n", "- ".repeat(1000));
+        assert!(check_nesting(&compact, MAX_NESTING).is_err());
+        let indented: String = (0..600)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert!(check_nesting(&indented, MAX_NESTING).is_err());
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let deep = "[".repeat(100);
+        for ok in [
+            format!("a: '{deep}'\n"),
+            format!("a: \"{deep}\"\n"),
+            format!("a: 1 # {deep}\n"),
+            "a: it's [1, [2]]\nb: {c: [d]}\n".to_owned(),
+            format!("{{\"a\": \"{deep}\\\"\", \"b\": [[1]]}}"),
+        ] {
+            assert!(check_nesting(&ok, MAX_NESTING).is_ok(), "{ok}");
+        }
+        // an apostrophe inside a word opens no string that could hide brackets
+        let hidden = format!("a: it's {}{}", "[".repeat(100), "]".repeat(100));
+        assert!(check_nesting(&hidden, MAX_NESTING).is_err());
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/packages/video-analytics/Definitions/appd.yaml");
+        let appd = std::fs::read_to_string(examples).unwrap();
+        assert!(check_nesting(&appd, MAX_NESTING).is_ok());
+    }
 }

@@ -26,7 +26,8 @@ pub struct ArchiveLimits {
     pub max_entries: usize,
     /// Largest total uncompressed size (bytes).
     pub max_uncompressed_bytes: u64,
-    /// Largest compression ratio of an entry bigger than 1 MiB.
+    /// Largest compression ratio, of the whole archive (its total uncompressed size over the
+    /// package's size) and of any entry bigger than 64 KiB.
     pub max_compression_ratio: u64,
     /// Largest descriptor, manifest or metadata file (bytes).
     pub max_descriptor_bytes: u64,
@@ -37,7 +38,7 @@ impl Default for ArchiveLimits {
         Self {
             max_package_bytes: 1 << 30,
             max_entries: 10_000,
-            max_uncompressed_bytes: 4 << 30,
+            max_uncompressed_bytes: 2 << 30,
             max_compression_ratio: 100,
             max_descriptor_bytes: 1 << 20,
         }
@@ -159,7 +160,7 @@ impl PackageArchive {
                 continue;
             }
             let (size, compressed) = (entry.size(), entry.compressed_size());
-            if size > (1 << 20) && size / compressed.max(1) > limits.max_compression_ratio {
+            if size > (64 << 10) && size / compressed.max(1) > limits.max_compression_ratio {
                 problems.push(PackageProblem::new(
                     &name,
                     format!(
@@ -177,6 +178,18 @@ impl PackageArchive {
             {
                 problems.push(PackageProblem::new(&name, "duplicate entry name".into()));
             }
+        }
+        // many small entries each under the entry check add up: bound the archive as a whole
+        let ratio = total / len.max(1);
+        if total > (1 << 20) && ratio > limits.max_compression_ratio {
+            problems.push(PackageProblem::new(
+                "",
+                format!(
+                    "the package expands {ratio} times ({total} bytes from {len}), more than the \
+                     limit {} (zip bomb?)",
+                    limits.max_compression_ratio
+                ),
+            ));
         }
         if total > limits.max_uncompressed_bytes {
             problems.push(PackageProblem::new(

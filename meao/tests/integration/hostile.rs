@@ -77,13 +77,23 @@ async fn archives_that_attack_the_reader() {
         "compression ratio",
     )
     .await;
+    // the many-entry bomb, scaled to the test limits: entries each just small enough
+    // to escape the per-entry ratio check, adding up to 300 times the upload
+    let spread: Vec<(String, Vec<u8>)> = (0..45)
+        .map(|i| (format!("Artifacts/f{i}"), vec![b'a'; 64 << 10]))
+        .collect();
+    let spread: Vec<(&str, Vec<u8>)> = spread
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.clone()))
+        .collect();
+    refused(&ctx, zip_with(&spread), 400, "the package expands").await;
     let many: Vec<(String, Vec<u8>)> = (0..60).map(|i| (format!("f{i}"), vec![1u8])).collect();
     let many: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
     refused(&ctx, zip_with(&many), 400, "more than the limit").await;
-    let huge = format!(
-        "appDId: x\nappDescription: \"{}\"\n",
-        "y".repeat(100 * 1024)
-    );
+    let filler: String = (0..20_000u32)
+        .map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    let huge = format!("appDId: x\nappDescription: \"{filler}\"\n");
     refused(
         &ctx,
         rewrite(&good, "cdn-cache.yaml", huge.as_bytes()),
@@ -158,6 +168,17 @@ async fn descriptors_that_are_wrong(db: Db) {
         rewrite(&good, "cdn-cache.yaml", laughs.as_bytes()),
         400,
         "cdn-cache.yaml",
+    )
+    .await;
+
+    // nesting (the 2.9 KB package of 200,000 brackets held a core for 323 s; so many
+    // brackets now exceed the compression ratio first, so fewer show the nesting bound)
+    let deep = format!("appDId: {}{}\n", "[".repeat(500), "]".repeat(500));
+    refused(
+        &ctx,
+        rewrite(&good, "cdn-cache.yaml", deep.as_bytes()),
+        400,
+        "nested deeper than 64 levels",
     )
     .await;
 
