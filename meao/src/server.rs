@@ -108,10 +108,6 @@ impl Server {
             api_root.clone(),
             plumbing.deliverer.waker(),
         )?);
-        let removed = packages.collect_garbage().await?;
-        if removed > 0 {
-            tracing::info!(removed, "removed unreferenced package files");
-        }
         let inventory = Arc::new(Inventory::load(store.clone(), &config.sites).await?);
         let mep_link = match &config.mep_link {
             Some(link) => {
@@ -240,6 +236,18 @@ impl Server {
                 }
             },
         );
+        let collecting = packages.clone();
+        let gc = Duration::from_secs(config.packages.gc_interval_secs.max(1));
+        tasks.every(gc, move || {
+            let packages = collecting.clone();
+            async move {
+                match packages.collect_garbage(gc).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "removed unreferenced package files"),
+                    Err(e) => tracing::error!(error = %e, "package file sweep skipped"),
+                }
+            }
+        });
         let recovering = packages.clone();
         tasks.spawn(async move {
             if let Err(e) = recovering.resume(interrupted).await {

@@ -1,6 +1,8 @@
 //! Content-addressed storage of package files: `<root>/sha256/<hex>`. A blob is written to a
 //! temporary file, synced, then renamed into place, so a crash never leaves a partial blob
-//! under a content address; temporaries and blobs no package references are removed at start.
+//! under a content address. A deleted package's blobs go with its record; a periodic sweep
+//! removes temporaries and unreferenced blobs older than a grace period, so it never touches
+//! what an upload (of this or another replica sharing the store) is still writing.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -64,18 +66,48 @@ impl BlobStore {
         self.root.join("sha256").join(hash)
     }
 
-    /// Removes temporaries and every blob not in `referenced`; returns how many were removed.
-    pub fn collect_garbage(&self, referenced: &HashSet<String>) -> std::io::Result<usize> {
+    /// Removes temporaries and blobs not in `referenced` last modified before `before`;
+    /// returns how many were removed.
+    pub fn collect_garbage(
+        &self,
+        referenced: &HashSet<String>,
+        before: std::time::SystemTime,
+    ) -> std::io::Result<usize> {
+        let old = |entry: &std::fs::DirEntry| {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before)
+        };
         let mut removed = 0;
         for entry in std::fs::read_dir(self.root.join("tmp"))? {
-            std::fs::remove_file(entry?.path())?;
-            removed += 1;
+            let entry = entry?;
+            if old(&entry) {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
         }
         for entry in std::fs::read_dir(self.root.join("sha256"))? {
             let entry = entry?;
-            if !referenced.contains(entry.file_name().to_string_lossy().as_ref()) {
+            if !referenced.contains(entry.file_name().to_string_lossy().as_ref()) && old(&entry) {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes these blobs (already gone is fine); returns how many were there.
+    pub fn remove<'a>(
+        &self,
+        hashes: impl IntoIterator<Item = &'a String>,
+    ) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for hash in hashes {
+            match std::fs::remove_file(self.path(hash)) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(removed)
@@ -152,13 +184,18 @@ mod tests {
         assert!(big.write_all(b"hello").is_err());
         big.abort();
         let _orphan = store.writer(10).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        // what is younger than the grace period (an upload still writing) stays
+        assert_eq!(store.collect_garbage(&HashSet::new(), past).unwrap(), 0);
         assert_eq!(
             store
-                .collect_garbage(&HashSet::from([hash.clone()]))
+                .collect_garbage(&HashSet::from([hash.clone()]), future)
                 .unwrap(),
             1
         );
         assert!(store.path(&hash).exists());
-        assert_eq!(store.collect_garbage(&HashSet::new()).unwrap(), 1);
+        assert_eq!(store.collect_garbage(&HashSet::new(), future).unwrap(), 1);
+        assert_eq!(store.remove([&hash]).unwrap(), 0, "already collected");
     }
 }

@@ -136,6 +136,9 @@ pub struct PackageConfig {
     pub trust_anchors: Vec<PathBuf>,
     /// Timeout of a fetch from `appPkgPath` (seconds).
     pub fetch_timeout_secs: u64,
+    /// How often unreferenced package files are swept (seconds); files younger than this are
+    /// kept, as an upload may still be writing them.
+    pub gc_interval_secs: u64,
 }
 
 impl Default for PackageConfig {
@@ -145,8 +148,24 @@ impl Default for PackageConfig {
             require_signed: false,
             trust_anchors: Vec::new(),
             fetch_timeout_secs: 300,
+            gc_interval_secs: 3600,
         }
     }
+}
+
+/// The blobs of one package record: its content and the files found in it.
+fn blobs_of(
+    content: Option<String>,
+    details: Option<&str>,
+) -> Result<std::collections::HashSet<String>, PackageError> {
+    let mut blobs: std::collections::HashSet<String> = content.into_iter().collect();
+    if let Some(d) = details {
+        let d: Details = serde_json::from_str(d).map_err(|e| {
+            PackageError::Storage(format!("a package record is unreadable ({e}); files kept"))
+        })?;
+        blobs.extend(d.files.into_iter().map(|f| f.sha256));
+    }
+    Ok(blobs)
 }
 
 /// Results of onboarding, stored with the package.
@@ -729,17 +748,24 @@ impl Packages {
         Ok(())
     }
 
-    /// Removes stored files no package references (at start-up, before uploads begin).
-    pub async fn collect_garbage(&self) -> Result<usize, PackageError> {
+    /// Every blob a package record names. A record that cannot be read is an error: its files
+    /// must not look unreferenced.
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, PackageError> {
         let mut referenced = std::collections::HashSet::new();
         for (content, details) in self.store.referenced_blobs().await? {
-            referenced.extend(content);
-            if let Some(d) = details.and_then(|d| serde_json::from_str::<Details>(&d).ok()) {
-                referenced.extend(d.files.into_iter().map(|f| f.sha256));
-            }
+            referenced.extend(blobs_of(content, details.as_deref())?);
         }
+        Ok(referenced)
+    }
+
+    /// Removes temporaries and stored files no package references that are older than
+    /// `grace` (younger ones may belong to an upload still in progress, here or at another
+    /// replica sharing the store).
+    pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<usize, PackageError> {
+        let referenced = self.referenced_blobs().await?;
+        let before = std::time::SystemTime::now() - grace;
         self.blobs
-            .collect_garbage(&referenced)
+            .collect_garbage(&referenced, before)
             .map_err(|e| PackageError::Storage(e.to_string()))
     }
 
@@ -894,6 +920,7 @@ impl Packages {
             }
             None => Vec::new(),
         };
+        let own = blobs_of(row.content_hash.clone(), row.details.as_deref())?;
         if !self.store.package_delete(&row.id, &notifications).await? {
             return Err(PackageError::Conflict(format!(
                 "package {} changed concurrently",
@@ -901,6 +928,13 @@ impl Packages {
             )));
         }
         self.wake.notify_one();
+        // its files go with it, but for those another package holds too
+        let still = self.referenced_blobs().await?;
+        let removed = self
+            .blobs
+            .remove(own.difference(&still))
+            .map_err(|e| PackageError::Storage(e.to_string()))?;
+        tracing::debug!(package = %row.id, removed, "package files removed");
         tracing::info!(package = %row.id, "package deleted");
         Ok(())
     }

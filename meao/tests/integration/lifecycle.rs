@@ -64,8 +64,11 @@ async fn enable_disable_delete_with_notifications(db: Db) {
         .await;
     assert_eq!(r.status(), 400);
 
-    ctx.onboard("video-analytics", example("video-analytics"))
+    let (va, _) = ctx
+        .onboard("video-analytics", example("video-analytics"))
         .await;
+    ctx.wait_state(&va, "ONBOARDED").await;
+    let va_files = ctx.blob_count();
     onboarded
         .none_within(std::time::Duration::from_millis(300))
         .await; // filtered out: another provider
@@ -139,7 +142,13 @@ async fn enable_disable_delete_with_notifications(db: Db) {
     )
     .await;
     changed.next().await;
+    assert!(ctx.blob_count() > va_files);
     assert_eq!(ctx.call(Method::DELETE, &path, None).await.status(), 204);
+    assert_eq!(
+        ctx.blob_count(),
+        va_files,
+        "a deleted package's files go with it (not at the next restart)"
+    );
     let n = deleted.next().await;
     assert_eq!(
         (n["notificationType"].as_str(), n["appPkgId"].as_str()),
@@ -207,7 +216,6 @@ async fn interrupted_onboarding_resumes_after_restart(db: Db) {
     let mut orphan = blobs.writer(u64::MAX).unwrap();
     orphan.write_all(b"unreferenced").unwrap();
     orphan.commit().unwrap();
-    let before = ctx.blob_count();
 
     ctx.restart().await;
     let p = ctx.wait_state("crashed-processing", "ONBOARDED").await;
@@ -220,12 +228,27 @@ async fn interrupted_onboarding_resumes_after_restart(db: Db) {
         202,
         "the upload can be retried"
     );
-    assert!(
-        ctx.blob_count() > before - 1,
-        "stored files of onboarded packages are kept"
+    let tmp = || {
+        std::fs::read_dir(ctx.config.data_dir.join("blobs/tmp"))
+            .unwrap()
+            .count()
+    };
+    // the sweep keeps what is younger than its grace period (an upload may be writing it) ...
+    ctx.wait_state("crashed-upload", "ONBOARDED").await;
+    let stored = ctx.blob_count();
+    let packages = ctx.server.as_ref().unwrap().packages.clone();
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(packages.collect_garbage(hour).await.unwrap(), 0);
+    assert_eq!(tmp(), 1);
+    // ... and removes the partial file and the orphan once older, never a referenced file
+    let removed = packages
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((removed, tmp()), (2, 0));
+    assert_eq!(
+        ctx.blob_count(),
+        stored - 1,
+        "stored files of packages are kept"
     );
-    let tmp = std::fs::read_dir(ctx.config.data_dir.join("blobs/tmp"))
-        .unwrap()
-        .count();
-    assert_eq!(tmp, 0, "partial files are removed at start-up");
 }
