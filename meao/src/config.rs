@@ -60,6 +60,9 @@ pub struct MeaoConfig {
     pub kafka: Option<crate::events::KafkaConfig>,
     /// Notification delivery.
     pub delivery: DeliveryConfig,
+    /// Where the service connects on a client's behalf (callbacks, package fetches): not to
+    /// loopback, private or other special-purpose addresses unless allowed here.
+    pub outbound: server_kit::outbound::OutboundPolicy,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
     /// Largest accepted JSON request body (bytes); package uploads have their own limit.
@@ -92,6 +95,7 @@ impl Default for MeaoConfig {
             mp1_credentials_key: None,
             kafka: None,
             delivery: DeliveryConfig::default(),
+            outbound: server_kit::outbound::OutboundPolicy::default(),
             telemetry: TelemetryConfig::default(),
             max_body_bytes: 1 << 20,
             shutdown_grace_secs: 10,

@@ -100,13 +100,21 @@ impl Server {
             let stored = store.key_get_or_insert("token-signing", &candidate).await?;
             auth.signing_key = Some(stored.into());
         }
-        let plumbing = Plumbing::new("meao", store.outbox(), &auth, None, config.delivery.clone())?;
+        let plumbing = Plumbing::new(
+            "meao",
+            store.outbox(),
+            &auth,
+            None,
+            config.delivery.clone(),
+            &config.outbound,
+        )?;
         let packages = Arc::new(Packages::new(
             store.clone(),
             &config.data_dir,
             config.packages.clone(),
             api_root.clone(),
             plumbing.deliverer.waker(),
+            plumbing.destinations.clone(),
         )?);
         let inventory = Arc::new(Inventory::load(store.clone(), &config.sites).await?);
         let mep_link = match &config.mep_link {
@@ -144,6 +152,7 @@ impl Server {
                     .as_ref()
                     .map(|(_, link, timeout)| (link.clone(), *timeout)),
                 credentials,
+                destinations: plumbing.destinations.clone(),
             },
         ));
         #[cfg(feature = "fault-drill")]

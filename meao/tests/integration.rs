@@ -12,4 +12,5 @@ mod integration {
     mod lifecycle;
     mod onboarding;
     mod openapi;
+    mod outbound;
 }

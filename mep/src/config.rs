@@ -33,6 +33,9 @@ pub struct MepConfig {
     pub dns: DnsConfig,
     /// Notification delivery.
     pub delivery: DeliveryConfig,
+    /// Where the service connects on a client's behalf (callbacks, package fetches): not to
+    /// loopback, private or other special-purpose addresses unless allowed here.
+    pub outbound: server_kit::outbound::OutboundPolicy,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
     /// Time sources advertised to applications.
@@ -94,6 +97,7 @@ impl Default for MepConfig {
             auth: AuthConfig::default(),
             dns: DnsConfig::default(),
             delivery: DeliveryConfig::default(),
+            outbound: server_kit::outbound::OutboundPolicy::default(),
             telemetry: TelemetryConfig::default(),
             timing: TimingConfig::default(),
             transports: Vec::new(),

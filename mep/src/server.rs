@@ -94,6 +94,7 @@ impl Server {
             &config.auth,
             Some(clients.clone()),
             config.delivery.clone(),
+            &config.outbound,
         )?;
         let transports = if config.transports.is_empty() {
             vec![default_transport(&api_root)]
@@ -114,6 +115,7 @@ impl Server {
                 .collect(),
             allow_self_registration: config.allow_self_registration,
             app_rules: config.app_rules.clone(),
+            destinations: plumbing.destinations.clone(),
         };
         let waker = plumbing.deliverer.waker();
         let platform = Arc::new(Platform::load(store.clone(), settings, waker, clients).await?);

@@ -7,6 +7,7 @@
 //! - [`serve`]: the HTTP(S) accept loop with TLS via openssl and graceful shutdown.
 //! - [`config`]: typed configuration from a TOML file plus environment overrides.
 //! - [`telemetry`], [`admin`]: tracing, Prometheus metrics, health and readiness endpoints.
+//! - [`outbound`]: where a service may connect on a client's behalf (SSRF bounds).
 //! - [`notify`]: at-least-once delivery of notifications to subscriber callbacks from an
 //!   outbox table; [`db`]: the sqlx pool over SQLite or PostgreSQL.
 //!
@@ -18,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod notify;
+pub mod outbound;
 pub mod problem;
 pub mod runtime;
 pub mod selectors;

@@ -131,14 +131,15 @@ pub struct Deliverer<O> {
 
 impl<O: Outbox> Deliverer<O> {
     /// A deliverer over `outbox`, registering its counters in `metrics`.
+    /// Callbacks are held to `destinations`.
     pub fn new(
         outbox: Arc<O>,
         config: DeliveryConfig,
+        destinations: &crate::outbound::Destinations,
         metrics: &Metrics,
     ) -> Result<Self, BoxError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .build()?;
+        let client = destinations
+            .client(reqwest::Client::builder().timeout(Duration::from_millis(config.timeout_ms)))?;
         let delivered: Counter =
             metrics.registered("notifications_delivered", "Notifications delivered");
         let failed: Counter =

@@ -10,6 +10,7 @@ use axum::Router;
 use crate::admin::{Metrics, ReadinessCheck};
 use crate::auth::{AuthConfig, AuthError, Authority, RegisteredClients};
 use crate::notify::{Deliverer, DeliveryConfig, SqlOutbox};
+use crate::outbound::{Destinations, OutboundError, OutboundPolicy};
 use crate::serve::{BoundListener, Tasks, serve};
 
 /// Why the plumbing could not be set up.
@@ -21,6 +22,9 @@ pub enum PlumbingError {
     /// The notification client could not be built.
     #[error("cannot set up notification delivery: {0}")]
     Delivery(String),
+    /// The outbound policy is invalid.
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
 }
 
 /// The shared parts of a service, built before its domain and started after its router.
@@ -33,6 +37,8 @@ pub struct Plumbing {
     pub ready: ReadinessCheck,
     /// Notification delivery (take its waker for the domain).
     pub deliverer: Deliverer<SqlOutbox>,
+    /// Where the service may connect on a client's behalf.
+    pub destinations: Destinations,
     outbox: SqlOutbox,
 }
 
@@ -53,9 +59,11 @@ impl Plumbing {
         auth: &AuthConfig,
         registered: Option<Arc<RegisteredClients>>,
         delivery: DeliveryConfig,
+        outbound: &OutboundPolicy,
     ) -> Result<Self, PlumbingError> {
         let metrics = Metrics::new(name);
-        let deliverer = Deliverer::new(Arc::new(outbox.clone()), delivery, &metrics)
+        let destinations = Destinations::new(outbound)?;
+        let deliverer = Deliverer::new(Arc::new(outbox.clone()), delivery, &destinations, &metrics)
             .map_err(|e| PlumbingError::Delivery(e.to_string()))?;
         let authority = Arc::new(Authority::new(auth, registered)?);
         if !authority.enabled() {
@@ -71,6 +79,7 @@ impl Plumbing {
             authority,
             ready,
             deliverer,
+            destinations,
             outbox,
         })
     }

@@ -17,6 +17,7 @@ pub fn meao_config(dir: &std::path::Path) -> meao::config::MeaoConfig {
         ..meao::config::MeaoConfig::default()
     };
     config.auth.signing_key = Some(server_kit::auth::Secret::new("meao-key"));
+    config.outbound.allow = vec!["127.0.0.0/8".into()];
     config.auth.clients = vec![server_kit::auth::ClientConfig {
         client_id: "oss".into(),
         client_secret: server_kit::auth::Secret::new("oss-secret"),

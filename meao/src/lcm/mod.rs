@@ -128,6 +128,8 @@ pub struct LcmSettings {
     pub mep_link: Option<(Arc<crate::mep_link::MepLink>, Duration)>,
     /// Derives the instances' Mp1 secrets.
     pub credentials: Arc<credentials::CredentialKey>,
+    /// Where subscriptions may have notifications sent.
+    pub destinations: server_kit::outbound::Destinations,
 }
 
 /// Application LCM.
@@ -139,6 +141,7 @@ pub struct Lcm {
     wake: Arc<tokio::sync::Notify>,
     running: std::sync::Mutex<std::collections::HashSet<String>>,
     mep_link: Option<Arc<crate::mep_link::MepLink>>,
+    destinations: server_kit::outbound::Destinations,
 }
 
 /// Marks an occurrence as driven by this process while alive.
@@ -211,6 +214,7 @@ impl Lcm {
             wake,
             running: std::sync::Mutex::new(std::collections::HashSet::new()),
             mep_link,
+            destinations: settings.destinations,
         }
     }
 
@@ -874,15 +878,9 @@ impl Lcm {
         &self,
         request: AppInstSubscriptionRequest,
     ) -> Result<AppInstSubscriptionInfo, LcmError> {
-        let uri: http::Uri = request
-            .callback_uri
-            .parse()
-            .map_err(|_| LcmError::Invalid("callbackUri is not a URI".into()))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(LcmError::Invalid(
-                "callbackUri shall be an absolute http(s) URI".into(),
-            ));
-        }
+        self.destinations
+            .check_client_uri("callbackUri", &request.callback_uri)
+            .map_err(LcmError::Invalid)?;
         let selectors = [
             request.app_instance_subscription_filter.as_ref(),
             request

@@ -31,6 +31,7 @@ use futures::{Stream, StreamExt};
 use openssl::x509::store::X509Store;
 use serde::{Deserialize, Serialize};
 use server_kit::notify::NotificationRow;
+use server_kit::outbound::Destinations;
 use tokio::sync::Notify;
 
 use self::archive::ArchiveLimits;
@@ -218,6 +219,7 @@ pub struct Packages {
     api_root: String,
     wake: Arc<Notify>,
     http: reqwest::Client,
+    destinations: Destinations,
 }
 
 impl std::fmt::Debug for Packages {
@@ -236,6 +238,7 @@ impl Packages {
         config: PackageConfig,
         api_root: String,
         wake: Arc<Notify>,
+        destinations: Destinations,
     ) -> Result<Self, PackageError> {
         let blobs = BlobStore::open(&data_dir.join("blobs"))
             .map_err(|e| PackageError::Storage(e.to_string()))?;
@@ -248,9 +251,9 @@ impl Packages {
                 })?,
             ))
         };
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(config.fetch_timeout_secs))
-            .build()
+        let timeout = std::time::Duration::from_secs(config.fetch_timeout_secs);
+        let http = destinations
+            .client(reqwest::Client::builder().timeout(timeout))
             .map_err(|e| PackageError::Storage(e.to_string()))?;
         Ok(Self {
             store,
@@ -260,6 +263,7 @@ impl Packages {
             api_root,
             wake,
             http,
+            destinations,
         })
     }
 
@@ -398,14 +402,9 @@ impl Packages {
         }
         let fetch_from = match request.app_pkg_path.as_deref().filter(|p| !p.is_empty()) {
             Some(path) => {
-                let uri: http::Uri = path.parse().map_err(|_| {
-                    PackageError::Invalid(format!("appPkgPath {path} is not a URI"))
-                })?;
-                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(PackageError::Invalid(
-                        "appPkgPath shall be an absolute http(s) URI".into(),
-                    ));
-                }
+                self.destinations
+                    .check_client_uri("appPkgPath", path)
+                    .map_err(PackageError::Invalid)?;
                 Some(path.to_owned())
             }
             None => None,
@@ -438,16 +437,18 @@ impl Packages {
     async fn fetch(&self, id: &str, uri: &str) {
         tracing::info!(package = %id, %uri, "fetching package content");
         let result = async {
-            let response = self
-                .http
-                .get(uri)
-                .send()
-                .await
-                .map_err(|e| PackageError::Invalid(format!("cannot fetch {uri}: {e}")))?;
+            // what the client is told says what kind of failure it was, never what answered
+            let response = self.http.get(uri).send().await.map_err(|e| {
+                tracing::info!(package = %id, error = %server_kit::problem::error_chain(&e), "fetch failed");
+                PackageError::Invalid(format!(
+                    "cannot fetch the package from appPkgPath: {}",
+                    Destinations::describe(&e)
+                ))
+            })?;
             if !response.status().is_success() {
                 return Err(PackageError::Invalid(format!(
-                    "fetching {uri} answered {}",
-                    response.status()
+                    "cannot fetch the package from appPkgPath: it answered HTTP {}",
+                    response.status().as_u16()
                 )));
             }
             Ok(response
@@ -481,29 +482,20 @@ impl Packages {
 
     /// Removes blobs no package references any more (after a failed onboarding).
     async fn discard(&self, hashes: impl IntoIterator<Item = String>) {
-        let referenced = match self.referenced().await {
+        let referenced = match self.referenced_blobs().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list referenced package files; leaving them to start-up collection");
+                tracing::warn!(error = %e, "cannot list referenced package files; leaving them to the sweep");
                 return;
             }
         };
-        for hash in hashes {
-            if !referenced.contains(&hash) {
-                let _ = std::fs::remove_file(self.blobs.path(&hash));
-            }
+        let unreferenced: Vec<String> = hashes
+            .into_iter()
+            .filter(|h| !referenced.contains(h))
+            .collect();
+        if let Err(e) = self.blobs.remove(&unreferenced) {
+            tracing::warn!(error = %e, "cannot remove package files; leaving them to the sweep");
         }
-    }
-
-    async fn referenced(&self) -> Result<std::collections::HashSet<String>, PackageError> {
-        let mut referenced = std::collections::HashSet::new();
-        for (content, details) in self.store.referenced_blobs().await? {
-            referenced.extend(content);
-            if let Some(d) = details.and_then(|d| serde_json::from_str::<Details>(&d).ok()) {
-                referenced.extend(d.files.into_iter().map(|f| f.sha256));
-            }
-        }
-        Ok(referenced)
     }
 
     async fn fail(&self, id: &str, error: &PackageError) {
@@ -929,12 +921,7 @@ impl Packages {
         }
         self.wake.notify_one();
         // its files go with it, but for those another package holds too
-        let still = self.referenced_blobs().await?;
-        let removed = self
-            .blobs
-            .remove(own.difference(&still))
-            .map_err(|e| PackageError::Storage(e.to_string()))?;
-        tracing::debug!(package = %row.id, removed, "package files removed");
+        self.discard(own).await;
         tracing::info!(package = %row.id, "package deleted");
         Ok(())
     }
@@ -946,15 +933,9 @@ impl Packages {
         &self,
         request: AppPkgSubscription,
     ) -> Result<AppPkgSubscriptionInfo, PackageError> {
-        let uri: http::Uri = request
-            .callback_uri
-            .parse()
-            .map_err(|_| PackageError::Invalid("callbackUri is not a URI".into()))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(PackageError::Invalid(
-                "callbackUri shall be an absolute http(s) URI".into(),
-            ));
-        }
+        self.destinations
+            .check_client_uri("callbackUri", &request.callback_uri)
+            .map_err(PackageError::Invalid)?;
         let id = uuid::Uuid::new_v4().to_string();
         let info = AppPkgSubscriptionInfo {
             links: SelfOnlyLinks {

@@ -39,6 +39,8 @@ pub fn test_config(database_url: String, data_dir: &Path) -> MeaoConfig {
         app_instance_id: None,
     }];
     c.delivery.poll_interval_ms = 50;
+    // callbacks and package servers of the tests listen on loopback
+    c.outbound.allow = vec!["127.0.0.0/8".into()];
     c.delivery.initial_backoff_ms = 100;
     c.packages.limits.max_entries = 50;
     c.packages.limits.max_descriptor_bytes = 64 * 1024;
@@ -175,6 +177,20 @@ impl Ctx {
         eventually(&what, EVENTUALLY, async || {
             let p = self.json(&format!("/app_packages/{id}")).await;
             if p["onboardingState"] == state {
+                Ok(p)
+            } else {
+                Err(p)
+            }
+        })
+        .await
+    }
+
+    /// Waits until the package's onboarding failed (its failure details are present).
+    pub async fn wait_failed(&self, id: &str) -> Value {
+        let what = format!("package {id} failed");
+        eventually(&what, EVENTUALLY, async || {
+            let p = self.json(&format!("/app_packages/{id}")).await;
+            if p["onboardingFailureDetails"].is_object() {
                 Ok(p)
             } else {
                 Err(p)

@@ -229,6 +229,8 @@ pub struct PlatformSettings {
     pub allow_self_registration: bool,
     /// Bounds of applications' own rule changes.
     pub app_rules: AppRulesConfig,
+    /// Where subscriptions may have the platform send notifications.
+    pub destinations: server_kit::outbound::Destinations,
 }
 
 /// The MEC platform.

@@ -55,7 +55,10 @@ impl Platform {
         mut sub: SerAvailabilityNotificationSubscription,
     ) -> Result<SerAvailabilityNotificationSubscription, MepError> {
         expect_type(&sub.subscription_type, SER_AVAILABILITY)?;
-        validate_callback(&sub.callback_reference)?;
+        self.settings
+            .destinations
+            .check_client_uri("callbackReference", &sub.callback_reference)
+            .map_err(MepError::Invalid)?;
         if let Some(f) = &sub.filtering_criteria {
             validate_filter(f)?;
         }
@@ -79,7 +82,10 @@ impl Platform {
         mut sub: AppTerminationNotificationSubscription,
     ) -> Result<AppTerminationNotificationSubscription, MepError> {
         expect_type(&sub.subscription_type, APP_TERMINATION)?;
-        validate_callback(&sub.callback_reference)?;
+        self.settings
+            .destinations
+            .check_client_uri("callbackReference", &sub.callback_reference)
+            .map_err(MepError::Invalid)?;
         if sub.app_instance_id != app_instance_id {
             return Err(MepError::Invalid(
                 "appInstanceId differs from the path".into(),
@@ -292,23 +298,6 @@ pub(super) fn expect_type(given: &str, expected: &str) -> Result<(), MepError> {
         Err(MepError::Invalid(format!(
             "subscriptionType shall be {expected}"
         )))
-    }
-}
-
-pub(super) fn validate_callback(uri: &str) -> Result<(), MepError> {
-    if uri.len() > 2048 {
-        return Err(MepError::Invalid(
-            "callbackReference is longer than 2048 characters".into(),
-        ));
-    }
-    let parsed: http::Uri = uri
-        .parse()
-        .map_err(|_| MepError::Invalid(format!("callbackReference {uri} is not a URI")))?;
-    match (parsed.scheme_str(), parsed.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(MepError::Invalid(
-            "callbackReference shall be an absolute http(s) URI".into(),
-        )),
     }
 }
 

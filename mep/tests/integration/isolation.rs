@@ -14,6 +14,37 @@ use server_kit::on_both_dbs;
 on_both_dbs!(an_app_cannot_take_another_apps_name);
 on_both_dbs!(traffic_rule_updates_stay_inside_the_envelope);
 
+/// Subscriptions may not make the platform call what only it can reach (the tests allow
+/// loopback, nothing else special-purpose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_stay_where_the_outbound_policy_allows() {
+    let ctx = Ctx::start(Db::Sqlite).await;
+    ctx.provision("i1").await;
+    let a = ctx.token(APP1).await;
+    for callback in [
+        "http://10.0.0.1/cb",
+        "http://169.254.169.254/",
+        "http://[fd00::1]/cb",
+    ] {
+        let sub = json!({"subscriptionType": "SerAvailabilityNotificationSubscription",
+                         "callbackReference": callback});
+        let r = ctx
+            .call(
+                Method::POST,
+                "/mec_service_mgmt/v1/applications/i1/subscriptions",
+                &a,
+                Some(sub),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{callback}");
+        let p: Value = r.json().await.unwrap();
+        assert!(
+            p["detail"].as_str().unwrap().contains("outbound policy"),
+            "{p}"
+        );
+    }
+}
+
 async fn start(db: Db, configure: impl FnOnce(&mut mep::config::MepConfig)) -> Ctx {
     let dir = tempfile::tempdir().unwrap();
     let url = server_kit::testing::fresh_database(db, "mep", dir.path()).await;
