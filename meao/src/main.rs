@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use app_package::build::{Signer, build};
 use clap::{Parser, Subcommand};
 use meao::config::MeaoConfig;
-use meao::package::build::{Signer, build};
 use meao::server::Server;
 
 /// The mecplane MEC orchestrator (ETSI MEC 010-2 Mm1).

@@ -1,6 +1,7 @@
 //! Builds a package archive from a directory: fills the manifest with the SHA-256 digest of
 //! every file and, given a key and certificate, signs it with CMS (NFV-SOL 004 option 1). Used
-//! by `meao package` for operators and by the tests for the example packages.
+//! by `meao package` and `mecctl package push` for operators and by the tests for the example
+//! packages.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use zip::write::SimpleFileOptions;
 
-use super::archive::hex;
+use crate::hex;
 
 /// Why a package could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -148,4 +149,137 @@ pub fn build(dir: &Path, signer: Option<Signer<'_>>) -> Result<Vec<u8>, BuildErr
             .map_err(|e| BuildError::Zip(e.into()))?;
     }
     Ok(zip.finish().map_err(BuildError::Zip)?.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::io::Read;
+
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::stack::Stack;
+    use openssl::x509::X509NameBuilder;
+    use openssl::x509::store::X509StoreBuilder;
+
+    use super::*;
+    use crate::manifest::{locate, parse_manifest};
+
+    fn entries(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut content = Vec::new();
+                f.read_to_end(&mut content).unwrap();
+                (f.name().unwrap().into_owned(), content)
+            })
+            .collect()
+    }
+
+    fn self_signed() -> (X509, PKey<Private>) {
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "package signer").unwrap();
+        let name = name.build();
+        let mut cert = X509::builder().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        (cert.build(), key)
+    }
+
+    /// The manifest of the built zip lists every other file with its true digest.
+    fn check_digests(files: &[(String, Vec<u8>)]) -> crate::manifest::Manifest {
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        let text = |name: &str| {
+            let (_, c) = files.iter().find(|(n, _)| n == name).unwrap();
+            String::from_utf8(c.clone()).unwrap()
+        };
+        let layout = locate(&names, &mut |n| Ok(text(n))).unwrap();
+        let manifest_name = layout.manifest.unwrap();
+        let manifest = parse_manifest(&manifest_name, &text(&manifest_name)).unwrap();
+        let mut listed: Vec<&str> = manifest.entries.iter().map(|e| e.source.as_str()).collect();
+        listed.sort_unstable();
+        let mut others: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| *n != manifest_name)
+            .collect();
+        others.sort_unstable();
+        assert_eq!(listed, others);
+        for entry in &manifest.entries {
+            let (_, content) = files.iter().find(|(n, _)| *n == entry.source).unwrap();
+            assert_eq!(entry.hash, hex(&openssl::sha::sha256(content)), "{entry:?}");
+        }
+        manifest
+    }
+
+    #[test]
+    fn builds_each_example_with_true_digests() {
+        let examples =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages");
+        for name in ["video-analytics", "cdn-cache", "iot-gateway"] {
+            let zip = build(&examples.join(name), None).unwrap();
+            let manifest = check_digests(&entries(&zip));
+            assert!(manifest.signature.is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_signed_package_verifies_against_its_certificate() {
+        let examples =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages");
+        let (cert, key) = self_signed();
+        for name in ["video-analytics", "cdn-cache"] {
+            let zip = build(
+                &examples.join(name),
+                Some(Signer {
+                    cert: &cert,
+                    key: &key,
+                }),
+            )
+            .unwrap();
+            let files = entries(&zip);
+            let manifest = check_digests(&files);
+            let mut cms = CmsContentInfo::from_pem(manifest.signature.unwrap().as_bytes()).unwrap();
+            let mut trust = X509StoreBuilder::new().unwrap();
+            trust.add_cert(cert.clone()).unwrap();
+            let trust = trust.build();
+            cms.verify(
+                Some(&Stack::new().unwrap()),
+                Some(&trust),
+                Some(manifest.signed_text.as_bytes()),
+                None,
+                CMSOptions::BINARY,
+            )
+            .unwrap();
+            assert!(
+                files.iter().any(|(n, c)| n.ends_with(".cert")
+                    && X509::from_pem(c).unwrap().to_der().unwrap() == cert.to_der().unwrap()),
+                "{name}: the certificate travels in the package"
+            );
+        }
+    }
+
+    #[test]
+    fn a_directory_without_manifest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("appd.yaml"), "appDId: x\n").unwrap();
+        assert!(matches!(
+            build(dir.path(), None),
+            Err(BuildError::NoManifest)
+        ));
+        assert!(matches!(
+            build(&dir.path().join("missing"), None),
+            Err(BuildError::Read { .. })
+        ));
+    }
 }
