@@ -11,7 +11,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use zip::write::SimpleFileOptions;
 
-use crate::hex;
+use crate::sha256_hex;
 
 /// Why a package could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,15 @@ pub enum BuildError {
         "the package directory needs TOSCA-Metadata/TOSCA.meta naming an ETSI-Entry-Manifest, or one root .mf file"
     )]
     NoManifest,
+    /// A signing certificate or key is not PEM.
+    #[error("{path} is not a PEM certificate or private key")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: openssl::error::ErrorStack,
+    },
     /// Signing failed.
     #[error("cannot sign the manifest")]
     Sign(#[source] openssl::error::ErrorStack),
@@ -44,6 +53,40 @@ pub struct Signer<'a> {
     pub cert: &'a X509,
     /// Its private key.
     pub key: &'a PKey<Private>,
+}
+
+/// A signing certificate and its key, read from PEM files.
+pub struct SigningKey {
+    cert: X509,
+    key: PKey<Private>,
+}
+
+impl SigningKey {
+    /// Reads the certificate and key.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, BuildError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| BuildError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let pem = |path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Pem { path, source }
+        };
+        Ok(Self {
+            cert: X509::from_pem(&read(cert)?).map_err(pem(cert))?,
+            key: PKey::private_key_from_pem(&read(key)?).map_err(pem(key))?,
+        })
+    }
+
+    /// The signer to build with.
+    pub fn signer(&self) -> Signer<'_> {
+        Signer {
+            cert: &self.cert,
+            key: &self.key,
+        }
+    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), BuildError> {
@@ -124,7 +167,7 @@ pub fn build(dir: &Path, signer: Option<Signer<'_>>) -> Result<Vec<u8>, BuildErr
     for (name, content) in &files {
         manifest.push_str(&format!(
             "\nSource: {name}\nAlgorithm: SHA-256\nHash: {}\n",
-            hex(&openssl::sha::sha256(content))
+            sha256_hex(content)
         ));
     }
     if let Some(signer) = signer {
@@ -217,7 +260,7 @@ mod tests {
         assert_eq!(listed, others);
         for entry in &manifest.entries {
             let (_, content) = files.iter().find(|(n, _)| *n == entry.source).unwrap();
-            assert_eq!(entry.hash, hex(&openssl::sha::sha256(content)), "{entry:?}");
+            assert_eq!(entry.hash, sha256_hex(content), "{entry:?}");
         }
         manifest
     }

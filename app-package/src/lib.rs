@@ -48,6 +48,11 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of `content` in lowercase hex, as a package's `checksum` carries it.
+pub fn sha256_hex(content: &[u8]) -> String {
+    hex(&openssl::sha::sha256(content))
+}
+
 /// What a package says about itself in its manifest's `metadata:` block.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackageMetadata {
