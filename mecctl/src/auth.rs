@@ -1,7 +1,7 @@
 //! Credentials: where the client secret comes from and the cache of access tokens.
 //!
-//! A secret is read from `--secret-stdin` or `--secret-file` (login), the context's
-//! `secret-file`, `$MECCTL_CLIENT_SECRET`, or a prompt when a terminal is attached; never from
+//! A secret is read from `--secret-stdin` or `--secret-file` (login), `$MECCTL_CLIENT_SECRET`,
+//! the context's `secret-file`, or a prompt when a terminal is attached; never from
 //! the command line, so it stays out of shell history and process listings. Only tokens are
 //! cached, with their expiry, in `$XDG_CACHE_HOME/mecctl/tokens.json` (mode 0600), keyed by
 //! client id and MEAO URL; a token that expired is replaced by a new grant when a secret is at
@@ -24,7 +24,7 @@ const EXPIRY_MARGIN_SECS: u64 = 30;
 /// Where the secret comes from, besides the defaults.
 #[derive(Debug, Clone, Default)]
 pub enum SecretSource {
-    /// The context's secret file, the environment, or a prompt.
+    /// The environment, the context's secret file, or a prompt.
     #[default]
     Default,
     /// The first line of standard input.
@@ -54,19 +54,19 @@ pub fn secret(context: &Context, source: &SecretSource) -> Result<String, Error>
             first_line(&line)
         }
         SecretSource::File(path) => from_file(path)?,
-        SecretSource::Default => match (&context.secret_file, std::env::var(SECRET_ENV)) {
-            (Some(path), _) => from_file(path)?,
-            (None, Ok(s)) => s,
-            (None, Err(_)) if std::io::stdin().is_terminal() => {
+        SecretSource::Default => match (std::env::var(SECRET_ENV), &context.secret_file) {
+            (Ok(s), _) => s,
+            (Err(_), Some(path)) => from_file(path)?,
+            (Err(_), None) if std::io::stdin().is_terminal() => {
                 rpassword::prompt_password(format!(
                     "client secret of {} at {}: ",
                     context.client_id, context.url
                 ))
                 .map_err(Error::io("the terminal"))?
             }
-            (None, Err(_)) => {
+            (Err(_), None) => {
                 return Err(Error::Auth(format!(
-                    "no valid token for {} at {}: run mecctl login (the secret comes from a prompt, --secret-file, --secret-stdin, the context's secret-file or {SECRET_ENV})",
+                    "no valid token for {} at {}: run mecctl login (the secret comes from a prompt, --secret-file, --secret-stdin, {SECRET_ENV} or the context's secret-file)",
                     context.client_id, context.url
                 )));
             }

@@ -2,13 +2,14 @@
 //! (`app_pkgm/v1`, `app_lcm/v1`, `inventory/v1`, `/oauth2/token`) and nothing else, so it works
 //! against a remote MEAO as well as the embedded demo.
 
+#[macro_use]
+mod output;
 mod auth;
 mod cli;
 mod client;
 mod commands;
 mod config;
 mod error;
-mod output;
 
 use std::process::ExitCode;
 

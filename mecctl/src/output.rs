@@ -2,6 +2,7 @@
 //! (`-o yaml`) for scripts, or only the ids (`-o id`) for shell variables.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::time::Duration;
 
 use serde::Deserialize as _;
@@ -9,6 +10,30 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::Error;
+
+/// Writes `text` to standard output. When the reader went away (`mecctl … | head`), mecctl
+/// ends at once with 141, as a process killed by SIGPIPE does.
+pub fn write_out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(141);
+    }
+}
+
+/// `print!` through [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_out(&format!($($arg)*)) };
+}
+
+/// `println!` through [`write_out`].
+macro_rules! outln {
+    () => { $crate::output::write_out("\n") };
+    ($($arg:tt)*) => { $crate::output::write_out(&format!("{}\n", format_args!($($arg)*))) };
+}
 
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,11 +124,11 @@ pub fn print_list<K: Kind>(kind: &K, format: Format, items: &[Value]) -> Result<
             for item in items {
                 table.push(kind.row(&parse::<K>(item)?));
             }
-            print!("{}", table.render(true));
+            out!("{}", table.render(true));
         }
         Format::Id => {
             for item in items {
-                println!("{}", K::id(&parse::<K>(item)?));
+                outln!("{}", K::id(&parse::<K>(item)?));
             }
         }
         Format::Json | Format::Yaml => print_value(format, &Value::Array(items.to_vec()))?,
@@ -122,12 +147,12 @@ pub fn print_one<K: Kind>(
         Format::Table => {
             let mut table = Table::new(K::HEADERS);
             table.push(kind.row(&parse::<K>(item)?));
-            print!("{}", table.render(true));
+            out!("{}", table.render(true));
             if !details.is_empty() {
-                print!("\n{details}");
+                out!("\n{details}");
             }
         }
-        Format::Id => println!("{}", K::id(&parse::<K>(item)?)),
+        Format::Id => outln!("{}", K::id(&parse::<K>(item)?)),
         Format::Json | Format::Yaml => print_value(format, item)?,
     }
     Ok(())
@@ -136,11 +161,11 @@ pub fn print_one<K: Kind>(
 /// Prints a JSON value as JSON or YAML.
 pub fn print_value(format: Format, value: &Value) -> Result<(), Error> {
     match format {
-        Format::Yaml => print!(
+        Format::Yaml => out!(
             "{}",
             serde_yaml::to_string(value).map_err(|e| Error::Local(Box::new(e)))?
         ),
-        _ => println!(
+        _ => outln!(
             "{}",
             serde_json::to_string_pretty(value).map_err(|e| Error::Local(Box::new(e)))?
         ),
@@ -182,10 +207,10 @@ where
                     table.push(kind.row(item));
                 }
                 if first || !changed.is_empty() {
-                    print!("{}", table.render(first));
+                    out!("{}", table.render(first));
                 }
             }
-            Format::Id => changed.iter().for_each(|(i, _)| println!("{}", K::id(i))),
+            Format::Id => changed.iter().for_each(|(i, _)| outln!("{}", K::id(i))),
             Format::Json | Format::Yaml => {
                 for (_, value) in &changed {
                     print_value(format, value)?;
@@ -193,9 +218,8 @@ where
             }
         }
         for id in seen.keys().filter(|id| !now.contains_key(*id)) {
-            println!("{id}   (deleted)");
+            outln!("{id}   (deleted)");
         }
-        let _ = std::io::Write::flush(&mut std::io::stdout());
         seen = now;
         first = false;
         tokio::time::sleep(interval).await;

@@ -415,7 +415,7 @@ pub async fn run(ctx: &Ctx, command: AppCommand) -> Result<(), Error> {
                     "application/json",
                 )
                 .await?;
-            println!(
+            outln!(
                 "deleted {}",
                 instance
                     .app_instance_name

@@ -46,7 +46,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<(), Error> {
             } else {
                 "created"
             };
-            println!("context {name} {verb} in {}", path.display());
+            outln!("context {name} {verb} in {}", path.display());
         }
         ConfigCommand::UseContext { name } => {
             if !file.contexts.contains_key(&name) {
@@ -54,7 +54,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<(), Error> {
             }
             file.current_context = Some(name.clone());
             file.save(&path)?;
-            println!("current context: {name}");
+            outln!("current context: {name}");
         }
         ConfigCommand::GetContexts => match global.output {
             Format::Table => {
@@ -71,16 +71,16 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<(), Error> {
                             .map_or("-".into(), |p| p.display().to_string()),
                     ]);
                 }
-                print!("{}", table.render(true));
+                out!("{}", table.render(true));
             }
-            Format::Id => file.contexts.keys().for_each(|n| println!("{n}")),
+            Format::Id => file.contexts.keys().for_each(|n| outln!("{n}")),
             format => print_value(
                 format,
                 &serde_json::to_value(&file).map_err(|e| Error::Local(Box::new(e)))?,
             )?,
         },
         ConfigCommand::CurrentContext => match &file.current_context {
-            Some(name) => println!("{name}"),
+            Some(name) => outln!("{name}"),
             None => return Err(Error::Usage("no current context".into())),
         },
         ConfigCommand::DeleteContext { name } => {
@@ -91,7 +91,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<(), Error> {
                 file.current_context = None;
             }
             file.save(&path)?;
-            println!("context {name} deleted");
+            outln!("context {name} deleted");
         }
     }
     Ok(())

@@ -61,7 +61,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Config(c) => contexts::run(global, c),
         Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "mecctl", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mecctl", &mut script);
+            crate::output::write_out(&String::from_utf8_lossy(&script));
             Ok(())
         }
         Command::Login(login) => {
@@ -73,9 +75,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let ctx = Ctx::new(global, source)?;
             let lifetime = ctx.client.login().await?;
             let c = ctx.client.context();
-            println!(
+            outln!(
                 "logged in to {} as {} (token valid for {lifetime} s)",
-                c.url, c.client_id
+                c.url,
+                c.client_id
             );
             Ok(())
         }
@@ -83,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let ctx = Ctx::new(global, SecretSource::Default)?;
             let c = ctx.client.context();
             if ctx.client.logout()? {
-                println!("logged out of {} as {}", c.url, c.client_id);
+                outln!("logged out of {} as {}", c.url, c.client_id);
             }
             Ok(())
         }

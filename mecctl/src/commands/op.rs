@@ -206,12 +206,12 @@ pub async fn wait_and_report(ctx: &Ctx, what: &str, id: &str) -> Result<(), Erro
 /// Prints an ended occurrence; an error unless it COMPLETED.
 fn report(ctx: &Ctx, what: &str, op: &AppLcmOpOcc, value: &Value) -> Result<(), Error> {
     match ctx.format {
-        Format::Table => print!(
+        Format::Table => out!(
             "{what}: {}\n{}",
             enum_name(&op.operation_state),
             details(op)
         ),
-        Format::Id => println!("{}", op.id),
+        Format::Id => outln!("{}", op.id),
         format => print_value(format, value)?,
     }
     if op.operation_state == LcmOperationState::Completed {
@@ -236,8 +236,8 @@ pub async fn accepted(ctx: &Ctx, what: &str, op: &str, wait: bool) -> Result<(),
         return wait_and_report(ctx, what, op).await;
     }
     match ctx.format {
-        Format::Table => println!("{what}: operation {op}"),
-        Format::Id => println!("{op}"),
+        Format::Table => outln!("{what}: operation {op}"),
+        Format::Id => outln!("{op}"),
         format => print_value(format, &ctx.client.get(&op_path(op)).await?)?,
     }
     Ok(())
@@ -326,7 +326,7 @@ pub async fn run(ctx: &Ctx, command: OpCommand) -> Result<(), Error> {
             let (op, value) = follow(ctx, &id, |op| {
                 if ctx.format == Format::Table {
                     table.push(kind.row(op));
-                    print!("{}", table.render(first));
+                    out!("{}", table.render(first));
                     table = Table::new(OpKind::HEADERS);
                     first = false;
                 }
@@ -352,9 +352,9 @@ pub async fn run(ctx: &Ctx, command: OpCommand) -> Result<(), Error> {
             let op: AppLcmOpOcc = typed(&op_path(&id), &answer.body)?;
             match ctx.format {
                 Format::Table => {
-                    println!("operation {} is {}", op.id, enum_name(&op.operation_state))
+                    outln!("operation {} is {}", op.id, enum_name(&op.operation_state))
                 }
-                Format::Id => println!("{}", op.id),
+                Format::Id => outln!("{}", op.id),
                 format => print_value(format, &answer.body)?,
             }
             Ok(())

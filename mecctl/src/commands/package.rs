@@ -296,8 +296,8 @@ async fn set_state(ctx: &Ctx, reference: &str, state: OperationalState) -> Resul
         .call(Method::PATCH, &package_path(&p.id), body)
         .await?;
     match ctx.format {
-        Format::Table => println!("package {} is {}", p.app_name, enum_name(&state)),
-        Format::Id => println!("{}", p.id),
+        Format::Table => outln!("package {} is {}", p.app_name, enum_name(&state)),
+        Format::Id => outln!("{}", p.id),
         format => print_value(format, &ctx.client.get(&package_path(&p.id)).await?)?,
     }
     Ok(())
@@ -350,7 +350,7 @@ pub async fn run(ctx: &Ctx, command: PackageCommand) -> Result<(), Error> {
                         .client
                         .send(Method::GET, &path, Body::Empty, "text/plain")
                         .await?;
-                    print!("{}", answer.body.as_str().unwrap_or_default());
+                    out!("{}", answer.body.as_str().unwrap_or_default());
                 }
                 format => print_value(format, &ctx.client.get(&path).await?)?,
             }
@@ -372,7 +372,7 @@ pub async fn run(ctx: &Ctx, command: PackageCommand) -> Result<(), Error> {
                     "application/json",
                 )
                 .await?;
-            println!("deleted package {} ({})", or_dash(Some(&p.app_name)), p.id);
+            outln!("deleted package {} ({})", or_dash(Some(&p.app_name)), p.id);
             Ok(())
         }
     }
