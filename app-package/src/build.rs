@@ -200,11 +200,9 @@ mod tests {
 
     use std::io::Read;
 
-    use openssl::asn1::Asn1Time;
-    use openssl::hash::MessageDigest;
     use openssl::stack::Stack;
-    use openssl::x509::X509NameBuilder;
     use openssl::x509::store::X509StoreBuilder;
+    use server_kit::testing::certificate;
 
     use super::*;
     use crate::manifest::{locate, parse_manifest};
@@ -219,24 +217,6 @@ mod tests {
                 (f.name().unwrap().into_owned(), content)
             })
             .collect()
-    }
-
-    fn self_signed() -> (X509, PKey<Private>) {
-        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "package signer").unwrap();
-        let name = name.build();
-        let mut cert = X509::builder().unwrap();
-        cert.set_version(2).unwrap();
-        cert.set_subject_name(&name).unwrap();
-        cert.set_issuer_name(&name).unwrap();
-        cert.set_pubkey(&key).unwrap();
-        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        cert.sign(&key, MessageDigest::sha256()).unwrap();
-        (cert.build(), key)
     }
 
     /// The manifest of the built zip lists every other file with its true digest.
@@ -277,10 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_package_verifies_against_its_certificate() {
+    fn a_signed_package_verifies_against_its_signers_ca() {
         let examples =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages");
-        let (cert, key) = self_signed();
+        let (ca, ca_key) = certificate("package CA", None, true);
+        let (cert, key) = certificate("ACME release signing", Some((&ca, &ca_key)), false);
         for name in ["video-analytics", "cdn-cache"] {
             let zip = build(
                 &examples.join(name),
@@ -294,7 +275,7 @@ mod tests {
             let manifest = check_digests(&files);
             let mut cms = CmsContentInfo::from_pem(manifest.signature.unwrap().as_bytes()).unwrap();
             let mut trust = X509StoreBuilder::new().unwrap();
-            trust.add_cert(cert.clone()).unwrap();
+            trust.add_cert(ca.clone()).unwrap();
             let trust = trust.build();
             cms.verify(
                 Some(&Stack::new().unwrap()),

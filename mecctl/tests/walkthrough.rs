@@ -578,6 +578,16 @@ fn beyond_the_readme(sh: &mut Shell, zip: &Path) {
     sh.expect(&format!("mecctl op watch {}", o.stdout.trim()), 0);
     sh.expect("mecctl app rm va-t", 0);
 
+    // a running operation cancelled: rolled back, FAILED_TEMP, then given up (the demo's sites
+    // take 2 s to start a workload)
+    let op = sh.expect("mecctl app deploy video-analytics --name va-c -o id", 0).stdout;
+    let op = op.trim();
+    let o = sh.expect(&format!("mecctl op cancel {op} --wait"), 6);
+    assert!(o.stderr.contains("ended FAILED_TEMP"), "{}", o.stderr);
+    let o = sh.expect(&format!("mecctl op fail {op}"), 0);
+    assert!(o.stdout.contains("FAILED"), "{}", o.stdout);
+    sh.expect("mecctl app rm va-c", 0);
+
     let o = sh.expect("mecctl completion bash", 0);
     assert!(o.stdout.contains("_mecctl"), "{}", o.stdout);
     let o = sh.expect("mecctl --help", 0);
