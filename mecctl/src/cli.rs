@@ -32,6 +32,7 @@ pub struct Cli {
 
 /// Options of every command.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Config file [default: $XDG_CONFIG_HOME/mecctl/config.toml].
     #[arg(long, global = true, env = "MECCTL_CONFIG")]

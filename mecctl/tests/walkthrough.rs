@@ -580,7 +580,9 @@ fn beyond_the_readme(sh: &mut Shell, zip: &Path) {
 
     // a running operation cancelled: rolled back, FAILED_TEMP, then given up (the demo's sites
     // take 2 s to start a workload)
-    let op = sh.expect("mecctl app deploy video-analytics --name va-c -o id", 0).stdout;
+    let op = sh
+        .expect("mecctl app deploy video-analytics --name va-c -o id", 0)
+        .stdout;
     let op = op.trim();
     let o = sh.expect(&format!("mecctl op cancel {op} --wait"), 6);
     assert!(o.stderr.contains("ended FAILED_TEMP"), "{}", o.stderr);
@@ -593,4 +595,61 @@ fn beyond_the_readme(sh: &mut Shell, zip: &Path) {
     let o = sh.expect("mecctl --help", 0);
     assert!(o.stdout.contains("6  failed"), "{}", o.stdout);
     sh.expect("mecctl package appd video-analytics | head -1", 0);
+}
+
+/// A MEAO behind TLS: a context names the CA of its certificate; without it the connection is
+/// refused (the system's roots do not know the test CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_trusts_the_ca_of_a_tls_meao() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "MEAO CA");
+    let (cert_file, key_file) = pki.issue("meao");
+    let mut config = e2e::meao_config(dir.path());
+    config.tls = Some(server_kit::serve::TlsConfig {
+        cert_file,
+        key_file,
+        client_ca_file: None,
+    });
+    let meao = meao::server::Server::start(config).await.unwrap();
+    let url = meao.api_root.clone();
+    assert!(url.starts_with("https://"), "{url}");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let steps_dir = dir.path().join("steps");
+    std::fs::create_dir_all(&steps_dir).unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_mecctl"));
+    let env = vec![
+        (
+            "PATH",
+            format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+        ),
+        ("HOME", home.display().to_string()),
+        ("MECCTL_CLIENT_SECRET", "oss-secret".into()),
+    ];
+    let ca = pki.ca_file();
+    tokio::task::spawn_blocking(move || {
+        let mut sh = Shell::start(&home, &steps_dir, &env);
+        sh.expect(
+            &format!("mecctl config set-context tls --url {url} --client-id oss"),
+            0,
+        );
+        let o = sh.expect("mecctl login", 1);
+        assert!(o.stderr.contains("cannot reach the MEAO"), "{}", o.stderr);
+        sh.expect(
+            &format!("mecctl config set-context tls --ca-file {}", ca.display()),
+            0,
+        );
+        sh.expect("mecctl login", 0);
+        let o = sh.expect("mecctl site ls -o json", 0);
+        assert_eq!(json(&o), serde_json::json!([]));
+        let o = sh.expect("mecctl config get-contexts", 0);
+        assert!(
+            o.stdout.contains("ca.pem") && o.stdout.contains("*"),
+            "{}",
+            o.stdout
+        );
+    })
+    .await
+    .unwrap();
+    meao.shutdown().await;
 }
