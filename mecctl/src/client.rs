@@ -281,6 +281,20 @@ impl Client {
         Ok((typed(path, &value)?, value))
     }
 
+    /// `GET path` of a list: each item read as `T`, beside the item as received.
+    pub async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<(T, Value)>, Error> {
+        let Value::Array(items) = self.get(path).await? else {
+            return Err(Error::Unexpected {
+                request: format!("GET {path}"),
+                detail: "not a list".into(),
+            });
+        };
+        items
+            .into_iter()
+            .map(|v| Ok((typed(path, &v)?, v)))
+            .collect()
+    }
+
     /// `method path` with a JSON body.
     pub async fn call(&self, method: Method, path: &str, body: Value) -> Result<Answer, Error> {
         self.send(method, path, Body::Json(body), "application/json")

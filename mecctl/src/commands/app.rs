@@ -10,7 +10,7 @@ use api_specs::mm1::app_lcm::{
 use reqwest::Method;
 use serde_json::Value;
 
-use super::op::{OpKind, accepted, instance_id};
+use super::op::{self, OpKind, accepted, instance_id};
 use super::{Ctx, package};
 use crate::cli::{AppCommand, Placement};
 use crate::client::{APP_LCM, Answer, segment, typed};
@@ -86,10 +86,6 @@ fn instance_path(id: &str) -> String {
     format!("{APP_LCM}/app_instances/{}", segment(id))
 }
 
-fn ops_path() -> String {
-    format!("{APP_LCM}/app_lcm_op_occs?all_fields")
-}
-
 /// Every instance.
 pub async fn list(ctx: &Ctx) -> Result<Vec<AppInstanceInfo>, Error> {
     Ok(list_values(ctx)
@@ -100,20 +96,11 @@ pub async fn list(ctx: &Ctx) -> Result<Vec<AppInstanceInfo>, Error> {
 }
 
 async fn list_values(ctx: &Ctx) -> Result<Vec<(AppInstanceInfo, Value)>, Error> {
-    let path = format!("{APP_LCM}/app_instances");
-    let all = ctx.client.get(&path).await?;
-    all.as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| Ok((typed(&path, &v)?, v)))
-        .collect()
+    ctx.client.list(&format!("{APP_LCM}/app_instances")).await
 }
 
 async fn ops(ctx: &Ctx) -> Result<Vec<AppLcmOpOcc>, Error> {
-    let path = ops_path();
-    let (ops, _) = ctx.client.get_as(&path).await?;
-    Ok(ops)
+    Ok(op::all(ctx).await?.into_iter().map(|(o, _)| o).collect())
 }
 
 /// The instance `reference` names: its id or its name.

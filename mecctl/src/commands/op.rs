@@ -253,15 +253,7 @@ async fn list(
         Some(i) => Some(app::find(&instances, i)?.id.clone()),
         None => None,
     };
-    let path = format!("{APP_LCM}/app_lcm_op_occs?all_fields");
-    let all = ctx.client.get(&path).await?;
-    let mut ops: Vec<(AppLcmOpOcc, Value)> = all
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| Ok((typed::<AppLcmOpOcc>(&path, &v)?, v)))
-        .collect::<Result<_, Error>>()?;
+    let mut ops = all(ctx).await?;
     ops.retain(|(op, _)| {
         instance.as_ref().is_none_or(|i| instance_id(op) == *i)
             && state.is_none_or(|s| op.operation_state == s)
@@ -273,6 +265,13 @@ async fn list(
         OpKind::new(&instances),
         ops.into_iter().map(|(_, v)| v).collect(),
     ))
+}
+
+/// Every occurrence, with every attribute (placement included).
+pub async fn all(ctx: &Ctx) -> Result<Vec<(AppLcmOpOcc, Value)>, Error> {
+    ctx.client
+        .list(&format!("{APP_LCM}/app_lcm_op_occs?all_fields"))
+        .await
 }
 
 /// Parses a state name as the MEAO writes it.

@@ -66,14 +66,7 @@ fn package_path(id: &str) -> String {
 }
 
 async fn list(ctx: &Ctx) -> Result<Vec<(AppPkgInfo, Value)>, Error> {
-    let path = format!("{APP_PKGM}/app_packages");
-    let all = ctx.client.get(&path).await?;
-    all.as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| Ok((typed(&path, &v)?, v)))
-        .collect()
+    ctx.client.list(&format!("{APP_PKGM}/app_packages")).await
 }
 
 /// The package `reference` names: its id, its AppD id, or its (unique) application name.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Ctx, app};
 use crate::cli::SiteCommand;
-use crate::client::{INVENTORY, segment, typed};
+use crate::client::{INVENTORY, segment};
 use crate::error::Error;
 use crate::output::{
     Format, Kind, Table, age, or_dash, print_list, print_one, print_value, watch_list,
@@ -95,17 +95,8 @@ async fn mep(ctx: &Ctx, id: &str) -> Result<Option<(SiteMep, Value)>, Error> {
 
 async fn list(ctx: &Ctx) -> Result<(SiteKind, Vec<Value>), Error> {
     let path = format!("{INVENTORY}/sites");
-    let values: Vec<Value> = ctx
-        .client
-        .get(&path)
-        .await?
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let sites: Vec<Site> = values
-        .iter()
-        .map(|v| typed(&path, v))
-        .collect::<Result<_, _>>()?;
+    let (sites, values): (Vec<Site>, Vec<Value>) =
+        ctx.client.list(&path).await?.into_iter().unzip();
     let meps: Vec<(String, Option<SiteMep>)> = futures::stream::iter(&sites)
         .map(|s| async move {
             let m = mep(ctx, &s.spec.id).await?;
