@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --runtime >/dev/null
-cargo build --release --locked -p meao -p mep
+cargo build --release --locked -p meao -p mep -p mecctl
 bin=${CARGO_TARGET_DIR:-target}/release
 mkdir -p data
 # the MEAO-MEP link is mutual TLS: a demo CA, the MEAO's certificate and site paris-1's
@@ -26,17 +26,14 @@ meao_pid=$!
 mep_pid=$!
 trap 'kill $meao_pid $mep_pid 2>/dev/null; wait' INT TERM EXIT
 
-# onboard the video analytics example once, so there is something to instantiate
+# onboard the video analytics example once, so there is something to instantiate (the README's
+# walk-throughs onboard another package and remove what they add, so they can be run again)
 api=http://127.0.0.1:8080
 for _ in $(seq 100); do curl -sf $api/healthz >/dev/null && break; sleep 0.1; done
-tok=$(curl -s -u oss:oss-secret -d grant_type=client_credentials $api/oauth2/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
-if ! curl -sf -o /dev/null -H "Authorization: Bearer $tok" $api/app_pkgm/v1/onboarded_app_packages/7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51; then
-  "$bin"/meao package deploy/examples/packages/video-analytics -o data/video-analytics.zip >/dev/null
-  id=$(curl -s -X POST $api/app_pkgm/v1/app_packages -H "Authorization: Bearer $tok" -H 'content-type: application/json' \
-    -d '{"appPkgName":"video-analytics","appPkgVersion":"2.3.0"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-  curl -s -o /dev/null -X PUT $api/app_pkgm/v1/app_packages/$id/package_content -H "Authorization: Bearer $tok" \
-    -H 'content-type: application/zip' --data-binary @data/video-analytics.zip
-  echo "onboarded the video-analytics example package ($id)"
+demo() { MECCTL_CONFIG=/dev/null MECCTL_SERVER=$api MECCTL_CLIENT_ID=oss MECCTL_CLIENT_SECRET=oss-secret "$bin"/mecctl "$@"; }
+if ! demo package get 7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51 >/dev/null 2>&1; then
+  demo package push deploy/examples/packages/video-analytics --wait
 fi
-echo "MEAO: $api (app_pkgm/v1, app_lcm/v1, inventory/v1)   MEP: http://127.0.0.1:8081   (Ctrl-C to stop)"
+echo "MEAO: $api (app_pkgm/v1, app_lcm/v1, inventory/v1)   MEP: http://127.0.0.1:8081"
+echo "mecctl: $bin/mecctl (README: walk-throughs)   Ctrl-C stops both services"
 wait

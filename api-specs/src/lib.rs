@@ -8,6 +8,7 @@
 //! [`meplink`], generated from `proto/meplink.proto`.
 
 pub mod common;
+pub mod inventory;
 pub mod mm1;
 pub mod mp1;
 pub mod problem;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use app_package::build::{SigningKey, build};
 use clap::{Parser, Subcommand};
 use meao::config::MeaoConfig;
-use meao::package::build::{Signer, build};
 use meao::server::Server;
 
 /// The mecplane MEC orchestrator (ETSI MEC 010-2 Mm1).
@@ -65,21 +65,11 @@ async fn main() -> anyhow::Result<()> {
         sign_key,
     }) = args.command
     {
-        let signer = match (sign_cert, sign_key) {
-            (Some(c), Some(k)) => Some((
-                openssl::x509::X509::from_pem(
-                    &std::fs::read(&c).with_context(|| c.display().to_string())?,
-                )?,
-                openssl::pkey::PKey::private_key_from_pem(
-                    &std::fs::read(&k).with_context(|| k.display().to_string())?,
-                )?,
-            )),
+        let key = match (sign_cert, sign_key) {
+            (Some(cert), Some(key)) => Some(SigningKey::from_pem_files(&cert, &key)?),
             _ => None,
         };
-        let zip = build(
-            &dir,
-            signer.as_ref().map(|(cert, key)| Signer { cert, key }),
-        )?;
+        let zip = build(&dir, key.as_ref().map(SigningKey::signer))?;
         std::fs::write(&output, zip).with_context(|| output.display().to_string())?;
         println!("{}", output.display());
         return Ok(());

@@ -16,13 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use api_specs::inventory::{MepAppInstance, MepInstanceStatus, Refusal, SiteMep};
 use api_specs::meplink::desired_config::Desired as Wire;
 use api_specs::meplink::meao_message::Kind as ToMep;
 use api_specs::meplink::mep_link_server::{MepLink as MepLinkService, MepLinkServer};
 use api_specs::meplink::mep_message::Kind;
-use api_specs::meplink::{
-    DesiredConfig, HeldVersion, InstanceStatus, MeaoMessage, MepMessage, Removal,
-};
+use api_specs::meplink::{DesiredConfig, HeldVersion, MeaoMessage, MepMessage, Removal};
 use api_specs::mp1::provisioning::AppInstanceConfig;
 use futures::Stream;
 use prometheus_client::metrics::counter::Counter;
@@ -105,83 +104,6 @@ pub enum LinkError {
         /// Whether the MEP's stream is held by this replica.
         connected: bool,
     },
-}
-
-/// The status a MEP last reported for an instance (stored as JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MepInstanceStatus {
-    /// INSTANTIATED, READY or ABSENT.
-    pub readiness: String,
-    /// serName of each service the application registered.
-    pub services: Vec<String>,
-    /// Traffic rules of the instance.
-    pub traffic_rules: u32,
-    /// Those in effect.
-    pub active_traffic_rules: u32,
-    /// DNS rules of the instance.
-    pub dns_rules: u32,
-    /// Those in effect.
-    pub active_dns_rules: u32,
-    /// INSTALLED or FAILED: <reason> at the site's UPF or UPGW; absent when nothing is steered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steering: Option<String>,
-}
-
-impl From<InstanceStatus> for MepInstanceStatus {
-    fn from(s: InstanceStatus) -> Self {
-        Self {
-            readiness: s.readiness,
-            services: s.services,
-            traffic_rules: s.traffic_rules,
-            active_traffic_rules: s.active_traffic_rules,
-            dns_rules: s.dns_rules,
-            active_dns_rules: s.active_dns_rules,
-            steering: (!s.steering.is_empty()).then_some(s.steering),
-        }
-    }
-}
-
-/// A site's MEP as the MEP link sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SiteMep {
-    /// Whether the MEP's stream is held by this MEAO replica.
-    pub connected: bool,
-    /// The application instances the MEAO configures there.
-    pub app_instances: Vec<MepAppInstance>,
-}
-
-/// One application instance at a site's MEP.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MepAppInstance {
-    /// The instance.
-    pub app_instance_id: String,
-    /// Version of its desired configuration.
-    pub version: i64,
-    /// Whether that configuration is its removal.
-    pub removal: bool,
-    /// The newest version the MEP acknowledged.
-    pub acked_version: i64,
-    /// The newest version the MEP refused, with its reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refused: Option<Refusal>,
-    /// The status the MEP last reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<MepInstanceStatus>,
-    /// When it reported it (Unix ms).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_at: Option<i64>,
-}
-
-/// A configuration version a MEP refused.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Refusal {
-    /// The version.
-    pub version: i64,
-    /// The MEP's reason.
-    pub error: String,
 }
 
 impl From<MepConfigRow> for MepAppInstance {

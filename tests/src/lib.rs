@@ -102,7 +102,7 @@ pub async fn wait_op(http: &reqwest::Client, meao: &str, token: &str, location: 
 
 /// Builds the example package `deploy/examples/packages/<name>` and onboards it.
 pub async fn onboard_example(http: &reqwest::Client, meao: &str, token: &str, name: &str) {
-    let zip = meao::package::build::build(
+    let zip = app_package::build::build(
         &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/examples/packages")
             .join(name),

@@ -16,21 +16,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-/// Free resources of a site, as the VIM reports them (allocatable minus requested).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Capacity {
-    /// Free CPU (millicores).
-    pub cpu_millis: u64,
-    /// Free memory (MiB).
-    pub memory_mib: u64,
-    /// Free GPUs.
-    pub gpus: u32,
-    /// CPU architectures of the site's nodes (e.g. `x86_64`, `aarch64`).
-    pub architectures: Vec<String>,
-    /// Labels of the site (from its nodes or configuration).
-    pub labels: BTreeMap<String, String>,
-}
+pub use api_specs::inventory::Capacity;
 
 /// One container of a workload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

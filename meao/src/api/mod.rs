@@ -106,6 +106,8 @@ impl ListQuery {
     components(schemas(
         api_specs::mm1::app_pkgm::AppPkgNotification,
         api_specs::mm1::app_lcm::LcmNotification,
+        // a site's VIM connection, generic in api-specs' SiteSpec
+        crate::inventory::VimConnection,
     )),
     tags(
         (name = "app-pkgm", description = "Application package management (ETSI GS MEC 010-2 clause 6)"),

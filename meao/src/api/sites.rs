@@ -13,7 +13,9 @@ use utoipa_axum::routes;
 
 use super::location;
 use crate::inventory::{Inventory, InventoryError, PlacementQuery, SiteInfo, SiteSpec};
-use crate::mep_link::{LinkError, MepLink, SiteMep};
+use api_specs::inventory::SiteMep;
+
+use crate::mep_link::{LinkError, MepLink};
 use crate::package::{Packages, PkgRef};
 
 /// Base path of the inventory API.

@@ -17,7 +17,7 @@ use vim_adapters::kubernetes::{ClusterConnection, KubeVim};
 use vim_adapters::sim::SimulatedVim;
 use vim_adapters::{Capacity, Vim};
 
-use crate::placement::{Decision, GeoPoint, PlacementRequest, SiteView, place};
+use crate::placement::{PlacementDecision, PlacementRequest, SiteView, place};
 use crate::store::{SiteRow, Store, StoreError};
 
 /// How the MEAO reaches a site's VIM.
@@ -58,85 +58,11 @@ fn default_architectures() -> Vec<String> {
     vec!["x86_64".into()]
 }
 
-/// A site as the operator describes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SiteSpec {
-    /// Site id (the MEC host id).
-    pub id: String,
-    /// Human-readable name.
-    #[serde(default)]
-    pub name: String,
-    /// Location of the site.
-    #[schema(value_type = Object)]
-    pub location: GeoPoint,
-    /// Zone.
-    pub zone: String,
-    /// Tracking areas served.
-    #[serde(default)]
-    pub tracking_areas: Vec<String>,
-    /// Round-trip latency from a user at the site to its MEC host (ms).
-    #[serde(default = "default_access_latency")]
-    pub access_latency_ms: f64,
-    /// MEC services the site's MEP offers.
-    #[serde(default)]
-    pub services: Vec<String>,
-    /// Labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// URL of the site's MEP; its rules are not configured when absent.
-    #[serde(default)]
-    pub mep_url: Option<String>,
-    /// VIM connection.
-    pub vim: VimConnection,
-}
-
-fn default_access_latency() -> f64 {
-    2.0
-}
-
+/// A site as the operator describes it, with the MEAO's VIM connection.
+pub type SiteSpec = api_specs::inventory::SiteSpec<VimConnection>;
 /// A site with what the MEAO observed of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SiteInfo {
-    /// The description.
-    #[serde(flatten)]
-    pub spec: SiteSpec,
-    /// Whether its VIM answered at the last refresh.
-    pub healthy: bool,
-    /// Free resources at the last refresh.
-    #[schema(value_type = Option<Object>)]
-    pub free_capacity: Option<Capacity>,
-    /// Why the last refresh failed.
-    pub last_error: Option<String>,
-    /// Last refresh (Unix ms).
-    pub refreshed_at: i64,
-}
-
-/// Where an onboarded application would be placed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PlacementQuery {
-    /// The AppD of an onboarded package.
-    #[serde(rename = "appDId")]
-    pub app_d_id: String,
-    /// Where the users are.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub user_location: Option<GeoPoint>,
-    /// Only these zones.
-    #[serde(default)]
-    pub zones: Vec<String>,
-    /// Only these sites.
-    #[serde(default)]
-    pub candidate_sites: Vec<String>,
-    /// Prefer sites running these applications (AppD ids).
-    #[serde(default)]
-    pub affinity: Vec<String>,
-    /// Never share a site with these applications (AppD ids).
-    #[serde(default)]
-    pub anti_affinity: Vec<String>,
-}
+pub type SiteInfo = api_specs::inventory::SiteInfo<VimConnection>;
+pub use api_specs::inventory::PlacementQuery;
 
 /// An inventory failure.
 #[derive(Debug, thiserror::Error)]
@@ -473,7 +399,7 @@ impl Inventory {
         &self,
         appd: &AppD,
         query: &PlacementQuery,
-    ) -> Result<Decision, InventoryError> {
+    ) -> Result<PlacementDecision, InventoryError> {
         let request = request_for(appd, query);
         Ok(place(&request, &self.views().await?))
     }

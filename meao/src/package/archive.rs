@@ -14,6 +14,8 @@ use std::path::Path;
 use openssl::sha::Sha256;
 use serde::{Deserialize, Serialize};
 
+use app_package::hex;
+
 use super::PackageProblem;
 
 /// Limits on package archives.
@@ -76,11 +78,6 @@ fn safe_name(name: &str) -> bool {
         && !name.contains('\0')
         && !name.contains(':')
         && name.split('/').all(|seg| seg != ".." && seg != ".")
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl PackageArchive {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use openssl::sha::Sha256;
 
-use super::archive::hex;
+use app_package::hex;
 
 /// The blob store.
 #[derive(Debug, Clone)]

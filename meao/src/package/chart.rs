@@ -86,7 +86,7 @@ mod tests {
 
     fn example() -> (tempfile::TempDir, PackageArchive) {
         let dir = tempfile::tempdir().unwrap();
-        let zip = crate::package::build::build(
+        let zip = app_package::build::build(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../deploy/examples/packages/iot-gateway"),
             None,

@@ -9,9 +9,7 @@
 pub mod appd;
 pub mod archive;
 pub mod blobs;
-pub mod build;
 pub mod chart;
-pub mod manifest;
 pub mod onboard;
 pub mod signature;
 
@@ -42,34 +40,7 @@ use crate::store::{PackageRow, Store, StoreError, Subscriptions};
 /// Base path of the package management API.
 pub const APP_PKGM_BASE: &str = "/app_pkgm/v1";
 
-/// One problem found in a package, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackageProblem {
-    /// File in the package, with a JSON pointer into it for descriptor problems.
-    pub path: String,
-    /// What is wrong.
-    pub detail: String,
-}
-
-impl PackageProblem {
-    /// A problem at `path`.
-    pub fn new(path: &str, detail: String) -> Self {
-        Self {
-            path: path.to_owned(),
-            detail,
-        }
-    }
-}
-
-impl std::fmt::Display for PackageProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.detail)
-        } else {
-            write!(f, "{}: {}", self.path, self.detail)
-        }
-    }
-}
+pub use app_package::PackageProblem;
 
 /// A package management failure.
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,11 @@ use api_specs::mm1::appd::AppD;
 use openssl::x509::store::X509Store;
 use serde::{Deserialize, Serialize};
 
-use super::archive::{ArchiveLimits, PackageArchive, hex};
+use app_package::hex;
+use app_package::manifest::{Manifest, locate, parse_manifest};
+
+use super::archive::{ArchiveLimits, PackageArchive};
 use super::blobs::BlobStore;
-use super::manifest::{Manifest, locate, parse_manifest};
 use super::{PackageProblem, appd, signature};
 
 /// Onboarding policy.

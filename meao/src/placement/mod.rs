@@ -4,34 +4,13 @@
 //! GPUs, wrong architecture, a required MEC service missing, too far for the latency bound, an
 //! anti-affinity conflict, outside the allowed zones). The remaining sites are scored on
 //! headroom after placement (prefer balanced utilisation), latency margin, spread of the same
-//! application, and affinity; ties go to the smaller site id. The [`Decision`] keeps the ranked
-//! candidates and every rejected site grouped by reason, so an operator sees why.
-
-use std::collections::BTreeMap;
+//! application, and affinity; ties go to the smaller site id. The [`PlacementDecision`] keeps
+//! the ranked candidates and every rejected site grouped by reason, so an operator sees why.
 
 use serde::{Deserialize, Serialize};
 use vim_adapters::Capacity;
 
-/// Where a site or a user is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GeoPoint {
-    /// Latitude (degrees).
-    pub latitude: f64,
-    /// Longitude (degrees).
-    pub longitude: f64,
-}
-
-impl GeoPoint {
-    /// Great-circle distance in kilometres.
-    pub fn distance_km(&self, other: &GeoPoint) -> f64 {
-        let (a, b) = (self.latitude.to_radians(), other.latitude.to_radians());
-        let dlat = b - a;
-        let dlon = (other.longitude - self.longitude).to_radians();
-        let h = (dlat / 2.0).sin().powi(2) + a.cos() * b.cos() * (dlon / 2.0).sin().powi(2);
-        2.0 * 6371.0 * h.sqrt().min(1.0).asin()
-    }
-}
+pub use api_specs::inventory::{Candidate, GeoPoint, PlacementDecision};
 
 /// What placement knows of a site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,30 +65,6 @@ pub struct PlacementRequest {
     pub anti_affinity: Vec<String>,
     /// Only these sites, when not empty (e.g. `selectedMECHostInfo`).
     pub candidate_sites: Vec<String>,
-}
-
-/// A ranked candidate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Candidate {
-    /// Site id.
-    pub site_id: String,
-    /// Score, higher is better.
-    pub score: f64,
-    /// Estimated latency to the users (ms), when a location was given.
-    pub latency_ms: Option<f64>,
-}
-
-/// The outcome of placement.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Decision {
-    /// The chosen site.
-    pub chosen: Option<String>,
-    /// The best candidates, best first (at most [`MAX_RANKED`]).
-    pub ranked: Vec<Candidate>,
-    /// Rejected sites, grouped by reason.
-    pub rejected: BTreeMap<String, Vec<String>>,
 }
 
 /// How many ranked candidates a decision keeps.
@@ -201,8 +156,8 @@ fn score(req: &PlacementRequest, site: &SiteView) -> (f64, Option<f64>) {
 }
 
 /// Places `req` on the best of `sites`.
-pub fn place(req: &PlacementRequest, sites: &[SiteView]) -> Decision {
-    let mut decision = Decision::default();
+pub fn place(req: &PlacementRequest, sites: &[SiteView]) -> PlacementDecision {
+    let mut decision = PlacementDecision::default();
     let mut candidates: Vec<Candidate> = Vec::new();
     for site in sites {
         match reject(req, site) {
@@ -238,6 +193,8 @@ pub fn place(req: &PlacementRequest, sites: &[SiteView]) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn site(id: &str, lat: f64, cpu: u64) -> SiteView {

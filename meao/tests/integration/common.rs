@@ -54,7 +54,7 @@ pub fn examples() -> PathBuf {
 
 /// One of the shipped example packages, built.
 pub fn example(name: &str) -> Vec<u8> {
-    meao::package::build::build(&examples().join(name), None).unwrap()
+    app_package::build::build(&examples().join(name), None).unwrap()
 }
 
 impl Ctx {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use server_kit::testing::certificate;
 
 use super::common::{Ctx, Db, example, example_copy, rewrite, test_config};
-use meao::package::build::{Signer, build};
+use app_package::build::{Signer, build};
 
 /// Onboards `content` and asserts it is refused with `status`, the problem naming `needle`,
 /// the package ERROR, and no new stored files.

@@ -2,7 +2,7 @@
 //! to its descriptor (option 2), and the manifest's per-file digests and optional CMS signature
 //! (ETSI GS NFV-SOL 004 clauses 4.3 and 5).
 
-use super::PackageProblem;
+use crate::PackageProblem;
 
 /// Where the parts of a package are.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,239 @@
+//! Data types of the site inventory API (`inventory/v1`), a mecplane API beside Mm1: the edge
+//! sites (MEC hosts) with their health and free capacity, placement decisions, and each site's
+//! MEP as the MEAO-MEP link sees it.
+//!
+//! How the MEAO reaches a site's VIM is the MEAO's business (the kinds of VIM differ per
+//! deployment), so a site is generic over its VIM connection: the MEAO reads and writes its own
+//! typed connection, a client may read it as plain JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::meplink::InstanceStatus;
+
+/// Where a site or a user is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeoPoint {
+    /// Latitude (degrees).
+    pub latitude: f64,
+    /// Longitude (degrees).
+    pub longitude: f64,
+}
+
+impl GeoPoint {
+    /// Great-circle distance in kilometres.
+    pub fn distance_km(&self, other: &GeoPoint) -> f64 {
+        let (a, b) = (self.latitude.to_radians(), other.latitude.to_radians());
+        let dlat = b - a;
+        let dlon = (other.longitude - self.longitude).to_radians();
+        let h = (dlat / 2.0).sin().powi(2) + a.cos() * b.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * 6371.0 * h.sqrt().min(1.0).asin()
+    }
+}
+
+/// Free resources of a site, as its VIM reports them (allocatable minus requested).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capacity {
+    /// Free CPU (millicores).
+    pub cpu_millis: u64,
+    /// Free memory (MiB).
+    pub memory_mib: u64,
+    /// Free GPUs.
+    pub gpus: u32,
+    /// CPU architectures of the site's nodes (e.g. `x86_64`, `aarch64`).
+    pub architectures: Vec<String>,
+    /// Labels of the site (from its nodes or configuration).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A site as the operator describes it (`vim`: how the MEAO reaches the site's VIM).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteSpec<V> {
+    /// Site id (the MEC host id).
+    pub id: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// Location of the site.
+    #[schema(value_type = Object)]
+    pub location: GeoPoint,
+    /// Zone.
+    pub zone: String,
+    /// Tracking areas served.
+    #[serde(default)]
+    pub tracking_areas: Vec<String>,
+    /// Round-trip latency from a user at the site to its MEC host (ms).
+    #[serde(default = "default_access_latency")]
+    pub access_latency_ms: f64,
+    /// MEC services the site's MEP offers.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// URL of the site's MEP; its rules are not configured when absent.
+    #[serde(default)]
+    pub mep_url: Option<String>,
+    /// VIM connection.
+    pub vim: V,
+}
+
+fn default_access_latency() -> f64 {
+    2.0
+}
+
+/// A site with what the MEAO observed of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteInfo<V> {
+    /// The description.
+    #[serde(flatten)]
+    #[schema(schema_with = site_spec_ref)]
+    pub spec: SiteSpec<V>,
+    /// Whether its VIM answered at the last refresh.
+    pub healthy: bool,
+    /// Free resources at the last refresh.
+    #[schema(value_type = Option<Object>)]
+    pub free_capacity: Option<Capacity>,
+    /// Why the last refresh failed.
+    pub last_error: Option<String>,
+    /// Last refresh (Unix ms).
+    pub refreshed_at: i64,
+}
+
+/// The schema of a site's description, whatever the VIM connection's type (`SiteSpec`).
+fn site_spec_ref() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("SiteSpec")
+}
+
+/// Where an onboarded application would be placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementQuery {
+    /// The AppD of an onboarded package.
+    #[serde(rename = "appDId")]
+    pub app_d_id: String,
+    /// Where the users are.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub user_location: Option<GeoPoint>,
+    /// Only these zones.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// Only these sites.
+    #[serde(default)]
+    pub candidate_sites: Vec<String>,
+    /// Prefer sites running these applications (AppD ids).
+    #[serde(default)]
+    pub affinity: Vec<String>,
+    /// Never share a site with these applications (AppD ids).
+    #[serde(default)]
+    pub anti_affinity: Vec<String>,
+}
+
+/// A ranked placement candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// Site id.
+    pub site_id: String,
+    /// Score, higher is better.
+    pub score: f64,
+    /// Estimated latency to the users (ms), when a location was given.
+    pub latency_ms: Option<f64>,
+}
+
+/// The outcome of placement: the answer of `POST /placement` and the `placement` of an
+/// instantiation's LCM operation occurrence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementDecision {
+    /// The chosen site.
+    pub chosen: Option<String>,
+    /// The best candidates, best first.
+    pub ranked: Vec<Candidate>,
+    /// Rejected sites, grouped by reason.
+    pub rejected: BTreeMap<String, Vec<String>>,
+}
+
+/// A site's MEP as the MEP link sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteMep {
+    /// Whether the MEP's stream is held by this MEAO replica.
+    pub connected: bool,
+    /// The application instances the MEAO configures there.
+    pub app_instances: Vec<MepAppInstance>,
+}
+
+/// One application instance at a site's MEP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MepAppInstance {
+    /// The instance.
+    pub app_instance_id: String,
+    /// Version of its desired configuration.
+    pub version: i64,
+    /// Whether that configuration is its removal.
+    pub removal: bool,
+    /// The newest version the MEP acknowledged.
+    pub acked_version: i64,
+    /// The newest version the MEP refused, with its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    /// The status the MEP last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MepInstanceStatus>,
+    /// When it reported it (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_at: Option<i64>,
+}
+
+/// A configuration version a MEP refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Refusal {
+    /// The version.
+    pub version: i64,
+    /// The MEP's reason.
+    pub error: String,
+}
+
+/// The status a MEP last reported for an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MepInstanceStatus {
+    /// INSTANTIATED, READY or ABSENT.
+    pub readiness: String,
+    /// serName of each service the application registered.
+    pub services: Vec<String>,
+    /// Traffic rules of the instance.
+    pub traffic_rules: u32,
+    /// Those in effect.
+    pub active_traffic_rules: u32,
+    /// DNS rules of the instance.
+    pub dns_rules: u32,
+    /// Those in effect.
+    pub active_dns_rules: u32,
+    /// INSTALLED or FAILED: <reason> at the site's UPF or UPGW; absent when nothing is steered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steering: Option<String>,
+}
+
+impl From<InstanceStatus> for MepInstanceStatus {
+    fn from(s: InstanceStatus) -> Self {
+        Self {
+            readiness: s.readiness,
+            services: s.services,
+            traffic_rules: s.traffic_rules,
+            active_traffic_rules: s.active_traffic_rules,
+            dns_rules: s.dns_rules,
+            active_dns_rules: s.active_dns_rules,
+            steering: (!s.steering.is_empty()).then_some(s.steering),
+        }
+    }
+}
