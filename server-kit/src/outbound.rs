@@ -44,6 +44,9 @@ pub enum OutboundError {
     /// The policy refuses the destination.
     #[error("the destination is not allowed (outbound policy)")]
     Refused,
+    /// A chain of redirects longer than the policy follows.
+    #[error("too many redirects")]
+    TooManyRedirects,
     /// A prefix in the policy does not parse.
     #[error("outbound policy: {0} is not an address prefix")]
     BadPrefix(String),
@@ -202,7 +205,7 @@ impl Destinations {
             .dns_resolver(Arc::new(self.clone()))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() > redirects.max_redirects {
-                    attempt.error(OutboundError::Refused)
+                    attempt.error(OutboundError::TooManyRedirects)
                 } else if redirects.check_uri(attempt.url().as_str()).is_err() {
                     attempt.error(OutboundError::Refused)
                 } else {
@@ -217,15 +220,15 @@ impl Destinations {
     pub fn describe(error: &reqwest::Error) -> &'static str {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(e) = source {
-            if e.downcast_ref::<OutboundError>().is_some() {
-                return "the destination is not allowed (outbound policy)";
+            match e.downcast_ref::<OutboundError>() {
+                Some(OutboundError::TooManyRedirects) => return "too many redirects",
+                Some(_) => return "the destination is not allowed (outbound policy)",
+                None => {}
             }
             source = e.source();
         }
         if error.is_timeout() {
             "the destination did not answer in time"
-        } else if error.is_redirect() {
-            "too many redirects"
         } else if error.is_connect() {
             "the destination could not be reached"
         } else {
