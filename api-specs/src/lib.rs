@@ -11,6 +11,7 @@ pub mod common;
 pub mod inventory;
 pub mod mm1;
 pub mod mp1;
+pub mod oauth;
 pub mod problem;
 
 pub use problem::ProblemDetails;

@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
 
+pub use api_specs::oauth::TokenResponse;
+
 /// A secret string: deserialized from config, redacted in `Debug`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -306,19 +308,6 @@ impl std::fmt::Debug for Authority {
 /// The JOSE header of every token: HMAC-SHA256 only, so `alg: none` and key confusion cannot
 /// arise.
 const JWT_HEADER: &[u8; 27] = br#"{"alg":"HS256","typ":"JWT"}"#;
-
-/// A successful token response (RFC 6749 section 5.1).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenResponse {
-    /// The bearer token.
-    pub access_token: String,
-    /// Always "Bearer".
-    pub token_type: String,
-    /// Lifetime in seconds.
-    pub expires_in: i64,
-    /// Granted scopes, space separated.
-    pub scope: String,
-}
 
 impl Authority {
     /// Builds the authority from its configuration and, when clients are registered at run
@@ -611,11 +600,11 @@ pub struct TokenRequest {
 
 /// An RFC 6749 section 5.2 error: the token endpoint's own error format.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response = (
-        status,
-        Json(serde_json::json!({"error": error, "error_description": description})),
-    )
-        .into_response();
+    let body = api_specs::oauth::TokenError {
+        error: error.to_owned(),
+        error_description: Some(description.to_owned()),
+    };
+    let mut response = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

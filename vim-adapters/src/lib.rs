@@ -120,7 +120,7 @@ impl Workload {
 }
 
 /// Where a workload's [`Workload::secrets`] are mounted as files.
-pub const SECRETS_DIR: &str = "/var/run/secrets/mec";
+pub use api_specs::mp1::workload::SECRETS_DIR;
 
 /// The deterministic workload name of an application instance: a DNS-1123 label.
 pub fn workload_name(app_instance_id: &str) -> String {

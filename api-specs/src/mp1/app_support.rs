@@ -329,6 +329,11 @@ pub struct AppTerminationNotificationSubscription {
     pub app_instance_id: String,
 }
 
+impl AppTerminationNotificationSubscription {
+    /// Its `subscriptionType`.
+    pub const TYPE: &str = "AppTerminationNotificationSubscription";
+}
+
 /// Links of a termination notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -354,6 +359,11 @@ pub struct AppTerminationNotification {
     /// Links.
     #[serde(rename = "_links")]
     pub links: AppTerminationNotificationLinks,
+}
+
+impl AppTerminationNotification {
+    /// Its `notificationType`.
+    pub const TYPE: &str = "AppTerminationNotification";
 }
 
 /// A transport an application needs (`TransportDescriptor`).

@@ -3,3 +3,4 @@
 pub mod app_support;
 pub mod provisioning;
 pub mod service_mgmt;
+pub mod workload;

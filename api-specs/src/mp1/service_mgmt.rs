@@ -89,6 +89,14 @@ pub struct ServiceInfo {
 }
 
 impl ServiceInfo {
+    /// The URIs of its transport's endpoint (none when it has no such endpoint).
+    pub fn endpoint_uris(&self) -> &[String] {
+        self.transport_info
+            .as_ref()
+            .and_then(|t| t.endpoint.uris.as_deref())
+            .unwrap_or_default()
+    }
+
     /// Checks the names a client gives: `serName`, `version` and the category's.
     pub fn validate_names(&self) -> Result<(), String> {
         use crate::common::{MAX_ID, MAX_NAME, check_optional_text, check_text};
@@ -100,6 +108,128 @@ impl ServiceInfo {
             check_optional_text("serCategory.version", Some(&c.version), MAX_NAME)?;
         }
         Ok(())
+    }
+}
+
+/// Service discovery filters: the query parameters of `GET /services` and
+/// `GET /applications/{appInstanceId}/services`. `ser_instance_id`, `ser_name` and
+/// `ser_category_id` are mutually exclusive; all filters present must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceQuery {
+    /// Only these service instances.
+    pub ser_instance_id: Option<Vec<String>>,
+    /// Only these service names.
+    pub ser_name: Option<Vec<String>>,
+    /// Only this category id.
+    pub ser_category_id: Option<String>,
+    /// Only this scope of locality.
+    pub scope_of_locality: Option<LocalityType>,
+    /// Only services with this `consumedLocalOnly`.
+    pub consumed_local_only: Option<bool>,
+    /// Only services with this `isLocal`.
+    pub is_local: Option<bool>,
+}
+
+impl ServiceQuery {
+    /// The query parameters, a list as one parameter per value.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        for id in self.ser_instance_id.iter().flatten() {
+            pairs.push(("ser_instance_id", id.clone()));
+        }
+        for name in self.ser_name.iter().flatten() {
+            pairs.push(("ser_name", name.clone()));
+        }
+        if let Some(category) = &self.ser_category_id {
+            pairs.push(("ser_category_id", category.clone()));
+        }
+        if let Some(scope) = self
+            .scope_of_locality
+            .and_then(|l| serde_json::to_value(l).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+        {
+            pairs.push(("scope_of_locality", scope));
+        }
+        if let Some(c) = self.consumed_local_only {
+            pairs.push(("consumed_local_only", c.to_string()));
+        }
+        if let Some(l) = self.is_local {
+            pairs.push(("is_local", l.to_string()));
+        }
+        pairs
+    }
+
+    /// Parses query parameters: lists may repeat the parameter or separate values with commas;
+    /// unknown parameters, bad values and more than one of the exclusive selectors are errors.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, String> {
+        let mut q = Self::default();
+        let list = |v: &str| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let boolean = |name: &str, value: &str| match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("{name} shall be true or false")),
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "ser_instance_id" => q
+                    .ser_instance_id
+                    .get_or_insert_with(Vec::new)
+                    .extend(list(&value)),
+                "ser_name" => q.ser_name.get_or_insert_with(Vec::new).extend(list(&value)),
+                "ser_category_id" => q.ser_category_id = Some(value),
+                "scope_of_locality" => {
+                    q.scope_of_locality = Some(
+                        serde_json::from_value(serde_json::Value::String(value.clone()))
+                            .map_err(|_| format!("unknown scope_of_locality {value}"))?,
+                    );
+                }
+                "consumed_local_only" => q.consumed_local_only = Some(boolean(&key, &value)?),
+                "is_local" => q.is_local = Some(boolean(&key, &value)?),
+                other => return Err(format!("unknown query parameter {other}")),
+            }
+        }
+        let selectors = [
+            q.ser_instance_id.is_some(),
+            q.ser_name.is_some(),
+            q.ser_category_id.is_some(),
+        ];
+        if selectors.into_iter().filter(|s| *s).count() > 1 {
+            return Err(
+                "ser_instance_id, ser_name and ser_category_id are mutually exclusive".into(),
+            );
+        }
+        Ok(q)
+    }
+
+    /// Whether `s` passes every filter (absent attributes take their ETSI defaults).
+    pub fn matches(&self, s: &ServiceInfo) -> bool {
+        let id = s.ser_instance_id.as_deref().unwrap_or_default();
+        self.ser_instance_id
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|i| i == id))
+            && self
+                .ser_name
+                .as_ref()
+                .is_none_or(|names| names.contains(&s.ser_name))
+            && self
+                .ser_category_id
+                .as_ref()
+                .is_none_or(|c| s.ser_category.as_ref().is_some_and(|sc| &sc.id == c))
+            && self
+                .scope_of_locality
+                .is_none_or(|l| s.scope_of_locality.unwrap_or(LocalityType::MecHost) == l)
+            && self
+                .consumed_local_only
+                .is_none_or(|c| s.consumed_local_only.unwrap_or(true) == c)
+            && self
+                .is_local
+                .is_none_or(|l| s.is_local.unwrap_or(true) == l)
     }
 }
 
@@ -160,6 +290,11 @@ pub struct SerAvailabilityNotificationSubscription {
     pub filtering_criteria: Option<FilteringCriteria>,
 }
 
+impl SerAvailabilityNotificationSubscription {
+    /// Its `subscriptionType`.
+    pub const TYPE: &str = "SerAvailabilityNotificationSubscription";
+}
+
 /// Kind of change of a service (`ServiceReferences.changeType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -210,4 +345,83 @@ pub struct ServiceAvailabilityNotification {
     /// Link to the subscription.
     #[serde(rename = "_links")]
     pub links: NotificationLinks,
+}
+
+impl ServiceAvailabilityNotification {
+    /// Its `notificationType`.
+    pub const TYPE: &str = "SerAvailabilityNotification";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn query_lists_repeat_or_use_commas() {
+        let q = ServiceQuery::from_pairs(pairs(&[
+            ("ser_name", "a,b"),
+            ("ser_name", "c"),
+            ("is_local", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(q.ser_name, Some(vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(q.is_local, Some(true));
+    }
+
+    #[test]
+    fn query_rejects_unknown_exclusive_and_bad_values() {
+        let parse = |p: &[(&str, &str)]| ServiceQuery::from_pairs(pairs(p));
+        assert!(parse(&[("instance_id", "x")]).is_err());
+        assert!(parse(&[("ser_name", "a"), ("ser_category_id", "c")]).is_err());
+        assert!(parse(&[("is_local", "yes")]).is_err());
+        assert!(parse(&[("scope_of_locality", "PLANET")]).is_err());
+    }
+
+    #[test]
+    fn a_query_survives_its_parameters() {
+        let q = ServiceQuery {
+            ser_name: Some(vec!["a,b".into(), "c".into()]),
+            scope_of_locality: Some(LocalityType::ZoneGroup),
+            consumed_local_only: Some(false),
+            is_local: Some(true),
+            ..ServiceQuery::default()
+        };
+        let sent: Vec<(String, String)> = q
+            .to_pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert!(sent.contains(&("scope_of_locality".into(), "ZONE_GROUP".into())));
+        let parsed = ServiceQuery::from_pairs(sent).unwrap();
+        assert_eq!(
+            parsed.ser_name,
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            (
+                parsed.scope_of_locality,
+                parsed.consumed_local_only,
+                parsed.is_local
+            ),
+            (q.scope_of_locality, q.consumed_local_only, q.is_local)
+        );
+        let ids = ServiceQuery {
+            ser_instance_id: Some(vec!["s1".into(), "s2".into()]),
+            ser_category_id: None,
+            ..ServiceQuery::default()
+        };
+        assert_eq!(
+            ids.to_pairs(),
+            [
+                ("ser_instance_id", "s1".into()),
+                ("ser_instance_id", "s2".into())
+            ]
+        );
+    }
 }

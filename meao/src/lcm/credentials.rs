@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use api_specs::common::TimeStamp;
 use api_specs::mp1::provisioning::{AppClient, AppCredential};
+use api_specs::mp1::workload;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openssl::hash::MessageDigest;
@@ -24,20 +25,6 @@ use crate::store::{CredentialRow, Store, StoreError};
 
 /// Name of the stored credentials key.
 const KEY_NAME: &str = "mp1-credentials";
-
-/// Environment variables (and file names, lower-cased, under [`CREDENTIALS_DIR`]) through
-/// which a workload receives its Mp1 credential.
-pub const ENV_CLIENT_ID: &str = "MEC_CLIENT_ID";
-/// See [`ENV_CLIENT_ID`].
-pub const ENV_CLIENT_SECRET: &str = "MEC_CLIENT_SECRET";
-/// See [`ENV_CLIENT_ID`].
-pub const ENV_TOKEN_ENDPOINT: &str = "MEC_TOKEN_ENDPOINT";
-/// See [`ENV_CLIENT_ID`].
-pub const ENV_APP_INSTANCE_ID: &str = "MEC_APP_INSTANCE_ID";
-/// See [`ENV_CLIENT_ID`].
-pub const ENV_MEP_URL: &str = "MEC_MEP_URL";
-/// See [`ENV_CLIENT_ID`].
-pub const ENV_CREDENTIAL_ID: &str = "MEC_CREDENTIAL_ID";
 
 /// Why the credentials key is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +102,12 @@ impl CredentialKey {
     pub fn workload_secrets(&self, row: &CredentialRow, mep_url: &str) -> BTreeMap<String, String> {
         let secret = self.secret(&row.app_instance_id, &row.credential_id);
         [
-            (ENV_APP_INSTANCE_ID, row.app_instance_id.clone()),
-            (ENV_MEP_URL, mep_url.to_owned()),
-            (ENV_TOKEN_ENDPOINT, format!("{mep_url}/oauth2/token")),
-            (ENV_CLIENT_ID, row.client_id.clone()),
-            (ENV_CLIENT_SECRET, secret.expose().to_owned()),
-            (ENV_CREDENTIAL_ID, row.credential_id.clone()),
+            (workload::APP_INSTANCE_ID, row.app_instance_id.clone()),
+            (workload::MEP_URL, mep_url.to_owned()),
+            (workload::TOKEN_ENDPOINT, format!("{mep_url}/oauth2/token")),
+            (workload::CLIENT_ID, row.client_id.clone()),
+            (workload::CLIENT_SECRET, secret.expose().to_owned()),
+            (workload::CREDENTIAL_ID, row.credential_id.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -181,7 +168,10 @@ mod tests {
         let shown = serde_json::to_string(&client).unwrap();
         assert!(!shown.contains(secret.expose()));
         let env = k.workload_secrets(&row(), "https://mep.example");
-        assert_eq!(env[ENV_CLIENT_SECRET], secret.expose());
-        assert_eq!(env[ENV_TOKEN_ENDPOINT], "https://mep.example/oauth2/token");
+        assert_eq!(env[workload::CLIENT_SECRET], secret.expose());
+        assert_eq!(
+            env[workload::TOKEN_ENDPOINT],
+            "https://mep.example/oauth2/token"
+        );
     }
 }

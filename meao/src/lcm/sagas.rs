@@ -25,6 +25,7 @@ use crate::store::{CredentialRow, Store};
 use api_specs::mm1::appd::ConfigPlatformForAppRequest;
 use api_specs::mp1::app_support::{AppInfo, RuleState};
 use api_specs::mp1::provisioning::AppInstanceConfig;
+use api_specs::mp1::workload;
 
 /// What the LCM steps act on.
 pub struct LcmCtx {
@@ -129,8 +130,8 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
         architecture: request.architecture,
         replicas: 1,
         config: [
-            ("MEC_APP_INSTANCE_ID".to_owned(), instance_id.to_owned()),
-            ("MEC_APP_D_ID".to_owned(), appd.app_d_id.clone()),
+            (workload::APP_INSTANCE_ID.to_owned(), instance_id.to_owned()),
+            (workload::APP_D_ID.to_owned(), appd.app_d_id.clone()),
         ]
         .into_iter()
         .collect(),
@@ -300,7 +301,7 @@ async fn deploy(
         if let Some(row) = credential {
             workload.secrets = c.credentials.workload_secrets(row, &url);
         }
-        workload.config.insert("MEC_MEP_URL".into(), url);
+        workload.config.insert(workload::MEP_URL.into(), url);
     }
     vim(c, site(ctx))?.apply(&workload).await?;
     refreshed(c, site(ctx)).await;

@@ -62,61 +62,9 @@ struct ServiceFilter {
     is_local: Option<bool>,
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ApiError::BadRequest(format!(
-            "{name} shall be true or false"
-        ))),
-    }
-}
-
 /// Parses the discovery query; unknown parameters are errors (ETSI tests SAQ_001_BR).
 fn parse_query(pairs: Vec<(String, String)>) -> Result<ServiceQuery, ApiError> {
-    let mut q = ServiceQuery::default();
-    let list = |v: &str| {
-        v.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    for (key, value) in pairs {
-        match key.as_str() {
-            "ser_instance_id" => q
-                .ser_instance_id
-                .get_or_insert_with(Vec::new)
-                .extend(list(&value)),
-            "ser_name" => q.ser_name.get_or_insert_with(Vec::new).extend(list(&value)),
-            "ser_category_id" => q.ser_category_id = Some(value),
-            "scope_of_locality" => {
-                q.scope_of_locality = Some(
-                    serde_json::from_value(serde_json::Value::String(value.clone())).map_err(
-                        |_| ApiError::BadRequest(format!("unknown scope_of_locality {value}")),
-                    )?,
-                );
-            }
-            "consumed_local_only" => q.consumed_local_only = Some(parse_bool(&key, &value)?),
-            "is_local" => q.is_local = Some(parse_bool(&key, &value)?),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {other}"
-                )));
-            }
-        }
-    }
-    let selectors = [
-        q.ser_instance_id.is_some(),
-        q.ser_name.is_some(),
-        q.ser_category_id.is_some(),
-    ];
-    if selectors.into_iter().filter(|s| *s).count() > 1 {
-        return Err(ApiError::BadRequest(
-            "ser_instance_id, ser_name and ser_category_id are mutually exclusive".into(),
-        ));
-    }
-    Ok(q)
+    ServiceQuery::from_pairs(pairs).map_err(ApiError::BadRequest)
 }
 
 fn check_query_len(uri: &axum::http::Uri) -> Result<(), ApiError> {
@@ -370,35 +318,4 @@ async fn subscription_delete(
     caller.authorize_app(&app)?;
     mep.subscription_delete(&app, &id, SER_AVAILABILITY).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn query_lists_repeat_or_use_commas() {
-        let q = parse_query(pairs(&[
-            ("ser_name", "a,b"),
-            ("ser_name", "c"),
-            ("is_local", "true"),
-        ]))
-        .unwrap();
-        assert_eq!(q.ser_name, Some(vec!["a".into(), "b".into(), "c".into()]));
-        assert_eq!(q.is_local, Some(true));
-    }
-
-    #[test]
-    fn query_rejects_unknown_exclusive_and_bad_values() {
-        assert!(parse_query(pairs(&[("instance_id", "x")])).is_err());
-        assert!(parse_query(pairs(&[("ser_name", "a"), ("ser_category_id", "c")])).is_err());
-        assert!(parse_query(pairs(&[("is_local", "yes")])).is_err());
-        assert!(parse_query(pairs(&[("scope_of_locality", "PLANET")])).is_err());
-    }
 }

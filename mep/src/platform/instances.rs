@@ -564,7 +564,7 @@ pub(super) fn begin_changes(
     changes.push(Change::UpsertApp(app_row(id, app, now)));
     for sub in subscribers {
         let notification = AppTerminationNotification {
-            notification_type: "AppTerminationNotification".into(),
+            notification_type: AppTerminationNotification::TYPE.into(),
             operation_action: action,
             max_graceful_timeout: graceful_timeout_secs,
             links: AppTerminationNotificationLinks {

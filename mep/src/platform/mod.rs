@@ -51,9 +51,9 @@ use utoipa::ToSchema;
 use crate::store::{Change, Store, StoreError, parse_body};
 
 /// Subscription type of service availability subscriptions.
-pub const SER_AVAILABILITY: &str = "SerAvailabilityNotificationSubscription";
+pub const SER_AVAILABILITY: &str = SerAvailabilityNotificationSubscription::TYPE;
 /// Subscription type of application termination subscriptions.
-pub const APP_TERMINATION: &str = "AppTerminationNotificationSubscription";
+pub const APP_TERMINATION: &str = AppTerminationNotificationSubscription::TYPE;
 
 /// Base path of the service management API.
 pub const SERVICE_MGMT_BASE: &str = "/mec_service_mgmt/v1";

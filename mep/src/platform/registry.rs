@@ -3,8 +3,9 @@
 use bytes::Bytes;
 
 use api_specs::common::{LinkType, TimeStamp};
+pub use api_specs::mp1::service_mgmt::ServiceQuery;
 use api_specs::mp1::service_mgmt::{
-    ChangeType, LocalityType, ServiceInfo, ServiceInfoLinks, ServiceLivenessInfo, ServiceState,
+    ChangeType, ServiceInfo, ServiceInfoLinks, ServiceLivenessInfo, ServiceState,
 };
 
 use crate::store::{Change, ServiceRow};
@@ -14,49 +15,6 @@ use super::{
 };
 
 use super::subscriptions::availability;
-
-/// Service discovery filters (the query parameters of `GET /services`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServiceQuery {
-    /// Only these service instances.
-    pub ser_instance_id: Option<Vec<String>>,
-    /// Only these service names.
-    pub ser_name: Option<Vec<String>>,
-    /// Only this category id.
-    pub ser_category_id: Option<String>,
-    /// Only this scope of locality.
-    pub scope_of_locality: Option<LocalityType>,
-    /// Only services with this `consumedLocalOnly`.
-    pub consumed_local_only: Option<bool>,
-    /// Only services with this `isLocal`.
-    pub is_local: Option<bool>,
-}
-
-impl ServiceQuery {
-    fn matches(&self, s: &ServiceInfo) -> bool {
-        let id = s.ser_instance_id.as_deref().unwrap_or_default();
-        self.ser_instance_id
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|i| i == id))
-            && self
-                .ser_name
-                .as_ref()
-                .is_none_or(|names| names.contains(&s.ser_name))
-            && self
-                .ser_category_id
-                .as_ref()
-                .is_none_or(|c| s.ser_category.as_ref().is_some_and(|sc| &sc.id == c))
-            && self
-                .scope_of_locality
-                .is_none_or(|l| s.scope_of_locality.unwrap_or(LocalityType::MecHost) == l)
-            && self
-                .consumed_local_only
-                .is_none_or(|c| s.consumed_local_only.unwrap_or(true) == c)
-            && self
-                .is_local
-                .is_none_or(|l| s.is_local.unwrap_or(true) == l)
-    }
-}
 
 impl Platform {
     fn service_href(&self, app: &str, ser_instance_id: &str) -> String {

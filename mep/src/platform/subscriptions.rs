@@ -250,7 +250,7 @@ pub(super) fn availability(
                 return None;
             }
             let notification = ServiceAvailabilityNotification {
-                notification_type: "SerAvailabilityNotification".into(),
+                notification_type: ServiceAvailabilityNotification::TYPE.into(),
                 service_references: references,
                 links: NotificationLinks {
                     subscription: LinkType::new(entry.self_href().unwrap_or_default()),
