@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Enforces the layering of shared/architecture.md that the compiler cannot:
 # every crate opts into the workspace lints, API handlers hold no SQL, domain code no HTTP server,
-# the clients of the REST APIs link no server crate.
+# the clients of the REST APIs and applications link no server crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -17,10 +17,11 @@ done
 if cargo tree -p meao --no-dev-dependencies -e features --locked 2>/dev/null | grep -q 'fault-drill'; then
   echo "meao: the fault-drill feature is on in a normal build"; fail=1
 fi
-# clients of the REST APIs (the operator CLI) and the package format link no server crate, so
-# they work against a remote MEAO: their [dependencies] name only these workspace crates
+# clients of the REST APIs (the operator CLI), the package format and what an application links
+# (the Mp1 client) link no server crate, so they work against a remote MEAO or MEP: their
+# [dependencies] name only these workspace crates
 deps() { awk '/^\[/{on=($0=="[dependencies]")} on && /^[a-z0-9_-]+ *[.=]/{sub(/[ .=].*/,""); print}' "$1"; }
-for crate in mecctl:api-specs,app-package app-package:; do
+for crate in mecctl:api-specs,app-package app-package: mp1-client:api-specs; do
   name=${crate%%:*} allowed=",${crate#*:},"
   for dep in $(deps "$name/Cargo.toml"); do
     case "$dep" in
