@@ -18,10 +18,10 @@ if cargo tree -p meao --no-dev-dependencies -e features --locked 2>/dev/null | g
   echo "meao: the fault-drill feature is on in a normal build"; fail=1
 fi
 # clients of the REST APIs (the operator CLI), the package format and what an application links
-# (the Mp1 client) link no server crate, so they work against a remote MEAO or MEP: their
-# [dependencies] name only these workspace crates
+# (the Mp1 client, the sample application) link no server crate, so they work against a remote
+# MEAO or MEP: their [dependencies] name only these workspace crates
 deps() { awk '/^\[/{on=($0=="[dependencies]")} on && /^[a-z0-9_-]+ *[.=]/{sub(/[ .=].*/,""); print}' "$1"; }
-for crate in mecctl:api-specs,app-package app-package: mp1-client:api-specs; do
+for crate in mecctl:api-specs,app-package app-package: mp1-client:api-specs sample-app:; do
   name=${crate%%:*} allowed=",${crate#*:},"
   for dep in $(deps "$name/Cargo.toml"); do
     case "$dep" in

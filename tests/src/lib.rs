@@ -206,3 +206,132 @@ pub async fn resolve(
         Ok(ips)
     }
 }
+
+/// The sample application (`sample-app`) running as a local process, the way its pod runs it:
+/// with exactly the settings its instance's Secret holds. Killed when dropped.
+pub struct SampleApp {
+    child: std::process::Child,
+    /// Its HTTP root (status page, greeting).
+    pub url: String,
+    log: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl SampleApp {
+    /// The `sample-app` binary of this build (next to the test binary's `deps/`), which
+    /// `cargo test --workspace` builds with the sample application's own tests.
+    pub fn binary() -> std::path::PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+        let binary = profile_dir.join("sample-app");
+        assert!(
+            binary.is_file(),
+            "{} is missing: build it (cargo build -p sample-app, or cargo test --workspace)",
+            binary.display()
+        );
+        binary
+    }
+
+    /// Starts `binary` with `settings` as its environment and nothing else but the port it
+    /// listens on (loopback), its log filter and `secrets_dir` (the Secret's files, as the
+    /// kubelet mounts them; an empty directory when `None`). Its log goes to `log_dir`.
+    pub fn start(
+        binary: &std::path::Path,
+        settings: &std::collections::BTreeMap<String, String>,
+        secrets_dir: &std::path::Path,
+        log_dir: &std::path::Path,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = log_dir.join(format!("sample-app-{port}.log"));
+        let child = std::process::Command::new(binary)
+            .env_clear()
+            .envs(settings)
+            .env("SAMPLE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEC_SECRETS_DIR", secrets_dir)
+            .env("RUST_LOG", "info,sample_app=debug,mp1_client=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its `/status`, once it serves it.
+    pub async fn status(&self) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}/status", self.url))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Waits (30 s at most) until its status satisfies `done`; the status then.
+    pub async fn wait_status(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..300 {
+            if let Some(status) = self.status().await.filter(|s| done(s)) {
+                return status;
+            }
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "sample-app exited ({exit}) waiting for {what}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("sample-app: timed out waiting for {what}:\n{}", self.log());
+    }
+
+    /// Sends SIGTERM, as the kubelet does to a pod's containers.
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits (30 s at most) for it to exit by itself; its exit status.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..300 {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("sample-app did not exit:\n{}", self.log());
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for SampleApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
