@@ -130,7 +130,13 @@ pub async fn onboard_example(http: &reqwest::Client, meao: &str, token: &str, na
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202);
+    let status = r.status();
+    assert_eq!(
+        status,
+        202,
+        "onboarding {name}: {}",
+        r.text().await.unwrap()
+    );
 }
 
 /// Creates an application instance of `app_d_id`; returns its id.
