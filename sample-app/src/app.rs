@@ -11,6 +11,9 @@
 //!    what its AppD declares);
 //! 5. on a termination notice the MEP confirms, confirm and exit; on SIGTERM (its pod is
 //!    replaced, the instance lives on) withdraw this process's subscriptions and exit.
+//!
+//! A failed Mp1 call ends the process with an error: restarted (as its pod is), it takes its
+//! registration over and carries on.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -48,6 +51,9 @@ pub enum Exit {
 
 /// Runs the application until the MEP terminates it or the process is signalled.
 pub async fn run(config: Config) -> anyhow::Result<Exit> {
+    // watched from the start: a SIGTERM during start-up is handled once it is done
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
     let mep_url = config.mp1.mep_url.clone();
     let mep = Mp1Client::connect(config.mp1)
         .await
@@ -140,8 +146,6 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         tracing::info!(missing = ?app.deps.missing(), "waiting for required services");
     }
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
     let exit = loop {
         tokio::select! {
             notification = listener.next() => {
