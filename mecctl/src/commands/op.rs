@@ -55,7 +55,7 @@ pub fn instance_id(op: &AppLcmOpOcc) -> String {
 }
 
 fn chosen(op: &AppLcmOpOcc) -> Option<String> {
-    placement(op).and_then(|p| p.chosen)
+    placement(op).and_then(|p| p.chosen).map(|c| c.to_string())
 }
 
 fn placement(op: &AppLcmOpOcc) -> Option<PlacementDecision> {
