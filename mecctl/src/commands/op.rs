@@ -156,7 +156,7 @@ pub fn placement_text(decision: &PlacementDecision) -> String {
         for (rank, c) in decision.ranked.iter().enumerate() {
             table.push(vec![
                 format!("  {}", rank + 1),
-                c.site_id.clone(),
+                c.site_id.to_string(),
                 format!("{:.3}", c.score),
                 c.latency_ms.map_or("-".into(), |l| format!("{l:.1} ms")),
             ]);
