@@ -7,6 +7,7 @@
 //! typed connection, a client may read it as plain JSON.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -27,11 +28,18 @@ impl GeoPoint {
     /// Great-circle distance in kilometres.
     pub fn distance_km(&self, other: &GeoPoint) -> f64 {
         let (a, b) = (self.latitude.to_radians(), other.latitude.to_radians());
-        let dlat = b - a;
-        let dlon = (other.longitude - self.longitude).to_radians();
-        let h = (dlat / 2.0).sin().powi(2) + a.cos() * b.cos() * (dlon / 2.0).sin().powi(2);
-        2.0 * 6371.0 * h.sqrt().min(1.0).asin()
+        great_circle_km(a, a.cos(), b, b.cos(), other.longitude - self.longitude)
     }
+}
+
+/// The haversine distance (km, on a sphere of 6,371 km) between latitudes `a` and `b`
+/// (radians, given with their cosines, so a caller measuring from one point to many computes
+/// its cosine once) that are `dlon` degrees of longitude apart.
+pub fn great_circle_km(a: f64, cos_a: f64, b: f64, cos_b: f64, dlon: f64) -> f64 {
+    let dlat = b - a;
+    let dlon = dlon.to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + cos_a * cos_b * (dlon / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
 /// Free resources of a site, as its VIM reports them (allocatable minus requested).
@@ -141,7 +149,7 @@ pub struct PlacementQuery {
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     /// Site id.
-    pub site_id: String,
+    pub site_id: Arc<str>,
     /// Score, higher is better.
     pub score: f64,
     /// Estimated latency to the users (ms), when a location was given.
@@ -154,11 +162,12 @@ pub struct Candidate {
 #[serde(rename_all = "camelCase")]
 pub struct PlacementDecision {
     /// The chosen site.
-    pub chosen: Option<String>,
+    pub chosen: Option<Arc<str>>,
     /// The best candidates, best first.
     pub ranked: Vec<Candidate>,
-    /// Rejected sites, grouped by reason.
-    pub rejected: BTreeMap<String, Vec<String>>,
+    /// Rejected sites, grouped by reason (site ids shared with the placement engine's view of
+    /// the sites, as a decision names most of them).
+    pub rejected: BTreeMap<String, Vec<Arc<str>>>,
 }
 
 /// A site's MEP as the MEP link sees it.

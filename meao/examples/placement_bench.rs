@@ -1,5 +1,7 @@
 //! Placement benchmark: one placement over 10,000 simulated sites, repeated; prints p50, p99
-//! and the mean. Run with `cargo run --release -p meao --example placement_bench [sites] [runs]`.
+//! and the mean, how many sites each reason rejected, and a digest (FNV-1a) of the decision's
+//! JSON, so two builds can be checked to explain the same decision.
+//! Run with `cargo run --release -p meao --example placement_bench [sites] [runs]`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -33,7 +35,7 @@ fn main() {
                 labels: BTreeMap::new(),
             };
             SiteView {
-                id: format!("site-{i:05}"),
+                id: format!("site-{i:05}").into(),
                 healthy: i % 50 != 0,
                 location: GeoPoint {
                     latitude: 36.0 + next() * 24.0,
@@ -68,19 +70,34 @@ fn main() {
         ..PlacementRequest::default()
     };
     let mut times = Vec::with_capacity(runs);
-    let mut chosen = None;
+    let mut decision = None;
     for _ in 0..runs {
         let start = Instant::now();
-        let decision = place(&request, &fleet);
+        let d = place(&request, &fleet);
         times.push(start.elapsed());
-        chosen = decision.chosen;
+        decision = Some(d);
     }
+    let decision = decision.unwrap_or_default();
     times.sort();
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     let mean = times.iter().sum::<std::time::Duration>() / times.len() as u32;
     println!(
-        "placement over {sites} sites, {runs} runs: p50 {:?}, p99 {:?}, mean {mean:?}; chosen {chosen:?}",
+        "placement over {sites} sites, {runs} runs: p50 {:?}, p99 {:?}, mean {mean:?}; chosen {:?}",
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        decision.chosen,
+    );
+    let json = serde_json::to_string(&decision).unwrap_or_default();
+    let digest = json.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let reasons: Vec<String> = decision
+        .rejected
+        .iter()
+        .map(|(why, sites)| format!("{why}: {}", sites.len()))
+        .collect();
+    println!(
+        "rejected: {}; decision digest {digest:016x}",
+        reasons.join(", ")
     );
 }

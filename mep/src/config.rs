@@ -75,6 +75,12 @@ pub struct DnsConfig {
     pub upstream: Option<SocketAddr>,
     /// TTL for rules without one (seconds).
     pub default_ttl: u32,
+    /// Queries forwarded to the upstream resolver at once; more are answered SERVFAIL at
+    /// once (a stub then asks its next server instead of retransmitting into the overload).
+    pub max_forwarded: usize,
+    /// Largest answer sent over UDP, offered to EDNS clients (at least 512, the size for
+    /// clients without EDNS); longer answers are truncated and flagged TC.
+    pub max_udp_payload: u16,
 }
 
 impl Default for DnsConfig {
@@ -83,6 +89,8 @@ impl Default for DnsConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 5353))),
             upstream: None,
             default_ttl: 60,
+            max_forwarded: 256,
+            max_udp_payload: 1232,
         }
     }
 }

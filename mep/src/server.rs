@@ -169,7 +169,7 @@ impl Server {
                 tasks.spawn_abortable(crate::dns::serve(
                     socket,
                     platform.dns_table(),
-                    config.dns.upstream,
+                    config.dns.clone(),
                 ));
                 Some(bound)
             }

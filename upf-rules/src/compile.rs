@@ -23,7 +23,7 @@ use api_specs::mp1::app_support::{
     FilterType, RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelInfo, TunnelType,
 };
 
-use crate::pfcp::ie::{Address, Ie, Interface, apply_action, outer_header, types};
+use crate::pfcp::ie::{Address, Ies, Interface, apply_action, outer_header, types};
 
 /// Most SDF filters one rule may expand to.
 pub const MAX_SDF_FILTERS: usize = 64;
@@ -111,17 +111,20 @@ pub(crate) fn invalid(rule: &TrafficRule, detail: impl Into<String>) -> CompileE
 
 /// IPFilterRule protocol of a MEC protocol name or number.
 pub(crate) fn protocol(rule: &TrafficRule, p: &str) -> Result<String, CompileError> {
-    Ok(match p.to_ascii_uppercase().as_str() {
-        "ANY" | "IP" => "ip".into(),
-        "TCP" => "6".into(),
-        "UDP" => "17".into(),
-        "SCTP" => "132".into(),
-        "ICMP" => "1".into(),
-        n => n
-            .parse::<u8>()
-            .map_err(|_| invalid(rule, format!("unknown protocol {p}")))?
-            .to_string(),
-    })
+    const NAMES: [(&str, &str); 6] = [
+        ("ANY", "ip"),
+        ("IP", "ip"),
+        ("TCP", "6"),
+        ("UDP", "17"),
+        ("SCTP", "132"),
+        ("ICMP", "1"),
+    ];
+    if let Some((_, number)) = NAMES.iter().find(|(name, _)| p.eq_ignore_ascii_case(name)) {
+        return Ok((*number).to_owned());
+    }
+    p.parse::<u8>()
+        .map(|n| n.to_string())
+        .map_err(|_| invalid(rule, format!("unknown protocol {p}")))
 }
 
 /// An address (or CIDR prefix) of a filter, checked.
@@ -142,15 +145,22 @@ pub(crate) fn ports(
     rule: &TrafficRule,
     ports: Option<&Vec<String>>,
 ) -> Result<String, CompileError> {
-    let mut out = Vec::new();
+    let number = |n: &str| n.trim().parse::<u16>().is_ok();
+    let mut out = String::new();
     for p in ports.into_iter().flatten() {
-        let ok = p.split('-').all(|n| n.trim().parse::<u16>().is_ok()) && p.split('-').count() <= 2;
+        let ok = match p.split_once('-') {
+            Some((from, to)) => number(from) && number(to),
+            None => number(p),
+        };
         if !ok {
             return Err(invalid(rule, format!("bad port {p}")));
         }
-        out.push(p.replace(' ', ""));
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.extend(p.chars().filter(|c| *c != ' '));
     }
-    Ok(out.join(","))
+    Ok(out)
 }
 
 /// Flow descriptions (RFC 6733 IPFilterRule) of a filter. As TS 29.212 5.4.2 has it, `permit
@@ -175,25 +185,37 @@ fn flows(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<String>, CompileEr
             .map(|p| protocol(rule, p))
             .collect::<Result<_, _>>()?,
     };
-    let endpoint = |addr: &str, ports: &str| {
-        if ports.is_empty() {
-            addr.to_owned()
-        } else {
-            format!("{addr} {ports}")
+    let combinations = protocols
+        .len()
+        .saturating_mul(src.len())
+        .saturating_mul(dst.len());
+    if combinations > MAX_SDF_FILTERS {
+        return Err(invalid(
+            rule,
+            format!("expands to more than {MAX_SDF_FILTERS} SDF filters"),
+        ));
+    }
+    let endpoint = |flow: &mut String, addr: &str, ports: &str| {
+        flow.push_str(addr);
+        if !ports.is_empty() {
+            flow.push(' ');
+            flow.push_str(ports);
         }
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(combinations);
     for p in &protocols {
         for s in &src {
             for d in &dst {
-                let (remote, ue) = (endpoint(d, &dst_ports), endpoint(s, &src_ports));
-                out.push(format!("permit out {p} from {remote} to {ue}"));
-                if out.len() > MAX_SDF_FILTERS {
-                    return Err(invalid(
-                        rule,
-                        format!("expands to more than {MAX_SDF_FILTERS} SDF filters"),
-                    ));
-                }
+                let mut flow = String::with_capacity(
+                    24 + p.len() + s.len() + d.len() + src_ports.len() + dst_ports.len(),
+                );
+                flow.push_str("permit out ");
+                flow.push_str(p);
+                flow.push_str(" from ");
+                endpoint(&mut flow, d, &dst_ports);
+                flow.push_str(" to ");
+                endpoint(&mut flow, s, &src_ports);
+                out.push(flow);
             }
         }
     }
@@ -340,28 +362,30 @@ pub fn compile(
         for (i, f) in filters.iter().enumerate() {
             let precedence = base + u32::try_from(i.min(255)).unwrap_or(255);
             let tos = tos(rule, f)?;
+            let flows = flows(rule, f)?;
+            let downlink = downlink_far.map(|far| Pdr {
+                id: pdr_id.wrapping_add(1),
+                traffic_rule_id: rule.traffic_rule_id.clone(),
+                precedence,
+                source: Interface::SgiLanN6Lan,
+                network_instance: Some(steering.app_network_instance.clone()),
+                flows: flows.clone(),
+                tos,
+                far_id: far,
+            });
             plan.pdrs.push(Pdr {
                 id: pdr_id,
                 traffic_rule_id: rule.traffic_rule_id.clone(),
                 precedence,
                 source: Interface::Access,
                 network_instance: None,
-                flows: flows(rule, f)?,
+                flows,
                 tos,
                 far_id: uplink_far,
             });
             pdr_id = pdr_id.wrapping_add(1);
-            if let Some(far) = downlink_far {
-                plan.pdrs.push(Pdr {
-                    id: pdr_id,
-                    traffic_rule_id: rule.traffic_rule_id.clone(),
-                    precedence,
-                    source: Interface::SgiLanN6Lan,
-                    network_instance: Some(steering.app_network_instance.clone()),
-                    flows: flows(rule, f)?,
-                    tos,
-                    far_id: far,
-                });
+            if let Some(downlink) = downlink {
+                plan.pdrs.push(downlink);
                 pdr_id = pdr_id.wrapping_add(1);
             }
         }
@@ -369,85 +393,77 @@ pub fn compile(
     Ok(plan)
 }
 
-fn forwarding_ies(f: &Forwarding) -> Vec<Ie> {
-    let mut ies = vec![Ie::destination_interface(f.destination)];
-    if let Some(ni) = &f.network_instance {
-        ies.push(Ie::network_instance(ni));
+impl Forwarding {
+    fn write(&self, ies: &mut Ies) {
+        ies.destination_interface(self.destination);
+        if let Some(ni) = &self.network_instance {
+            ies.network_instance(ni);
+        }
+        if let Some((desc, teid, addr)) = self.outer_header {
+            ies.outer_header_creation(desc, teid, addr, None);
+        }
     }
-    if let Some((desc, teid, addr)) = f.outer_header {
-        ies.push(Ie::outer_header_creation(desc, teid, addr, None));
-    }
-    ies
 }
 
 impl Pdr {
-    /// The Create PDR IE.
-    pub fn create_ie(&self) -> Ie {
-        let mut pdi = vec![Ie::source_interface(self.source)];
-        if let Some(ni) = &self.network_instance {
-            pdi.push(Ie::network_instance(ni));
-        }
-        pdi.extend(
-            self.flows
-                .iter()
-                .map(|flow| Ie::sdf_filter(Some(flow), self.tos, None)),
-        );
-        Ie::grouped(
-            types::CREATE_PDR,
-            vec![
-                Ie::pdr_id(self.id),
-                Ie::precedence(self.precedence),
-                Ie::grouped(types::PDI, pdi),
-                Ie::far_id(self.far_id),
-            ],
-        )
+    /// Appends the Create PDR IE.
+    pub fn write_create(&self, ies: &mut Ies) {
+        ies.grouped(types::CREATE_PDR, |pdr| {
+            pdr.pdr_id(self.id).precedence(self.precedence);
+            pdr.grouped(types::PDI, |pdi| {
+                pdi.source_interface(self.source);
+                if let Some(ni) = &self.network_instance {
+                    pdi.network_instance(ni);
+                }
+                for flow in &self.flows {
+                    pdi.sdf_filter(Some(flow), self.tos, None);
+                }
+            });
+            pdr.far_id(self.far_id);
+        });
     }
 
-    /// The Remove PDR IE.
-    pub fn remove_ie(&self) -> Ie {
-        Ie::grouped(types::REMOVE_PDR, vec![Ie::pdr_id(self.id)])
+    /// Appends the Remove PDR IE.
+    pub fn write_remove(&self, ies: &mut Ies) {
+        ies.grouped(types::REMOVE_PDR, |pdr| {
+            pdr.pdr_id(self.id);
+        });
     }
 }
 
 impl Far {
-    /// The Create FAR IE.
-    pub fn create_ie(&self) -> Ie {
-        let mut ies = vec![Ie::far_id(self.id), Ie::apply_action(self.apply_action)];
-        if let Some(f) = &self.forwarding {
-            ies.push(Ie::grouped(types::FORWARDING_PARAMETERS, forwarding_ies(f)));
-        }
-        if let Some(d) = &self.duplicating {
-            ies.push(Ie::grouped(
-                types::DUPLICATING_PARAMETERS,
-                forwarding_ies(d),
-            ));
-        }
-        Ie::grouped(types::CREATE_FAR, ies)
+    /// Appends the Create FAR IE.
+    pub fn write_create(&self, ies: &mut Ies) {
+        ies.grouped(types::CREATE_FAR, |far| {
+            far.far_id(self.id).apply_action(self.apply_action);
+            if let Some(f) = &self.forwarding {
+                far.grouped(types::FORWARDING_PARAMETERS, |ies| f.write(ies));
+            }
+            if let Some(d) = &self.duplicating {
+                far.grouped(types::DUPLICATING_PARAMETERS, |ies| d.write(ies));
+            }
+        });
     }
 
-    /// The Remove FAR IE.
-    pub fn remove_ie(&self) -> Ie {
-        Ie::grouped(types::REMOVE_FAR, vec![Ie::far_id(self.id)])
+    /// Appends the Remove FAR IE.
+    pub fn write_remove(&self, ies: &mut Ies) {
+        ies.grouped(types::REMOVE_FAR, |far| {
+            far.far_id(self.id);
+        });
     }
 }
 
 impl Plan {
-    /// Create PDR and Create FAR IEs of every rule.
-    pub fn create_ies(&self) -> Vec<Ie> {
-        self.pdrs
-            .iter()
-            .map(Pdr::create_ie)
-            .chain(self.fars.iter().map(Far::create_ie))
-            .collect()
+    /// Appends the Create PDR and Create FAR IEs of every rule.
+    pub fn write_create(&self, ies: &mut Ies) {
+        self.pdrs.iter().for_each(|p| p.write_create(ies));
+        self.fars.iter().for_each(|f| f.write_create(ies));
     }
 
-    /// Remove PDR and Remove FAR IEs of every rule.
-    pub fn remove_ies(&self) -> Vec<Ie> {
-        self.pdrs
-            .iter()
-            .map(Pdr::remove_ie)
-            .chain(self.fars.iter().map(Far::remove_ie))
-            .collect()
+    /// Appends the Remove PDR and Remove FAR IEs of every rule.
+    pub fn write_remove(&self, ies: &mut Ies) {
+        self.pdrs.iter().for_each(|p| p.write_remove(ies));
+        self.fars.iter().for_each(|f| f.write_remove(ies));
     }
 
     /// The next free PDR and FAR ids after this plan's.

@@ -6,7 +6,7 @@
 //! responses by sequence number; the UPF's own heartbeat requests are answered.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use crate::compile::{CompileError, Plan, Steering, compile};
-use crate::pfcp::ie::{Address, Ie, types};
+use crate::pfcp::PfcpError;
+use crate::pfcp::ie::{Address, Ies, types};
 use crate::pfcp::message::{Message, MessageType, cause};
 
 /// Seconds between the NTP epoch (1900) and the Unix epoch.
@@ -55,6 +56,9 @@ pub enum N4Error {
     /// The UPF answered without a mandatory IE.
     #[error("UPF response to {0:?} lacks {1}")]
     Incomplete(MessageType, &'static str),
+    /// A request cannot be encoded (too many rules for one datagram).
+    #[error("cannot send {0:?}: {1}")]
+    Encode(MessageType, PfcpError),
 }
 
 /// What a heartbeat found.
@@ -78,7 +82,7 @@ struct Session {
 pub struct N4Client {
     config: N4Config,
     socket: UdpSocket,
-    node_id: Ie,
+    node: Address,
     recovery: u32,
     sequence: AtomicU32,
     next_seid: AtomicU64,
@@ -107,14 +111,10 @@ impl N4Client {
     pub async fn connect(config: N4Config) -> Result<Arc<Self>, N4Error> {
         let socket = UdpSocket::bind(config.local).await?;
         let local = socket.local_addr()?;
-        let node_id = Ie::node_id(match local.ip() {
-            IpAddr::V4(a) => Address::V4(a),
-            IpAddr::V6(a) => Address::V6(a),
-        });
         let client = Arc::new(Self {
             config,
             socket,
-            node_id,
+            node: Address::from(local.ip()),
             recovery: ntp_now(),
             sequence: AtomicU32::new(1),
             next_seid: AtomicU64::new(1),
@@ -152,13 +152,12 @@ impl N4Client {
                 }
             };
             if message.message_type == MessageType::HeartbeatRequest {
-                let answer = Message::new(
-                    MessageType::HeartbeatResponse,
-                    0,
-                    message.sequence,
-                    vec![Ie::recovery_time_stamp(this.recovery)],
-                );
-                let _ = this.socket.send_to(&answer.encode(), peer).await;
+                let mut ies = Ies::new();
+                ies.recovery_time_stamp(this.recovery);
+                let answer = Message::new(MessageType::HeartbeatResponse, 0, message.sequence, ies);
+                if let Ok(answer) = answer.encode() {
+                    let _ = this.socket.send_to(&answer, peer).await;
+                }
             } else if !message.message_type.is_request() {
                 let waiter = this
                     .pending
@@ -177,10 +176,12 @@ impl N4Client {
         &self,
         message_type: MessageType,
         seid: u64,
-        ies: Vec<Ie>,
+        ies: Ies,
     ) -> Result<Message, N4Error> {
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
-        let bytes = Message::new(message_type, seid, sequence, ies).encode();
+        let bytes = Message::new(message_type, seid, sequence, ies)
+            .encode()
+            .map_err(|e| N4Error::Encode(message_type, e))?;
         let (tx, mut rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(sequence, tx);
@@ -209,17 +210,15 @@ impl N4Client {
 
     /// PFCP Association Setup; remembers the UPF's Recovery Time Stamp.
     pub async fn associate(&self) -> Result<(), N4Error> {
+        let mut ies = Ies::new();
+        ies.node_id(self.node).recovery_time_stamp(self.recovery);
         let response = self
-            .request(
-                MessageType::AssociationSetupRequest,
-                0,
-                vec![self.node_id.clone(), Ie::recovery_time_stamp(self.recovery)],
-            )
+            .request(MessageType::AssociationSetupRequest, 0, ies)
             .await?;
         Self::accepted(&response)?;
         let stamp = response
             .find(types::RECOVERY_TIME_STAMP)
-            .and_then(Ie::uint)
+            .and_then(|ie| ie.uint())
             .ok_or(N4Error::Incomplete(
                 MessageType::AssociationSetupResponse,
                 "Recovery Time Stamp",
@@ -233,12 +232,10 @@ impl N4Client {
 
     /// PFCP Association Release.
     pub async fn release(&self) -> Result<(), N4Error> {
+        let mut ies = Ies::new();
+        ies.node_id(self.node);
         let response = self
-            .request(
-                MessageType::AssociationReleaseRequest,
-                0,
-                vec![self.node_id.clone()],
-            )
+            .request(MessageType::AssociationReleaseRequest, 0, ies)
             .await?;
         Self::accepted(&response)
     }
@@ -246,16 +243,12 @@ impl N4Client {
     /// One heartbeat; a changed Recovery Time Stamp means the UPF restarted and lost its
     /// sessions, so the association and every session are set up again.
     pub async fn heartbeat(&self) -> Result<Heartbeat, N4Error> {
-        let response = self
-            .request(
-                MessageType::HeartbeatRequest,
-                0,
-                vec![Ie::recovery_time_stamp(self.recovery)],
-            )
-            .await?;
+        let mut ies = Ies::new();
+        ies.recovery_time_stamp(self.recovery);
+        let response = self.request(MessageType::HeartbeatRequest, 0, ies).await?;
         let stamp = response
             .find(types::RECOVERY_TIME_STAMP)
-            .and_then(Ie::uint)
+            .and_then(|ie| ie.uint())
             .and_then(|s| u32::try_from(s).ok());
         let known = self.upf_recovery.lock().ok().and_then(|r| *r);
         if stamp.is_none() || stamp == known {
@@ -275,28 +268,20 @@ impl N4Client {
 
     async fn establish(&self, cp_seid: u64, rules: &[TrafficRule]) -> Result<(u64, Plan), N4Error> {
         let plan = compile(rules, &self.config.steering, 1, 1)?;
-        let local = self.socket.local_addr()?;
-        let f_seid = Ie::f_seid(
-            cp_seid,
-            match local.ip() {
-                IpAddr::V4(a) => Address::V4(a),
-                IpAddr::V6(a) => Address::V6(a),
-            },
-        );
-        let mut ies = vec![self.node_id.clone(), f_seid];
-        ies.extend(plan.create_ies());
+        let mut ies = Ies::with_capacity(2048);
+        ies.node_id(self.node).f_seid(cp_seid, self.node);
+        plan.write_create(&mut ies);
         let response = self
             .request(MessageType::SessionEstablishmentRequest, 0, ies)
             .await?;
         Self::accepted(&response)?;
-        let up_seid =
-            response
-                .find(types::F_SEID)
-                .and_then(Ie::seid)
-                .ok_or(N4Error::Incomplete(
-                    MessageType::SessionEstablishmentResponse,
-                    "UP F-SEID",
-                ))?;
+        let up_seid = response
+            .find(types::F_SEID)
+            .and_then(|ie| ie.seid())
+            .ok_or(N4Error::Incomplete(
+                MessageType::SessionEstablishmentResponse,
+                "UP F-SEID",
+            ))?;
         Ok((up_seid, plan))
     }
 
@@ -321,8 +306,9 @@ impl N4Client {
             Some(session) => {
                 let (pdr, far) = session.plan.next_ids().unwrap_or((1, 1));
                 let plan = compile(rules, &self.config.steering, pdr, far)?;
-                let mut ies = session.plan.remove_ies();
-                ies.extend(plan.create_ies());
+                let mut ies = Ies::with_capacity(2048);
+                session.plan.write_remove(&mut ies);
+                plan.write_create(&mut ies);
                 let response = self
                     .request(
                         MessageType::SessionModificationRequest,
@@ -345,7 +331,11 @@ impl N4Client {
             return Ok(());
         };
         let response = self
-            .request(MessageType::SessionDeletionRequest, session.up_seid, vec![])
+            .request(
+                MessageType::SessionDeletionRequest,
+                session.up_seid,
+                Ies::new(),
+            )
             .await?;
         match response.cause() {
             // The UPF no longer knows it: gone either way.

@@ -11,7 +11,7 @@ use api_specs::mp1::app_support::{
     TrafficRuleAction, TunnelInfo, TunnelType,
 };
 use upf_rules::compile::{Steering, compile};
-use upf_rules::pfcp::ie::{Address, Ie};
+use upf_rules::pfcp::ie::{Address, Ies};
 use upf_rules::pfcp::message::{Message, MessageType};
 
 const CP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -118,40 +118,60 @@ fn tshark_decodes_every_message_type_cleanly() {
         1,
     )
     .unwrap();
-    let node = Ie::node_id(Address::V4(CP));
-    let ok = Ie::cause(1);
-    let rts = Ie::recovery_time_stamp(3_960_000_000);
-    let fseid = Ie::f_seid(0x1122_3344_5566_7788, Address::V4(CP));
-    let mut establishment = vec![node.clone(), fseid.clone()];
-    establishment.extend(plan.create_ies());
-    let mut modification = plan.remove_ies();
-    modification.extend(plan.create_ies());
+    let ies = |write: &dyn Fn(&mut Ies)| {
+        let mut ies = Ies::new();
+        write(&mut ies);
+        ies
+    };
+    let node = |i: &mut Ies| {
+        i.node_id(Address::V4(CP));
+    };
+    let rts = |i: &mut Ies| {
+        i.recovery_time_stamp(3_960_000_000);
+    };
+    let ok = |i: &mut Ies| {
+        i.cause(1);
+    };
+    let establishment = ies(&|i| {
+        node(i);
+        i.f_seid(0x1122_3344_5566_7788, Address::V4(CP));
+        plan.write_create(i);
+    });
+    let modification = ies(&|i| {
+        plan.write_remove(i);
+        plan.write_create(i);
+    });
     let messages = [
-        Message::new(MessageType::HeartbeatRequest, 0, 1, vec![rts.clone()]),
-        Message::new(MessageType::HeartbeatResponse, 0, 1, vec![rts.clone()]),
+        Message::new(MessageType::HeartbeatRequest, 0, 1, ies(&rts)),
+        Message::new(MessageType::HeartbeatResponse, 0, 1, ies(&rts)),
         Message::new(
             MessageType::AssociationSetupRequest,
             0,
             2,
-            vec![node.clone(), rts.clone()],
+            ies(&|i| {
+                node(i);
+                rts(i);
+            }),
         ),
         Message::new(
             MessageType::AssociationSetupResponse,
             0,
             2,
-            vec![node.clone(), ok.clone(), rts.clone()],
+            ies(&|i| {
+                node(i);
+                ok(i);
+                rts(i);
+            }),
         ),
-        Message::new(
-            MessageType::AssociationReleaseRequest,
-            0,
-            3,
-            vec![node.clone()],
-        ),
+        Message::new(MessageType::AssociationReleaseRequest, 0, 3, ies(&node)),
         Message::new(
             MessageType::AssociationReleaseResponse,
             0,
             3,
-            vec![node.clone(), ok.clone()],
+            ies(&|i| {
+                node(i);
+                ok(i);
+            }),
         ),
         Message::new(
             MessageType::SessionEstablishmentRequest,
@@ -163,28 +183,28 @@ fn tshark_decodes_every_message_type_cleanly() {
             MessageType::SessionEstablishmentResponse,
             0x1122_3344_5566_7788,
             4,
-            vec![
-                node.clone(),
-                ok.clone(),
-                Ie::f_seid(7, Address::V4(Ipv4Addr::new(127, 0, 0, 2))),
-            ],
+            ies(&|i| {
+                node(i);
+                ok(i);
+                i.f_seid(7, Address::V4(Ipv4Addr::new(127, 0, 0, 2)));
+            }),
         ),
         Message::new(MessageType::SessionModificationRequest, 7, 5, modification),
         Message::new(
             MessageType::SessionModificationResponse,
             0x1122_3344_5566_7788,
             5,
-            vec![ok.clone()],
+            ies(&ok),
         ),
-        Message::new(MessageType::SessionDeletionRequest, 7, 6, vec![]),
+        Message::new(MessageType::SessionDeletionRequest, 7, 6, Ies::new()),
         Message::new(
             MessageType::SessionDeletionResponse,
             0x1122_3344_5566_7788,
             6,
-            vec![ok],
+            ies(&ok),
         ),
     ];
-    let datagrams: Vec<Vec<u8>> = messages.iter().map(Message::encode).collect();
+    let datagrams: Vec<Vec<u8>> = messages.iter().map(|m| m.encode().unwrap()).collect();
     for (m, d) in messages.iter().zip(&datagrams) {
         assert_eq!(&Message::decode(d).unwrap(), m, "own decoder round trip");
     }
@@ -208,10 +228,12 @@ fn tshark_decodes_every_message_type_cleanly() {
         MessageType::HeartbeatRequest,
         0,
         9,
-        vec![Ie::octets(96, [1, 2])],
+        ies(&|i| {
+            i.octets(96, &[1, 2]);
+        }),
     );
     let bad_path = dir.path().join("bad.pcap");
-    std::fs::write(&bad_path, pcap(&[bad.encode()])).unwrap();
+    std::fs::write(&bad_path, pcap(&[bad.encode().unwrap()])).unwrap();
     assert!(
         !tshark(&bad_path, &check).trim().is_empty(),
         "tshark flags a short IE"

@@ -388,7 +388,7 @@ impl Inventory {
                     total,
                     services: s.spec.services.clone(),
                     app_d_ids: apps.remove(&s.spec.id).unwrap_or_default(),
-                    id: s.spec.id,
+                    id: s.spec.id.into(),
                 }
             })
             .collect())

@@ -55,7 +55,7 @@ pub fn instance_id(op: &AppLcmOpOcc) -> String {
 }
 
 fn chosen(op: &AppLcmOpOcc) -> Option<String> {
-    placement(op).and_then(|p| p.chosen)
+    placement(op).and_then(|p| p.chosen).map(|c| c.to_string())
 }
 
 fn placement(op: &AppLcmOpOcc) -> Option<PlacementDecision> {
@@ -156,7 +156,7 @@ pub fn placement_text(decision: &PlacementDecision) -> String {
         for (rank, c) in decision.ranked.iter().enumerate() {
             table.push(vec![
                 format!("  {}", rank + 1),
-                c.site_id.clone(),
+                c.site_id.to_string(),
                 format!("{:.3}", c.score),
                 c.latency_ms.map_or("-".into(), |l| format!("{l:.1} ms")),
             ]);

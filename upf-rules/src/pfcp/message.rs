@@ -1,7 +1,7 @@
 //! PFCP messages (TS 29.244 clause 7): the header and the IEs of a message.
 
 use super::PfcpError;
-use super::ie::{Ie, decode_all};
+use super::ie::{IeRef, Ies};
 
 /// Message types (TS 29.244 table 7.3-1) used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,12 +97,12 @@ pub struct Message {
     /// Sequence number (24 bits).
     pub sequence: u32,
     /// IEs.
-    pub ies: Vec<Ie>,
+    pub ies: Ies,
 }
 
 impl Message {
     /// A message; session types get a SEID (0 until one is known).
-    pub fn new(message_type: MessageType, seid: u64, sequence: u32, ies: Vec<Ie>) -> Self {
+    pub fn new(message_type: MessageType, seid: u64, sequence: u32, ies: Ies) -> Self {
         Self {
             message_type,
             seid: message_type.is_session().then_some(seid),
@@ -112,8 +112,8 @@ impl Message {
     }
 
     /// The first IE of `ie_type`.
-    pub fn find(&self, ie_type: u16) -> Option<&Ie> {
-        super::ie::find(&self.ies, ie_type)
+    pub fn find(&self, ie_type: u16) -> Option<IeRef<'_>> {
+        self.ies.find(ie_type)
     }
 
     /// The Cause of a response.
@@ -122,22 +122,25 @@ impl Message {
             .and_then(|c| c.bytes().first().copied())
     }
 
-    /// Encodes the message.
-    pub fn encode(&self) -> Vec<u8> {
-        let body: usize = self.ies.iter().map(Ie::encoded_len).sum();
-        let mut out = Vec::with_capacity(16 + body);
-        let s_flag = u8::from(self.seid.is_some());
-        out.push((1 << 5) | s_flag);
-        out.push(self.message_type as u8);
-        let length = body + 4 + if self.seid.is_some() { 8 } else { 0 };
-        out.extend((length.min(u16::MAX as usize) as u16).to_be_bytes());
-        if let Some(seid) = self.seid {
-            out.extend(seid.to_be_bytes());
+    /// Encodes the message; refuses one longer than [`MAX_MESSAGE`] or holding an IE too long
+    /// for its 16-bit length.
+    pub fn encode(&self) -> Result<Vec<u8>, PfcpError> {
+        let header = if self.seid.is_some() { 16 } else { 8 };
+        let total = header + self.ies.as_bytes().len();
+        if total > MAX_MESSAGE || self.ies.is_too_long() {
+            return Err(PfcpError::TooLong);
         }
-        out.extend(&self.sequence.to_be_bytes()[1..]);
-        out.push(0);
-        self.ies.iter().for_each(|ie| ie.encode(&mut out));
-        out
+        let mut out = Vec::with_capacity(total);
+        out.push((1 << 5) | u8::from(self.seid.is_some()));
+        out.push(self.message_type as u8);
+        out.extend_from_slice(&((total - 4) as u16).to_be_bytes());
+        if let Some(seid) = self.seid {
+            out.extend_from_slice(&seid.to_be_bytes());
+        }
+        let [_, s0, s1, s2] = self.sequence.to_be_bytes();
+        out.extend_from_slice(&[s0, s1, s2, 0]);
+        out.extend_from_slice(self.ies.as_bytes());
+        Ok(out)
     }
 
     /// Decodes one message filling `buf`.
@@ -179,12 +182,14 @@ impl Message {
                 u8::from(has_seid)
             )));
         }
-        let sequence = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]);
+        let [s0, s1, s2, _, ies @ ..] = rest else {
+            return Err(PfcpError::Malformed("header truncated".into()));
+        };
         Ok(Self {
             message_type,
             seid,
-            sequence,
-            ies: decode_all(&rest[4..])?,
+            sequence: u32::from_be_bytes([0, *s0, *s1, *s2]),
+            ies: Ies::decode(ies)?,
         })
     }
 }
@@ -194,23 +199,31 @@ mod tests {
     use super::*;
     use crate::pfcp::ie::{Address, types};
 
+    fn remove_pdr(id: u16) -> Ies {
+        let mut ies = Ies::new();
+        ies.grouped(types::REMOVE_PDR, |r| {
+            r.pdr_id(id);
+        });
+        ies
+    }
+
     #[test]
     fn round_trips_and_header_fields() {
         let m = Message::new(
             MessageType::SessionModificationRequest,
             42,
             0x0123_4567,
-            vec![Ie::grouped(types::REMOVE_PDR, vec![Ie::pdr_id(3)])],
+            remove_pdr(3),
         );
-        let bytes = m.encode();
+        let bytes = m.encode().unwrap();
         assert_eq!(bytes[0], 0x21, "version 1, S flag");
         assert_eq!(&bytes[4..12], &42u64.to_be_bytes());
         let back = Message::decode(&bytes).unwrap();
         assert_eq!(back.sequence, 0x23_4567, "24-bit sequence");
         assert_eq!(back.ies, m.ies);
-        let hb = Message::new(MessageType::HeartbeatRequest, 9, 1, vec![]);
+        let hb = Message::new(MessageType::HeartbeatRequest, 9, 1, Ies::new());
         assert_eq!(hb.seid, None, "node messages have no SEID");
-        assert_eq!(hb.encode().len(), 8);
+        assert_eq!(hb.encode().unwrap().len(), 8);
         assert_eq!(
             MessageType::SessionEstablishmentRequest.response(),
             Some(MessageType::SessionEstablishmentResponse)
@@ -218,14 +231,31 @@ mod tests {
     }
 
     #[test]
+    fn a_message_beyond_a_datagram_is_refused() {
+        let mut ies = Ies::new();
+        for i in 0..300 {
+            ies.grouped(types::CREATE_PDR, |pdr| {
+                pdr.pdr_id(i).grouped(types::PDI, |pdi| {
+                    pdi.sdf_filter(
+                        Some(&"permit out ip from any to any ".repeat(8)),
+                        None,
+                        None,
+                    );
+                });
+            });
+        }
+        assert!(!ies.is_too_long(), "each IE fits its length");
+        let m = Message::new(MessageType::SessionEstablishmentRequest, 0, 1, ies);
+        assert_eq!(m.encode(), Err(PfcpError::TooLong));
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        let good = Message::new(
-            MessageType::AssociationSetupRequest,
-            0,
-            1,
-            vec![Ie::node_id(Address::V4([10, 0, 0, 1].into()))],
-        )
-        .encode();
+        let mut node = Ies::new();
+        node.node_id(Address::V4([10, 0, 0, 1].into()));
+        let good = Message::new(MessageType::AssociationSetupRequest, 0, 1, node)
+            .encode()
+            .unwrap();
         for len in 0..good.len() {
             assert!(Message::decode(&good[..len]).is_err(), "truncated to {len}");
         }
@@ -246,13 +276,17 @@ mod tests {
         long_ie[7 + 4] = 0xff;
         assert!(Message::decode(&long_ie).is_err());
         // grouped IEs nested beyond the limit
-        let mut ie = Ie::pdr_id(1);
+        let mut deep = remove_pdr(1);
         for _ in 0..20 {
-            ie = Ie::grouped(types::CREATE_PDR, vec![ie]);
+            let inner = deep;
+            deep = Ies::new();
+            deep.grouped(types::CREATE_PDR, |g| {
+                g.append(&inner);
+            });
         }
-        let deep = Message::new(MessageType::SessionEstablishmentRequest, 0, 1, vec![ie]);
+        let deep = Message::new(MessageType::SessionEstablishmentRequest, 0, 1, deep);
         assert!(matches!(
-            Message::decode(&deep.encode()),
+            Message::decode(&deep.encode().unwrap()),
             Err(PfcpError::Malformed(_))
         ));
     }

@@ -16,4 +16,7 @@ pub enum PfcpError {
     /// Lengths or fields do not add up.
     #[error("malformed PFCP: {0}")]
     Malformed(String),
+    /// A message to encode does not fit one UDP datagram (or one of its IEs a 16-bit length).
+    #[error("PFCP message too long for one datagram")]
+    TooLong,
 }
