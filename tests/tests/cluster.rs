@@ -89,6 +89,46 @@ async fn example_packages_run_on_real_clusters() {
         "kubeedge"
     );
 
+    // A cluster added through the API comes with its kubeconfig's content, which is never shown.
+    let content = env.kubeconfig_content(Flavour::Kubernetes);
+    let r = http
+        .put(format!("{m}/inventory/v1/sites/api-1"))
+        .bearer_auth(&oss)
+        .json(&json!({
+            "id": "api-1", "location": {"latitude": 48.0, "longitude": 2.0}, "zone": "paris",
+            "vim": {"kind": "kubernetes", "kubeconfigContent": content, "namespace": k8s_ns}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let shown = http
+        .get(format!("{m}/inventory/v1/sites/api-1"))
+        .bearer_auth(&oss)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !shown.contains("kubeconfigContent") && !shown.contains("token"),
+        "{shown}"
+    );
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["healthy"], true, "{shown:#}");
+    assert_eq!(
+        shown["freeCapacity"]["labels"]["mecplane.io/flavour"],
+        "kubernetes"
+    );
+    let r = http
+        .delete(format!("{m}/inventory/v1/sites/api-1"))
+        .bearer_auth(&oss)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
     let mut ids = Vec::new();
     for (appd, host) in [(VA, "k8s-1"), (IOT, "edge-1"), (IOT, "k3s-1")] {
         let id = create_instance(&http, &m, &oss, appd).await;

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::location;
-use crate::inventory::{Inventory, InventoryError, PlacementQuery, SiteInfo, SiteSpec};
+use crate::inventory::{Inventory, InventoryError, PlacementQuery, SiteInfo, SiteOrigin, SiteSpec};
 use api_specs::inventory::SiteMep;
 
 use crate::mep_link::{LinkError, MepLink};
@@ -78,7 +78,7 @@ async fn site_put(
             "the body's id differs from the path".into(),
         ));
     }
-    let created = s.inventory.put(spec).await?;
+    let created = s.inventory.put(spec, SiteOrigin::Api).await?;
     let info = s.inventory.get(&id).await?;
     if created {
         Ok((

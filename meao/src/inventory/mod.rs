@@ -64,6 +64,64 @@ pub type SiteSpec = api_specs::inventory::SiteSpec<VimConnection>;
 pub type SiteInfo = api_specs::inventory::SiteInfo<VimConnection>;
 pub use api_specs::inventory::PlacementQuery;
 
+/// Where a site description comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteOrigin {
+    /// The operator's configuration file: it may name the server's files.
+    Configuration,
+    /// The inventory API: a client, who may not.
+    Api,
+}
+
+/// Refuses server paths in a client's VIM connection, checks a kubeconfig it gives, and keeps
+/// what the client cannot see of the site's current connection when it gives nothing new.
+fn keep_server_paths(
+    vim: &mut VimConnection,
+    previous: Option<&VimConnection>,
+) -> Result<(), InventoryError> {
+    match (vim, previous) {
+        (VimConnection::Simulated { state_file, .. }, previous) => {
+            if state_file.is_some() {
+                return Err(InventoryError::Invalid(
+                    "stateFile names a file on the server: only the MEAO's configuration may"
+                        .into(),
+                ));
+            }
+            if let Some(VimConnection::Simulated {
+                state_file: kept, ..
+            }) = previous
+            {
+                state_file.clone_from(kept);
+            }
+        }
+        (VimConnection::Kubernetes(cluster), previous) => {
+            if cluster.kubeconfig.is_some() {
+                return Err(InventoryError::Invalid(
+                    "kubeconfig names a file on the server; give the kubeconfig itself in kubeconfigContent".into(),
+                ));
+            }
+            match (&cluster.kubeconfig_content, previous) {
+                (Some(content), _) => {
+                    vim_adapters::kubernetes::check_client_kubeconfig(&content.0)
+                        .map_err(InventoryError::Invalid)?;
+                }
+                (None, Some(VimConnection::Kubernetes(kept))) => {
+                    cluster.kubeconfig.clone_from(&kept.kubeconfig);
+                    cluster
+                        .kubeconfig_content
+                        .clone_from(&kept.kubeconfig_content);
+                }
+                (None, _) => {
+                    return Err(InventoryError::Invalid(
+                        "kubeconfigContent is required for a Kubernetes site".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An inventory failure.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -171,8 +229,23 @@ impl Inventory {
             vims: RwLock::new(BTreeMap::new()),
             unhealthy_since: std::sync::Mutex::new(BTreeMap::new()),
         };
+        let mut state_files = std::collections::BTreeSet::new();
         for spec in configured {
-            inventory.put(spec.clone()).await?;
+            if let VimConnection::Simulated {
+                state_file: Some(file),
+                ..
+            } = &spec.vim
+                && !state_files.insert(file.clone())
+            {
+                return Err(InventoryError::Invalid(format!(
+                    "site {}: state file {} belongs to another site",
+                    spec.id,
+                    file.display()
+                )));
+            }
+            inventory
+                .put(spec.clone(), SiteOrigin::Configuration)
+                .await?;
         }
         for row in inventory.store.site_list().await? {
             if let Ok(spec) = serde_json::from_str::<SiteSpec>(&row.spec) {
@@ -204,14 +277,36 @@ impl Inventory {
         self.vims.read().ok().and_then(|v| v.get(site).cloned())
     }
 
-    /// Creates or replaces a site; returns whether it is new.
-    pub async fn put(&self, spec: SiteSpec) -> Result<bool, InventoryError> {
+    /// Creates or replaces a site; returns whether it is new. A site from the API names no
+    /// file of the server: a kubeconfig comes as content (with inline credentials) and a
+    /// simulated site's state file only from the configuration; what the API leaves out of a
+    /// replaced site's VIM connection (the credentials it never shows) is kept. The VIM
+    /// connection is set up before anything is stored.
+    pub async fn put(
+        &self,
+        mut spec: SiteSpec,
+        origin: SiteOrigin,
+    ) -> Result<bool, InventoryError> {
         validate(&spec)?;
         let existing = self.store.site_get(&spec.id).await?;
-        let changed_vim = existing
+        let previous = existing
             .as_ref()
-            .and_then(|r| serde_json::from_str::<SiteSpec>(&r.spec).ok())
-            .is_some_and(|old| old.vim != spec.vim);
+            .map(|r| {
+                serde_json::from_str::<SiteSpec>(&r.spec).map_err(|e| {
+                    InventoryError::Invalid(format!("stored site {} is unreadable: {e}", spec.id))
+                })
+            })
+            .transpose()?;
+        if origin == SiteOrigin::Api {
+            keep_server_paths(&mut spec.vim, previous.as_ref().map(|p| &p.vim))?;
+        }
+        let changed_vim = previous.as_ref().is_some_and(|old| old.vim != spec.vim);
+        let fresh = match self.vim(&spec.id) {
+            Some(vim) if !changed_vim => vim,
+            _ => connect(&spec).map_err(|e| {
+                InventoryError::Invalid(format!("the site's VIM connection cannot be set up: {e}"))
+            })?,
+        };
         let row = SiteRow {
             id: spec.id.clone(),
             spec: serde_json::to_string(&spec).unwrap_or_default(),
@@ -221,10 +316,9 @@ impl Inventory {
             refreshed_at: existing.as_ref().map_or(0, |r| r.refreshed_at),
         };
         self.store.site_upsert(&row).await?;
-        if changed_vim && let Ok(mut vims) = self.vims.write() {
-            vims.remove(&spec.id);
+        if let Ok(mut vims) = self.vims.write() {
+            vims.insert(spec.id.clone(), fresh);
         }
-        self.attach(&spec);
         self.refresh_one(&spec.id).await?;
         Ok(existing.is_none())
     }
@@ -240,9 +334,18 @@ impl Inventory {
         Ok(())
     }
 
+    /// A stored site as clients see it: without the server's files or the credentials.
     fn info(row: &SiteRow) -> Option<SiteInfo> {
+        let mut spec: SiteSpec = serde_json::from_str(&row.spec).ok()?;
+        match &mut spec.vim {
+            VimConnection::Simulated { state_file, .. } => *state_file = None,
+            VimConnection::Kubernetes(cluster) => {
+                cluster.kubeconfig = None;
+                cluster.kubeconfig_content = None;
+            }
+        }
         Some(SiteInfo {
-            spec: serde_json::from_str(&row.spec).ok()?,
+            spec,
             healthy: row.healthy,
             free_capacity: row
                 .free_capacity

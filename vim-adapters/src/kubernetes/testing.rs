@@ -57,6 +57,16 @@ impl TestEnv {
         PathBuf::from(&self.vars[&key])
     }
 
+    /// The kubeconfig of the cluster of `flavour` as a client of the inventory API gives it:
+    /// its CA certificate inline.
+    pub fn kubeconfig_content(&self, flavour: Flavour) -> String {
+        let text = std::fs::read_to_string(self.kubeconfig(flavour)).unwrap();
+        let (head, rest) = text.split_once("certificate-authority: \"").unwrap();
+        let (ca, tail) = rest.split_once('"').unwrap();
+        let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(ca).unwrap());
+        format!("{head}certificate-authority-data: \"{ca}\"{tail}")
+    }
+
     /// A connection to the cluster of `flavour` in a fresh namespace (flavour detected).
     pub fn connection(&self, flavour: Flavour) -> ClusterConnection {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -64,7 +74,8 @@ impl TestEnv {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         ClusterConnection {
-            kubeconfig: self.kubeconfig(flavour),
+            kubeconfig: Some(self.kubeconfig(flavour)),
+            kubeconfig_content: None,
             context: None,
             namespace: format!(
                 "t-{}-{:x}-{}",
