@@ -3,7 +3,8 @@
 //!
 //! Each ACTIVE rule becomes an uplink PDR (source interface Access) whose PDI carries one SDF
 //! filter per source/destination address and protocol combination (ports as lists), with a
-//! precedence from the rule's priority (higher priority, lower precedence value), and a FAR:
+//! precedence from the rule's priority (0, the highest, gives the lowest precedence value, which
+//! the UPF matches first: ETSI MEC 011 `TrafficRule` NOTE 1), and a FAR:
 //!
 //! | action | Apply Action | forwarding | duplicating |
 //! |---|---|---|---|
@@ -331,7 +332,8 @@ pub fn compile(
             rule.action,
             TrafficRuleAction::ForwardDecapsulated | TrafficRuleAction::ForwardEncapsulated
         );
-        let base = (255 - u32::from(rule.priority)) * 256;
+        // precedence: lower is matched first, as priority 0 is the highest
+        let base = u32::from(rule.priority) * 256;
         let uplink_far = far_id;
         plan.fars.push(Far {
             id: uplink_far,
@@ -501,7 +503,7 @@ mod tests {
     #[test]
     fn priorities_order_precedence_and_inactive_rules_are_left_out() {
         let mut high = rule(TrafficRuleAction::Drop, TrafficFilter::default());
-        high.priority = 200;
+        high.priority = 0;
         let mut off = rule(TrafficRuleAction::Drop, TrafficFilter::default());
         off.state = RuleState::Inactive;
         let low = rule(TrafficRuleAction::Passthrough, TrafficFilter::default());

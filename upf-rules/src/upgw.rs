@@ -228,8 +228,8 @@ pub fn compile(
         .flat_map(|(app, rules)| rules.iter().map(move |r| (app, r)))
         .filter(|(_, r)| r.state == RuleState::Active)
         .collect();
-    // Highest priority first; ties in a stable order.
-    active.sort_by_key(|(_, r)| std::cmp::Reverse(r.priority));
+    // Highest priority (0) first; ties in a stable order.
+    active.sort_by_key(|(_, r)| r.priority);
     let mut lines: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut routes = Vec::new();
     for (app, rule) in active {
@@ -510,7 +510,7 @@ mod tests {
             "a".to_owned(),
             vec![
                 rule(TrafficRuleAction::Passthrough, 1, "2001:db8::/32"),
-                rule(TrafficRuleAction::Drop, 9, "198.51.100.0/24"),
+                rule(TrafficRuleAction::Drop, 3, "198.51.100.0/24"),
                 rule(TrafficRuleAction::ForwardEncapsulated, 5, "203.0.113.0/24"),
             ],
         )]);

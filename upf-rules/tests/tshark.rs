@@ -277,7 +277,7 @@ fn tshark_decodes_every_message_type_cleanly() {
     assert!(flows.starts_with("permit out 6 from 203.0.113.10 554,8000-8010 to 10.64.0.0/10,permit out 6 from 203.0.113.11 554,8000-8010 to 10.64.0.0/10"), "{flows}");
     assert_eq!(
         fields(est, "pfcp.precedence")[0].split(',').next(),
-        Some("60160")
+        Some("5120") // priority 20: 20 × 256, lower precedence values match first
     );
     assert_eq!(
         fields(est, "pfcp.network_instance")[0].split(',').next(),
