@@ -462,9 +462,13 @@ impl Lcm {
             status: "RUNNING".into(),
             error: None,
         };
-        if !self.store.op_occ_start(&op, &saga).await? {
+        let expected = (
+            instance.instantiation_state.as_str(),
+            instance.operational_state.as_deref(),
+        );
+        if !self.store.op_occ_start(&op, &saga, expected).await? {
             return Err(LcmError::Conflict(format!(
-                "instance {} has an operation in progress",
+                "instance {} has an operation in progress or changed meanwhile",
                 instance.id
             )));
         }

@@ -965,12 +965,18 @@ impl Store {
     }
 
     /// Records an operation occurrence and its saga in one transaction, unless the instance
-    /// already has an operation in progress (false then).
-    pub async fn op_occ_start(&self, o: &OpOccRow, saga: &SagaRow) -> Result<bool, StoreError> {
-        // write first: the transaction takes the write lock at once (SQLite cannot upgrade a
-        // read lock while another writer is active), then look for a competing operation
+    /// already has an operation in progress or is no longer in the state the operation was
+    /// accepted in (`expected`: instantiation and operational state; false then).
+    pub async fn op_occ_start(
+        &self,
+        o: &OpOccRow,
+        saga: &SagaRow,
+        expected: (&str, Option<&str>),
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("INSERT INTO app_lcm_op_occs ({OP_OCC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        // the unique index on the instances of operations in flight refuses a second one,
+        // whichever replica writes it (migration 0009)
+        let inserted = sqlx::query(&format!("INSERT INTO app_lcm_op_occs ({OP_OCC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
             .bind(&o.id)
             .bind(&o.app_instance_id)
             .bind(&o.operation)
@@ -981,7 +987,29 @@ impl Store {
             .bind(o.start_time)
             .bind(o.state_entered)
             .execute(&mut *tx)
-            .await?;
+            .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            other => other?,
+        };
+        // read after the insert: an operation that ended before it has committed its state
+        let now = sqlx::query(
+            "SELECT instantiation_state, operational_state FROM app_instances WHERE id = $1",
+        )
+        .bind(&o.app_instance_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let unchanged = match now {
+            Some(row) => {
+                let instantiation: String = row.try_get(0)?;
+                let operational: Option<String> = row.try_get(1)?;
+                (instantiation.as_str(), operational.as_deref()) == expected
+            }
+            None => false,
+        };
+        if !unchanged {
+            return Ok(false);
+        }
         sqlx::query(&format!(
             "INSERT INTO sagas ({SAGA_COLUMNS}, lease_owner, lease_until, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, $9)"
         ))
@@ -996,18 +1024,6 @@ impl Store {
         .bind(o.start_time)
         .execute(&mut *tx)
         .await?;
-        let busy = sqlx::query(
-            "SELECT COUNT(*) FROM app_lcm_op_occs WHERE app_instance_id = $1 AND id <> $2 \
-             AND state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP')",
-        )
-        .bind(&o.app_instance_id)
-        .bind(&o.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let busy: i64 = busy.try_get(0)?;
-        if busy > 0 {
-            return Ok(false);
-        }
         self.emit(&mut tx, EventKind::LcmOpOcc, &o.id, o.start_time)
             .await?;
         tx.commit().await?;

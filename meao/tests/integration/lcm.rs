@@ -368,7 +368,12 @@ async fn interrupted_operation_completes_after_restart(db: Db) {
         status: "RUNNING".into(),
         error: None,
     };
-    assert!(store.op_occ_start(&op, &saga).await.unwrap());
+    assert!(
+        store
+            .op_occ_start(&op, &saga, ("NOT_INSTANTIATED", None))
+            .await
+            .unwrap()
+    );
     ctx.restart().await;
     let op = wait(&ctx, "/app_lcm_op_occs/op-1").await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
@@ -380,8 +385,58 @@ async fn interrupted_operation_completes_after_restart(db: Db) {
     assert_eq!(instance["instantiationState"], "INSTANTIATED");
 }
 
+/// Two replicas on one database: of many operations started at once on one instance through
+/// both, the database lets exactly one in.
+async fn replicas_start_one_operation_per_instance(db: Db) {
+    let ctx = start(db, vec![site("paris-1", 16000, &["RNIS"])]).await;
+    let other = meao::server::Server::start(ctx.config.clone())
+        .await
+        .expect("second replica starts");
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let a: Value = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let attempts = [ctx.base.clone(), other.api_root.clone()]
+        .into_iter()
+        .cycle()
+        .take(16)
+        .map(|base| {
+            let request = ctx
+                .http
+                .post(format!("{base}/app_lcm/v1/app_instances/{id}/instantiate"))
+                .bearer_auth(&ctx.token)
+                .json(&json!({}));
+            async move {
+                let r = request.send().await.unwrap();
+                let location = r
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_owned());
+                (r.status().as_u16(), location)
+            }
+        });
+    let mut answers = futures::future::join_all(attempts).await;
+    answers.sort_unstable();
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses[0], 202, "{statuses:?}");
+    assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
+    let location = answers[0].1.as_deref().unwrap();
+    let op = wait(&ctx, location.trim_start_matches("/app_lcm/v1")).await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    other.shutdown().await;
+}
+
 on_both_dbs!(
     instance_lifecycle,
+    replicas_start_one_operation_per_instance,
     failed_temp_retry_and_fail,
     interrupted_operation_completes_after_restart
 );
