@@ -34,6 +34,7 @@ impl From<InventoryError> for ApiError {
         match e {
             InventoryError::NotFound(id) => ApiError::not_found("site", id),
             InventoryError::Invalid(m) => ApiError::BadRequest(m),
+            InventoryError::InUse(m) => ApiError::Conflict(m),
             InventoryError::Store(e) => ApiError::Internal(super::error_chain(&e)),
         }
     }
@@ -94,7 +95,9 @@ async fn site_put(
 
 /// Remove a site.
 #[utoipa::path(delete, path = "/sites/{siteId}", tag = "inventory", params(("siteId" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDetails)), security(("oauth2" = ["mecplane_inventory"])))]
+    responses((status = 204), (status = 404, body = ProblemDetails),
+        (status = 409, description = "Application instances are placed on the site", body = ProblemDetails)),
+    security(("oauth2" = ["mecplane_inventory"])))]
 async fn site_delete(
     State(s): State<Sites>,
     ApiPath(id): ApiPath<String>,

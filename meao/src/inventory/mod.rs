@@ -18,7 +18,7 @@ use vim_adapters::sim::SimulatedVim;
 use vim_adapters::{Capacity, Vim};
 
 use crate::placement::{PlacementDecision, PlacementRequest, SiteView, place};
-use crate::store::{SiteRow, Store, StoreError};
+use crate::store::{SiteDeletion, SiteRow, Store, StoreError};
 
 /// How the MEAO reaches a site's VIM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -131,6 +131,9 @@ pub enum InventoryError {
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The site is in use.
+    #[error("{0}")]
+    InUse(String),
     /// Persistence failed.
     #[error("store failure")]
     Store(#[from] StoreError),
@@ -325,8 +328,15 @@ impl Inventory {
 
     /// Removes a site.
     pub async fn delete(&self, id: &str) -> Result<(), InventoryError> {
-        if !self.store.site_delete(id).await? {
-            return Err(InventoryError::NotFound(id.to_owned()));
+        match self.store.site_delete(id).await? {
+            SiteDeletion::Deleted => {}
+            SiteDeletion::NotFound => return Err(InventoryError::NotFound(id.to_owned())),
+            SiteDeletion::Hosting(instances) => {
+                return Err(InventoryError::InUse(format!(
+                    "site {id} hosts application instances ({}): terminate them first",
+                    instances.join(", ")
+                )));
+            }
         }
         if let Ok(mut vims) = self.vims.write() {
             vims.remove(id);

@@ -103,6 +103,17 @@ pub struct Store {
     events: bool,
 }
 
+/// What deleting a site did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteDeletion {
+    /// Deleted.
+    Deleted,
+    /// No such site.
+    NotFound,
+    /// Not deleted: these instances (the first ten) are placed on it.
+    Hosting(Vec<String>),
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -591,20 +602,31 @@ impl Store {
         Ok(rows.iter().map(site_row).collect::<Result<_, _>>()?)
     }
 
-    /// Deletes a site; false if there was none.
-    pub async fn site_delete(&self, id: &str) -> Result<bool, StoreError> {
+    /// Deletes a site unless application instances are placed on it.
+    pub async fn site_delete(&self, id: &str) -> Result<SiteDeletion, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let hosted =
+            sqlx::query("SELECT id FROM app_instances WHERE site_id = $1 ORDER BY id LIMIT 10")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()?;
+        if !hosted.is_empty() {
+            return Ok(SiteDeletion::Hosting(hosted));
+        }
         let done = sqlx::query("DELETE FROM sites WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(SiteDeletion::NotFound);
         }
         self.emit(&mut tx, EventKind::Site, id, server_kit::unix_millis_now())
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(SiteDeletion::Deleted)
     }
 }
 

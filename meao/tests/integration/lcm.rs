@@ -139,6 +139,16 @@ async fn instance_lifecycle(db: Db) {
         .unwrap();
     let name = vim_adapters::workload_name(&id);
     assert_eq!(vim.list_owned().await.unwrap(), vec![name.clone()]);
+    // a site that hosts an instance stays until the instance is gone
+    let r = ctx
+        .http
+        .delete(format!("{}/inventory/v1/sites/paris-1", ctx.base))
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains(&id));
     assert_eq!(
         vim.capacity().await.unwrap().cpu_millis,
         16000 - 3000,
@@ -204,6 +214,14 @@ async fn instance_lifecycle(db: Db) {
             .status(),
         204
     );
+    let r = ctx
+        .http
+        .delete(format!("{}/inventory/v1/sites/paris-1", ctx.base))
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "hosts nothing any more");
     let pkg = ctx
         .json("/onboarded_app_packages/7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51")
         .await;
