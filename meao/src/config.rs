@@ -47,6 +47,9 @@ pub struct MeaoConfig {
     /// Re-place the instances of a site that stayed unhealthy this long (seconds); never when
     /// absent.
     pub failover_after_secs: Option<u64>,
+    /// How often each site's workloads are reconciled with its instances (seconds): gone or
+    /// changed ones re-applied, stray ones removed; never when 0.
+    pub reconcile_interval_secs: u64,
     /// The MEAO's OAuth client at the MEPs; sites' MEPs are not configured when absent.
     pub mep_link: Option<crate::mep_link::MepLinkConfig>,
     /// Crash drill: abort the process at this saga step boundary (tests of crash recovery only;
@@ -89,6 +92,7 @@ impl Default for MeaoConfig {
             saga_lease_secs: 30,
             saga_recovery_interval_secs: 10,
             failover_after_secs: None,
+            reconcile_interval_secs: 30,
             mep_link: None,
             #[cfg(feature = "fault-drill")]
             fault_drill: None,

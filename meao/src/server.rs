@@ -196,6 +196,9 @@ impl Server {
         });
         // before the API serves: an upload of this run is not an interrupted one
         let interrupted = packages.interrupted().await?;
+        // a site stays with the replica that reconciled it until two passes were missed
+        let reconcile_every = Duration::from_secs(config.reconcile_interval_secs.max(1));
+        let reconciler = Arc::new(lcm.reconciler(reconcile_every * 2, &plumbing.metrics));
         plumbing.run(&mut tasks, bound, app, grace);
         let refreshing = inventory.clone();
         let failing_over = lcm.clone();
@@ -245,6 +248,16 @@ impl Server {
                 }
             },
         );
+        if config.reconcile_interval_secs > 0 {
+            tasks.every(reconcile_every, move || {
+                let reconciler = reconciler.clone();
+                async move {
+                    if let Err(e) = reconciler.run_once().await {
+                        tracing::error!(error = %e, "reconciliation failed");
+                    }
+                }
+            });
+        }
         let collecting = packages.clone();
         let gc = Duration::from_secs(config.packages.gc_interval_secs.max(1));
         tasks.every(gc, move || {

@@ -49,6 +49,7 @@ async fn example_packages_run_on_real_clusters() {
     );
 
     let mut config = meao_config(dir.path());
+    config.reconcile_interval_secs = 1;
     config.sites = vec![
         serde_json::from_value(json!({
             "id": "k8s-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris",
@@ -191,6 +192,45 @@ async fn example_packages_run_on_real_clusters() {
         image,
         "registry.acme.example/vision/video-analytics:2.3.0 4"
     );
+
+    // Drift is repaired: an image changed by hand is set back, a deleted Deployment comes back.
+    let image_of = || {
+        env.kubectl(
+            Flavour::Kubernetes,
+            &[
+                "get",
+                "deployment",
+                &va,
+                "-n",
+                &k8s_ns,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+                "--ignore-not-found",
+            ],
+        )
+    };
+    env.kubectl(
+        Flavour::Kubernetes,
+        &["patch", "deployment", &va, "-n", &k8s_ns, "--type=json", "-p",
+          r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"evil.example/miner:1"}]"#],
+    );
+    assert_eq!(image_of(), "evil.example/miner:1");
+    let expected = "registry.acme.example/vision/video-analytics:2.3.0";
+    let settled = async |what: &str| {
+        for _ in 0..120 {
+            if image_of() == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("{what}: the Deployment was not repaired");
+    };
+    settled("image changed by hand").await;
+    env.kubectl(
+        Flavour::Kubernetes,
+        &["delete", "deployment", &va, "-n", &k8s_ns, "--wait=true"],
+    );
+    settled("Deployment deleted by hand").await;
 
     // The IoT gateway runs on an edge node, its included image named for the site registry.
     let iot = workload_name(&ids[1]);

@@ -222,7 +222,7 @@ impl Vim for SimulatedVim {
             let unchanged = state
                 .workloads
                 .get(&workload.name)
-                .is_some_and(|d| d.workload == *workload);
+                .is_some_and(|d| d.workload == *workload && d.replicas == workload.replicas);
             if !unchanged {
                 state.workloads.insert(
                     workload.name.clone(),

@@ -303,6 +303,25 @@ impl Inventory {
         if origin == SiteOrigin::Api {
             keep_server_paths(&mut spec.vim, previous.as_ref().map(|p| &p.vim))?;
         }
+        if let VimConnection::Kubernetes(cluster) = &spec.vim {
+            // each site's workloads are reconciled with its instances: two sites in one
+            // namespace would remove each other's
+            for row in self.store.site_list().await? {
+                let other = serde_json::from_str::<SiteSpec>(&row.spec).ok();
+                if row.id != spec.id
+                    && let Some(VimConnection::Kubernetes(theirs)) = other.map(|o| o.vim)
+                    && theirs.kubeconfig == cluster.kubeconfig
+                    && theirs.kubeconfig_content == cluster.kubeconfig_content
+                    && theirs.context == cluster.context
+                    && theirs.namespace == cluster.namespace
+                {
+                    return Err(InventoryError::Invalid(format!(
+                        "site {} already uses this cluster namespace",
+                        row.id
+                    )));
+                }
+            }
+        }
         let changed_vim = previous.as_ref().is_some_and(|old| old.vim != spec.vim);
         let fresh = match self.vim(&spec.id) {
             Some(vim) if !changed_vim => vim,

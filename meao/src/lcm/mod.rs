@@ -5,6 +5,7 @@
 //! RUNNING is PROCESSING, SUCCEEDED is COMPLETED, FAILED_TEMP and FAILED are themselves.
 
 pub mod credentials;
+pub mod reconcile;
 pub mod sagas;
 
 use std::sync::Arc;
@@ -142,6 +143,8 @@ pub struct Lcm {
     running: std::sync::Mutex<std::collections::HashSet<String>>,
     mep_link: Option<Arc<crate::mep_link::MepLink>>,
     destinations: server_kit::outbound::Destinations,
+    ctx: Arc<LcmCtx>,
+    owner: String,
 }
 
 /// Marks an occurrence as driven by this process while alive.
@@ -199,9 +202,9 @@ impl Lcm {
         let executor = Arc::new(
             Executor::new(
                 store.clone(),
-                ctx,
+                ctx.clone(),
                 sagas::kinds(),
-                settings.owner,
+                settings.owner.clone(),
                 settings.lease,
             )
             .with_fault(settings.fault_drill),
@@ -215,7 +218,19 @@ impl Lcm {
             running: std::sync::Mutex::new(std::collections::HashSet::new()),
             mep_link,
             destinations: settings.destinations,
+            ctx,
+            owner: settings.owner,
         }
+    }
+
+    /// The reconciliation of the sites' workloads with this LCM's instances; one replica holds
+    /// a site for `lease` at a time.
+    pub fn reconciler(
+        &self,
+        lease: Duration,
+        metrics: &server_kit::admin::Metrics,
+    ) -> reconcile::Reconciler {
+        reconcile::Reconciler::new(self.ctx.clone(), self.owner.clone(), lease, metrics)
     }
 
     /// The link to the sites' MEPs, when configured.

@@ -278,16 +278,32 @@ fn apply<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
     })
 }
 
-/// Applies the instance's workload at the step's site with `replicas`: from its AppD (and Helm
-/// chart), configured with the site's MEP and, when it has one, `credential` in its secrets.
+/// Applies the instance's workload at the step's site with `replicas` (see [`deploy_at`]) and
+/// refreshes the site's capacity.
 async fn deploy(
     c: &LcmCtx,
     ctx: &StepContext<'_>,
     credential: Option<&CredentialRow>,
     replicas: u32,
 ) -> Result<String, StepError> {
-    let appd = appd(c, param(ctx, "appDId")).await?;
-    let mut workload = workload_for(param(ctx, "appInstanceId"), &appd);
+    let (instance, app_d_id) = (param(ctx, "appInstanceId"), param(ctx, "appDId"));
+    let name = deploy_at(c, instance, app_d_id, site(ctx), credential, replicas).await?;
+    refreshed(c, site(ctx)).await;
+    Ok(name)
+}
+
+/// Applies an instance's workload at `site` with `replicas`: from its AppD (and Helm chart),
+/// configured with the site's MEP and, when it has one, `credential` in its secrets.
+pub(super) async fn deploy_at(
+    c: &LcmCtx,
+    instance: &str,
+    app_d_id: &str,
+    site: &str,
+    credential: Option<&CredentialRow>,
+    replicas: u32,
+) -> Result<String, StepError> {
+    let appd = appd(c, app_d_id).await?;
+    let mut workload = workload_for(instance, &appd);
     workload.replicas = replicas;
     if let Some(mciop) = &appd.mciop_id {
         let chart = c
@@ -297,14 +313,13 @@ async fn deploy(
             .map_err(|e| StepError::Permanent(e.to_string()))?;
         workload.helm_chart = Some(base64::engine::general_purpose::STANDARD.encode(chart));
     }
-    if let Some(url) = c.inventory.mep_url(site(ctx)).await.map_err(retryable)? {
+    if let Some(url) = c.inventory.mep_url(site).await.map_err(retryable)? {
         if let Some(row) = credential {
             workload.secrets = c.credentials.workload_secrets(row, &url);
         }
         workload.config.insert(workload::MEP_URL.into(), url);
     }
-    vim(c, site(ctx))?.apply(&workload).await?;
-    refreshed(c, site(ctx)).await;
+    vim(c, site)?.apply(&workload).await?;
     Ok(workload.name)
 }
 

@@ -3,6 +3,8 @@
 //! SQLite (embedded default) or PostgreSQL with one schema. State transitions are
 //! compare-and-set updates, so two requests (or two replicas) cannot both win one.
 
+use std::collections::BTreeSet;
+
 use server_kit::db::DbError;
 use server_kit::notify::{NotificationRow, SqlOutbox};
 use sqlx::{AnyPool, Row};
@@ -602,6 +604,28 @@ impl Store {
         Ok(rows.iter().map(site_row).collect::<Result<_, _>>()?)
     }
 
+    /// Takes or renews the lease `name` for `owner` until `until` (Unix ms): true when this
+    /// owner holds it now (it was free, expired or already this owner's).
+    pub async fn lease_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO leases (name, owner, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+             WHERE leases.owner = excluded.owner OR leases.lease_until < $4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(until)
+        .bind(server_kit::unix_millis_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes a site unless application instances are placed on it.
     pub async fn site_delete(&self, id: &str) -> Result<SiteDeletion, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -1050,6 +1074,18 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The instances with an operation in flight (STARTING, PROCESSING or FAILED_TEMP).
+    pub async fn instances_in_flight(&self) -> Result<BTreeSet<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT app_instance_id FROM app_lcm_op_occs WHERE state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     /// One operation occurrence.

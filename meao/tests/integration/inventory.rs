@@ -275,6 +275,11 @@ async fn sites_from_the_api_name_no_server_files(db: Db) {
         .unwrap()
         .remove("kubeconfigContent");
     assert_eq!(put(&ctx, renamed).await.status(), 200, "credentials kept");
+    let mut twin = body.clone();
+    twin["id"] = json!("k-2");
+    let r = put(&ctx, twin).await;
+    assert_eq!(r.status(), 400, "one namespace, one site");
+    assert!(r.text().await.unwrap().contains("site k-1 already uses"));
     let shown = get(&ctx, "/sites/k-1").await.text().await.unwrap();
     let listed = get(&ctx, "/sites").await.text().await.unwrap();
     for text in [&shown, &listed] {

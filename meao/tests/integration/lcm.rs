@@ -299,14 +299,16 @@ async fn failed_temp_retry_and_fail(db: Db) {
     // another instance does not fit any more: FAILED_TEMP, then given up
     let b: Value = create().await.json().await.unwrap();
     let b_id = b["id"].as_str().unwrap().to_owned();
+    // (big-1 hosts a, so it cannot be deleted: it shrinks)
     let r = ctx
         .http
-        .delete(format!("{}/inventory/v1/sites/big-1", ctx.base))
+        .put(format!("{}/inventory/v1/sites/big-1", ctx.base))
         .bearer_auth(&ctx.token)
+        .json(&site("big-1", 1000, &["RNIS"]))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 200);
     let op = run(
         &ctx,
         &format!("/app_instances/{b_id}/instantiate"),
@@ -651,6 +653,119 @@ async fn instances_move_off_a_failed_site(db: Db) {
 }
 
 on_both_dbs!(instances_move_off_a_failed_site);
+/// What runs on a site is brought back to what its instances say: a workload deleted by hand
+/// comes back, one scaled by hand is scaled back, and workloads no instance should run there
+/// (a failed-over instance's old copy, one of an unknown instance) are removed.
+async fn workloads_are_reconciled(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("a-1", 16000, &["RNIS"]), site("b-1", 16000, &["RNIS"])];
+    config.reconcile_interval_secs = 1;
+    let ctx = Ctx::start_with(config, dir).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let a: Value = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let on_a = json!({"selectedMECHostInfo": [{"hostId": "a-1"}]});
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), on_a).await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    let inventory = &ctx.server.as_ref().unwrap().inventory;
+    let (a1, b1) = (inventory.vim("a-1").unwrap(), inventory.vim("b-1").unwrap());
+    let name = vim_adapters::workload_name(&id);
+    let deployed = a1.status(&name).await.unwrap().unwrap();
+    assert_eq!(deployed.desired_replicas, 1);
+
+    a1.delete(&name).await.unwrap();
+    eventually(
+        "the deleted workload recreated",
+        EVENTUALLY,
+        async || match a1.status(&name).await.unwrap() {
+            Some(s) if s.desired_replicas == 1 => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
+
+    let op = run(
+        &ctx,
+        &format!("/app_instances/{id}/operate"),
+        json!({"changeStateTo": "STOPPED"}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    a1.scale(&name, 1).await.unwrap();
+    eventually(
+        "the stopped workload scaled back to 0",
+        EVENTUALLY,
+        async || match a1.status(&name).await.unwrap() {
+            Some(s) if s.desired_replicas == 0 => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
+
+    // copies no instance should have: this instance's on b-1, an unknown instance's on a-1
+    let mut stray = deployed_workload(&id);
+    b1.apply(&stray).await.unwrap();
+    stray = deployed_workload("gone-instance");
+    a1.apply(&stray).await.unwrap();
+    eventually("stray workloads removed", EVENTUALLY, async || {
+        let (on_a, on_b) = (
+            a1.list_owned().await.unwrap(),
+            b1.list_owned().await.unwrap(),
+        );
+        if on_a == vec![name.clone()] && on_b.is_empty() {
+            Ok(())
+        } else {
+            Err((on_a, on_b))
+        }
+    })
+    .await;
+    let metrics = ctx
+        .http
+        .get(format!("{}/metrics", ctx.base.trim_end_matches('/')))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for repair in ["recreated", "rescaled", "removed"] {
+        assert!(
+            metrics.contains(&format!(
+                "meao_reconcile_repairs_total{{repair=\"{repair}\"}}"
+            )),
+            "{repair}: {metrics}"
+        );
+    }
+}
+
+fn deployed_workload(instance: &str) -> vim_adapters::Workload {
+    vim_adapters::Workload {
+        name: vim_adapters::workload_name(instance),
+        app_instance_id: instance.into(),
+        containers: vec![vim_adapters::Container {
+            name: "c".into(),
+            image: "registry.example/stray:1".into(),
+            cpu_millis: 100,
+            memory_mib: 64,
+            ..Default::default()
+        }],
+        replicas: 1,
+        ..Default::default()
+    }
+}
+
+on_both_dbs!(workloads_are_reconciled);
 
 async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
     let mut slow = site("slow-1", 16000, &["RNIS"]);

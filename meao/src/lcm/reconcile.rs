@@ -1,0 +1,168 @@
+//! Continuous reconciliation: what runs on each site's VIM is brought back to what the store
+//! says runs there. An instance's workload deleted by hand is recreated, one scaled by hand is
+//! scaled back (every workload is re-applied, so fields changed by hand return too), and a
+//! workload this platform owns but no instance should have there (the old site's copy after a
+//! failover, once that site answers again; one whose instance is gone) is removed. Instances
+//! with an operation in flight belong to their saga and are left alone. One replica at a time
+//! reconciles a site (a lease in the store).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use server_kit::admin::Metrics;
+use vim_adapters::workload_name;
+
+use super::sagas::{LcmCtx, deploy_at};
+use crate::store::StoreError;
+
+/// What one pass repaired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repairs {
+    /// Workloads recreated (they were gone).
+    pub recreated: usize,
+    /// Workloads scaled back to their instance's operational state.
+    pub rescaled: usize,
+    /// Workloads removed (no instance should run there).
+    pub removed: usize,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepairLabels {
+    repair: &'static str,
+}
+
+/// Reconciles the sites' workloads with the store.
+pub struct Reconciler {
+    ctx: Arc<LcmCtx>,
+    owner: String,
+    lease: Duration,
+    repairs: Family<RepairLabels, Counter>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    pub(super) fn new(ctx: Arc<LcmCtx>, owner: String, lease: Duration, metrics: &Metrics) -> Self {
+        Self {
+            ctx,
+            owner,
+            lease,
+            repairs: metrics.registered(
+                "reconcile_repairs",
+                "Workloads the reconciliation repaired, by repair (recreated, rescaled, removed)",
+            ),
+        }
+    }
+
+    /// One pass over every healthy site whose lease this replica takes.
+    pub async fn run_once(&self) -> Result<Repairs, StoreError> {
+        let store = &self.ctx.store;
+        let busy = store.instances_in_flight().await?;
+        let instances = store.instance_list().await?;
+        let mut total = Repairs::default();
+        for site in store.site_list().await?.into_iter().filter(|s| s.healthy) {
+            let until = server_kit::unix_millis_now()
+                + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+            if !store
+                .lease_acquire(&format!("reconcile/{}", site.id), &self.owner, until)
+                .await?
+            {
+                continue;
+            }
+            let Some(vim) = self.ctx.inventory.vim(&site.id) else {
+                continue;
+            };
+            let owned = match vim.list_owned().await {
+                Ok(owned) => owned,
+                Err(e) => {
+                    tracing::warn!(site = %site.id, error = %e, "reconciliation: workloads not listed");
+                    continue;
+                }
+            };
+            let mut repairs = Repairs::default();
+            // names no pass may remove: instances placed here, and any being operated on
+            let mut keep: BTreeSet<String> = busy.iter().map(|i| workload_name(i)).collect();
+            for instance in instances
+                .iter()
+                .filter(|i| i.instantiation_state == "INSTANTIATED")
+                .filter(|i| i.site_id.as_deref() == Some(site.id.as_str()))
+            {
+                let name = workload_name(&instance.id);
+                keep.insert(name.clone());
+                if busy.contains(&instance.id) {
+                    continue;
+                }
+                let expected = u32::from(instance.operational_state.as_deref() == Some("STARTED"));
+                let repair = match vim.status(&name).await {
+                    Ok(None) => Some("recreated"),
+                    Ok(Some(status)) if status.desired_replicas != expected => Some("rescaled"),
+                    Ok(Some(_)) => None,
+                    Err(e) => {
+                        tracing::warn!(site = %site.id, instance = %instance.id, error = %e, "reconciliation: status unknown");
+                        continue;
+                    }
+                };
+                let credential = store.credential_get(&instance.id, &site.id).await?;
+                let applied = deploy_at(
+                    &self.ctx,
+                    &instance.id,
+                    &instance.app_d_id,
+                    &site.id,
+                    credential.as_ref(),
+                    expected,
+                )
+                .await;
+                match (applied, repair) {
+                    (Err(e), _) => {
+                        tracing::warn!(site = %site.id, instance = %instance.id, error = %e, "reconciliation: workload not applied");
+                    }
+                    (Ok(_), Some(repair)) => {
+                        tracing::warn!(site = %site.id, instance = %instance.id, %repair, "workload drifted from its instance: repaired");
+                        self.count(repair);
+                        if repair == "recreated" {
+                            repairs.recreated += 1;
+                        } else {
+                            repairs.rescaled += 1;
+                        }
+                    }
+                    (Ok(_), None) => {}
+                }
+            }
+            for name in owned.iter().filter(|n| !keep.contains(*n)) {
+                match vim.delete(name).await {
+                    Ok(()) => {
+                        tracing::warn!(site = %site.id, workload = %name, "workload no instance runs at this site: removed");
+                        self.count("removed");
+                        repairs.removed += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(site = %site.id, workload = %name, error = %e, "reconciliation: stray workload not removed");
+                    }
+                }
+            }
+            if repairs != Repairs::default()
+                && let Err(e) = self.ctx.inventory.refresh_one(&site.id).await
+            {
+                tracing::warn!(site = %site.id, error = %e, "capacity refresh after repairs failed");
+            }
+            total.recreated += repairs.recreated;
+            total.rescaled += repairs.rescaled;
+            total.removed += repairs.removed;
+        }
+        Ok(total)
+    }
+
+    fn count(&self, repair: &'static str) {
+        self.repairs.get_or_create(&RepairLabels { repair }).inc();
+    }
+}
