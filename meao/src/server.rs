@@ -215,7 +215,13 @@ impl Server {
                     let Some(after) = failover_after else { return };
                     let before = server_kit::unix_millis_now()
                         - i64::try_from(after.saturating_mul(1000)).unwrap_or(i64::MAX);
-                    let failed = inventory.unhealthy_since_before(before);
+                    let failed = match inventory.unhealthy_since_before(before).await {
+                        Ok(failed) => failed,
+                        Err(e) => {
+                            tracing::error!(error = %e, "failover check failed");
+                            return;
+                        }
+                    };
                     if !failed.is_empty()
                         && let Err(e) = lcm.relocate_from(&failed).await
                     {

@@ -143,7 +143,6 @@ pub enum InventoryError {
 pub struct Inventory {
     store: Store,
     vims: RwLock<BTreeMap<String, Arc<dyn Vim>>>,
-    unhealthy_since: std::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -230,7 +229,6 @@ impl Inventory {
         let inventory = Self {
             store,
             vims: RwLock::new(BTreeMap::new()),
-            unhealthy_since: std::sync::Mutex::new(BTreeMap::new()),
         };
         let mut state_files = std::collections::BTreeSet::new();
         for spec in configured {
@@ -423,13 +421,6 @@ impl Inventory {
         };
         let now = server_kit::unix_millis_now();
         let healthy = vim.capacity().await;
-        if let Ok(mut since) = self.unhealthy_since.lock() {
-            if healthy.is_ok() {
-                since.remove(id);
-            } else {
-                since.entry(id.to_owned()).or_insert(now);
-            }
-        }
         match healthy {
             Ok(free) => {
                 self.store
@@ -452,17 +443,10 @@ impl Inventory {
         Ok(())
     }
 
-    /// Sites unhealthy since before `before` (Unix ms).
-    pub fn unhealthy_since_before(&self, before: i64) -> Vec<String> {
-        self.unhealthy_since
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .filter(|(_, t)| **t <= before)
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Sites unhealthy since `before` (Unix ms) or earlier, as the store records it (the same
+    /// for every replica and across restarts).
+    pub async fn unhealthy_since_before(&self, before: i64) -> Result<Vec<String>, InventoryError> {
+        Ok(self.store.sites_unhealthy_since(before).await?)
     }
 
     /// Refreshes free capacity and health of every site from its VIM.

@@ -572,11 +572,13 @@ impl Store {
             .rows_affected()
             == 1;
         sqlx::query(
-            "UPDATE sites SET free_capacity = COALESCE($1, free_capacity), last_error = $2, refreshed_at = $3 WHERE id = $4",
+            "UPDATE sites SET free_capacity = COALESCE($1, free_capacity), last_error = $2, refreshed_at = $3, \
+             unhealthy_since = CASE WHEN $4 = 1 THEN NULL ELSE COALESCE(unhealthy_since, $3) END WHERE id = $5",
         )
         .bind(free_capacity)
         .bind(error)
         .bind(now)
+        .bind(i64::from(healthy))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -585,6 +587,19 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sites unhealthy since `before` (Unix ms) or earlier.
+    pub async fn sites_unhealthy_since(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM sites WHERE unhealthy_since IS NOT NULL AND unhealthy_since <= $1 ORDER BY id",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     /// One site.

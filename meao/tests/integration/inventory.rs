@@ -299,3 +299,55 @@ async fn sites_from_the_api_name_no_server_files(db: Db) {
 }
 
 on_both_dbs!(sites_from_the_api_name_no_server_files);
+
+/// The failover timer of an unhealthy site lives in the store: it starts at the first failed
+/// refresh, later failures do not move it, a restart does not reset it and a healthy refresh
+/// clears it.
+async fn unhealthy_since_is_stored(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url.clone(), dir.path());
+    config.sites =
+        vec![serde_json::from_value(site("paris-1", 48.86, 16000, "x86_64", &[])).unwrap()];
+    let ctx = Ctx::start_with(config, dir).await;
+    let store = meao::store::Store::connect(&url).await.unwrap();
+    assert!(
+        store
+            .sites_unhealthy_since(i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .site_observed("paris-1", false, None, Some("down"), 1_000)
+        .await
+        .unwrap();
+    store
+        .site_observed("paris-1", false, None, Some("down"), 9_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sites_unhealthy_since(1_000).await.unwrap(),
+        ["paris-1"]
+    );
+    assert!(store.sites_unhealthy_since(999).await.unwrap().is_empty());
+    let again = meao::store::Store::connect(&url).await.unwrap();
+    assert_eq!(
+        again.sites_unhealthy_since(1_000).await.unwrap(),
+        ["paris-1"]
+    );
+    store
+        .site_observed("paris-1", true, None, None, 10_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .sites_unhealthy_since(i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(ctx);
+}
+
+on_both_dbs!(unhealthy_since_is_stored);
