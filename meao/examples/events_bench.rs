@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             poll_interval_ms: 10,
             retention_hours: 1,
         },
+        "bench".into(),
         &metrics,
     )?;
     let t = Instant::now();

@@ -134,6 +134,8 @@ impl Server {
         };
         let credentials =
             Arc::new(CredentialKey::load(config.mp1_credentials_key.as_ref(), &store).await?);
+        // this replica's name in the leases it holds (sagas, publishing, reconciliation)
+        let owner = format!("meao-{}", uuid::Uuid::new_v4());
         let lcm = Arc::new(Lcm::new(
             store.clone(),
             packages.clone(),
@@ -141,7 +143,7 @@ impl Server {
             plumbing.deliverer.waker(),
             LcmSettings {
                 api_root: api_root.clone(),
-                owner: format!("meao-{}", uuid::Uuid::new_v4()),
+                owner: owner.clone(),
                 ready_timeout: Duration::from_secs(config.workload_ready_timeout_secs),
                 lease: Duration::from_secs(config.saga_lease_secs.max(1)),
                 #[cfg(feature = "fault-drill")]
@@ -175,7 +177,12 @@ impl Server {
         let mut tasks = Tasks::default();
         let gauges = crate::gauges::StateGauges::new(&plumbing.metrics);
         if let Some(kafka) = config.kafka.clone() {
-            let publisher = crate::events::Publisher::new(store.clone(), kafka, &plumbing.metrics)?;
+            let publisher = crate::events::Publisher::new(
+                store.clone(),
+                kafka,
+                owner.clone(),
+                &plumbing.metrics,
+            )?;
             tasks.spawn_abortable(publisher.run());
         }
         let grace = Duration::from_secs(config.shutdown_grace_secs);

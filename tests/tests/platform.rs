@@ -279,7 +279,7 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
                 .and_then(|k| k.get(&id))
                 .is_some_and(|e| e.len() >= 3)
         };
-        let seen = consume(&broker.brokers(), "e2e", done).await;
+        let seen = consume(&broker.brokers(), "e2e", done).await.events;
         let states: Vec<&str> = seen["app-instances"][&id]
             .iter()
             .map(|e| e["data"]["instantiationState"].as_str().unwrap())

@@ -67,11 +67,15 @@ fn default_retention() -> u64 {
 #[error("Kafka producer: {0}")]
 pub struct EventsError(#[from] rdkafka::error::KafkaError);
 
+/// How long the publishing lease lasts (ms): twice the longest a batch waits for the broker.
+const PUBLISHING_LEASE_MS: i64 = 30_000;
+
 /// Publishes pending events until aborted.
 pub struct Publisher {
     store: Store,
     producer: FutureProducer,
     config: KafkaConfig,
+    owner: String,
     published: Counter,
     failed: Counter,
 }
@@ -86,10 +90,14 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     /// A publisher of `store`'s outbox (the broker is contacted when publishing), counting in
-    /// `metrics`.
+    /// `metrics`; `owner` names this replica: of the replicas sharing the store, one publishes
+    /// at a time (the one holding the publishing lease), which keeps each resource's events in
+    /// order and sends each once in the normal case (again, at least once, only after a
+    /// publisher stalled past its lease).
     pub fn new(
         store: Store,
         config: KafkaConfig,
+        owner: String,
         metrics: &server_kit::admin::Metrics,
     ) -> Result<Self, EventsError> {
         let mut client = ClientConfig::new();
@@ -112,6 +120,7 @@ impl Publisher {
             store,
             producer: client.create()?,
             config,
+            owner,
             published,
             failed,
         })
@@ -121,6 +130,15 @@ impl Publisher {
     /// marks the delivered prefix published and returns its length, or the first failure when
     /// nothing was delivered.
     pub async fn publish_batch(&self) -> Result<usize, String> {
+        let until = server_kit::unix_millis_now() + PUBLISHING_LEASE_MS;
+        let holder = self
+            .store
+            .lease_acquire("events/publisher", &self.owner, until)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !holder {
+            return Ok(0);
+        }
         let batch = self
             .store
             .events_pending(256)

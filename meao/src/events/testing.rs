@@ -186,7 +186,7 @@ pub async fn consume(
     brokers: &str,
     prefix: &str,
     done: impl Fn(&BTreeMap<String, BTreeMap<String, Vec<Value>>>) -> bool,
-) -> BTreeMap<String, BTreeMap<String, Vec<Value>>> {
+) -> Consumed {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{prefix}-test"))
@@ -206,6 +206,7 @@ pub async fn consume(
     consumer.subscribe(&names).unwrap();
     let mut seen: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
     let mut ids = std::collections::HashSet::new();
+    let mut duplicates = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !done(&seen) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -221,6 +222,7 @@ pub async fn consume(
         );
         let event: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         if !ids.insert(event["id"].as_str().unwrap().to_owned()) {
+            duplicates += 1;
             continue;
         }
         let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
@@ -231,5 +233,17 @@ pub async fn consume(
             .or_default()
             .push(event);
     }
-    seen
+    Consumed {
+        events: seen,
+        duplicates,
+    }
+}
+
+/// What [`consume`] read.
+#[derive(Debug)]
+pub struct Consumed {
+    /// The events by topic (its last dot-separated part) and key, each event once.
+    pub events: BTreeMap<String, BTreeMap<String, Vec<Value>>>,
+    /// How many records repeated an event already read.
+    pub duplicates: usize,
 }

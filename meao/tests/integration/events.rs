@@ -15,7 +15,10 @@ use server_kit::testing::{EVENTUALLY, eventually};
 use super::common::{Ctx, Db, example, test_config};
 use super::lcm::{lcm, run, site};
 
-on_both_dbs!(state_changes_reach_kafka_as_cloudevents);
+on_both_dbs!(
+    state_changes_reach_kafka_as_cloudevents,
+    replicas_publish_each_event_once
+);
 
 fn field<'a>(events: &'a [Value], name: &str) -> Vec<&'a str> {
     events
@@ -41,6 +44,10 @@ async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
         retention_hours: 24,
     });
     let ctx = Ctx::start_with(config, dir).await;
+    // a second replica on the same database: still each event once, in order
+    let replica = meao::server::Server::start(ctx.config.clone())
+        .await
+        .unwrap();
 
     // Everything happens while the broker is down.
     let (pkg, status) = ctx.onboard("va", example("video-analytics")).await;
@@ -94,7 +101,7 @@ async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
     broker.restart().await;
     eventually("the outbox drained after the restart", EVENTUALLY, &drained).await;
 
-    let seen = consume(&brokers, &prefix, |seen| {
+    let consumed = consume(&brokers, &prefix, |seen| {
         let instance_done = seen
             .get("app-instances")
             .and_then(|k| k.get(&id))
@@ -112,6 +119,7 @@ async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
         instance_done && ops_done && pkg_done && seen.contains_key("sites")
     })
     .await;
+    let seen = consumed.events;
 
     let package = &seen["app-packages"][&pkg];
     assert_eq!(
@@ -150,6 +158,54 @@ async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
     let mut operations: Vec<&str> = ops.values().map(|e| field(e, "lcmOperation")[0]).collect();
     operations.sort();
     assert_eq!(operations, ["INSTANTIATE", "INSTANTIATE", "TERMINATE"]);
+}
+
+/// Three replicas on one database publish one outbox: each event reaches Kafka once.
+async fn replicas_publish_each_event_once(db: Db) {
+    let Some(jars) = kafka() else { return };
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let _broker = Broker::start(&jars, port).await;
+    let prefix = format!("t{}", uuid_like());
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("paris-1", 16000, &["RNIS"])];
+    config.kafka = Some(meao::events::KafkaConfig {
+        brokers: brokers.clone(),
+        topic_prefix: prefix.clone(),
+        properties: BTreeMap::new(),
+        poll_interval_ms: 20,
+        retention_hours: 24,
+    });
+    let ctx = Ctx::start_with(config, dir).await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(
+            meao::server::Server::start(ctx.config.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut packages = Vec::new();
+    for name in ["video-analytics", "iot-gateway"] {
+        let (pkg, status) = ctx.onboard(name, example(name)).await;
+        assert_eq!(status, 202);
+        ctx.wait_state(&pkg, "ONBOARDED").await;
+        packages.push(pkg);
+    }
+    let consumed = consume(&brokers, &prefix, |seen| {
+        packages.iter().all(|p| {
+            seen.get("app-packages")
+                .and_then(|k| k.get(p))
+                .is_some_and(|e| field(e, "onboardingState").contains(&"ONBOARDED"))
+        })
+    })
+    .await;
+    assert_eq!(consumed.duplicates, 0, "{:#?}", consumed.events);
+    for replica in replicas {
+        replica.shutdown().await;
+    }
 }
 
 fn uuid_like() -> String {
