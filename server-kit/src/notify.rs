@@ -18,6 +18,9 @@ use tokio::sync::Notify;
 use crate::admin::Metrics;
 use sqlx::{AnyPool, Row};
 
+/// Notifications claimed at once by a deliverer.
+const BATCH: usize = 256;
+
 /// Error type of outbox implementations.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,11 +58,14 @@ pub enum Outcome {
 
 /// Durable storage of pending notifications.
 pub trait Outbox: Send + Sync + 'static {
-    /// Up to `limit` notifications due at `now_ms`, oldest first.
+    /// Claims up to `limit` notifications due at `now_ms`, oldest first, until `claim_until`
+    /// (Unix ms): until then no other deliverer on the same outbox (another replica) gets them;
+    /// one whose outcome is not recorded by then is due again (at least once delivery).
     fn due(
         &self,
         now_ms: i64,
         limit: u32,
+        claim_until: i64,
     ) -> impl Future<Output = Result<Vec<PendingNotification>, BoxError>> + Send;
     /// Records the outcome of an attempt; `attempts` includes it.
     fn record(
@@ -200,12 +206,23 @@ impl<O: Outbox> Deliverer<O> {
         }
     }
 
-    /// Delivers every notification due now; returns how many were attempted.
+    /// Delivers the notifications due now (a batch); returns how many were attempted.
     pub async fn run_once(&self) -> Result<usize, BoxError> {
-        let due = self.outbox.due(crate::unix_millis_now(), 256).await?;
+        // a batch takes at most a POST timeout per round of `concurrency` deliveries
+        let concurrency = self.config.concurrency.max(1);
+        let rounds = u64::try_from(BATCH.div_ceil(concurrency)).unwrap_or(u64::MAX);
+        let claim_ms = self
+            .config
+            .timeout_ms
+            .saturating_mul(rounds)
+            .saturating_add(10_000);
+        let now = crate::unix_millis_now();
+        let claim_until = now.saturating_add(i64::try_from(claim_ms).unwrap_or(i64::MAX));
+        let limit = u32::try_from(BATCH).unwrap_or(u32::MAX);
+        let due = self.outbox.due(now, limit, claim_until).await?;
         let n = due.len();
         futures::stream::iter(due)
-            .for_each_concurrent(self.config.concurrency.max(1), |p| self.attempt(p))
+            .for_each_concurrent(concurrency, |p| self.attempt(p))
             .await;
         Ok(n)
     }
@@ -310,28 +327,46 @@ impl SqlOutbox {
 }
 
 impl Outbox for SqlOutbox {
-    async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<PendingNotification>, BoxError> {
+    async fn due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        claim_until: i64,
+    ) -> Result<Vec<PendingNotification>, BoxError> {
+        // The claim moves the due time past the claim: one statement, so of two deliverers the
+        // second finds the rows no longer due (PostgreSQL re-checks the outer condition on the
+        // row the first updated; SQLite runs one writer at a time).
         let rows = sqlx::query(
-            "SELECT id, callback_uri, body, attempts FROM notifications \
-             WHERE state = $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at, created_at LIMIT $3",
+            "UPDATE notifications SET next_attempt_at = $3 \
+             WHERE state = $1 AND next_attempt_at <= $2 AND id IN \
+             (SELECT id FROM notifications WHERE state = $1 AND next_attempt_at <= $2 \
+              ORDER BY next_attempt_at, created_at LIMIT $4) \
+             RETURNING id, callback_uri, body, attempts, created_at",
         )
         .bind(PENDING)
         .bind(now_ms)
+        .bind(claim_until)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        let mut claimed = rows
+            .into_iter()
             .map(|r| {
                 let attempts: i64 = r.try_get(3)?;
-                Ok(PendingNotification {
-                    id: r.try_get(0)?,
-                    callback_uri: r.try_get(1)?,
-                    body: r.try_get(2)?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                })
+                let created_at: i64 = r.try_get(4)?;
+                Ok((
+                    created_at,
+                    PendingNotification {
+                        id: r.try_get(0)?,
+                        callback_uri: r.try_get(1)?,
+                        body: r.try_get(2)?,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    },
+                ))
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        claimed.sort_by_key(|(created_at, _)| *created_at);
+        Ok(claimed.into_iter().map(|(_, p)| p).collect())
     }
 
     async fn record(&self, id: &str, attempts: u32, outcome: &Outcome) -> Result<(), BoxError> {

@@ -1,0 +1,85 @@
+//! One notification outbox, several deliverers (the replicas of a service on one database):
+//! each notification is claimed by one of them and reaches its subscriber once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+
+use server_kit::admin::Metrics;
+use server_kit::notify::{Deliverer, DeliveryConfig, NotificationRow, SqlOutbox};
+use server_kit::on_both_dbs;
+use server_kit::outbound::{Destinations, OutboundPolicy};
+use server_kit::testing::{Callback, Db};
+
+const NOTIFICATIONS: usize = 600;
+
+async fn deliverers_share_one_outbox(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "outbox", dir.path()).await;
+    static SCHEMA: sqlx::migrate::Migrator = sqlx::migrate!("tests/outbox-schema");
+    // each replica with its own pool, as separate processes would have
+    let mut pools = Vec::new();
+    for _ in 0..3 {
+        pools.push(server_kit::db::connect(&url, &SCHEMA).await.unwrap());
+    }
+    let pool = pools[0].clone();
+    let mut callback = Callback::start(0).await;
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..NOTIFICATIONS {
+        let row = NotificationRow {
+            id: format!("n-{i}"),
+            subscription_id: "s".into(),
+            callback_uri: callback.url.clone(),
+            body: format!("{{\"n\": {i}}}"),
+            created_at: i64::try_from(i).unwrap(),
+        };
+        SqlOutbox::enqueue(&mut tx, &row).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let policy = OutboundPolicy {
+        allow: vec!["127.0.0.0/8".into()],
+        ..OutboundPolicy::default()
+    };
+    let destinations = Destinations::new(&policy).unwrap();
+    let replicas: Vec<_> = pools
+        .iter()
+        .map(|pool| {
+            let deliverer = Deliverer::new(
+                Arc::new(SqlOutbox::new(pool.clone())),
+                DeliveryConfig::default(),
+                &destinations,
+                &Metrics::new("test"),
+            )
+            .unwrap();
+            tokio::spawn(async move {
+                let mut attempted = 0;
+                loop {
+                    match deliverer.run_once().await.unwrap() {
+                        0 => return attempted,
+                        n => attempted += n,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut attempted = 0;
+    for replica in replicas {
+        attempted += replica.await.unwrap();
+    }
+    let mut received = std::collections::BTreeSet::new();
+    for _ in 0..NOTIFICATIONS {
+        let body = callback.next().await;
+        assert!(received.insert(body["n"].as_u64().unwrap()), "{body} twice");
+    }
+    assert_eq!(received.len(), NOTIFICATIONS);
+    assert_eq!(attempted, NOTIFICATIONS, "each claimed by one deliverer");
+    assert_eq!(*callback.attempts.lock().unwrap() as usize, NOTIFICATIONS);
+    let outbox = SqlOutbox::new(pool);
+    assert_eq!(
+        outbox.count("DELIVERED").await.unwrap() as usize,
+        NOTIFICATIONS
+    );
+}
+
+on_both_dbs!(deliverers_share_one_outbox);
