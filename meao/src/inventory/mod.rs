@@ -142,7 +142,14 @@ pub enum InventoryError {
 /// The site inventory.
 pub struct Inventory {
     store: Store,
-    vims: RwLock<BTreeMap<String, Arc<dyn Vim>>>,
+    vims: RwLock<BTreeMap<String, Attached>>,
+}
+
+/// A site's VIM and the connection it was made from.
+#[derive(Clone)]
+struct Attached {
+    connection: VimConnection,
+    vim: Arc<dyn Vim>,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -256,16 +263,23 @@ impl Inventory {
         Ok(inventory)
     }
 
+    /// Connects to a site's VIM unless connected with the same description already.
     fn attach(&self, spec: &SiteSpec) {
-        let Ok(mut vims) = self.vims.write() else {
-            return;
-        };
-        if vims.contains_key(&spec.id) {
+        let current = self.vims.read().ok().and_then(|v| v.get(&spec.id).cloned());
+        if current.is_some_and(|a| a.connection == spec.vim) {
             return;
         }
         match connect(spec) {
             Ok(vim) => {
-                vims.insert(spec.id.clone(), vim);
+                if let Ok(mut vims) = self.vims.write() {
+                    vims.insert(
+                        spec.id.clone(),
+                        Attached {
+                            connection: spec.vim.clone(),
+                            vim,
+                        },
+                    );
+                }
             }
             Err(e) => {
                 tracing::error!(site = %spec.id, error = %e, "cannot connect to the site's VIM")
@@ -275,7 +289,10 @@ impl Inventory {
 
     /// The VIM of a site.
     pub fn vim(&self, site: &str) -> Option<Arc<dyn Vim>> {
-        self.vims.read().ok().and_then(|v| v.get(site).cloned())
+        self.vims
+            .read()
+            .ok()
+            .and_then(|v| v.get(site).map(|a| a.vim.clone()))
     }
 
     /// Creates or replaces a site; returns whether it is new. A site from the API names no
@@ -337,7 +354,13 @@ impl Inventory {
         };
         self.store.site_upsert(&row).await?;
         if let Ok(mut vims) = self.vims.write() {
-            vims.insert(spec.id.clone(), fresh);
+            vims.insert(
+                spec.id.clone(),
+                Attached {
+                    connection: spec.vim.clone(),
+                    vim: fresh,
+                },
+            );
         }
         self.refresh_one(&spec.id).await?;
         Ok(existing.is_none())
@@ -450,7 +473,20 @@ impl Inventory {
     }
 
     /// Refreshes free capacity and health of every site from its VIM.
+    /// Sites added, changed or deleted through another replica sharing the store are taken up
+    /// here first.
     pub async fn refresh(&self) -> Result<(), InventoryError> {
+        let rows = self.store.site_list().await?;
+        let stored: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        if let Ok(mut vims) = self.vims.write() {
+            vims.retain(|id, _| stored.contains(id.as_str()));
+        }
+        for row in &rows {
+            match serde_json::from_str::<SiteSpec>(&row.spec) {
+                Ok(spec) => self.attach(&spec),
+                Err(e) => tracing::error!(site = %row.id, error = %e, "stored site unreadable"),
+            }
+        }
         let ids: Vec<String> = self
             .vims
             .read()

@@ -5,6 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
+use server_kit::testing::{EVENTUALLY, eventually};
 
 use super::common::{Ctx, Db, example, test_config};
 
@@ -351,3 +352,76 @@ async fn unhealthy_since_is_stored(db: Db) {
 }
 
 on_both_dbs!(unhealthy_since_is_stored);
+
+/// A site added, changed or removed through one replica reaches another's VIM connections at
+/// its next refresh.
+async fn replicas_share_the_inventory(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.site_refresh_secs = 1;
+    let ctx = Ctx::start_with(config, dir).await;
+    let other = meao::server::Server::start(ctx.config.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        put(&ctx, site("late-1", 48.8, 4000, "x86_64", &[]))
+            .await
+            .status(),
+        201
+    );
+    let capacity = async || match other.inventory.vim("late-1") {
+        Some(vim) => vim
+            .capacity()
+            .await
+            .map(|c| c.cpu_millis)
+            .map_err(|e| e.to_string()),
+        None => Err("not connected".into()),
+    };
+    eventually("the other replica connects", EVENTUALLY, async || {
+        capacity().await.and_then(|c| {
+            if c == 4000 {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        })
+    })
+    .await;
+    assert_eq!(
+        put(&ctx, site("late-1", 48.8, 8000, "x86_64", &[]))
+            .await
+            .status(),
+        200
+    );
+    eventually("the other replica reconnects", EVENTUALLY, async || {
+        capacity().await.and_then(|c| {
+            if c == 8000 {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        })
+    })
+    .await;
+    let r = ctx
+        .http
+        .delete(format!("{}/inventory/v1/sites/late-1", ctx.base))
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(
+        "the other replica lets go",
+        EVENTUALLY,
+        async || match other.inventory.vim("late-1") {
+            None => Ok(()),
+            Some(_) => Err("still connected"),
+        },
+    )
+    .await;
+    other.shutdown().await;
+}
+
+on_both_dbs!(replicas_share_the_inventory);
