@@ -70,6 +70,12 @@ pub struct SiteSpec<V> {
     /// Location of the site.
     #[schema(value_type = Object)]
     pub location: GeoPoint,
+    /// ISO 3166-1 alpha-2 code of the site's country (for `locationConstraints.countryCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    /// The site's civic address (for `locationConstraints.civicAddressElement`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub civic_address: Vec<crate::location::CivicAddressElement>,
     /// Zone.
     pub zone: String,
     /// Tracking areas served.
@@ -130,6 +136,10 @@ pub struct PlacementQuery {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub user_location: Option<GeoPoint>,
+    /// Where the instance may run, as an instantiation's `locationConstraints` says (its
+    /// users' position, when given, stands for `userLocation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_constraints: Option<crate::location::LocationConstraints>,
     /// Only these zones.
     #[serde(default)]
     pub zones: Vec<String>,

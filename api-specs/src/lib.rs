@@ -9,6 +9,7 @@
 
 pub mod common;
 pub mod inventory;
+pub mod location;
 pub mod mm1;
 pub mod mp1;
 pub mod oauth;

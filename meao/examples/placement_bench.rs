@@ -41,6 +41,8 @@ fn main() {
                     latitude: 36.0 + next() * 24.0,
                     longitude: -9.0 + next() * 33.0,
                 },
+                country_code: Some(if i % 2 == 0 { "FR" } else { "DE" }.into()),
+                civic_address: vec![],
                 zone: format!("zone-{}", i % 40),
                 access_latency_ms: 1.0 + next() * 3.0,
                 free: cap((next() * 32_000.0) as u64),

@@ -46,15 +46,7 @@ pub struct MecHostInformation {
     pub host_id: String,
 }
 
-/// A geographic point for latency-aware placement (mecplane extension of `locationConstraints`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LocationConstraints {
-    /// Latitude of the users (degrees).
-    pub latitude: f64,
-    /// Longitude of the users (degrees).
-    pub longitude: f64,
-}
+pub use crate::location::LocationConstraints;
 
 /// Request to instantiate (`InstantiateAppRequest`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

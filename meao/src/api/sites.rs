@@ -128,12 +128,15 @@ async fn site_mep_get(
 
 /// Where an onboarded application would be placed now, and why every other site was not chosen.
 #[utoipa::path(post, path = "/placement", tag = "inventory", request_body = PlacementQuery,
-    responses((status = 200, description = "the placement decision"), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 200, description = "the placement decision"), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
     security(("oauth2" = ["mecplane_inventory"])))]
 async fn placement_post(
     State(s): State<Sites>,
     ApiJson(query): ApiJson<PlacementQuery>,
 ) -> Result<Response, ApiError> {
+    if let Some(location) = &query.location_constraints {
+        location.validate().map_err(ApiError::BadRequest)?;
+    }
     let (appd, _) = s.packages.appd(PkgRef::AppDId(&query.app_d_id)).await?;
     let appd: AppD = serde_json::from_value(appd)
         .map_err(|e| ApiError::Internal(format!("stored AppD unreadable: {e}")))?;

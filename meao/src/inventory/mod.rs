@@ -19,6 +19,7 @@ use vim_adapters::{Capacity, Vim};
 
 use crate::placement::{PlacementDecision, PlacementRequest, SiteView, place};
 use crate::store::{SiteDeletion, SiteRow, Store, StoreError};
+use api_specs::location::LocationConstraints;
 
 /// How the MEAO reaches a site's VIM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -217,6 +218,11 @@ fn validate(spec: &SiteSpec) -> Result<(), InventoryError> {
             "at most 1024 services, tracking areas and labels".into(),
         ));
     }
+    if let Some(cc) = &spec.country_code {
+        api_specs::location::check_country_code(cc).map_err(InventoryError::Invalid)?;
+    }
+    api_specs::location::check_civic_address("civicAddress", &spec.civic_address)
+        .map_err(InventoryError::Invalid)?;
     if !(-90.0..=90.0).contains(&spec.location.latitude)
         || !(-180.0..=180.0).contains(&spec.location.longitude)
     {
@@ -534,6 +540,8 @@ impl Inventory {
                 SiteView {
                     healthy: s.healthy,
                     location: s.spec.location,
+                    country_code: s.spec.country_code.clone(),
+                    civic_address: s.spec.civic_address.clone(),
                     zone: s.spec.zone.clone(),
                     access_latency_ms: s.spec.access_latency_ms,
                     free: s.free_capacity.clone().unwrap_or_default(),
@@ -604,7 +612,13 @@ pub fn request_for(appd: &AppD, query: &PlacementQuery) -> PlacementRequest {
             .map(|s| s.ser_name.clone())
             .collect(),
         max_latency_ms: appd.app_latency.as_ref().map(|l| l.max_latency),
-        user_location: query.user_location,
+        user_location: query.user_location.or_else(|| {
+            query
+                .location_constraints
+                .as_ref()
+                .and_then(LocationConstraints::users)
+        }),
+        location: query.location_constraints.clone(),
         zones: query.zones.clone(),
         candidate_sites: query.candidate_sites.clone(),
         affinity: query.affinity.clone(),

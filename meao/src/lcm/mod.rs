@@ -561,6 +561,9 @@ impl Lcm {
         id: &str,
         request: InstantiateAppRequest,
     ) -> Result<String, LcmError> {
+        if let Some(location) = &request.location_constraints {
+            location.validate().map_err(LcmError::Invalid)?;
+        }
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "NOT_INSTANTIATED" {
             return Err(LcmError::Conflict(format!(

@@ -95,6 +95,7 @@ pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
         &PlacementQuery {
             app_d_id: appd.app_d_id.clone(),
             user_location: None,
+            location_constraints: None,
             zones: vec![],
             candidate_sites: vec![],
             affinity: vec![],
@@ -222,12 +223,8 @@ fn place<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
         }
         let query = PlacementQuery {
             app_d_id: appd.app_d_id.clone(),
-            user_location: request
-                .location_constraints
-                .map(|l| crate::placement::GeoPoint {
-                    latitude: l.latitude,
-                    longitude: l.longitude,
-                }),
+            user_location: None,
+            location_constraints: request.location_constraints.clone(),
             zones: vec![],
             candidate_sites: candidates,
             affinity: request.affinity.clone(),

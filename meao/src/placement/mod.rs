@@ -2,7 +2,8 @@
 //!
 //! Filters remove a site for a reason that is recorded (unhealthy, not enough CPU, memory or
 //! GPUs, wrong architecture, a required MEC service missing, too far for the latency bound, an
-//! anti-affinity conflict, outside the allowed zones). The remaining sites are scored on
+//! anti-affinity conflict, outside the allowed zones, or outside the requested country, civic
+//! address or area of `locationConstraints`). The remaining sites are scored on
 //! headroom after placement (prefer balanced utilisation), latency margin, spread of the same
 //! application, and affinity; ties go to the smaller site id. The [`PlacementDecision`] keeps the ranked
 //! candidates and every rejected site grouped by reason, so an operator sees why.
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use vim_adapters::Capacity;
 
 pub use api_specs::inventory::{Candidate, GeoPoint, PlacementDecision};
+use api_specs::location::{CivicAddressElement, LocationConstraints, Mismatch};
 
 /// Mean Earth radius (km), as [`GeoPoint::distance_km`] takes it.
 const EARTH_RADIUS_KM: f64 = 6371.0;
@@ -43,6 +45,10 @@ pub struct SiteView {
     pub healthy: bool,
     /// Location.
     pub location: GeoPoint,
+    /// Country (ISO 3166-1 alpha-2).
+    pub country_code: Option<String>,
+    /// Civic address.
+    pub civic_address: Vec<CivicAddressElement>,
     /// Zone.
     pub zone: String,
     /// Round-trip latency from a user at the site to its MEC host (ms).
@@ -80,6 +86,8 @@ pub struct PlacementRequest {
     pub user_location: Option<GeoPoint>,
     /// Only these zones, when not empty.
     pub zones: Vec<String>,
+    /// Only sites in this country, with this civic address or inside this area.
+    pub location: Option<LocationConstraints>,
     /// Prefer sites running these applications.
     pub affinity: Vec<String>,
     /// Never share a site with these applications.
@@ -104,6 +112,7 @@ enum Rejection<'r> {
     NotSelected,
     Unhealthy,
     OutsideZones,
+    Location(Mismatch),
     NoArchitecture(&'r str),
     NotEnoughCpu,
     NotEnoughMemory,
@@ -119,6 +128,11 @@ impl fmt::Display for Rejection<'_> {
             Self::NotSelected => f.write_str("not a selected MEC host"),
             Self::Unhealthy => f.write_str("site unhealthy"),
             Self::OutsideZones => f.write_str("outside the allowed zones"),
+            Self::Location(Mismatch::Country) => f.write_str("outside the requested country"),
+            Self::Location(Mismatch::CivicAddress) => {
+                f.write_str("civic address without the requested elements")
+            }
+            Self::Location(Mismatch::Area) => f.write_str("outside the requested area"),
             Self::NoArchitecture(arch) => write!(f, "no {arch} nodes"),
             Self::NotEnoughCpu => f.write_str("not enough CPU"),
             Self::NotEnoughMemory => f.write_str("not enough memory"),
@@ -258,6 +272,15 @@ impl<'r> Prepared<'r> {
         }
         if !req.zones.is_empty() && !req.zones.contains(&site.zone) {
             return Err(Rejection::OutsideZones);
+        }
+        if let Some(location) = &req.location {
+            location
+                .admits(
+                    site.country_code.as_deref(),
+                    &site.civic_address,
+                    &site.location,
+                )
+                .map_err(Rejection::Location)?;
         }
         if let Some(arch) = req
             .architecture
@@ -465,6 +488,8 @@ mod tests {
                 latitude: lat,
                 longitude: 0.0,
             },
+            country_code: Some("FR".into()),
+            civic_address: vec![],
             zone: "z1".into(),
             access_latency_ms: 2.0,
             total: Capacity {

@@ -425,3 +425,147 @@ async fn replicas_share_the_inventory(db: Db) {
 }
 
 on_both_dbs!(replicas_share_the_inventory);
+
+/// `locationConstraints` in the ETSI MEC 010-2 shape: a country, civic address elements or a
+/// GeoJSON area (as an object or as its text) filter the sites, each rejected site with its
+/// reason; the users' position (the extension) still ranks by latency.
+async fn etsi_location_constraints(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    let located = |id: &str, lat: f64, lon: f64, cc: &str, city: &str| {
+        let mut s = site(id, lat, 16000, "x86_64", &[]);
+        s["location"]["longitude"] = json!(lon);
+        s["countryCode"] = json!(cc);
+        s["civicAddress"] = json!([{"caType": 3, "caValue": city}]);
+        serde_json::from_value(s).unwrap()
+    };
+    config.sites = vec![
+        located("paris-1", 48.86, 2.35, "FR", "Paris"),
+        located("lyon-1", 45.76, 4.84, "FR", "Lyon"),
+        located("berlin-1", 52.52, 13.40, "DE", "Berlin"),
+    ];
+    let ctx = Ctx::start_with(config, dir).await;
+    let shown: Value = get(&ctx, "/sites/lyon-1").await.json().await.unwrap();
+    assert_eq!(shown["countryCode"], "FR");
+    assert_eq!(shown["civicAddress"][0]["caValue"], "Lyon");
+    assert_eq!(ctx.onboard("iot", example("iot-gateway")).await.1, 202);
+    let appd = "iot-gateway-fieldbus-0.3";
+    let place = async |constraints: Value| {
+        ctx.http
+            .post(format!("{}/inventory/v1/placement", ctx.base))
+            .bearer_auth(&ctx.token)
+            .json(&json!({"appDId": appd, "locationConstraints": constraints}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let around_paris = json!({"type": "Polygon", "coordinates": [
+        [[2.0, 48.5], [2.7, 48.5], [2.7, 49.1], [2.0, 49.1], [2.0, 48.5]]]});
+    for (constraints, chosen, reason, rejected) in [
+        (
+            json!({"countryCode": "DE"}),
+            "berlin-1",
+            "outside the requested country",
+            json!(["lyon-1", "paris-1"]),
+        ),
+        (
+            json!({"area": around_paris}),
+            "paris-1",
+            "outside the requested area",
+            json!(["berlin-1", "lyon-1"]),
+        ),
+        (
+            json!({"area": around_paris.to_string()}),
+            "paris-1",
+            "outside the requested area",
+            json!(["berlin-1", "lyon-1"]),
+        ),
+        (
+            json!({"countryCode": "FR", "civicAddressElement": [{"caType": 3, "caValue": "lyon"}]}),
+            "lyon-1",
+            "civic address without the requested elements",
+            json!(["paris-1"]),
+        ),
+        (
+            json!({"countryCode": "FR", "latitude": 45.7, "longitude": 4.8}),
+            "lyon-1",
+            "outside the requested country",
+            json!(["berlin-1"]),
+        ),
+    ] {
+        let r = place(constraints.clone()).await;
+        assert_eq!(r.status(), 200, "{constraints}");
+        let decision: Value = r.json().await.unwrap();
+        assert_eq!(decision["chosen"], chosen, "{constraints}: {decision:#}");
+        assert_eq!(
+            decision["rejected"][reason], rejected,
+            "{constraints}: {decision:#}"
+        );
+    }
+    for (bad, why) in [
+        (
+            json!({"civicAddressElement": [{"caType": 3, "caValue": "Paris"}]}),
+            "countryCode is required",
+        ),
+        (json!({"countryCode": "France"}), "ISO 3166-1"),
+        (
+            json!({"area": {"type": "Polygon", "coordinates": [[[2.0, 48.5], [2.7, 48.5], [2.7, 49.1]]]}}),
+            "fewer than four",
+        ),
+    ] {
+        let r = place(bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.text().await.unwrap().contains(why), "{why}");
+    }
+
+    // the same constraint on an instantiation
+    let created: Value = ctx
+        .http
+        .post(format!("{}/app_lcm/v1/app_instances", ctx.base))
+        .bearer_auth(&ctx.token)
+        .json(&json!({"appDId": appd}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let instantiate = async |body: Value| {
+        ctx.http
+            .post(format!(
+                "{}/app_lcm/v1/app_instances/{id}/instantiate",
+                ctx.base
+            ))
+            .bearer_auth(&ctx.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = instantiate(json!({"locationConstraints": {"civicAddressElement": []}})).await;
+    assert_eq!(r.status(), 400);
+    let r = instantiate(json!({"locationConstraints": {"countryCode": "DE"}})).await;
+    assert_eq!(r.status(), 202);
+    let op = r.headers()["location"].to_str().unwrap().to_owned();
+    eventually("instantiated in Germany", EVENTUALLY, async || {
+        let occ: Value = ctx
+            .http
+            .get(format!("{}{op}", ctx.base))
+            .bearer_auth(&ctx.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match occ["operationState"].as_str() {
+            Some("COMPLETED") if occ["placement"]["chosen"] == "berlin-1" => Ok(()),
+            _ => Err(occ),
+        }
+    })
+    .await;
+}
+
+on_both_dbs!(etsi_location_constraints);

@@ -142,24 +142,29 @@ async fn resolve(ctx: &Ctx, reference: &str) -> Result<AppInstanceInfo, Error> {
 
 /// The instantiation request for `placement`.
 fn instantiate_request(p: &Placement) -> Result<Value, Error> {
-    let location = p
-        .near
-        .as_deref()
-        .map(|near| {
-            let parsed = near
-                .split_once(',')
-                .and_then(|(lat, lon)| Some((lat.trim().parse().ok()?, lon.trim().parse().ok()?)));
-            match parsed {
-                Some((latitude, longitude)) => Ok(LocationConstraints {
-                    latitude,
-                    longitude,
-                }),
-                None => Err(Error::Usage(format!(
-                    "--near {near}: expected LATITUDE,LONGITUDE, e.g. 48.85,2.35"
-                ))),
-            }
-        })
-        .transpose()?;
+    let mut location = LocationConstraints::default();
+    if let Some(near) = p.near.as_deref() {
+        let parsed = near.split_once(',').and_then(|(lat, lon)| {
+            Some((
+                lat.trim().parse::<f64>().ok()?,
+                lon.trim().parse::<f64>().ok()?,
+            ))
+        });
+        let Some((latitude, longitude)) = parsed else {
+            return Err(Error::Usage(format!(
+                "--near {near}: expected LATITUDE,LONGITUDE, e.g. 48.85,2.35"
+            )));
+        };
+        (location.latitude, location.longitude) = (Some(latitude), Some(longitude));
+    }
+    if let Some(cc) = &p.country {
+        if cc.len() != 2 || !cc.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(Error::Usage(format!(
+                "--country {cc}: expected an ISO 3166-1 alpha-2 code, e.g. FR"
+            )));
+        }
+        location.country_code = Some(cc.to_ascii_uppercase());
+    }
     let request = InstantiateAppRequest {
         selected_mec_host_info: p
             .sites
@@ -169,23 +174,10 @@ fn instantiate_request(p: &Placement) -> Result<Value, Error> {
                 host_id: s.clone(),
             })
             .collect(),
-        location_constraints: location,
+        location_constraints: (location != LocationConstraints::default()).then_some(location),
         ..InstantiateAppRequest::default()
     };
-    let mut body = serde_json::to_value(request).map_err(|e| Error::Local(Box::new(e)))?;
-    if let (Some(cc), Value::Object(map)) = (&p.country, &mut body) {
-        if cc.len() != 2 || !cc.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(Error::Usage(format!(
-                "--country {cc}: expected an ISO 3166-1 alpha-2 code, e.g. FR"
-            )));
-        }
-        // the ETSI shape of locationConstraints (MEC 010-2 LocationConstraints.countryCode)
-        map.insert(
-            "locationConstraints".into(),
-            serde_json::json!({"countryCode": cc.to_ascii_uppercase()}),
-        );
-    }
-    Ok(body)
+    serde_json::to_value(request).map_err(|e| Error::Local(Box::new(e)))
 }
 
 /// The id of the occurrence a task's 202 answer points to.
