@@ -178,6 +178,9 @@ pub struct PlacementDecision {
     /// Rejected sites, grouped by reason (site ids shared with the placement engine's view of
     /// the sites, as a decision names most of them).
     pub rejected: BTreeMap<String, Vec<Arc<str>>>,
+    /// Attributes of the instantiation request accepted but not applied, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applied: Vec<String>,
 }
 
 /// A site's MEP as the MEP link sees it.

@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::ProblemDetails;
 use crate::common::{LinkType, TimeStamp};
+use crate::mm1::appd::{OsContainerDescriptor, VirtualComputeDescriptor};
 
 /// A MEC platform (`MepInformation`), used to pin an instance to a site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -42,8 +43,31 @@ pub struct MecHostInformation {
     /// Human-readable name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_name: Option<String>,
-    /// Host (site) identifier.
+    /// Host (site) identifier. The specification types it as a deployment-specific object:
+    /// `{"siteId": "…"}` (or `{"id": "…"}`) names the site, and the site id alone is accepted
+    /// as a string.
+    #[serde(deserialize_with = "host_id")]
+    #[schema(value_type = Object)]
     pub host_id: String,
+}
+
+fn host_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        Object(serde_json::Map<String, serde_json::Value>),
+    }
+    match Form::deserialize(d)? {
+        Form::Text(id) => Ok(id),
+        Form::Object(o) => ["siteId", "id"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                serde::de::Error::custom("hostId: an object naming the site in siteId (or id)")
+            }),
+    }
 }
 
 pub use crate::location::LocationConstraints;
@@ -68,6 +92,43 @@ pub struct InstantiateAppRequest {
     /// Never share a site with these applications (AppD ids; mecplane extension).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anti_affinity: Vec<String>,
+    /// Replaces the AppD's compute descriptor for this instance (placement and workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_compute_descriptor: Option<VirtualComputeDescriptor>,
+    /// Replaces the AppD's container descriptors for this instance (placement and workload).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os_container_descriptor: Vec<OsContainerDescriptor>,
+    /// Storage for the instance (`VirtualStorageDescriptor`); accepted, not applied: storage
+    /// comes from the site's VIM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub virtual_storage_descriptor: Vec<serde_json::Value>,
+    /// VIM connections (`VimConnectionInfoMap`); accepted, not applied: the MEAO reaches each
+    /// site's VIM as its inventory says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub vim_connection_info: Vec<serde_json::Value>,
+    /// Coordinates of application terminals (`AppTermCandsForCoord`); accepted, not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub app_term_cands_for_coord: Option<serde_json::Value>,
+}
+
+impl InstantiateAppRequest {
+    /// The attributes given that this MEAO accepts but does not apply, each with why.
+    pub fn not_applied(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.virtual_storage_descriptor.is_empty() {
+            out.push("virtualStorageDescriptor: storage comes from the site's VIM".to_owned());
+        }
+        if !self.vim_connection_info.is_empty() {
+            out.push("vimConnectionInfo: sites' VIMs are reached as the inventory says".to_owned());
+        }
+        if self.app_term_cands_for_coord.is_some() {
+            out.push("appTermCandsForCoord: no terminal coordination on this MEAO".to_owned());
+        }
+        out
+    }
 }
 
 /// Forceful or graceful.

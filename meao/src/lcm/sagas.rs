@@ -11,6 +11,7 @@ use api_specs::mm1::app_lcm::InstantiateAppRequest;
 use api_specs::mm1::appd::AppD;
 use base64::Engine;
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vim_adapters::{
     Container, DeviceRequest, Port, Protocol, Vim, Workload, WorkloadPhase, workload_name,
@@ -59,6 +60,53 @@ async fn appd(c: &LcmCtx, app_d_id: &str) -> Result<AppD, StepError> {
         .map_err(|e| StepError::Permanent(e.to_string()))?;
     serde_json::from_value(value)
         .map_err(|e| StepError::Permanent(format!("stored AppD unreadable: {e}")))
+}
+
+/// Descriptors an instantiation request puts in place of the AppD's.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Overrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    virtual_compute_descriptor: Option<api_specs::mm1::appd::VirtualComputeDescriptor>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    os_container_descriptor: Vec<api_specs::mm1::appd::OsContainerDescriptor>,
+}
+
+impl Overrides {
+    fn of(request: &InstantiateAppRequest) -> Option<Self> {
+        let o = Self {
+            virtual_compute_descriptor: request.virtual_compute_descriptor.clone(),
+            os_container_descriptor: request.os_container_descriptor.clone(),
+        };
+        (o.virtual_compute_descriptor.is_some() || !o.os_container_descriptor.is_empty())
+            .then_some(o)
+    }
+
+    fn apply(self, appd: &mut AppD) {
+        if let Some(compute) = self.virtual_compute_descriptor {
+            appd.virtual_compute_descriptor = Some(compute);
+        }
+        if !self.os_container_descriptor.is_empty() {
+            appd.os_container_descriptor = self.os_container_descriptor;
+        }
+    }
+}
+
+/// The AppD as `instance` runs it: with the descriptors its instantiation put in place.
+async fn instance_appd(c: &LcmCtx, instance: &str, app_d_id: &str) -> Result<AppD, StepError> {
+    let mut appd = appd(c, app_d_id).await?;
+    let stored = c
+        .store
+        .instance_overrides(instance)
+        .await
+        .map_err(retryable)?;
+    if let Some(json) = stored {
+        let overrides: Overrides = serde_json::from_str(&json).map_err(|e| {
+            StepError::Permanent(format!("stored instantiation overrides unreadable: {e}"))
+        })?;
+        overrides.apply(&mut appd);
+    }
+    Ok(appd)
 }
 
 /// Refreshes the site's free capacity after a change, so the next placement sees it; a failed
@@ -210,9 +258,20 @@ fn devices_of(appd: &AppD) -> Vec<DeviceRequest> {
 
 fn place<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
     Box::pin(async move {
-        let appd = appd(c, param(&ctx, "appDId")).await?;
         let request: InstantiateAppRequest =
             serde_json::from_value(ctx.params["request"].clone()).unwrap_or_default();
+        let instance = param(&ctx, "appInstanceId");
+        // a relocation deploys the instance as it was instantiated; an instantiation records
+        // what its request puts in place of the AppD's descriptors
+        if ctx.params.get("fromSite").is_none() {
+            let overrides =
+                Overrides::of(&request).map(|o| serde_json::to_string(&o).unwrap_or_default());
+            c.store
+                .instance_set_overrides(instance, overrides.as_deref())
+                .await
+                .map_err(retryable)?;
+        }
+        let appd = instance_appd(c, instance, param(&ctx, "appDId")).await?;
         let mut candidates: Vec<String> = request
             .selected_mec_host_info
             .iter()
@@ -230,11 +289,12 @@ fn place<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
             affinity: request.affinity.clone(),
             anti_affinity: request.anti_affinity.clone(),
         };
-        let decision = c
+        let mut decision = c
             .inventory
             .place_appd(&appd, &query)
             .await
             .map_err(retryable)?;
+        decision.not_applied = request.not_applied();
         let recorded = serde_json::to_string(&decision).unwrap_or_default();
         c.store
             .op_occ_set_placement(ctx.saga_id, &recorded)
@@ -299,7 +359,7 @@ pub(super) async fn deploy_at(
     credential: Option<&CredentialRow>,
     replicas: u32,
 ) -> Result<String, StepError> {
-    let appd = appd(c, app_d_id).await?;
+    let appd = instance_appd(c, instance, app_d_id).await?;
     let mut workload = workload_for(instance, &appd);
     workload.replicas = replicas;
     if let Some(mciop) = &appd.mciop_id {

@@ -458,6 +458,7 @@ fn decide(prepared: &Prepared<'_>, sites: &[SiteView]) -> PlacementDecision {
         chosen: ranked.first().map(|c| c.site_id.clone()),
         ranked,
         rejected: BTreeMap::new(),
+        not_applied: Vec::new(),
     };
     for (reason, ids) in rejected {
         decision

@@ -968,6 +968,32 @@ impl Store {
         Ok(rows.iter().map(instance_row).collect::<Result<_, _>>()?)
     }
 
+    /// Records the descriptors an instantiation put in place of the AppD's (JSON, or none).
+    pub async fn instance_set_overrides(
+        &self,
+        id: &str,
+        overrides: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE app_instances SET instantiation_overrides = $1 WHERE id = $2")
+            .bind(overrides)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The descriptors the instance's instantiation put in place of the AppD's (JSON).
+    pub async fn instance_overrides(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT instantiation_overrides FROM app_instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten())
+    }
+
     /// Sets the instantiation and operational state and the site of an instance.
     pub async fn instance_set_state(
         &self,

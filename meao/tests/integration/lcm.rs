@@ -766,6 +766,79 @@ fn deployed_workload(instance: &str) -> vim_adapters::Workload {
 }
 
 on_both_dbs!(workloads_are_reconciled);
+/// The other `InstantiateAppRequest` attributes of MEC 010-2: a host named by an object, the
+/// containers replaced for this instance (used for placement, the workload and every later
+/// deployment of it), and those the MEAO cannot use accepted and listed as not applied.
+async fn instantiate_request_attributes(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("a-1", 16000, &["RNIS"]), site("b-1", 16000, &["RNIS"])];
+    config.reconcile_interval_secs = 1;
+    let ctx = Ctx::start_with(config, dir).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let a: Value = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = a["id"].as_str().unwrap().to_owned();
+    let request = json!({
+        "selectedMECHostInfo": [{"hostName": "Site B", "hostId": {"siteId": "b-1"}}],
+        "osContainerDescriptor": [{
+            "osContainerDescId": "analytics", "name": "analytics", "description": "smaller",
+            "requestedCpuResources": 1500, "requestedMemoryResources": 2048,
+            "swImageDesc": "va-image"
+        }],
+        "vimConnectionInfo": [{"b-1": {"vimType": "kubernetes"}}],
+        "appTermCandsForCoord": {"terminationOptions": []}
+    });
+    let bad = json!({"selectedMECHostInfo": [{"hostId": {"rack": 7}}]});
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        &format!("/app_instances/{id}/instantiate"),
+        Some(bad),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("siteId"));
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), request).await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    assert_eq!(op["placement"]["chosen"], "b-1");
+    let not_applied = op["placement"]["notApplied"].as_array().unwrap();
+    assert_eq!(not_applied.len(), 2, "{not_applied:?}");
+    assert!(
+        not_applied[0]
+            .as_str()
+            .unwrap()
+            .starts_with("vimConnectionInfo")
+    );
+    let inventory = &ctx.server.as_ref().unwrap().inventory;
+    let b1 = inventory.vim("b-1").unwrap();
+    assert_eq!(
+        b1.capacity().await.unwrap().cpu_millis,
+        16000 - 1500,
+        "the request's container"
+    );
+    // redeployed by the reconciliation with the same containers
+    let name = vim_adapters::workload_name(&id);
+    b1.delete(&name).await.unwrap();
+    eventually("recreated as instantiated", EVENTUALLY, async || {
+        match b1.capacity().await.unwrap().cpu_millis {
+            14500 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+}
+
+on_both_dbs!(instantiate_request_attributes);
 
 async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
     let mut slow = site("slow-1", 16000, &["RNIS"]);
