@@ -31,6 +31,8 @@ pub struct MeaoConfig {
     pub tls: Option<TlsConfig>,
     /// OAuth 2.0 clients and tokens.
     pub auth: AuthConfig,
+    /// The operator portal's users and sessions.
+    pub portal: crate::portal::PortalConfig,
     /// Package onboarding policy and limits.
     pub packages: PackageConfig,
     /// Edge sites to register at start (more can be added through the inventory API).
@@ -85,6 +87,7 @@ impl Default for MeaoConfig {
             data_dir: PathBuf::from("data"),
             tls: None,
             auth: AuthConfig::default(),
+            portal: crate::portal::PortalConfig::default(),
             packages: PackageConfig::default(),
             sites: Vec::new(),
             site_refresh_secs: 15,

@@ -7,6 +7,7 @@
 //!   acknowledgements and status up.
 //! - [`inventory`]: the edge sites, their VIMs, health and free capacity.
 //! - [`api`]: the HTTP edge (`app_pkgm/v1`, `inventory/v1`).
+//! - [`portal`]: the operator portal (`/portal/`): embedded assets, users, sessions, CSRF.
 //! - [`store`]: sqlx persistence (SQLite default, PostgreSQL).
 //! - [`placement`]: choosing a site for an instance (filter, score, explain).
 //! - [`saga`]: durable multi-step operations with undo, leases and recovery.
@@ -24,6 +25,7 @@ pub mod lcm;
 pub mod mep_link;
 pub mod package;
 pub mod placement;
+pub mod portal;
 pub mod saga;
 pub mod server;
 pub mod store;

@@ -39,6 +39,9 @@ enum Command {
         #[arg(long, requires = "sign_cert")]
         sign_key: Option<PathBuf>,
     },
+    /// Print the argon2id hash of a portal user's password (read from stdin, first line) for
+    /// `[portal] users`.
+    HashPassword,
     /// Check that a running MEAO answers its health endpoint (the image's health check).
     Healthcheck {
         /// The endpoint.
@@ -56,6 +59,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Command::Healthcheck { url }) = &args.command {
         server_kit::admin::probe(url).await?;
+        return Ok(());
+    }
+    if let Some(Command::HashPassword) = &args.command {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .context("reading the password from stdin")?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        anyhow::ensure!(!password.is_empty(), "no password on stdin");
+        println!("{}", meao::portal::hash_password(password)?);
         return Ok(());
     }
     if let Some(Command::Package {

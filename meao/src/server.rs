@@ -40,6 +40,9 @@ pub enum StartError {
     /// Authentication or notification delivery could not be set up.
     #[error(transparent)]
     Plumbing(#[from] PlumbingError),
+    /// The portal's users are misconfigured.
+    #[error(transparent)]
+    Portal(#[from] crate::portal::PortalError),
     /// The key of the applications' Mp1 credentials is unusable.
     #[error(transparent)]
     Credentials(#[from] CredentialKeyError),
@@ -164,11 +167,18 @@ impl Server {
                 "a crash drill is armed: the process will abort at that step"
             );
         }
+        let secure_cookie = config.tls.is_some()
+            || config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"));
+        let portal = Arc::new(crate::portal::Portal::new(&config.portal, secure_cookie)?);
         let app = crate::api::router(
             packages.clone(),
             inventory.clone(),
             lcm.clone(),
             plumbing.authority.clone(),
+            portal,
             plumbing.metrics.clone(),
             plumbing.ready.clone(),
             config.max_body_bytes,

@@ -249,9 +249,10 @@ impl RegisteredClients {
     }
 }
 
-/// Counts failed token requests per key in one-minute windows, for a bounded number of keys.
+/// Counts failed authentication attempts per key (a client, a user, a source address) in
+/// one-minute windows, for a bounded number of keys.
 #[derive(Debug, Default)]
-struct FailureLimiter(Mutex<HashMap<String, (u32, i64)>>);
+pub struct FailureLimiter(Mutex<HashMap<String, (u32, i64)>>);
 
 /// Keys the limiter remembers at most; beyond, windows that ended are forgotten first.
 const LIMITER_KEYS: usize = 10_000;
@@ -259,14 +260,15 @@ const WINDOW_SECS: i64 = 60;
 
 impl FailureLimiter {
     /// Seconds until `key` may try again, if it exhausted `max` failures in its window.
-    fn blocked(&self, key: &str, max: u32, now_secs: i64) -> Option<u64> {
+    pub fn blocked(&self, key: &str, max: u32, now_secs: i64) -> Option<u64> {
         let map = self.0.lock().ok()?;
         let (count, start) = *map.get(key)?;
         let remaining = start + WINDOW_SECS - now_secs;
         (count >= max && remaining > 0).then(|| u64::try_from(remaining).unwrap_or(1))
     }
 
-    fn record(&self, key: &str, now_secs: i64) {
+    /// Counts one failed attempt of `key`.
+    pub fn record(&self, key: &str, now_secs: i64) {
         let Ok(mut map) = self.0.lock() else { return };
         if map.len() >= LIMITER_KEYS && !map.contains_key(key) {
             map.retain(|_, (_, start)| *start + WINDOW_SECS > now_secs);

@@ -14,7 +14,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::post;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
-use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
+use server_kit::auth::{Authority, token_endpoint};
 use server_kit::problem::{
     ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
 };
@@ -25,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::inventory::Inventory;
 use crate::lcm::{APP_LCM_BASE, Lcm};
 use crate::package::{APP_PKGM_BASE, PackageError, Packages};
+use crate::portal::{Edge, Portal};
 
 /// Scope of the package management API.
 pub const SCOPE_APP_PKGM: &str = "app_pkgm";
@@ -158,12 +159,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     parts().3
 }
 
-/// The full router.
+/// The full router: the APIs (a bearer token or a portal session), the portal, the token
+/// endpoint and the admin endpoints.
+#[allow(clippy::too_many_arguments)]
 pub fn router(
     packages: AppState,
     inventory: Arc<Inventory>,
     lcm: Arc<Lcm>,
     authority: Arc<Authority>,
+    portal: Arc<Portal>,
     metrics: Arc<Metrics>,
     ready: ReadinessCheck,
     max_body_bytes: usize,
@@ -171,11 +175,12 @@ pub fn router(
     let (pkgm, lcm_routes, sites, _) = parts();
     let scope = |scope| {
         from_fn_with_state(
-            RequireScope {
+            Edge {
                 authority: authority.clone(),
+                portal: portal.clone(),
                 scope,
             },
-            require_scope,
+            crate::portal::authorize,
         )
     };
     let sites = sites
@@ -194,6 +199,7 @@ pub fn router(
             lcm_routes.layer(scope(SCOPE_APP_LCM)).with_state(lcm),
         )
         .route("/oauth2/token", post(token_endpoint).with_state(authority))
+        .merge(crate::portal::router(portal))
         .merge(admin::router(metrics.clone(), ready))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

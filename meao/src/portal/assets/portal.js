@@ -1,0 +1,697 @@
+// The mecplane operator portal. Plain script, no build step: it calls the MEAO's REST APIs
+// (app_pkgm/v1, app_lcm/v1, inventory/v1) with the session cookie and, on every mutating call,
+// the session's CSRF token. Pages poll what they show every POLL_MS while visible.
+'use strict';
+
+const POLL_MS = 2000;
+const PKGM = '/app_pkgm/v1';
+const LCM = '/app_lcm/v1';
+const INVENTORY = '/inventory/v1';
+
+const portal = { session: null, page: null, timer: null, refresh: null };
+
+// ---------- DOM ----------
+
+/** Builds an element: attrs are properties/attributes (on* are listeners), children nodes or text. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function clear(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
+}
+
+const BADGES = {
+  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy',
+    'connected', 'INSTALLED'],
+  info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING'],
+  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK'],
+  bad: ['ERROR', 'FAILED', 'unhealthy', 'onboarding failed', 'refused'],
+};
+
+function badge(text) {
+  const kind = Object.keys(BADGES).find((k) => BADGES[k].includes(text)) || '';
+  return h('span', { class: `badge ${kind}`, text: text || '-' });
+}
+
+function toast(message, bad) {
+  const t = h('div', { class: bad ? 'bad' : '', text: message });
+  document.getElementById('toast').append(t);
+  setTimeout(() => t.remove(), 5000);
+}
+
+function field(label, input) {
+  if (!input.id) input.id = `f-${Math.random().toString(36).slice(2)}`;
+  return h('div', { class: 'field' }, h('label', { for: input.id, text: label }), input);
+}
+
+function table(headers, rows, empty) {
+  if (!rows.length) return h('div', { class: 'empty', text: empty });
+  return h('table', {},
+    h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col', text: x })))),
+    h('tbody', {}, rows));
+}
+
+function when(t) {
+  if (!t) return '-';
+  const ms = typeof t === 'number' ? t : t.seconds * 1000 + Math.floor((t.nanoSeconds || 0) / 1e6);
+  return new Date(ms).toLocaleString();
+}
+
+// ---------- API ----------
+
+class ApiFailure extends Error {
+  constructor(status, problem) {
+    super(problem && problem.detail ? problem.detail : `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** Every problem of a ProblemDetails: a list when the API gives one, else its detail's parts. */
+function problems(p) {
+  if (!p) return [];
+  for (const key of ['problems', 'invalidParams', 'errors']) {
+    if (Array.isArray(p[key])) {
+      return p[key].map((x) => (typeof x === 'string' ? x
+        : [x.path || x.name || x.pointer, x.detail || x.reason || x.message].filter(Boolean).join(': ')));
+    }
+  }
+  const d = p.detail || p.title || '';
+  return d.startsWith('package rejected: ') ? d.slice(18).split('; ') : [d];
+}
+
+function errorBox(e, what) {
+  const list = e instanceof ApiFailure ? problems(e.problem) : [String(e.message || e)];
+  return h('div', { class: 'error', role: 'alert' },
+    what ? h('strong', { text: what }) : null,
+    list.length > 1 ? h('ul', {}, list.map((x) => h('li', { text: x })))
+      : h('span', { text: `${what ? ': ' : ''}${list[0] || ''}` }));
+}
+
+async function api(method, path, body, headers) {
+  const opts = { method, headers: { accept: 'application/json', ...(headers || {}) }, credentials: 'same-origin' };
+  if (method !== 'GET' && portal.session) opts.headers['x-csrf-token'] = portal.session.csrfToken;
+  if (body !== undefined) {
+    opts.headers['content-type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  const text = await r.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  if (r.status === 401 && path !== '/portal/session') {
+    signedOut('Your session ended: sign in again.');
+    throw new ApiFailure(401, json);
+  }
+  if (!r.ok) throw new ApiFailure(r.status, json);
+  return { json, location: r.headers.get('location') };
+}
+
+/** PUT of a file with upload progress (fetch has none). */
+function upload(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open('PUT', path);
+    x.setRequestHeader('content-type', 'application/zip');
+    x.setRequestHeader('x-csrf-token', portal.session.csrfToken);
+    x.upload.addEventListener('progress', (e) => e.lengthComputable && onProgress(e.loaded / e.total));
+    x.addEventListener('load', () => {
+      let json = null;
+      try { json = x.responseText ? JSON.parse(x.responseText) : null; } catch (_) { json = null; }
+      if (x.status >= 200 && x.status < 300) resolve(json);
+      else reject(new ApiFailure(x.status, json));
+    });
+    x.addEventListener('error', () => reject(new Error('the upload was interrupted')));
+    x.send(file);
+  });
+}
+
+// ---------- session ----------
+
+function mayOperate() { return portal.session && portal.session.mayOperate; }
+
+function signedOut(message) {
+  portal.session = null;
+  stopPolling();
+  document.getElementById('top').hidden = true;
+  showSignIn(message);
+}
+
+function showSignIn(message) {
+  const user = h('input', { name: 'user', autocomplete: 'username', required: true });
+  const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const status = h('div', {});
+  if (message) clear(status, h('div', { class: 'error', role: 'alert', text: message }));
+  const form = h('form', { class: 'card signin', 'aria-label': 'Sign in' },
+    h('h1', { text: 'Sign in to mecplane' }),
+    field('User name', user), field('Password', password), status,
+    h('button', { type: 'submit', text: 'Sign in' }));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const { json } = await api('POST', '/portal/session', { user: user.value, password: password.value });
+      signedIn(json);
+    } catch (e) {
+      clear(status, errorBox(e, 'Sign-in failed'));
+      password.value = '';
+      password.focus();
+    }
+  });
+  clear(document.getElementById('main'), form);
+  user.focus();
+}
+
+function signedIn(session) {
+  portal.session = session;
+  document.getElementById('top').hidden = false;
+  document.getElementById('who-name').textContent = session.user;
+  document.getElementById('who-role').textContent = session.role;
+  route();
+}
+
+async function signOut() {
+  try { await api('DELETE', '/portal/session'); } catch (_) { /* the session is gone either way */ }
+  signedOut('You signed out.');
+}
+
+// ---------- pages ----------
+
+function stopPolling() {
+  clearTimeout(portal.timer);
+  portal.timer = null;
+  portal.refresh = null;
+}
+
+function poll(refresh) {
+  stopPolling();
+  portal.refresh = refresh;
+  const tick = async () => {
+    if (portal.refresh !== refresh) return;
+    if (!document.hidden) {
+      try { await refresh(); } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
+    }
+    if (portal.refresh === refresh) portal.timer = setTimeout(tick, POLL_MS);
+  };
+  tick();
+}
+
+/** Re-renders `el` from `data` only when the data changed (keeps focus and selection). */
+function renderIfChanged(el, data, render) {
+  const key = JSON.stringify(data);
+  if (el.dataset.rendered === key) return;
+  el.dataset.rendered = key;
+  clear(el, render(data));
+}
+
+function readOnlyNote() {
+  return h('p', { class: 'muted', text: `Signed in as ${portal.session.role}: you can see everything and change nothing.` });
+}
+
+// Packages
+
+function packagesPage(main) {
+  const listError = h('div', {});
+  const list = h('div', {});
+  const details = h('div', {});
+  const text = h('input', { type: 'search', placeholder: 'name or provider' });
+  const stateFilter = h('select', {}, ['', 'CREATED', 'UPLOADING', 'PROCESSING', 'ONBOARDED', 'ERROR']
+    .map((s) => h('option', { value: s, text: s || 'any state' })));
+  let selected = null;
+  let packages = [];
+
+  const act = async (what, p, call) => {
+    clear(listError);
+    try { await call(); toast(`${what} ${p.appName}: done`); await refresh(); } catch (e) { clear(listError, errorBox(e, `${what} ${p.appName}`)); }
+  };
+
+  function row(p) {
+    const failed = !!p.onboardingFailureDetails;
+    const enabled = p.operationalState === 'ENABLED';
+    return h('tr', { class: p.id === selected ? 'selected' : '', 'data-package': p.appName },
+      h('td', {}, h('strong', { text: p.appName }), h('div', { class: 'muted mono', text: p.id })),
+      h('td', { text: p.appSoftwareVersion || '-' }),
+      h('td', { text: p.appProvider || '-' }),
+      h('td', {}, badge(p.onboardingState), failed ? [' ', badge('onboarding failed')] : null),
+      h('td', {}, badge(p.operationalState)),
+      h('td', {}, badge(p.usageState)),
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selected = p.id; showDetails(); } }),
+        mayOperate() && p.onboardingState === 'ONBOARDED'
+          ? h('button', { type: 'button', class: 'secondary', text: enabled ? 'Disable' : 'Enable',
+            onclick: () => act(enabled ? 'Disable' : 'Enable', p,
+              () => api('PATCH', `${PKGM}/app_packages/${p.id}`, { operationalState: enabled ? 'DISABLED' : 'ENABLED' })) })
+          : null,
+        mayOperate() ? h('button', { type: 'button', class: 'danger', text: 'Delete',
+          onclick: () => confirm(`Delete package ${p.appName}?`) && act('Delete', p, async () => {
+            await api('DELETE', `${PKGM}/app_packages/${p.id}`);
+            if (selected === p.id) { selected = null; clear(details); }
+          }) }) : null));
+  }
+
+  function render() {
+    const q = text.value.trim().toLowerCase();
+    const shown = packages.filter((p) => (!stateFilter.value || p.onboardingState === stateFilter.value)
+      && (!q || `${p.appName} ${p.appProvider || ''}`.toLowerCase().includes(q)));
+    renderIfChanged(list, { shown, selected, q }, () => table(
+      ['Package', 'Version', 'Provider', 'Onboarding', 'Operational', 'Usage', ''],
+      shown.map(row), packages.length ? 'No package matches the filter.' : 'No package yet: onboard one above.'));
+  }
+
+  async function showDetails() {
+    render();
+    const p = packages.find((x) => x.id === selected);
+    if (!p) { clear(details); return; }
+    const parts = [h('h2', { text: `${p.appName} ${p.appSoftwareVersion || ''}` }),
+      h('dl', { class: 'kv' },
+        h('dt', { text: 'Package id' }), h('dd', { class: 'mono', text: p.id }),
+        h('dt', { text: 'AppD id' }), h('dd', { class: 'mono', text: p.appDId || '-' }),
+        h('dt', { text: 'Onboarding' }), h('dd', {}, badge(p.onboardingState)),
+        h('dt', { text: 'Checksum' }), h('dd', { class: 'mono', text: (p.checksum && p.checksum.hash) || '-' }),
+        h('dt', { text: 'Images' }), h('dd', { text: (p.softwareImages || []).map((i) => i.imagePath || i.name).join(', ') || '-' }))];
+    if (p.onboardingFailureDetails) {
+      parts.push(h('h3', { text: 'Onboarding problems' }),
+        h('ul', { class: 'problems error', 'data-problems': p.appName }, problems(p.onboardingFailureDetails).map((x) => h('li', { class: 'mono', text: x }))));
+    }
+    if (p.onboardingState === 'ONBOARDED') {
+      try {
+        const { json: d } = await api('GET', `${PKGM}/app_packages/${p.id}/appd`);
+        const section = (title, items, fmt) => [h('h3', { text: title }),
+          items && items.length ? h('ul', {}, items.map((i) => h('li', { class: 'mono', text: fmt(i) }))) : h('p', { class: 'muted', text: 'none' })];
+        parts.push(h('h2', { text: 'Application descriptor' }),
+          h('dl', { class: 'kv' },
+            h('dt', { text: 'Description' }), h('dd', { text: d.appDescription || '-' }),
+            h('dt', { text: 'Max latency' }), h('dd', { text: d.appLatency ? `${d.appLatency.maxLatency} ms` : '-' }),
+            h('dt', { text: 'Compute' }), h('dd', { class: 'mono', text: JSON.stringify(d.virtualComputeDescriptor || {}) })),
+          section('Services produced', d.appServiceProduced, (s) => `${s.serName} ${s.version || ''}`),
+          section('Services required', d.appServiceRequired, (s) => `${s.serName} ${s.version || ''}`),
+          section('Traffic rules', d.appTrafficRule, (r) => `${r.trafficRuleId}: ${r.action} (priority ${r.priority})`),
+          section('DNS rules', d.appDNSRule, (r) => `${r.domainName} → ${r.ipAddress} (ttl ${r.ttl})`));
+      } catch (e) { parts.push(errorBox(e, 'AppD')); }
+    }
+    clear(details, h('section', { class: 'card', 'aria-label': 'Package details' }, parts));
+  }
+
+  async function refresh() {
+    const { json } = await api('GET', `${PKGM}/app_packages`);
+    packages = json || [];
+    render();
+  }
+
+  text.addEventListener('input', render);
+  stateFilter.addEventListener('change', render);
+  clear(main, h('h1', { text: 'Packages' }),
+    mayOperate() ? uploadCard(refresh) : readOnlyNote(),
+    h('section', { class: 'card', 'aria-label': 'Packages' },
+      h('div', { class: 'toolbar' }, field('Filter', text), field('State', stateFilter)),
+      listError, list),
+    details);
+  poll(refresh);
+}
+
+function uploadCard(refresh) {
+  const file = h('input', { type: 'file', accept: '.zip,.csar,application/zip', name: 'package' });
+  const name = h('input', { name: 'appPkgName', required: true });
+  const version = h('input', { name: 'appPkgVersion', value: '1.0', required: true });
+  const progress = h('progress', { max: 1, value: 0, hidden: true });
+  const status = h('div', { 'aria-live': 'polite' });
+  const drop = h('div', { class: 'drop' }, 'Drop a package (zip or CSAR) here, or choose it: ', file);
+  const pick = () => {
+    const f = file.files[0];
+    if (f && !name.value) name.value = f.name.replace(/\.(zip|csar)$/i, '');
+  };
+  file.addEventListener('change', pick);
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    if (e.dataTransfer.files.length) { file.files = e.dataTransfer.files; pick(); }
+  });
+  const form = h('form', { class: 'card', 'aria-label': 'Onboard a package' },
+    h('h2', { text: 'Onboard a package' }), drop,
+    h('div', { class: 'row' }, field('Package name', name), field('Version', version),
+      h('div', { class: 'field' }, h('button', { type: 'submit', text: 'Upload' }))),
+    progress, status);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const f = file.files[0];
+    if (!f) { clear(status, h('div', { class: 'error', role: 'alert', text: 'Choose a package file first.' })); return; }
+    let pkg;
+    try {
+      ({ json: pkg } = await api('POST', `${PKGM}/app_packages`, { appPkgName: name.value, appPkgVersion: version.value }));
+      progress.hidden = false;
+      progress.value = 0;
+      clear(status, 'Uploading ', badge('UPLOADING'));
+      await upload(`${PKGM}/app_packages/${pkg.id}/package_content`, f, (x) => { progress.value = x; });
+      progress.value = 1;
+    } catch (e) {
+      clear(status, errorBox(e, `Onboarding ${name.value} failed`));
+      if (pkg) await refresh();
+      return;
+    }
+    await refresh();
+    // follow the onboarding to its end
+    for (;;) {
+      const { json: p } = await api('GET', `${PKGM}/app_packages/${pkg.id}`);
+      if (p.onboardingFailureDetails) {
+        clear(status, errorBox(new ApiFailure(400, p.onboardingFailureDetails), `Onboarding ${p.appName} failed`));
+        break;
+      }
+      clear(status, `${p.appName}: `, badge(p.onboardingState));
+      if (p.onboardingState === 'ONBOARDED' || p.onboardingState === 'ERROR') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    form.reset();
+    progress.hidden = true;
+    await refresh();
+  });
+  return form;
+}
+
+// Applications
+
+/** The site an instance runs on: the latest completed instantiation's choice. */
+function siteOf(instanceId, ops) {
+  const op = ops.filter((o) => o.lcmOperation === 'INSTANTIATE' && o.operationState === 'COMPLETED'
+    && o._links && o._links.appInstance && o._links.appInstance.href.endsWith(`/${instanceId}`))
+    .sort((a, b) => (b.startTime.seconds - a.startTime.seconds))[0];
+  return op && op.placement ? op.placement.chosen : null;
+}
+
+function instanceOf(op) {
+  const href = op._links && op._links.appInstance && op._links.appInstance.href;
+  return href ? href.slice(href.lastIndexOf('/') + 1) : '';
+}
+
+function placementView(decision) {
+  const rejected = Object.entries(decision.rejected || {});
+  return h('div', { class: 'placement', 'aria-label': 'Placement preview' },
+    h('p', {}, 'Placement: ', h('strong', { text: decision.chosen || 'no site can take it' })),
+    table(['Rank', 'Site', 'Score', 'Latency'], (decision.ranked || []).map((c, i) => h('tr', {},
+      h('td', { text: String(i + 1) }), h('td', { text: c.siteId }),
+      h('td', { text: c.score.toFixed(3) }), h('td', { text: c.latencyMs === null || c.latencyMs === undefined ? '-' : `${c.latencyMs.toFixed(1)} ms` }))),
+    'No site can take it.'),
+    rejected.length ? [h('h3', { text: 'Rejected sites' }),
+      h('ul', {}, rejected.map(([reason, sites]) => h('li', {}, h('strong', { text: sites.join(', ') }), `: ${reason}`)))] : null);
+}
+
+function opView(op) {
+  return h('div', { 'data-op': op.id },
+    h('p', {}, `${op.lcmOperation} `, badge(op.operationState), h('span', { class: 'muted mono', text: ` ${op.id}` })),
+    op.placement ? placementView(op.placement) : null,
+    op.error ? errorBox(new ApiFailure(op.error.status, op.error), 'Error') : null);
+}
+
+const ENDED = ['COMPLETED', 'FAILED', 'ROLLED_BACK', 'FAILED_TEMP'];
+
+async function follow(location, into) {
+  for (;;) {
+    const { json: op } = await api('GET', location);
+    clear(into, opView(op));
+    if (ENDED.includes(op.operationState)) return op;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function applicationsPage(main) {
+  const deployArea = h('div', {});
+  const instancesError = h('div', {});
+  const instances = h('div', {});
+  const opsError = h('div', {});
+  const opsList = h('div', {});
+  const following = h('div', { 'aria-live': 'polite' });
+  let data = { instances: [], ops: [], packages: [], sites: [] };
+
+  const act = async (what, into, call) => {
+    clear(into);
+    try {
+      const r = await call();
+      if (r && r.location) {
+        const into = h('div', {});
+        clear(following, h('section', { class: 'card', 'aria-label': 'Operation' }, h('h2', { text: what }), into));
+        const op = await follow(r.location, into);
+        toast(`${what}: ${op.operationState}`, op.operationState !== 'COMPLETED');
+      } else {
+        toast(`${what}: done`);
+      }
+      await refresh();
+    } catch (e) { clear(into, errorBox(e, what)); }
+  };
+
+  function instanceRow(i) {
+    const name = i.appInstanceName || i.id;
+    const op = i.instantiatedAppState ? i.instantiatedAppState.operationalState : null;
+    const path = `${LCM}/app_instances/${i.id}`;
+    const graceful = h('input', { type: 'number', min: 0, value: 10, class: 'short', 'aria-label': `Graceful timeout of ${name} (s)` });
+    return h('tr', { 'data-instance': name },
+      h('td', {}, h('strong', { text: name }), h('div', { class: 'muted mono', text: i.id })),
+      h('td', { text: `${i.appName} ${i.appSoftVersion || ''}` }),
+      h('td', {}, badge(i.instantiationState)),
+      h('td', {}, op ? badge(op) : '-'),
+      h('td', { text: siteOf(i.id, data.ops) || '-' }),
+      h('td', { class: 'actions' }, mayOperate() ? [
+        op === 'STARTED' ? h('button', { type: 'button', class: 'secondary', text: 'Stop',
+          onclick: () => act(`Stop ${name}`, instancesError, () => api('POST', `${path}/operate`, { changeStateTo: 'STOPPED', stopType: 'FORCEFUL' })) }) : null,
+        op === 'STOPPED' ? h('button', { type: 'button', class: 'secondary', text: 'Start',
+          onclick: () => act(`Start ${name}`, instancesError, () => api('POST', `${path}/operate`, { changeStateTo: 'STARTED' })) }) : null,
+        i.instantiationState === 'INSTANTIATED' ? [graceful,
+          h('button', { type: 'button', class: 'danger', text: 'Terminate',
+            onclick: () => act(`Terminate ${name}`, instancesError, () => api('POST', `${path}/terminate`, { terminationType: 'GRACEFUL', gracefulTerminationTimeout: Number(graceful.value) || 0 })) }),
+          h('button', { type: 'button', class: 'danger', text: 'Force',
+            title: 'Terminate at once', onclick: () => act(`Terminate ${name} forcefully`, instancesError, () => api('POST', `${path}/terminate`, { terminationType: 'FORCEFUL' })) })] : null,
+        i.instantiationState === 'NOT_INSTANTIATED' ? h('button', { type: 'button', class: 'danger', text: 'Delete',
+          onclick: () => confirm(`Delete instance ${name}?`) && act(`Delete ${name}`, instancesError, () => api('DELETE', path)) }) : null] : null));
+  }
+
+  function opRow(o) {
+    const inst = data.instances.find((i) => i.id === instanceOf(o));
+    const path = `${LCM}/app_lcm_op_occs/${o.id}`;
+    return h('tr', { 'data-op-row': o.id },
+      h('td', { text: o.lcmOperation }),
+      h('td', { text: inst ? (inst.appInstanceName || inst.id) : instanceOf(o) }),
+      h('td', {}, badge(o.operationState)),
+      h('td', { text: when(o.startTime) }),
+      h('td', { text: o.placement ? (o.placement.chosen || 'none') : '-' }),
+      h('td', {}, o.error ? problems(o.error).join('; ') : ''),
+      h('td', { class: 'actions' }, mayOperate() ? [
+        o.operationState === 'FAILED_TEMP' ? [
+          h('button', { type: 'button', class: 'secondary', text: 'Retry', onclick: () => act(`Retry ${o.lcmOperation}`, opsError, () => api('POST', `${path}/retry`)) }),
+          h('button', { type: 'button', class: 'danger', text: 'Fail', onclick: () => act(`Fail ${o.lcmOperation}`, opsError, () => api('POST', `${path}/fail`)) })] : null,
+        ['PROCESSING', 'STARTING'].includes(o.operationState)
+          ? h('button', { type: 'button', class: 'danger', text: 'Cancel', onclick: () => act(`Cancel ${o.lcmOperation}`, opsError, () => api('POST', `${path}/cancel`, { cancelMode: 'GRACEFUL' })) }) : null] : null));
+  }
+
+  async function refresh() {
+    const [i, o, p, s] = await Promise.all([
+      api('GET', `${LCM}/app_instances`), api('GET', `${LCM}/app_lcm_op_occs`),
+      api('GET', `${PKGM}/app_packages`), api('GET', `${INVENTORY}/sites`)]);
+    data = { instances: i.json || [], ops: (o.json || []).sort((a, b) => b.startTime.seconds - a.startTime.seconds), packages: p.json || [], sites: s.json || [] };
+    renderIfChanged(instances, { i: data.instances, o: data.ops }, () => table(
+      ['Instance', 'Package', 'Instantiation', 'Operational', 'Site', ''], data.instances.map(instanceRow),
+      'No application instance yet.'));
+    renderIfChanged(opsList, data.ops.slice(0, 20), (ops) => table(
+      ['Operation', 'Instance', 'State', 'Started', 'Site', 'Error', ''], ops.map(opRow), 'No operation yet.'));
+    if (mayOperate()) renderIfChanged(deployArea, { p: data.packages.map((x) => [x.appDId, x.operationalState]), s: data.sites.map((x) => x.id) }, deployForm);
+  }
+
+  function deployForm() {
+    const onboarded = data.packages.filter((p) => p.onboardingState === 'ONBOARDED' && p.operationalState === 'ENABLED');
+    const pkg = h('select', { name: 'package' }, onboarded.map((p) => h('option', { value: p.appDId, text: `${p.appName} ${p.appSoftwareVersion} (${p.appProvider})` })));
+    const name = h('input', { name: 'instanceName', required: true });
+    const mode = (value, label, checked) => h('label', { class: 'radio' }, h('input', { type: 'radio', name: 'where', value, checked }), label);
+    const lat = h('input', { name: 'latitude', inputmode: 'decimal', placeholder: '48.85' });
+    const lon = h('input', { name: 'longitude', inputmode: 'decimal', placeholder: '2.35' });
+    const site = h('select', { name: 'site' }, data.sites.map((s) => h('option', { value: s.id, text: `${s.id} (${s.name || s.zone})` })));
+    const preview = h('div', { 'aria-live': 'polite' });
+    const status = h('div', {});
+    const form = h('form', { class: 'card', 'aria-label': 'Deploy an application' },
+      h('h2', { text: 'Deploy an application' }),
+      onboarded.length ? null : h('p', { class: 'muted', text: 'No enabled onboarded package: onboard one on the Packages page.' }),
+      h('div', { class: 'row' }, field('Package', pkg), field('Instance name', name)),
+      h('fieldset', {}, h('legend', { text: 'Placement' }),
+        mode('any', 'Best site', true), mode('near', 'Near a location'), mode('site', 'On a site'),
+        h('div', { class: 'row' }, field('Latitude', lat), field('Longitude', lon), field('Site', site))),
+      h('div', { class: 'row' },
+        h('button', { type: 'button', class: 'secondary', text: 'Preview placement', onclick: () => doPreview() }),
+        h('button', { type: 'submit', text: 'Deploy', disabled: !onboarded.length })),
+      status, preview);
+    const where = () => form.querySelector('input[name=where]:checked').value;
+    const location = () => {
+      const la = Number(lat.value); const lo = Number(lon.value);
+      if (lat.value === '' || lon.value === '' || Number.isNaN(la) || Number.isNaN(lo)) throw new Error('give a latitude and a longitude, e.g. 48.85 and 2.35');
+      return { latitude: la, longitude: lo };
+    };
+    const query = () => {
+      const q = { appDId: pkg.value };
+      if (where() === 'near') q.userLocation = location();
+      if (where() === 'site') q.candidateSites = [site.value];
+      return q;
+    };
+    async function doPreview() {
+      clear(status);
+      try {
+        const { json } = await api('POST', `${INVENTORY}/placement`, query());
+        clear(preview, h('h3', { text: 'Placement preview' }), placementView(json));
+        return json;
+      } catch (e) { clear(preview, errorBox(e, 'Placement preview')); return null; }
+    }
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clear(status);
+      let request;
+      try {
+        request = {};
+        if (where() === 'near') request.locationConstraints = location();
+        if (where() === 'site') request.selectedMECHostInfo = [{ hostId: site.value }];
+      } catch (e) { clear(status, errorBox(e, 'Placement')); return; }
+      const decision = await doPreview();
+      if (!decision) return;
+      const label = name.value || 'instance';
+      await act(`Instantiate ${label}`, status, async () => {
+        const { json: inst } = await api('POST', `${LCM}/app_instances`, { appDId: pkg.value, appInstanceName: name.value || undefined });
+        return api('POST', `${LCM}/app_instances/${inst.id}/instantiate`, request);
+      });
+    });
+    return form;
+  }
+
+  clear(main, h('h1', { text: 'Applications' }),
+    mayOperate() ? deployArea : readOnlyNote(), following,
+    h('section', { class: 'card', 'aria-label': 'Instances' }, h('h2', { text: 'Instances' }), instancesError, instances),
+    h('section', { class: 'card', 'aria-label': 'Operations' }, h('h2', { text: 'Operations' }), opsError, opsList));
+  poll(refresh);
+}
+
+// Sites
+
+function capacity(free, total, unit, scale) {
+  if (total === undefined || total === null) return '-';
+  const f = free === undefined || free === null ? null : free / scale;
+  const t = total / scale;
+  return h('div', {}, `${f === null ? '?' : f.toFixed(1)} / ${t.toFixed(1)} ${unit}`,
+    h('meter', { min: 0, max: t || 1, value: f === null ? 0 : f, title: 'free of total' }));
+}
+
+function sitesPage(main) {
+  const list = h('div', {});
+  const details = h('div', {});
+  let selected = null;
+  let sites = [];
+  let meps = {};
+
+  function mepState(s) {
+    const m = meps[s.id];
+    if (!m) return h('span', { class: 'muted', text: 'none' });
+    const apps = m.appInstances.filter((i) => !i.removal).length;
+    return h('span', {}, badge(m.connected ? 'connected' : 'disconnected'), ` ${apps} instance${apps === 1 ? '' : 's'}`);
+  }
+
+  function row(s) {
+    const free = s.freeCapacity || {};
+    const vim = s.vim || {};
+    return h('tr', { class: s.id === selected ? 'selected' : '', 'data-site': s.id },
+      h('td', {}, h('strong', { text: s.id }), h('div', { class: 'muted', text: s.name || '' })),
+      h('td', { text: s.zone || '-' }),
+      h('td', {}, badge(s.healthy ? 'healthy' : 'unhealthy'), s.lastError ? h('div', { class: 'muted', text: s.lastError }) : null),
+      h('td', {}, capacity(free.cpuMillis, vim.cpuMillis, 'CPU', 1000)),
+      h('td', {}, capacity(free.memoryMib, vim.memoryMib, 'GiB', 1024)),
+      h('td', { text: vim.gpus === undefined ? '-' : `${free.gpus === undefined ? '?' : free.gpus} / ${vim.gpus}` }),
+      h('td', { text: (free.architectures || vim.architectures || []).join(', ') || '-' }),
+      h('td', { text: [vim.kind, vim.flavour || vim.flavor].filter(Boolean).join(' · ') || '-' }),
+      h('td', {}, mepState(s)),
+      h('td', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selected = s.id; render(); } })));
+  }
+
+  function detailView(s) {
+    const m = meps[s.id];
+    const mepRows = m ? m.appInstances.map((i) => {
+      const st = i.status || {};
+      return h('tr', {},
+        h('td', { class: 'mono', text: i.appInstanceId }),
+        h('td', { text: `${i.version}${i.removal ? ' (removal)' : ''}` }),
+        h('td', {}, `${i.ackedVersion} `, i.ackedVersion >= i.version ? badge('acknowledged') : badge('pending'),
+          i.refused ? h('div', { class: 'error', text: `refused: ${i.refused.reason || JSON.stringify(i.refused)}` }) : null),
+        h('td', {}, st.readiness ? badge(st.readiness) : '-'),
+        h('td', { text: (st.services || []).join(', ') || '-' }),
+        h('td', { text: st.trafficRules === undefined ? '-' : `${st.activeTrafficRules}/${st.trafficRules} traffic, ${st.activeDnsRules}/${st.dnsRules} DNS` }),
+        h('td', {}, st.steering ? badge(st.steering.startsWith('INSTALLED') ? 'INSTALLED' : 'FAILED') : '-', st.steering && !st.steering.startsWith('INSTALLED') ? h('div', { text: st.steering }) : null));
+    }) : [];
+    return h('section', { class: 'card', 'aria-label': `Site ${s.id}` },
+      h('h2', { text: `${s.id} ${s.name ? `— ${s.name}` : ''}` }),
+      h('dl', { class: 'kv' },
+        h('dt', { text: 'Location' }), h('dd', { text: s.location ? `${s.location.latitude}, ${s.location.longitude}` : '-' }),
+        h('dt', { text: 'Services' }), h('dd', { text: (s.services || []).join(', ') || '-' }),
+        h('dt', { text: 'Access latency' }), h('dd', { text: s.accessLatencyMs === undefined ? '-' : `${s.accessLatencyMs} ms` }),
+        h('dt', { text: 'MEP' }), h('dd', { text: s.mepUrl || 'none' }),
+        h('dt', { text: 'Refreshed' }), h('dd', { text: when(s.refreshedAt) })),
+      h('h3', { text: 'Application instances at its MEP' }),
+      table(['Instance', 'Desired', 'Acknowledged', 'Readiness', 'Services', 'Rules', 'Steering'], mepRows,
+        m ? 'The MEP holds no application instance.' : 'No MEP is linked to this site.'));
+  }
+
+  function render() {
+    renderIfChanged(list, { sites, meps, selected }, () => table(
+      ['Site', 'Zone', 'Health', 'Free CPU', 'Free memory', 'GPUs', 'Architectures', 'VIM', 'MEP link', ''],
+      sites.map(row), 'No site in the inventory.'));
+    const s = sites.find((x) => x.id === selected);
+    renderIfChanged(details, { s, m: s && meps[s.id] }, () => (s ? detailView(s) : []));
+  }
+
+  async function refresh() {
+    const { json } = await api('GET', `${INVENTORY}/sites`);
+    sites = json || [];
+    const found = await Promise.all(sites.map((s) => api('GET', `${INVENTORY}/sites/${s.id}/mep`)
+      .then((r) => [s.id, r.json]).catch((e) => {
+        if (e instanceof ApiFailure && e.status === 404) return [s.id, null];
+        throw e;
+      })));
+    meps = Object.fromEntries(found.filter(([, m]) => m));
+    render();
+  }
+
+  clear(main, h('h1', { text: 'Sites' }), h('section', { class: 'card', 'aria-label': 'Sites' }, list), details);
+  poll(refresh);
+}
+
+// ---------- routing ----------
+
+const PAGES = { packages: packagesPage, applications: applicationsPage, sites: sitesPage };
+
+function route() {
+  if (!portal.session) return;
+  const name = (location.hash.match(/^#\/(\w+)/) || [])[1];
+  const page = PAGES[name] ? name : 'packages';
+  if (!PAGES[name]) { history.replaceState(null, '', '#/packages'); }
+  portal.page = page;
+  for (const a of document.querySelectorAll('.top nav a')) {
+    a.classList.toggle('current', a.dataset.page === page);
+    if (a.dataset.page === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  stopPolling();
+  PAGES[page](document.getElementById('main'));
+}
+
+document.addEventListener('DOMContentLoaded', async () => {
+  document.getElementById('sign-out').addEventListener('click', signOut);
+  window.addEventListener('hashchange', route);
+  try {
+    const { json } = await api('GET', '/portal/session');
+    signedIn(json);
+  } catch (_) {
+    showSignIn();
+  }
+});
