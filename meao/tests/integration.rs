@@ -13,4 +13,5 @@ mod integration {
     mod onboarding;
     mod openapi;
     mod outbound;
+    mod portal;
 }

@@ -1,0 +1,231 @@
+// The operator portal in a real browser (chromium driven by playwright-core), against a live
+// MEAO that meao/tests/integration/portal.rs starts: sign in, onboard a broken package and see
+// its problems, onboard the example and see it ONBOARDED, deploy it near a location with the
+// placement preview and see the operation COMPLETED, stop, start, terminate, delete; a request
+// without the CSRF token and a cross-site form post are refused; sign-out ends the session; a
+// viewer sees the pages and every change it tries at the endpoints is refused.
+//
+// Environment: PORTAL_URL, CHROMIUM, GOOD_PACKAGE, BROKEN_PACKAGE, SCREENSHOTS,
+// OPERATOR_PASSWORD, VIEWER_PASSWORD. Exits non-zero on the first failure.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const PORTAL = env('PORTAL_URL');
+const ORIGIN = new URL(PORTAL).origin;
+const SHOTS = env('SCREENSHOTS');
+const TIMEOUT = 30000;
+
+const step = (what) => console.log(`portal test: ${what}`);
+/** Saves a screenshot of the page, which must fit 1280 pixels without horizontal scrolling. */
+async function shot(page, name) {
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 1280, `${name}: ${width} px wide, scrolls horizontally at 1280`);
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** fetch from inside the page: the session cookie goes along, as with the portal's own calls. */
+const pageFetch = (page, method, url, { csrf, body } = {}) => page.evaluate(async ([m, u, c, b]) => {
+  const headers = { 'content-type': 'application/json' };
+  if (c) headers['x-csrf-token'] = c;
+  const r = await fetch(u, { method: m, headers, body: b === undefined ? undefined : JSON.stringify(b) });
+  return { status: r.status, body: await r.text() };
+}, [method, url, csrf, body]);
+
+async function signIn(page, user, password) {
+  await page.goto(PORTAL);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+/** A page on another origin whose form posts to the MEAO when loaded (a cross-site request). */
+function attacker() {
+  const server = http.createServer((_, res) => {
+    res.setHeader('content-type', 'text/html');
+    res.end(`<!doctype html><form id="f" method="post" enctype="text/plain"
+      action="${ORIGIN}/app_pkgm/v1/app_packages"><input name='{"appPkgName":"forged","appPkgVersion":"1","x":"' value='"}'></form>
+      <script>document.getElementById('f').submit()</script>`);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+async function operatorWalkThrough(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && !m.text().includes('status of 4') && errors.push(m.text()));
+  page.on('dialog', (d) => d.accept());
+
+  step('a wrong password is refused next to the form');
+  await page.goto(PORTAL);
+  await shot(page, 'sign-in');
+  await page.getByLabel('User name').fill('operator');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'wrong user name or password' }).waitFor();
+
+  step('sign in as operator');
+  await signIn(page, 'operator', env('OPERATOR_PASSWORD'));
+  await page.getByRole('heading', { name: 'Packages' }).waitFor();
+
+  step('a broken package shows every problem with its path');
+  await page.locator('input[type=file]').setInputFiles(env('BROKEN_PACKAGE'));
+  assert.equal(await page.getByLabel('Package name').inputValue(), 'cdn-cache');
+  await page.getByRole('button', { name: 'Upload' }).click();
+  const problems = page.getByRole('alert').filter({ hasText: 'Onboarding cdn-cache failed' });
+  await problems.waitFor();
+  const listed = await problems.locator('li').allTextContents();
+  assert.ok(listed.some((p) => p.startsWith('cdn-cache.yaml#/appTrafficRule/0/action')), listed.join('\n'));
+  assert.ok(listed.some((p) => p.includes('"appDVersion" is a required property')), listed.join('\n'));
+  await page.locator('tr[data-package=cdn-cache]').getByRole('button', { name: 'Details' }).click();
+  await page.locator('[data-problems=cdn-cache] li').first().waitFor();
+  await shot(page, 'package-problems');
+
+  step('the example package is ONBOARDED');
+  await page.locator('input[type=file]').setInputFiles(env('GOOD_PACKAGE'));
+  await page.getByLabel('Package name').fill('video-analytics');
+  await page.getByRole('button', { name: 'Upload' }).click();
+  const va = page.locator('tr[data-package=video-analytics]');
+  await va.getByText('ONBOARDED', { exact: true }).waitFor();
+  await va.getByText('ENABLED', { exact: true }).waitFor();
+  await va.getByRole('button', { name: 'Details' }).click();
+  await page.getByRole('heading', { name: 'Application descriptor' }).waitFor();
+  await page.getByText('video-detections').first().waitFor();
+  await shot(page, 'packages');
+
+  step('the broken package is deleted');
+  await page.locator('tr[data-package=cdn-cache]').getByRole('button', { name: 'Delete' }).click();
+  await page.locator('tr[data-package=cdn-cache]').waitFor({ state: 'detached' });
+
+  step('deploy near Paris with the placement preview');
+  await page.getByRole('link', { name: 'Applications' }).click();
+  await page.getByRole('heading', { name: 'Deploy an application' }).waitFor();
+  await page.getByLabel('Instance name').fill('va-paris');
+  await page.getByLabel('Near a location').check();
+  await page.getByLabel('Latitude').fill('48.85');
+  await page.getByLabel('Longitude').fill('2.35');
+  await page.getByRole('button', { name: 'Preview placement' }).click();
+  const preview = page.getByLabel('Placement preview').first();
+  await preview.getByText('paris-1', { exact: true }).first().waitFor();
+  assert.match(await preview.innerText(), /Placement: paris-1/);
+  assert.match(await preview.innerText(), /marseille-1: no x86_64 nodes/);
+  await shot(page, 'placement-preview');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  const op = page.getByLabel('Operation', { exact: true });
+  await op.getByText('COMPLETED', { exact: true }).waitFor();
+  const row = page.locator('tr[data-instance=va-paris]');
+  await row.getByText('INSTANTIATED', { exact: true }).waitFor();
+  await row.getByText('STARTED', { exact: true }).waitFor();
+  await row.getByText('paris-1', { exact: true }).waitFor();
+  await shot(page, 'applications');
+
+  step('stop and start');
+  await row.getByRole('button', { name: 'Stop' }).click();
+  await row.getByText('STOPPED', { exact: true }).waitFor();
+  await row.getByRole('button', { name: 'Start' }).click();
+  await row.getByText('STARTED', { exact: true }).waitFor();
+
+  step('the sites page shows health and capacity');
+  await page.getByRole('link', { name: 'Sites' }).click();
+  const paris = page.locator('tr[data-site=paris-1]');
+  await paris.getByText('healthy', { exact: true }).waitFor();
+  await shot(page, 'sites');
+
+  step('terminate and delete');
+  await page.getByRole('link', { name: 'Applications' }).click();
+  await row.getByLabel('Graceful timeout of va-paris (s)').fill('1');
+  await row.getByRole('button', { name: 'Terminate' }).click();
+  await row.getByText('NOT_INSTANTIATED', { exact: true }).waitFor();
+  await row.getByRole('button', { name: 'Delete' }).click();
+  await row.waitFor({ state: 'detached' });
+
+  step('a request without the CSRF token is refused');
+  const noCsrf = await pageFetch(page, 'POST', '/app_pkgm/v1/app_packages', { body: { appPkgName: 'forged', appPkgVersion: '1' } });
+  assert.equal(noCsrf.status, 403, noCsrf.body);
+  assert.match(noCsrf.body, /x-csrf-token/);
+
+  step('a cross-site form post is refused');
+  const evil = await attacker();
+  const attack = await context.newPage();
+  const posted = attack.waitForResponse((r) => r.url().startsWith(`${ORIGIN}/app_pkgm`));
+  await attack.goto(`http://127.0.0.1:${evil.address().port}/`);
+  const response = await posted;
+  assert.ok([401, 403, 415].includes(response.status()), `cross-site post answered ${response.status()}`);
+  evil.close();
+  const list = JSON.parse((await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages')).body);
+  assert.deepEqual(list.map((p) => p.appName), ['video-analytics'], 'no forged package');
+
+  step('sign-out ends the session');
+  const [cookie] = await context.cookies();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  const after = await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages');
+  assert.equal(after.status, 401);
+  // the old cookie, presented again, is worthless
+  await context.addCookies([cookie]);
+  const replayed = await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages');
+  assert.equal(replayed.status, 401);
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+}
+
+async function viewer(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  step('a viewer sees everything and changes nothing');
+  await signIn(page, 'viewer', env('VIEWER_PASSWORD'));
+  await page.getByText('you can see everything and change nothing').waitFor();
+  const va = page.locator('tr[data-package=video-analytics]');
+  await va.getByText('ONBOARDED', { exact: true }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Upload' }).count(), 0);
+  assert.equal(await va.getByRole('button', { name: /Delete|Disable/ }).count(), 0);
+  await shot(page, 'viewer-packages');
+  await page.getByRole('link', { name: 'Applications' }).click();
+  await page.getByRole('heading', { name: 'Instances' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Deploy' }).count(), 0);
+
+  // and the endpoints behind the pages refuse it, with its own CSRF token
+  const { csrfToken } = JSON.parse((await pageFetch(page, 'GET', '/portal/session')).body);
+  const packages = JSON.parse((await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages')).body);
+  const id = packages[0].id;
+  const tries = [
+    ['PATCH', `/app_pkgm/v1/app_packages/${id}`, { operationalState: 'DISABLED' }],
+    ['DELETE', `/app_pkgm/v1/app_packages/${id}`, undefined],
+    ['POST', '/app_pkgm/v1/app_packages', { appPkgName: 'x', appPkgVersion: '1' }],
+    ['POST', '/app_lcm/v1/app_instances', { appDId: packages[0].appDId }],
+    ['DELETE', '/inventory/v1/sites/paris-1', undefined],
+  ];
+  for (const [method, url, body] of tries) {
+    const r = await pageFetch(page, method, url, { csrf: csrfToken, body });
+    assert.equal(r.status, 403, `viewer ${method} ${url}: ${r.body}`);
+  }
+  const preview = await pageFetch(page, 'POST', '/inventory/v1/placement', { csrf: csrfToken, body: { appDId: packages[0].appDId } });
+  assert.equal(preview.status, 200, 'a placement preview is a query');
+  await context.close();
+}
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM'),
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+try {
+  await operatorWalkThrough(browser);
+  await viewer(browser);
+  step('passed');
+} catch (e) {
+  console.error(e);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
