@@ -8,7 +8,7 @@ use std::time::Duration;
 use meao::config::MeaoConfig;
 use meao::portal::session::Role;
 use meao::portal::{PortalUser, hash_password};
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::common::{Ctx, example, example_copy, test_config};
@@ -98,55 +98,35 @@ async fn sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it() {
     let packages = format!("{}/app_pkgm/v1/app_packages", ctx.base);
 
     // the session reads the APIs and, with its CSRF token, changes them
-    let r = ctx
-        .http
-        .get(&packages)
-        .header(header::COOKIE, &pair)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body = json!({"appPkgName": "p", "appPkgVersion": "1"});
-    let r = ctx
-        .http
-        .post(&packages)
-        .header(header::COOKIE, &pair)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "without the CSRF header");
-    let r = ctx
-        .http
-        .post(&packages)
-        .header(header::COOKIE, &pair)
-        .header("x-csrf-token", "forged")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "with another token");
-    let r = ctx
-        .http
-        .post(&packages)
-        .header(header::COOKIE, &pair)
-        .header("x-csrf-token", &csrf)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let call = |method: Method, url: &str, csrf: Option<&str>| {
+        let mut r = ctx.http.request(method, url).header(header::COOKIE, &pair);
+        if let Some(csrf) = csrf {
+            r = r.header("x-csrf-token", csrf);
+        }
+        async move {
+            r.json(&json!({"appPkgName": "p", "appPkgVersion": "1"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(call(Method::GET, &packages, None).await, 200);
+    assert_eq!(
+        call(Method::POST, &packages, None).await,
+        403,
+        "without the CSRF header"
+    );
+    assert_eq!(
+        call(Method::POST, &packages, Some("forged")).await,
+        403,
+        "another token"
+    );
+    assert_eq!(call(Method::POST, &packages, Some(&csrf)).await, 201);
 
     // sign-out needs the CSRF token too, then the cookie is worthless
     let session_url = format!("{}/portal/session", ctx.base);
-    let r = ctx
-        .http
-        .delete(&session_url)
-        .header(header::COOKIE, &pair)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(call(Method::DELETE, &session_url, None).await, 403);
     let r = ctx
         .http
         .delete(&session_url)
@@ -189,7 +169,7 @@ async fn a_viewer_changes_nothing_an_operator_not_the_inventory() {
         "vim": {"kind": "simulated", "cpuMillis": 1000, "memoryMib": 1024}});
     let appd = json!({"appDId": "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"});
     for (user, cookie, csrf) in &sessions {
-        let send = |method: reqwest::Method, path: &str, body: Value| {
+        let send = |method: Method, path: &str, body: Value| {
             ctx.http
                 .request(method, format!("{}{path}", ctx.base))
                 .header(header::COOKIE, cookie)
@@ -198,15 +178,22 @@ async fn a_viewer_changes_nothing_an_operator_not_the_inventory() {
                 .send()
         };
         let status = |r: reqwest::Response| r.status().as_u16();
-        use reqwest::Method as M;
         let changes = [
-            (M::POST, "/app_lcm/v1/app_instances".into(), appd.clone()),
             (
-                M::PATCH,
+                Method::POST,
+                "/app_lcm/v1/app_instances".into(),
+                appd.clone(),
+            ),
+            (
+                Method::PATCH,
                 format!("/app_pkgm/v1/app_packages/{id}"),
                 json!({"operationalState": "DISABLED"}),
             ),
-            (M::PUT, "/inventory/v1/sites/nice-1".into(), site.clone()),
+            (
+                Method::PUT,
+                "/inventory/v1/sites/nice-1".into(),
+                site.clone(),
+            ),
         ];
         let allowed: &[bool] = match *user {
             "viewer" => &[false, false, false],
@@ -224,7 +211,7 @@ async fn a_viewer_changes_nothing_an_operator_not_the_inventory() {
         // enabled again for the next user, through the API
         let r = ctx
             .call(
-                M::PATCH,
+                Method::PATCH,
                 &format!("/app_packages/{id}"),
                 Some(json!({"operationalState": "ENABLED"})),
             )
@@ -233,7 +220,7 @@ async fn a_viewer_changes_nothing_an_operator_not_the_inventory() {
         // every role reads, and previews placement (a query)
         assert_eq!(
             status(
-                send(M::GET, "/inventory/v1/sites", Value::Null)
+                send(Method::GET, "/inventory/v1/sites", Value::Null)
                     .await
                     .unwrap()
             ),
@@ -241,7 +228,7 @@ async fn a_viewer_changes_nothing_an_operator_not_the_inventory() {
         );
         assert_eq!(
             status(
-                send(M::POST, "/inventory/v1/placement", appd.clone())
+                send(Method::POST, "/inventory/v1/placement", appd.clone())
                     .await
                     .unwrap()
             ),
@@ -420,16 +407,8 @@ async fn the_portal_in_a_browser() {
     eprintln!("screenshots in {}", shots.display());
     assert!(status.success(), "the browser test failed: {status}");
     // what the browser did, as the API sees it: the instance is gone, the package stays
-    let instances: Value = ctx
-        .http
-        .get(format!("{}/app_lcm/v1/app_instances", ctx.base))
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = super::lcm::lcm(&ctx, Method::GET, "/app_instances", None).await;
+    let instances: Value = r.json().await.unwrap();
     assert_eq!(instances, json!([]));
     let packages = ctx.json("/app_packages").await;
     let names: Vec<&str> = packages
