@@ -35,5 +35,6 @@ if ! demo package get 7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51 >/dev/null 2>&1; then
   demo package push deploy/examples/packages/video-analytics --wait
 fi
 echo "MEAO: $api (app_pkgm/v1, app_lcm/v1, inventory/v1)   MEP: http://127.0.0.1:8081"
+echo "portal: $api/portal/ (operator / operator-demo; viewer / viewer-demo; admin / admin-demo)"
 echo "mecctl: $bin/mecctl (README: walk-throughs)   Ctrl-C stops both services"
 wait
