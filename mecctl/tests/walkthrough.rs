@@ -15,8 +15,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use meao::events::testing::free_port;
-use meao::inventory::VimConnection;
 use serde_json::Value;
 use server_kit::testing::TestPki;
 
@@ -360,47 +358,15 @@ fn package_signer(dir: &Path) -> PathBuf {
     dir.join("package-ca.pem")
 }
 
-/// The demo's MEAO and paris-1's MEP, from `deploy/examples/`, on loopback ports of their own;
-/// the MEAO also trusts [`package_signer`]'s CA.
-async fn demo(dir: &Path) -> (meao::server::RunningServer, mep::server::RunningServer) {
-    let examples = repo().join("deploy/examples");
-    let pki = TestPki::new(dir, "walk-through CA");
-    let (meao_link, mep_link) = e2e::link_configs(&pki, "paris-1", free_port());
-    let mut mep = mep::config::MepConfig::load(Some(&examples.join("mep.toml"))).unwrap();
-    mep.listen = "127.0.0.1:0".parse().unwrap();
-    mep.database_url = format!("sqlite://{}/mep.db?mode=rwc", dir.display());
-    mep.dns.listen = Some("127.0.0.1:0".parse().unwrap());
-    mep.meao = Some(mep_link);
-    let mep = mep::server::Server::start(mep).await.unwrap();
-    let mut meao = meao::config::MeaoConfig::load(Some(&examples.join("meao.toml"))).unwrap();
-    meao.listen = "127.0.0.1:0".parse().unwrap();
-    meao.database_url = format!("sqlite://{}/meao.db?mode=rwc", dir.display());
-    meao.data_dir = dir.join("data");
-    meao.mep_link = Some(meao_link);
-    meao.packages.trust_anchors = vec![package_signer(dir)];
-    for site in &mut meao.sites {
-        if let VimConnection::Simulated { state_file, .. } = &mut site.vim {
-            *state_file = Some(dir.join(format!("{}.json", site.id)));
-        }
-        if site.mep_url.is_some() {
-            site.mep_url = Some(mep.api_root.clone());
-        }
-    }
-    let meao = meao::server::Server::start(meao).await.unwrap();
-    let link = meao.lcm.mep_link().unwrap();
-    for _ in 0..300 {
-        if link.connected("paris-1") {
-            return (meao, mep);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("paris-1's MEP did not connect");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_walk_throughs_run_verbatim_after_the_demo_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let (meao, mep) = demo(dir.path()).await;
+    let signer = package_signer(dir.path());
+    let (meao, mep) = e2e::demo(dir.path(), |meao| {
+        // the MEAO also trusts the package signer's CA
+        meao.packages.trust_anchors = vec![signer];
+    })
+    .await;
     let url = meao.api_root.clone();
     let home = dir.path().join("home");
     let steps_dir = dir.path().join("steps");

@@ -1,7 +1,8 @@
 // The operator portal in a real browser (chromium driven by playwright-core), against a live
-// MEAO that meao/tests/integration/portal.rs starts: sign in, onboard a broken package and see
+// MEAO that tests/tests/portal.rs starts (the demo's configuration, paris-1's MEP linked): sign in, onboard a broken package and see
 // its problems, onboard the example and see it ONBOARDED, deploy it near a location with the
-// placement preview and see the operation COMPLETED, stop, start, terminate, delete; a request
+// placement preview and see the operation COMPLETED and the site's MEP acknowledge the
+// instance's configuration, stop, start, terminate, delete; a request
 // without the CSRF token and a cross-site form post are refused; sign-out ends the session; a
 // viewer sees the pages and every change it tries at the endpoints is refused.
 //
@@ -127,6 +128,7 @@ async function operatorWalkThrough(browser) {
   await row.getByText('INSTANTIATED', { exact: true }).waitFor();
   await row.getByText('STARTED', { exact: true }).waitFor();
   await row.getByText('paris-1', { exact: true }).waitFor();
+  const instanceId = await row.getAttribute('data-instance-id');
   await shot(page, 'applications');
 
   step('stop and start');
@@ -135,10 +137,14 @@ async function operatorWalkThrough(browser) {
   await row.getByRole('button', { name: 'Start' }).click();
   await row.getByText('STARTED', { exact: true }).waitFor();
 
-  step('the sites page shows health and capacity');
+  step("the sites page shows health, capacity and that paris-1's MEP acknowledged the instance");
   await page.getByRole('link', { name: 'Sites' }).click();
   const paris = page.locator('tr[data-site=paris-1]');
   await paris.getByText('healthy', { exact: true }).waitFor();
+  await paris.getByText('connected', { exact: true }).waitFor();
+  await paris.getByRole('button', { name: 'Details' }).click();
+  const atMep = page.getByLabel('Site paris-1').locator(`tr[data-mep-instance="${instanceId}"]`);
+  await atMep.getByText('acknowledged', { exact: true }).waitFor();
   await shot(page, 'sites');
 
   step('terminate and delete');

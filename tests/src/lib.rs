@@ -7,6 +7,52 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// The demo's MEAO and paris-1's MEP from `deploy/examples/` (its sites, OAuth clients and
+/// portal users), on loopback ports of their own with SQLite and files under `dir`, linked over
+/// mutual TLS; `adjust` changes the MEAO's configuration before it starts. Returns once
+/// paris-1's MEP is connected.
+pub async fn demo(
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut meao::config::MeaoConfig),
+) -> (meao::server::RunningServer, mep::server::RunningServer) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let pki = server_kit::testing::TestPki::new(dir, "demo CA");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let (meao_link, mep_link) = link_configs(&pki, "paris-1", port);
+    let mut mep = mep::config::MepConfig::load(Some(&examples.join("mep.toml"))).unwrap();
+    mep.listen = "127.0.0.1:0".parse().unwrap();
+    mep.database_url = format!("sqlite://{}/mep.db?mode=rwc", dir.display());
+    mep.dns.listen = Some("127.0.0.1:0".parse().unwrap());
+    mep.meao = Some(mep_link);
+    let mep = mep::server::Server::start(mep).await.unwrap();
+    let mut meao = meao::config::MeaoConfig::load(Some(&examples.join("meao.toml"))).unwrap();
+    meao.listen = "127.0.0.1:0".parse().unwrap();
+    meao.database_url = format!("sqlite://{}/meao.db?mode=rwc", dir.display());
+    meao.data_dir = dir.join("data");
+    meao.mep_link = Some(meao_link);
+    for site in &mut meao.sites {
+        if let meao::inventory::VimConnection::Simulated { state_file, .. } = &mut site.vim {
+            *state_file = Some(dir.join(format!("{}.json", site.id)));
+        }
+        if site.mep_url.is_some() {
+            site.mep_url = Some(mep.api_root.clone());
+        }
+    }
+    adjust(&mut meao);
+    let meao = meao::server::Server::start(meao).await.unwrap();
+    let link = meao.lcm.mep_link().unwrap();
+    for _ in 0..300 {
+        if link.connected("paris-1") {
+            return (meao, mep);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("paris-1's MEP did not connect");
+}
+
 /// A MEAO configuration for tests: loopback port 0, SQLite and data under `dir`, and the OSS
 /// client `oss`/`oss-secret` with the package, LCM and inventory scopes.
 pub fn meao_config(dir: &std::path::Path) -> meao::config::MeaoConfig {

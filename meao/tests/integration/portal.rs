@@ -1,9 +1,8 @@
-//! The operator portal: its sign-in and sessions at the HTTP edge (reqwest), and the whole
-//! portal in a real browser (Debian's chromium driven by playwright-core,
-//! `tests/portal/portal.test.mjs`) against this MEAO over simulated sites.
+//! The operator portal's sign-in and sessions at the HTTP edge: cookies, CSRF, roles at the
+//! endpoints, throttling, security headers. The pages themselves are tested in a browser against
+//! the demo's MEAO and MEP (`tests/tests/portal.rs`).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use meao::config::MeaoConfig;
 use meao::portal::session::Role;
@@ -11,7 +10,7 @@ use meao::portal::{PortalUser, hash_password};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::common::{Ctx, example, example_copy, test_config};
+use super::common::{Ctx, example, test_config};
 
 const USERS: [(&str, Role); 3] = [
     ("admin", Role::Admin),
@@ -330,96 +329,4 @@ async fn portal_pages_carry_a_strict_content_security_policy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-}
-
-/// Chromium, node and playwright-core; `None` (the test is skipped) when one is missing,
-/// except under CI=true.
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    let chromium = std::env::var_os("MECPLANE_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/portal");
-    let playwright = tests.join("node_modules/playwright-core");
-    let node = std::process::Command::new("node").arg("--version").output();
-    let missing = [
-        (!chromium.exists()).then_some("chromium (apt-get install chromium)"),
-        node.is_err().then_some("node"),
-        (!playwright.exists())
-            .then_some("playwright-core (npm ci in tests/portal; scripts/install-deps.sh does)"),
-    ];
-    let missing: Vec<&str> = missing.into_iter().flatten().collect();
-    if missing.is_empty() {
-        return Some((chromium, tests));
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the browser tests cannot run: missing {missing:?}"
-    );
-    eprintln!("skipping the portal's browser test: missing {missing:?}");
-    None
-}
-
-#[tokio::test]
-async fn the_portal_in_a_browser() {
-    let Some((chromium, tests)) = browser() else {
-        return;
-    };
-    let ctx = start().await;
-    let work = tempfile::tempdir().unwrap();
-    let good = work.path().join("video-analytics.zip");
-    std::fs::write(&good, example("video-analytics")).unwrap();
-    // two mistakes in the AppD: every problem is shown with its path
-    let broken_dir = example_copy("cdn-cache");
-    let appd = broken_dir.path().join("cdn-cache.yaml");
-    let text = std::fs::read_to_string(&appd).unwrap();
-    let text: String = text
-        .replace("action: FORWARD_DECAPSULATED", "action: FORWARD")
-        .lines()
-        .filter(|l| !l.starts_with("appDVersion"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&appd, text).unwrap();
-    let broken = work.path().join("cdn-cache.zip");
-    std::fs::write(
-        &broken,
-        app_package::build::build(broken_dir.path(), None).unwrap(),
-    )
-    .unwrap();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-
-    let mut child = tokio::process::Command::new("node")
-        .arg(tests.join("portal.test.mjs"))
-        .env("PORTAL_URL", format!("{}/portal/", ctx.base))
-        .env("CHROMIUM", &chromium)
-        .env("GOOD_PACKAGE", &good)
-        .env("BROKEN_PACKAGE", &broken)
-        .env("SCREENSHOTS", &shots)
-        .env("OPERATOR_PASSWORD", password("operator"))
-        .env("VIEWER_PASSWORD", password("viewer"))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
-        .await
-        .expect("the browser test ends within 5 minutes")
-        .unwrap();
-    eprintln!("screenshots in {}", shots.display());
-    assert!(status.success(), "the browser test failed: {status}");
-    // what the browser did, as the API sees it: the instance is gone, the package stays
-    let r = super::lcm::lcm(&ctx, Method::GET, "/app_instances", None).await;
-    let instances: Value = r.json().await.unwrap();
-    assert_eq!(instances, json!([]));
-    let packages = ctx.json("/app_packages").await;
-    let names: Vec<&str> = packages
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["appName"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["video-analytics"],
-        "the broken one deleted, no forged one"
-    );
 }

@@ -36,8 +36,8 @@ function clear(el, ...children) {
 
 const BADGES = {
   ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy',
-    'connected', 'INSTALLED'],
-  info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING'],
+    'connected', 'INSTALLED', 'acknowledged'],
+  info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING', 'pending'],
   warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK'],
   bad: ['ERROR', 'FAILED', 'unhealthy', 'onboarding failed', 'refused'],
 };
@@ -457,7 +457,7 @@ function applicationsPage(main) {
     const op = i.instantiatedAppState ? i.instantiatedAppState.operationalState : null;
     const path = `${LCM}/app_instances/${i.id}`;
     const graceful = h('input', { type: 'number', min: 0, value: 10, class: 'short', 'aria-label': `Graceful timeout of ${name} (s)` });
-    return h('tr', { 'data-instance': name },
+    return h('tr', { 'data-instance': name, 'data-instance-id': i.id },
       h('td', {}, h('strong', { text: name }), h('div', { class: 'muted mono', text: i.id })),
       h('td', { text: `${i.appName} ${i.appSoftVersion || ''}` }),
       h('td', {}, badge(i.instantiationState)),
@@ -593,8 +593,14 @@ function sitesPage(main) {
   let sites = [];
   let meps = {};
 
-  function mepState(s) {
+  /** A site's MEP link: none for a site without a MEP (no URL, never connected, nothing there). */
+  const linked = (s) => {
     const m = meps[s.id];
+    return m && (m.connected || s.mepUrl || m.appInstances.length) ? m : null;
+  };
+
+  function mepState(s) {
+    const m = linked(s);
     if (!m) return h('span', { class: 'muted', text: 'none' });
     const apps = m.appInstances.filter((i) => !i.removal).length;
     return h('span', {}, badge(m.connected ? 'connected' : 'disconnected'), ` ${apps} instance${apps === 1 ? '' : 's'}`);
@@ -617,10 +623,10 @@ function sitesPage(main) {
   }
 
   function detailView(s) {
-    const m = meps[s.id];
+    const m = linked(s);
     const mepRows = m ? m.appInstances.map((i) => {
       const st = i.status || {};
-      return h('tr', {},
+      return h('tr', { 'data-mep-instance': i.appInstanceId },
         h('td', { class: 'mono', text: i.appInstanceId }),
         h('td', { text: `${i.version}${i.removal ? ' (removal)' : ''}` }),
         h('td', {}, `${i.ackedVersion} `, i.ackedVersion >= i.version ? badge('acknowledged') : badge('pending'),
