@@ -556,7 +556,7 @@ function applicationsPage(main) {
       try {
         request = {};
         if (where() === 'near') request.locationConstraints = location();
-        if (where() === 'site') request.selectedMECHostInfo = [{ hostId: site.value }];
+        if (where() === 'site') request.selectedMECHostInfo = [{ hostId: { siteId: site.value } }];
       } catch (e) { clear(status, errorBox(e, 'Placement')); return; }
       const decision = await doPreview();
       if (!decision) return;
