@@ -196,22 +196,48 @@ impl Drop for Callback {
 }
 
 /// An ETSI OpenAPI document prepared for validating responses: the generator artefacts listed
-/// in `api-specs/etsi/SOURCES.md` are neutralised, nothing else. Single-value enums (a
-/// placeholder such as `SEE_DESCRIPTION`, or one value of a longer list) are dropped, and
+/// in `api-specs/etsi/SOURCES.md` are neutralised, nothing else. An enum `[SEE_DESCRIPTION]`
+/// becomes the values its description defines, one `VALUE:` per line (when it names at least
+/// two); other single-value enums (a placeholder, or one value of a longer list) are dropped;
 /// `OAuth2Info.grantTypes` typed as a string becomes the list its description defines.
 pub struct EtsiSchemas {
     doc: Value,
 }
 
+/// The values a `SEE_DESCRIPTION` enum's description defines: lines `VALUE: meaning`.
+fn described_values(description: &str) -> Vec<Value> {
+    description
+        .lines()
+        .filter_map(|line| line.trim().split_once(':'))
+        .map(|(name, _)| name.trim())
+        .filter(|name| {
+            name.len() > 1
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(|name| Value::String(name.to_owned()))
+        .collect()
+}
+
 fn neutralise_artefacts(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            if map
+            if let Some(single) = map
                 .get("enum")
                 .and_then(Value::as_array)
-                .is_some_and(|e| e.len() == 1)
+                .filter(|e| e.len() == 1)
+                .map(|e| e[0].clone())
             {
-                map.remove("enum");
+                let described = match (single.as_str(), map.get("description")) {
+                    (Some("SEE_DESCRIPTION"), Some(Value::String(d))) => described_values(d),
+                    _ => Vec::new(),
+                };
+                if described.len() > 1 {
+                    map.insert("enum".into(), Value::Array(described));
+                } else {
+                    map.remove("enum");
+                }
             }
             if let Some(grant) = map.get_mut("grantTypes").filter(|g| g["type"] == "string") {
                 *grant = serde_json::json!({"type": "array", "items": {"type": "string"}});

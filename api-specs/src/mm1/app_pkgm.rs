@@ -42,7 +42,8 @@ pub struct CreateAppPkg {
     pub user_defined_data: Option<serde_json::Value>,
 }
 
-/// Onboarding state of a package.
+/// Onboarding state of a package. ETSI defines no failed state: a failed onboarding returns the
+/// package to CREATED with `onboardingFailureDetails`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OnboardingState {
@@ -54,8 +55,6 @@ pub enum OnboardingState {
     Processing,
     /// Onboarded.
     Onboarded,
-    /// Onboarding failed; see `onboardingFailureDetails`.
-    Error,
 }
 
 /// Operational state of a package.

@@ -1,5 +1,7 @@
 //! Application package management: the package lifecycle (CREATED → UPLOADING → PROCESSING →
-//! ONBOARDED or ERROR), enable/disable/delete rules, package subscriptions and notifications.
+//! ONBOARDED, or back to CREATED with `onboardingFailureDetails` when onboarding fails, as ETSI
+//! MEC 010-2 defines no failed state), enable/disable/delete rules, package subscriptions and
+//! notifications.
 //!
 //! Every step is persisted before the next one starts. Uploaded content is stored under its
 //! content address before processing; a crash during processing is resumed at start-up from the
@@ -308,7 +310,8 @@ impl Packages {
                 .as_ref()
                 .map(|d| d.additional_artifacts.clone())
                 .unwrap_or_default(),
-            onboarding_state: parse_state(&row.onboarding_state).unwrap_or(OnboardingState::Error),
+            onboarding_state: parse_state(&row.onboarding_state)
+                .unwrap_or(OnboardingState::Created),
             operational_state: parse_state(&row.operational_state)
                 .unwrap_or(OperationalState::Disabled),
             usage_state: parse_state(&row.usage_state).unwrap_or(UsageState::NotInUse),
@@ -472,17 +475,23 @@ impl Packages {
     async fn fail(&self, id: &str, error: &PackageError) {
         let problem = error.problem(self.href(id));
         let json = serde_json::to_string(&problem).unwrap_or_default();
-        if let Err(e) = self
+        match self
             .store
             .package_failed(id, &json, server_kit::unix_millis_now())
             .await
         {
-            tracing::error!(package = %id, error = %e, "cannot record the onboarding failure");
+            Ok(true) => tracing::info!(package = %id, error = %error, "onboarding failed"),
+            Ok(false) => {
+                tracing::warn!(package = %id, error = %error, "onboarding failed after the package left onboarding")
+            }
+            Err(e) => {
+                tracing::error!(package = %id, error = %e, "cannot record the onboarding failure")
+            }
         }
-        tracing::info!(package = %id, error = %error, "onboarding failed");
     }
 
-    /// Uploads the content of a CREATED (or failed) package and onboards it.
+    /// Uploads the content of a CREATED package (new, or back from a failed onboarding) and
+    /// onboards it.
     pub async fn upload<S, E>(&self, r: PkgRef<'_>, mut body: S) -> Result<AppPkgInfo, PackageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -493,11 +502,11 @@ impl Packages {
         let now = server_kit::unix_millis_now();
         if !self
             .store
-            .package_transition(&id, &["CREATED", "ERROR"], "UPLOADING", now)
+            .package_transition(&id, &["CREATED"], "UPLOADING", now)
             .await?
         {
             return Err(PackageError::Conflict(format!(
-                "package {id} is {}: content can only be uploaded to a CREATED or failed package",
+                "package {id} is {}: content can only be uploaded to a CREATED package",
                 row.onboarding_state
             )));
         }

@@ -227,7 +227,8 @@ impl Store {
         Ok(rows.iter().map(package_row).collect::<Result<_, _>>()?)
     }
 
-    /// Moves a package from one of `from` to `to`; false if it was in no such state.
+    /// Moves a package from one of `from` to `to`; false if it was in no such state. Moving to
+    /// UPLOADING starts a new onboarding attempt: the failure details of the last one go.
     pub async fn package_transition(
         &self,
         id: &str,
@@ -237,7 +238,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
-            "UPDATE app_packages SET onboarding_state = $1, updated_at = $2 WHERE id = $3 AND onboarding_state IN ({})",
+            "UPDATE app_packages SET onboarding_state = $1, updated_at = $2, \
+             failure = CASE WHEN $1 = 'UPLOADING' THEN NULL ELSE failure END \
+             WHERE id = $3 AND onboarding_state IN ({})",
             placeholders.join(", ")
         );
         let mut q = sqlx::query(&sql).bind(to).bind(now).bind(id);
@@ -321,25 +324,31 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a failure: the package goes to ERROR with the problem kept, its content dropped.
+    /// Records a failed onboarding: an UPLOADING or PROCESSING package goes back to CREATED with
+    /// the problem kept (`onboardingFailureDetails`) and its content dropped; false if it was in
+    /// neither state.
     pub async fn package_failed(
         &self,
         id: &str,
         failure: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE app_packages SET onboarding_state = 'ERROR', failure = $1, content_hash = NULL, updated_at = $2 WHERE id = $3",
+        let done = sqlx::query(
+            "UPDATE app_packages SET onboarding_state = 'CREATED', failure = $1, content_hash = NULL, updated_at = $2 \
+             WHERE id = $3 AND onboarding_state IN ('UPLOADING', 'PROCESSING')",
         )
         .bind(failure)
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
         self.emit(&mut tx, EventKind::AppPackage, id, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Sets the operational state of an onboarded package, queuing `notifications`.
@@ -377,7 +386,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM app_packages WHERE id = $1 AND operational_state = 'DISABLED' AND usage_state = 'NOT_IN_USE' \
-             AND onboarding_state IN ('CREATED', 'ONBOARDED', 'ERROR')",
+             AND onboarding_state IN ('CREATED', 'ONBOARDED')",
         )
         .bind(id)
         .execute(&mut *tx)

@@ -1,5 +1,5 @@
-//! Hostile and broken packages: each is refused with a clear problem, the package is ERROR with
-//! its failure kept, and nothing of it stays stored.
+//! Hostile and broken packages: each is refused with a clear problem, the package is CREATED
+//! again with its failure kept in `onboardingFailureDetails`, and nothing of it stays stored.
 
 use std::io::Write;
 
@@ -10,13 +10,13 @@ use super::common::{Ctx, Db, example, example_copy, rewrite, test_config};
 use app_package::build::{Signer, build};
 
 /// Onboards `content` and asserts it is refused with `status`, the problem naming `needle`,
-/// the package ERROR, and no new stored files.
+/// the package CREATED again with the problem as its failure details, and no new stored files.
 async fn refused(ctx: &Ctx, content: Vec<u8>, status: u16, needle: &str) -> Value {
     let blobs = ctx.blob_count();
     let (id, got) = ctx.onboard("hostile", content).await;
     let p = ctx.json(&format!("/app_packages/{id}")).await;
     assert_eq!(got, status, "status for {needle}: {p}");
-    assert_eq!(p["onboardingState"], "ERROR");
+    assert_eq!(p["onboardingState"], "CREATED", "{p}");
     let detail = p["onboardingFailureDetails"]["detail"]
         .as_str()
         .unwrap()
@@ -147,7 +147,8 @@ async fn oversized_uploads_are_cut_off() {
     if let Ok(r) = sent {
         assert_eq!(r.status(), 413);
     }
-    let p = ctx.wait_state(&id, "ERROR").await;
+    let p = ctx.wait_failed(&id).await;
+    assert_eq!(p["onboardingState"], "CREATED");
     assert_eq!(p["onboardingFailureDetails"]["status"], 413);
     assert_eq!(ctx.blob_count(), 0);
 }

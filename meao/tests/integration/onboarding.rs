@@ -210,7 +210,8 @@ async fn fetch_from_uri_with_checksum(db: Db) {
         .as_str()
         .unwrap()
         .to_owned();
-    let failed = ctx.wait_state(&id, "ERROR").await;
+    let failed = ctx.wait_failed(&id).await;
+    assert_eq!(failed["onboardingState"], "CREATED");
     assert!(
         failed["onboardingFailureDetails"]["detail"]
             .as_str()
@@ -259,7 +260,7 @@ async fn filters_and_selectors(db: Db) {
         ),
         1
     );
-    assert_eq!(count(ctx.json("/app_packages?filter=(in,appName,cdn-cache,iot-gateway);(neq,onboardingState,ERROR)").await), 2);
+    assert_eq!(count(ctx.json("/app_packages?filter=(in,appName,cdn-cache,iot-gateway);(neq,onboardingState,CREATED)").await), 2);
     let trimmed = ctx
         .json("/app_packages?exclude_default&filter=(eq,appName,cdn-cache)")
         .await;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use server_kit::testing::EtsiSchemas;
 
-use super::common::{Callback, Ctx, Db, example};
+use super::common::{Callback, Ctx, Db, example, rewrite};
 
 fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -65,6 +65,30 @@ async fn responses_validate_against_etsi_schemas() {
     for p in ctx.json("/app_packages").await.as_array().unwrap() {
         etsi.check("AppPkgInfo", p);
     }
+    // a failed onboarding: CREATED again, the problem in onboardingFailureDetails
+    let broken = rewrite(&example("cdn-cache"), "cdn-cache.yaml", b"appDId: [unclosed");
+    let (failed, _) = ctx.onboard("broken", broken).await;
+    let failed = ctx.wait_failed(&failed).await;
+    assert_eq!(failed["onboardingState"], "CREATED");
+    // ETSI's AppPkgInfo requires at least one software image and MEC version of every package,
+    // which a package without content cannot have: the only errors allowed for one
+    let without_content = [
+        "[] has less than 1 item at /mecInfo",
+        "[] has less than 1 item at /softwareImages",
+    ];
+    let errors: Vec<String> = etsi
+        .errors("AppPkgInfo", &failed)
+        .into_iter()
+        .filter(|e| !without_content.contains(&e.as_str()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{failed:#}");
+    etsi.check("ProblemDetails", &failed["onboardingFailureDetails"]);
+    let mut not_etsi = failed.clone();
+    not_etsi["onboardingState"] = json!("ERROR");
+    assert!(
+        !etsi.errors("AppPkgInfo", &not_etsi).is_empty(),
+        "the onboarding states are those ETSI defines"
+    );
     etsi.check("AppPkgNotification", &cb.next().await);
     let r = ctx
         .call(

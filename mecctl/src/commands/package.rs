@@ -50,7 +50,7 @@ impl Kind for PackageKind {
             or_dash(Some(&p.app_name)),
             or_dash(Some(&p.app_software_version)),
             or_dash(Some(&p.app_d_id)),
-            if failed(p) && state != "ERROR" {
+            if failed(p) {
                 format!("{state} (failed)")
             } else {
                 state
