@@ -8,6 +8,7 @@
 //! contents.
 
 pub mod build;
+pub mod digest;
 pub mod manifest;
 
 use std::io::Read;

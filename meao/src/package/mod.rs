@@ -26,6 +26,7 @@ use api_specs::mm1::app_pkgm::{
     AppPkgSubscriptionInfo, AppPkgSubscriptionType, Checksum, CreateAppPkg, OnboardingState,
     OperationalState, SelfOnlyLinks, UsageState,
 };
+use app_package::digest::{HashAlgorithm, algorithm_names};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use openssl::x509::store::X509Store;
@@ -358,21 +359,24 @@ impl Packages {
                 "appPkgName and appPkgVersion shall not be empty".into(),
             ));
         }
-        let valid_checksum = |c: &Checksum| {
-            matches!(
-                c.algorithm.to_ascii_uppercase().as_str(),
-                "SHA-256" | "SHA256"
-            ) && c.hash.len() == 64
-                && c.hash.bytes().all(|b| b.is_ascii_hexdigit())
-        };
-        if request
-            .checksum
-            .as_ref()
-            .is_some_and(|c| !valid_checksum(c))
-        {
-            return Err(PackageError::Invalid(
-                "checksum shall be SHA-256 with a 64-digit hex hash".into(),
-            ));
+        if let Some(c) = &request.checksum {
+            match HashAlgorithm::parse(&c.algorithm) {
+                None => {
+                    return Err(PackageError::Invalid(format!(
+                        "checksum algorithm {:?} is not supported (supported: {})",
+                        c.algorithm,
+                        algorithm_names()
+                    )));
+                }
+                Some(a) if !a.well_formed(&c.hash) => {
+                    return Err(PackageError::Invalid(format!(
+                        "a {} checksum is {} hex digits",
+                        a.name(),
+                        a.hex_len()
+                    )));
+                }
+                Some(_) => {}
+            }
         }
         let fetch_from = match request.app_pkg_path.as_deref().filter(|p| !p.is_empty()) {
             Some(path) => {
@@ -512,11 +516,24 @@ impl Packages {
         }
         tracing::info!(package = %id, "uploading package content");
         let limit = self.config.limits.max_package_bytes;
+        let declared: Option<(HashAlgorithm, Checksum)> =
+            serde_json::from_str::<CreateAppPkg>(&row.create_request)
+                .ok()
+                .and_then(|r| r.checksum)
+                .and_then(|c| HashAlgorithm::parse(&c.algorithm).map(|a| (a, c)));
         let stored = async {
             let mut writer = self
                 .blobs
                 .writer(limit)
                 .map_err(|e| PackageError::Storage(e.to_string()))?;
+            // the blob address is the SHA-256; another declared algorithm is computed alongside
+            let mut other = match declared.as_ref().map(|(a, _)| *a) {
+                Some(a) if a != HashAlgorithm::Sha256 => Some(
+                    a.digest()
+                        .map_err(|e| PackageError::Storage(e.to_string()))?,
+                ),
+                _ => None,
+            };
             while let Some(chunk) = body.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
@@ -525,7 +542,11 @@ impl Packages {
                         return Err(PackageError::Invalid(format!("upload interrupted: {e}")));
                     }
                 };
-                if let Err(e) = std::io::Write::write_all(&mut writer, &chunk) {
+                let written = other
+                    .as_mut()
+                    .map_or(Ok(()), |d| std::io::Write::write_all(d, &chunk))
+                    .and_then(|()| std::io::Write::write_all(&mut writer, &chunk));
+                if let Err(e) = written {
                     writer.abort();
                     return Err(if e.kind() == std::io::ErrorKind::FileTooLarge {
                         PackageError::TooLarge(format!("package exceeds {limit} bytes"))
@@ -538,26 +559,32 @@ impl Packages {
                 writer.abort();
                 return Err(PackageError::Invalid("the package content is empty".into()));
             }
-            writer
+            let other = match other.map(app_package::digest::Digest::finish).transpose() {
+                Ok(o) => o,
+                Err(e) => {
+                    writer.abort();
+                    return Err(PackageError::Storage(e.to_string()));
+                }
+            };
+            let (hash, _) = writer
                 .commit()
-                .map_err(|e| PackageError::Storage(e.to_string()))
+                .map_err(|e| PackageError::Storage(e.to_string()))?;
+            Ok((other.unwrap_or_else(|| hash.clone()), hash))
         }
         .await;
-        let (hash, _) = match stored {
+        let (actual, hash) = match stored {
             Ok(s) => s,
             Err(e) => {
                 self.fail(&id, &e).await;
                 return Err(e);
             }
         };
-        let declared: Option<Checksum> = serde_json::from_str::<CreateAppPkg>(&row.create_request)
-            .ok()
-            .and_then(|r| r.checksum);
-        if let Some(c) = declared.filter(|c| !c.hash.eq_ignore_ascii_case(&hash)) {
+        if let Some((a, c)) = declared.filter(|(_, c)| !c.hash.eq_ignore_ascii_case(&actual)) {
             let e = PackageError::Rejected(vec![PackageProblem::new(
                 "",
                 format!(
-                    "content checksum is {hash}, the package resource declares {}",
+                    "content {} checksum is {actual}, the package resource declares {}",
+                    a.name(),
                     c.hash
                 ),
             )]);

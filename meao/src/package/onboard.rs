@@ -2,14 +2,12 @@
 //! out. Everything is checked before any artifact is stored; a problem anywhere rejects the
 //! whole package with every problem found.
 
-use std::io::Write;
-
 use api_specs::mm1::app_pkgm::{AppPkgArtifactInfo, AppPkgSWImageInfo, Checksum};
 use api_specs::mm1::appd::AppD;
 use openssl::x509::store::X509Store;
 use serde::{Deserialize, Serialize};
 
-use app_package::hex;
+use app_package::digest::{HashAlgorithm, algorithm_names};
 use app_package::manifest::{Manifest, locate, parse_manifest};
 
 use super::archive::{ArchiveLimits, PackageArchive};
@@ -64,34 +62,29 @@ fn sha256_checksum(hash: String) -> Checksum {
     }
 }
 
-/// Computes a digest of an entry with the manifest's algorithm.
+/// Computes a digest of an entry with the algorithm a manifest or AppD names.
 fn digest_with(
     archive: &mut PackageArchive,
     path: &str,
     algorithm: &str,
 ) -> Result<String, PackageProblem> {
-    match algorithm.to_ascii_uppercase().replace('_', "-").as_str() {
-        "SHA-256" | "SHA256" => archive.digest(path).map(|(h, _)| h),
-        "SHA-512" | "SHA512" => {
-            struct Sha512Writer(openssl::sha::Sha512);
-            impl Write for Sha512Writer {
-                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                    self.0.update(buf);
-                    Ok(buf.len())
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    Ok(())
-                }
-            }
-            let mut w = Sha512Writer(openssl::sha::Sha512::new());
-            archive.copy_to(path, &mut w)?;
-            Ok(hex(&w.0.finish()))
-        }
-        other => Err(PackageProblem::new(
+    let Some(algorithm) = HashAlgorithm::parse(algorithm) else {
+        return Err(PackageProblem::new(
             path,
-            format!("unsupported hash algorithm {other}"),
-        )),
+            format!(
+                "unsupported hash algorithm {algorithm} (supported: {})",
+                algorithm_names()
+            ),
+        ));
+    };
+    if algorithm == HashAlgorithm::Sha256 {
+        return archive.digest(path).map(|(h, _)| h);
     }
+    let failed =
+        |e: openssl::error::ErrorStack| PackageProblem::new(path, format!("cannot hash: {e}"));
+    let mut digest = algorithm.digest().map_err(failed)?;
+    archive.copy_to(path, &mut digest)?;
+    digest.finish().map_err(failed)
 }
 
 /// Whether an image reference looks like `[registry[:port]/]name[:tag][@digest]`.
@@ -246,14 +239,20 @@ pub fn onboard(
         } else if image_reference(&image.sw_image) {
             let pinned = image
                 .sw_image
-                .rsplit_once("@sha256:")
-                .map(|(_, d)| sha256_checksum(d.to_ascii_lowercase()));
+                .rsplit_once('@')
+                .and_then(|(_, d)| d.split_once(':'))
+                .and_then(|(a, d)| {
+                    HashAlgorithm::parse(a).map(|a| Checksum {
+                        algorithm: a.name().into(),
+                        hash: d.to_ascii_lowercase(),
+                    })
+                });
             match image.checksum.clone().or(pinned) {
                 Some(c) => c,
                 None => {
                     problems.push(PackageProblem::new(
                         &at,
-                        "an image reference needs a checksum or an @sha256: digest".into(),
+                        "an image reference needs a checksum or a digest (@sha256:…)".into(),
                     ));
                     continue;
                 }

@@ -5,11 +5,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
 
-use super::common::{Ctx, Db, example};
+use super::common::{Ctx, Db, example, example_copy, rewrite};
 
 on_both_dbs!(
     examples_onboard_and_are_served,
     fetch_from_uri_with_checksum,
+    checksums_of_the_sha2_and_sha3_families,
     filters_and_selectors
 );
 
@@ -229,6 +230,141 @@ async fn fetch_from_uri_with_checksum(db: Db) {
         )
         .await;
     assert_eq!(r.status(), 400);
+}
+
+fn hex_digest(md: openssl::hash::MessageDigest, content: &[u8]) -> String {
+    openssl::hash::hash(md, content)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The package's manifest with every digest recomputed with `md`, named `algorithm`.
+fn manifest_with(
+    zip: &[u8],
+    manifest: &str,
+    md: openssl::hash::MessageDigest,
+    algorithm: &str,
+) -> Vec<u8> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let text = std::io::read_to_string(archive.by_name(manifest).unwrap()).unwrap();
+    let mut out = String::new();
+    let mut source = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("Source: ") {
+            source = Some(name.to_owned());
+            out.push_str(line);
+        } else if line.starts_with("Algorithm: ") {
+            out.push_str(&format!("Algorithm: {algorithm}"));
+        } else if line.starts_with("Hash: ") {
+            let name = source.take().unwrap();
+            let content = std::io::read_to_string(archive.by_name(&name).unwrap()).unwrap();
+            out.push_str(&format!("Hash: {}", hex_digest(md, content.as_bytes())));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    rewrite(zip, manifest, out.as_bytes())
+}
+
+async fn checksums_of_the_sha2_and_sha3_families(db: Db) {
+    use openssl::hash::MessageDigest;
+    let ctx = Ctx::start(db).await;
+    let create = |algorithm: &str, hash: &str| json!({"appPkgName": "iot", "appPkgVersion": "1", "checksum": {"algorithm": algorithm, "hash": hash}});
+    for (algorithm, digits) in [
+        ("MD5", 32),
+        ("SHA-1", 40),
+        ("SHA-512", 64),
+        ("SHA3-256", 63),
+    ] {
+        let r = ctx
+            .call(
+                Method::POST,
+                "/app_packages",
+                Some(create(algorithm, &"a".repeat(digits))),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{algorithm} with {digits} digits");
+    }
+
+    // SHA-512 in the AppD, SHA3-256 in the manifest, SHA-384 declared for the whole package
+    let dir = example_copy("iot-gateway");
+    let copy = dir.path();
+    let image = std::fs::read(copy.join("Artifacts/images/iot-agent-layer.txt")).unwrap();
+    let appd_path = copy.join("Definitions/iot-gateway.json");
+    let appd = std::fs::read_to_string(&appd_path).unwrap().replace(
+        r#""algorithm": "SHA-256", "hash": "3e98a4dbb02faba7ad53e5743d0541473e93142f45e44de08fba30419ee9615e""#,
+        &format!(r#""algorithm": "SHA-512", "hash": "{}""#, hex_digest(MessageDigest::sha512(), &image)),
+    );
+    assert!(appd.contains("SHA-512"));
+    std::fs::write(&appd_path, appd).unwrap();
+    let built = app_package::build::build(copy, None).unwrap();
+    let zip = manifest_with(
+        &built,
+        "iot-gateway.mf",
+        MessageDigest::sha3_256(),
+        "SHA3-256",
+    );
+    let r = ctx
+        .call(
+            Method::POST,
+            "/app_packages",
+            Some(create(
+                "SHA-384",
+                &hex_digest(MessageDigest::sha384(), &zip).to_uppercase(),
+            )),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ctx.upload(&id, zip.clone()).await.status(), 202);
+    let p = ctx.wait_state(&id, "ONBOARDED").await;
+    assert_eq!(p["softwareImages"][0]["checksum"]["algorithm"], "SHA-512");
+
+    // a manifest digest that does not match under its algorithm
+    let wrong = manifest_with(
+        &built,
+        "iot-gateway.mf",
+        MessageDigest::sha3_256(),
+        "SHA3-512",
+    );
+    let (id, status) = ctx.onboard("iot-wrong", wrong).await;
+    assert_eq!(status, 400);
+    let p = ctx.wait_failed(&id).await;
+    assert!(
+        p["onboardingFailureDetails"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("digest mismatch"),
+        "{p}"
+    );
+
+    // content that is not what the SHA3-224 checksum declares
+    let va = example("video-analytics");
+    let r = ctx
+        .call(
+            Method::POST,
+            "/app_packages",
+            Some(create(
+                "sha3_224",
+                &hex_digest(MessageDigest::sha3_224(), &zip),
+            )),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ctx.upload(&id, va).await.status(), 400);
+    let p = ctx.wait_failed(&id).await;
+    let detail = p["onboardingFailureDetails"]["detail"].as_str().unwrap();
+    assert!(detail.contains("SHA3-224 checksum"), "{detail}");
 }
 
 async fn filters_and_selectors(db: Db) {

@@ -66,7 +66,11 @@ async fn responses_validate_against_etsi_schemas() {
         etsi.check("AppPkgInfo", p);
     }
     // a failed onboarding: CREATED again, the problem in onboardingFailureDetails
-    let broken = rewrite(&example("cdn-cache"), "cdn-cache.yaml", b"appDId: [unclosed");
+    let broken = rewrite(
+        &example("cdn-cache"),
+        "cdn-cache.yaml",
+        b"appDId: [unclosed",
+    );
     let (failed, _) = ctx.onboard("broken", broken).await;
     let failed = ctx.wait_failed(&failed).await;
     assert_eq!(failed["onboardingState"], "CREATED");
