@@ -1,7 +1,8 @@
 //! Server plumbing shared by the MEAO and the MEP, written once.
 //!
 //! - [`problem`]: the one error type at the API edge and its RFC 7807 rendering, plus the JSON,
-//!   query and path extractors whose rejections render the same way.
+//!   query and path extractors whose rejections render the same way; [`accept`]: content
+//!   negotiation (406 when the client's `Accept` excludes what a resource offers).
 //! - [`auth`]: OAuth 2.0 client credentials (ETSI GS MEC 009): a token endpoint issuing signed
 //!   bearer tokens, per-API scopes, and binding of app clients to their app instance.
 //! - [`serve`]: the HTTP(S) accept loop with TLS via openssl and graceful shutdown.
@@ -13,6 +14,7 @@
 //!
 //! Nothing here knows about a VIM, a service's tables or a particular ETSI API.
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod config;

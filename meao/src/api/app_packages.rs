@@ -8,6 +8,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use server_kit::accept::negotiate;
 use server_kit::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -195,26 +196,16 @@ async fn onboarded_package_delete(
 
 /// The AppD as JSON (`Accept: application/json`, the default) or as written (`text/plain`).
 async fn appd(state: &AppState, r: PkgRef<'_>, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("*/*");
+    let representation = negotiate(headers, &["application/json", "text/plain"])?;
     let (json, source) = state.appd(r).await?;
-    if accept.contains("application/json")
-        || accept.contains("*/*")
-        || accept.contains("application/*")
-    {
+    if representation == "application/json" {
         Ok(axum::Json(json).into_response())
-    } else if accept.contains("text/plain") || accept.contains("text/*") {
+    } else {
         Ok((
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             source,
         )
             .into_response())
-    } else {
-        Err(ApiError::NotAcceptable(
-            "the AppD is available as application/json or text/plain".into(),
-        ))
     }
 }
 
@@ -271,6 +262,7 @@ async fn content(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    negotiate(headers, &["application/zip"])?;
     let path = state.content(r).await?;
     let mut file = tokio::fs::File::open(&path)
         .await
@@ -369,7 +361,8 @@ async fn upload(state: &AppState, r: PkgRef<'_>, request: Request) -> Result<Sta
 /// The package content (`Range` supported).
 #[utoipa::path(get, path = "/app_packages/{appPkgId}/package_content", tag = "app-pkgm", params(("appPkgId" = String, Path)),
     responses((status = 200, description = "the package (application/zip)"), (status = 206, description = "part of the package"),
-        (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails), (status = 416, body = ProblemDetails)),
+        (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 409, body = ProblemDetails),
+        (status = 416, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn content_get(
     State(s): State<AppState>,
@@ -396,7 +389,8 @@ async fn content_put(
 /// The package content by AppD id.
 #[utoipa::path(get, path = "/onboarded_app_packages/{appDId}/package_content", tag = "app-pkgm", params(("appDId" = String, Path)),
     responses((status = 200, description = "the package (application/zip)"), (status = 206, description = "part of the package"),
-        (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails), (status = 416, body = ProblemDetails)),
+        (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 409, body = ProblemDetails),
+        (status = 416, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_content_get(
     State(s): State<AppState>,

@@ -13,6 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::post;
+use server_kit::accept::accept_middleware;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
 use server_kit::auth::{Authority, token_endpoint};
 use server_kit::problem::{
@@ -204,6 +205,7 @@ pub fn router(
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(from_fn(accept_middleware))
         .layer(from_fn(problem_middleware))
         .layer(from_fn_with_state(metrics, admin::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())

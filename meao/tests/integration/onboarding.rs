@@ -126,6 +126,35 @@ async fn examples_onboard_and_are_served(db: Db) {
         format!("bytes 10-19/{}", zip.len()).as_str()
     );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &zip[10..20]);
+
+    // a representation the client's Accept excludes is not sent: 406
+    let get = async |path: &str, accept: &str| {
+        ctx.http
+            .get(ctx.url(path))
+            .bearer_auth(&ctx.token)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap()
+    };
+    let content = format!("/app_packages/{va}/package_content");
+    let package = format!("/app_packages/{va}");
+    for (path, accept, status) in [
+        (&content, "application/json", 406),
+        (&content, "application/zip;q=0, */*", 406),
+        (&content, "application/zip", 200),
+        (&content, "application/json, */*;q=0.1", 200),
+        (&package, "application/zip", 406),
+        (&package, "text/html, application/*;q=0.9", 200),
+    ] {
+        let r = get(path, accept).await;
+        assert_eq!(r.status(), status, "GET {path} with Accept: {accept}");
+        if status == 406 {
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+            let problem: Value = r.json().await.unwrap();
+            assert_eq!(problem["status"], 406, "{problem}");
+        }
+    }
     let bad = ctx
         .http
         .get(ctx.url(&format!("/app_packages/{va}/package_content")))

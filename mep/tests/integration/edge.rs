@@ -194,6 +194,18 @@ async fn bad_input_gets_problem_details(db: Db) {
         async move { req.send().await.unwrap() }
     };
     assert_problem(send(b"{not json".to_vec(), "application/json").await, 400).await;
+    // a JSON resource asked for as anything else: 406, not the JSON anyway
+    let get = |accept: &'static str| {
+        let req = ctx
+            .http
+            .get(&path)
+            .bearer_auth(&app)
+            .header("accept", accept);
+        async move { req.send().await.unwrap() }
+    };
+    assert_problem(get("application/xml").await, 406).await;
+    assert_problem(get("application/json;q=0, */*").await, 406).await;
+    assert_eq!(get("text/html, */*;q=0.8").await.status(), 200);
     let p = assert_problem(send(br#"{"serName":"x","version":"1","state":"ACTIVE","serializer":"JSON","transportId":"mep-rest-http","colour":"red"}"#.to_vec(), "application/json").await, 400).await;
     assert!(p["detail"].as_str().unwrap().contains("colour"));
     assert_problem(
