@@ -528,25 +528,45 @@ impl Lcm {
         }
     }
 
+    /// What the operation's error says: a placement that chose no site is 409 (the request
+    /// conflicts with the sites as they are: capacity, health, constraints; a retry may find
+    /// one), any other failure 500.
+    async fn failure(&self, id: &str, detail: String) -> ProblemDetails {
+        let unplaced = self
+            .store
+            .op_occ_get(id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.placement)
+            .and_then(|p| serde_json::from_str::<api_specs::inventory::PlacementDecision>(&p).ok())
+            .is_some_and(|d| d.chosen.is_none());
+        let (status, title) = if unplaced {
+            (409, "No site can host the application")
+        } else {
+            (500, "LCM operation failed")
+        };
+        ProblemDetails {
+            problem_type: None,
+            title: Some(title.into()),
+            status,
+            detail,
+            instance: Some(format!("{}/app_lcm_op_occs/{id}", self.base())),
+        }
+    }
+
     async fn settle(&self, id: &str, status: SagaStatus) {
-        let error = match status {
-            SagaStatus::FailedTemp | SagaStatus::Failed => self
-                .executor
-                .status(id)
-                .await
-                .ok()
-                .and_then(|(_, e)| e)
-                .map(|detail| {
-                    serde_json::to_string(&ProblemDetails {
-                        problem_type: None,
-                        title: Some("LCM operation failed".into()),
-                        status: 500,
-                        detail,
-                        instance: Some(format!("{}/app_lcm_op_occs/{id}", self.base())),
-                    })
-                    .unwrap_or_default()
-                }),
+        let detail = match status {
+            SagaStatus::FailedTemp | SagaStatus::Failed => {
+                self.executor.status(id).await.ok().and_then(|(_, e)| e)
+            }
             _ => None,
+        };
+        let error = match detail {
+            Some(detail) => {
+                Some(serde_json::to_string(&self.failure(id, detail).await).unwrap_or_default())
+            }
+            None => None,
         };
         let state = parse(state_of(status)).unwrap_or(LcmOperationState::Failed);
         if let Err(e) = self.transition(id, state, error.as_deref()).await {

@@ -257,6 +257,11 @@ async fn failed_temp_retry_and_fail(db: Db) {
     )
     .await;
     assert_eq!(op["operationState"], "FAILED_TEMP", "no site has 3 CPUs");
+    assert_eq!(
+        op["error"]["status"], 409,
+        "a placement failure is no server error: {op:#}"
+    );
+    assert_eq!(op["error"]["title"], "No site can host the application");
     assert!(
         op["error"]["detail"]
             .as_str()
