@@ -3,6 +3,11 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The `type` of a 403 that refuses an operation the resource's current state does not allow
+/// (ETSI MEC 010-2's "operation is not allowed given the current status of the resource"), as
+/// distinct from a 403 for missing permissions.
+pub const NOT_ALLOWED_IN_STATE: &str = "urn:mecplane:problem:not-allowed-in-current-state";
+
 /// RFC 7807 / ETSI GS MEC 009 error body, sent as `application/problem+json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProblemDetails {

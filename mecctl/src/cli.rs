@@ -11,9 +11,10 @@ Exit codes:
   0  done
   1  any other error (the MEAO unreachable or failing, I/O, an unexpected answer)
   2  usage: a bad command line, or a request the MEAO found invalid (400)
-  3  auth: missing or refused credentials (401, 403, the token endpoint's refusal)
+  3  auth: missing or refused credentials (401, 403 for permissions, the token endpoint's refusal)
   4  not found (404)
-  5  conflict: the resource's state forbids the request (409), e.g. the AppD version is onboarded
+  5  conflict: the resource's state forbids the request (403 not-allowed-in-current-state, or
+     409), e.g. the AppD version is onboarded
   6  failed: an LCM operation ended FAILED or FAILED_TEMP, or onboarding failed
   7  timeout: --wait gave up after --timeout";
 

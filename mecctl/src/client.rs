@@ -355,6 +355,18 @@ mod tests {
         );
         assert_eq!(e.to_string(), "Conflict: busy");
         assert_eq!(e.exit_code(), crate::error::exit::CONFLICT);
+        let state = format!(
+            r#"{{"type":"{}","status":403,"detail":"package x is ENABLED"}}"#,
+            api_specs::problem::NOT_ALLOWED_IN_STATE
+        );
+        let e = api_error("DELETE /x".into(), StatusCode::FORBIDDEN, state);
+        assert_eq!(e.exit_code(), crate::error::exit::CONFLICT);
+        let e = api_error(
+            "GET /x".into(),
+            StatusCode::FORBIDDEN,
+            r#"{"status":403,"detail":"scope app_lcm missing"}"#.into(),
+        );
+        assert_eq!(e.exit_code(), crate::error::exit::AUTH);
         let e = api_error(
             "GET /x".into(),
             StatusCode::BAD_GATEWAY,

@@ -11,16 +11,26 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// A bad command line, or a request the MEAO found invalid (400).
     pub const USAGE: u8 = 2;
-    /// Missing or refused credentials (401, 403, the token endpoint's refusal).
+    /// Missing or refused credentials (401, 403 for permissions, the token endpoint's refusal).
     pub const AUTH: u8 = 3;
     /// No such resource (404).
     pub const NOT_FOUND: u8 = 4;
-    /// The resource's state forbids the request (409).
+    /// The resource's state forbids the request (403 typed not-allowed-in-current-state, as
+    /// ETSI MEC 010-2 answers it, or 409).
     pub const CONFLICT: u8 = 5;
     /// An LCM operation ended FAILED or FAILED_TEMP, or onboarding failed.
     pub const FAILED: u8 = 6;
     /// `--wait` gave up after `--timeout`.
     pub const TIMEOUT: u8 = 7;
+}
+
+/// Whether `problem` refuses a request the resource's state does not allow: a 403 typed
+/// not-allowed-in-current-state (how the MEAO answers, as ETSI MEC 010-2 lists 403 for it) or
+/// a 409.
+pub fn state_refusal(problem: &ProblemDetails) -> bool {
+    problem.status == 409
+        || (problem.status == 403
+            && problem.problem_type.as_deref() == Some(api_specs::problem::NOT_ALLOWED_IN_STATE))
 }
 
 /// An error answer of the MEAO.
@@ -99,6 +109,7 @@ impl Error {
             Self::Auth(_) => exit::AUTH,
             Self::Api(failure) => match failure.status {
                 400 | 413 | 422 => exit::USAGE,
+                _ if state_refusal(&failure.problem) => exit::CONFLICT,
                 401 | 403 => exit::AUTH,
                 404 => exit::NOT_FOUND,
                 409 => exit::CONFLICT,

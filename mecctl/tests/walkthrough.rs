@@ -442,7 +442,7 @@ fn beyond_the_readme(sh: &mut Shell, zip: &Path) {
     sh.expect("mecctl op get 00000000-0000-0000-0000-000000000000", 4);
     let o = sh.expect("mecctl -v package rm video-analytics", 5);
     assert!(
-        o.stderr.contains("\"status\":409") && o.stderr.contains("DELETE "),
+        o.stderr.contains("\"status\":403") && o.stderr.contains("DELETE "),
         "{}",
         o.stderr
     );

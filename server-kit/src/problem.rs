@@ -29,6 +29,10 @@ pub enum ApiError {
     /// Authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// The resource's current state does not allow the operation (403, typed
+    /// [`api_specs::problem::NOT_ALLOWED_IN_STATE`]).
+    #[error("{0}")]
+    NotAllowed(String),
     /// No such resource.
     #[error("{kind} {id} not found")]
     NotFound {
@@ -78,7 +82,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken(_) | Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::NotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -105,7 +109,8 @@ impl ApiError {
     pub fn problem(&self) -> ProblemDetails {
         let status = self.status();
         ProblemDetails {
-            problem_type: None,
+            problem_type: matches!(self, Self::NotAllowed(_))
+                .then(|| api_specs::problem::NOT_ALLOWED_IN_STATE.to_owned()),
             title: status.canonical_reason().map(str::to_owned),
             status: status.as_u16(),
             detail: self.to_string(),
@@ -204,6 +209,79 @@ pub fn add_oauth2_scheme(openapi: &mut utoipa::openapi::OpenApi, scopes: &[(&str
             "oauth2",
             SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(flow)])),
         );
+}
+
+/// Documents in `openapi` the errors the edge gives every operation, as it gives them: each
+/// error response is `application/problem+json` (not `application/json`), and an operation
+/// lists 400 when it takes parameters or a body, 415 when it takes a body, 404 when its path
+/// has parameters, 406 when it is a GET, 401 and 403 when it is secured. Call it once every
+/// path is in.
+pub fn document_problems(openapi: &mut utoipa::openapi::OpenApi) {
+    use serde_json::{Value, json};
+    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+        return;
+    };
+    let problem = |description: &str| json!({"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}});
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let body = op.contains_key("requestBody");
+            let params = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|p| !p.is_empty());
+            let secured = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty());
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (status, response) in responses.iter_mut() {
+                let error = status.starts_with('4') || status.starts_with('5');
+                if let Some(content) = response
+                    .get_mut("content")
+                    .and_then(Value::as_object_mut)
+                    .filter(|_| error)
+                    && let Some(json) = content.remove("application/json")
+                {
+                    content.insert(PROBLEM_JSON.into(), json);
+                }
+            }
+            let edge = [
+                (
+                    body || params,
+                    "400",
+                    "the parameters or the body are invalid",
+                ),
+                (body, "415", "the body's media type is not accepted"),
+                (path.contains('{'), "404", "no such resource"),
+                (
+                    method == "get",
+                    "406",
+                    "the Accept header excludes every representation",
+                ),
+                (secured, "401", "no valid bearer token"),
+                (secured, "403", "the token does not grant this API's scope"),
+            ];
+            for (applies, status, description) in edge {
+                if applies && !responses.contains_key(status) {
+                    responses.insert(status.into(), problem(description));
+                }
+            }
+        }
+    }
+    if let Ok(documented) = serde_json::from_value(doc) {
+        *openapi = documented;
+    }
 }
 
 /// Fallback for URIs that match no route.

@@ -195,6 +195,30 @@ impl Drop for Callback {
     }
 }
 
+/// Fails the test unless every error response of the OpenAPI document `doc` is documented as
+/// `application/problem+json` (how the edge serves it), and some are.
+pub fn assert_errors_documented_as_problems(doc: &Value) {
+    let mut problems = 0;
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        r["content"].get("application/json").is_none(),
+                        "{method} {path} {status} is documented as application/json"
+                    );
+                    problems +=
+                        usize::from(r["content"].get(crate::problem::PROBLEM_JSON).is_some());
+                }
+            }
+        }
+    }
+    assert!(
+        problems > 0,
+        "no error documented as application/problem+json"
+    );
+}
+
 /// An ETSI OpenAPI document prepared for validating responses: the generator artefacts listed
 /// in `api-specs/etsi/SOURCES.md` are neutralised, nothing else. An enum `[SEE_DESCRIPTION]`
 /// becomes the values its description defines, one `VALUE:` per line (when it names at least

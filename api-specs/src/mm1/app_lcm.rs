@@ -76,7 +76,9 @@ pub use crate::location::LocationConstraints;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstantiateAppRequest {
-    /// Candidate MEC hosts; placement chooses among them (all sites when absent).
+    /// Candidate MEC hosts; placement chooses among them. ETSI MEC 010-2 requires at least one;
+    /// as a mecplane extension it may be absent or empty, and the placement engine then chooses
+    /// among all sites (the operation occurrence's `placement` says which and why).
     #[serde(
         rename = "selectedMECHostInfo",
         default,
@@ -152,9 +154,11 @@ pub struct TerminateAppRequest {
     pub graceful_termination_timeout: Option<u32>,
 }
 
-/// Operational state of an instantiated application.
+/// Operational state of an instantiated application (documented as
+/// `AppInstanceOperationalState`, apart from the package's `OperationalState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = AppInstanceOperationalState)]
 pub enum OperationalState {
     /// Running.
     Started,

@@ -223,6 +223,7 @@ pub struct TrafficRuleDescriptor {
     /// Filter type.
     pub filter_type: FilterType,
     /// Priority, 0 (highest) to 255.
+    #[schema(maximum = 255)]
     pub priority: u8,
     /// Filters.
     pub traffic_filter: Vec<TrafficFilter>,

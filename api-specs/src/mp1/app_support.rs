@@ -156,6 +156,7 @@ pub struct TrafficRule {
     /// Filter type.
     pub filter_type: FilterType,
     /// Priority, 0 (highest) to 255 (lowest).
+    #[schema(maximum = 255)]
     pub priority: u8,
     /// Filters; a packet matching any of them matches the rule.
     pub traffic_filter: Vec<TrafficFilter>,

@@ -27,7 +27,7 @@ impl From<LcmError> for ApiError {
     fn from(e: LcmError) -> Self {
         match e {
             LcmError::NotFound { kind, id } => ApiError::NotFound { kind, id },
-            LcmError::Conflict(m) => ApiError::Conflict(m),
+            LcmError::NotAllowed(m) => ApiError::NotAllowed(m),
             LcmError::Invalid(m) => ApiError::BadRequest(m),
             LcmError::Package(e) => e.into(),
             LcmError::Saga(e) => ApiError::Internal(super::error_chain(&e)),
@@ -170,7 +170,7 @@ async fn instances_get(
 /// Create an application instance identifier (NOT_INSTANTIATED).
 #[utoipa::path(post, path = "/app_instances", tag = "app-lcm", request_body = CreateAppInstanceRequest,
     responses((status = 201, body = AppInstanceInfo, headers(("Location" = String))), (status = 400, body = ProblemDetails),
-        (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+        (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_lcm"])))]
 async fn instances_post(
     State(l): State<Arc<Lcm>>,
@@ -193,7 +193,7 @@ async fn instance_get(
 
 /// Delete a NOT_INSTANTIATED instance identifier.
 #[utoipa::path(delete, path = "/app_instances/{appInstanceId}", tag = "app-lcm", params(("appInstanceId" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+    responses((status = 204), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
 async fn instance_delete(
     State(l): State<Arc<Lcm>>,
     ApiPath(id): ApiPath<String>,
@@ -208,10 +208,12 @@ fn accepted(op_occ: &str) -> Response {
     (StatusCode::ACCEPTED, [location(&href)]).into_response()
 }
 
-/// Instantiate: placement, workload, readiness (an LCM operation occurrence).
+/// Instantiate: placement, workload, readiness (an LCM operation occurrence). Without
+/// `selectedMECHostInfo` (a mecplane extension: ETSI requires it) the placement engine
+/// chooses among all sites.
 #[utoipa::path(post, path = "/app_instances/{appInstanceId}/instantiate", tag = "app-lcm", params(("appInstanceId" = String, Path)),
     request_body = InstantiateAppRequest,
-    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_lcm"])))]
 async fn instantiate(
     State(l): State<Arc<Lcm>>,
@@ -225,7 +227,7 @@ async fn instantiate(
 /// Terminate.
 #[utoipa::path(post, path = "/app_instances/{appInstanceId}/terminate", tag = "app-lcm", params(("appInstanceId" = String, Path)),
     request_body = TerminateAppRequest,
-    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_lcm"])))]
 async fn terminate(
     State(l): State<Arc<Lcm>>,
@@ -239,7 +241,7 @@ async fn terminate(
 /// Start or stop.
 #[utoipa::path(post, path = "/app_instances/{appInstanceId}/operate", tag = "app-lcm", params(("appInstanceId" = String, Path)),
     request_body = OperateAppRequest,
-    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_lcm"])))]
 async fn operate(
     State(l): State<Arc<Lcm>>,
@@ -255,7 +257,7 @@ async fn operate(
 #[utoipa::path(post, path = "/app_instances/{appInstanceId}/rotate_credentials", tag = "app-lcm",
     params(("appInstanceId" = String, Path)), request_body = RotateCredentialsRequest,
     responses((status = 202, headers(("Location" = String))), (status = 400, body = ProblemDetails),
-        (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+        (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_lcm"])))]
 async fn rotate_credentials(
     State(l): State<Arc<Lcm>>,
@@ -282,7 +284,7 @@ async fn credentials_get(
 /// Configure the instance's MEP with these rules and requirements (replacing its AppD's).
 #[utoipa::path(post, path = "/app_instances/{appInstanceId}/configure_platform_for_app", tag = "app-lcm",
     params(("appInstanceId" = String, Path)), request_body = ConfigPlatformForAppRequest,
-    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 202, headers(("Location" = String))), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_lcm"])))]
 async fn configure_platform_for_app(
     State(l): State<Arc<Lcm>>,
@@ -319,7 +321,7 @@ async fn op_occ_get(
 
 /// Retry a FAILED_TEMP occurrence.
 #[utoipa::path(post, path = "/app_lcm_op_occs/{appLcmOpOccId}/retry", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
-    responses((status = 202), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+    responses((status = 202), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
 async fn op_occ_retry(
     State(l): State<Arc<Lcm>>,
     ApiPath(id): ApiPath<String>,
@@ -332,7 +334,7 @@ async fn op_occ_retry(
 /// FAILED_TEMP. GRACEFUL and FORCEFUL behave alike (steps are never interrupted midway).
 #[utoipa::path(post, path = "/app_lcm_op_occs/{appLcmOpOccId}/cancel", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
     request_body = CancelMode,
-    responses((status = 202), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+    responses((status = 202), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
 async fn op_occ_cancel(
     State(l): State<Arc<Lcm>>,
     ApiPath(id): ApiPath<String>,
@@ -344,7 +346,7 @@ async fn op_occ_cancel(
 
 /// Give up on a FAILED_TEMP occurrence (FAILED).
 #[utoipa::path(post, path = "/app_lcm_op_occs/{appLcmOpOccId}/fail", tag = "app-lcm", params(("appLcmOpOccId" = String, Path)),
-    responses((status = 200, body = AppLcmOpOcc), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
+    responses((status = 200, body = AppLcmOpOcc), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)), security(("oauth2" = ["app_lcm"])))]
 async fn op_occ_fail(
     State(l): State<Arc<Lcm>>,
     ApiPath(id): ApiPath<String>,

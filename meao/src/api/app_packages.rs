@@ -137,7 +137,7 @@ async fn package_get(
 /// Enable or disable a package.
 #[utoipa::path(patch, path = "/app_packages/{appPkgId}", tag = "app-pkgm", params(("appPkgId" = String, Path)),
     request_body = AppPkgInfoModifications,
-    responses((status = 200, body = AppPkgInfoModifications), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 200, body = AppPkgInfoModifications), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn package_patch(
     State(s): State<AppState>,
@@ -149,7 +149,7 @@ async fn package_patch(
 
 /// Delete a DISABLED, NOT_IN_USE package.
 #[utoipa::path(delete, path = "/app_packages/{appPkgId}", tag = "app-pkgm", params(("appPkgId" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 204), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn package_delete(
     State(s): State<AppState>,
@@ -172,7 +172,7 @@ async fn onboarded_package_get(
 /// Enable or disable an onboarded package by AppD id.
 #[utoipa::path(patch, path = "/onboarded_app_packages/{appDId}", tag = "app-pkgm", params(("appDId" = String, Path)),
     request_body = AppPkgInfoModifications,
-    responses((status = 200, body = AppPkgInfoModifications), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 200, body = AppPkgInfoModifications), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_package_patch(
     State(s): State<AppState>,
@@ -184,7 +184,7 @@ async fn onboarded_package_patch(
 
 /// Delete an onboarded package by AppD id.
 #[utoipa::path(delete, path = "/onboarded_app_packages/{appDId}", tag = "app-pkgm", params(("appDId" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 204), (status = 404, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_package_delete(
     State(s): State<AppState>,
@@ -212,7 +212,7 @@ async fn appd(state: &AppState, r: PkgRef<'_>, headers: &HeaderMap) -> Result<Re
 /// The AppD of a package.
 #[utoipa::path(get, path = "/app_packages/{appPkgId}/appd", tag = "app-pkgm", params(("appPkgId" = String, Path)),
     responses((status = 200, body = api_specs::mm1::appd::AppD), (status = 404, body = ProblemDetails),
-        (status = 406, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+        (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn appd_get(
     State(s): State<AppState>,
@@ -225,7 +225,7 @@ async fn appd_get(
 /// The AppD of an onboarded package by AppD id.
 #[utoipa::path(get, path = "/onboarded_app_packages/{appDId}/appd", tag = "app-pkgm", params(("appDId" = String, Path)),
     responses((status = 200, body = api_specs::mm1::appd::AppD), (status = 404, body = ProblemDetails),
-        (status = 406, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+        (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_appd_get(
     State(s): State<AppState>,
@@ -361,7 +361,7 @@ async fn upload(state: &AppState, r: PkgRef<'_>, request: Request) -> Result<Sta
 /// The package content (`Range` supported).
 #[utoipa::path(get, path = "/app_packages/{appPkgId}/package_content", tag = "app-pkgm", params(("appPkgId" = String, Path)),
     responses((status = 200, description = "the package (application/zip)"), (status = 206, description = "part of the package"),
-        (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 409, body = ProblemDetails),
+        (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails),
         (status = 416, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn content_get(
@@ -375,7 +375,7 @@ async fn content_get(
 /// Upload the package content; it is validated and onboarded before the answer.
 #[utoipa::path(put, path = "/app_packages/{appPkgId}/package_content", tag = "app-pkgm", params(("appPkgId" = String, Path)),
     request_body(content_type = "application/zip", description = "the package (or multipart/form-data with a file part)"),
-    responses((status = 202, description = "onboarded"), (status = 400, body = ProblemDetails), (status = 409, body = ProblemDetails),
+    responses((status = 202, description = "onboarded"), (status = 400, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails),
         (status = 413, body = ProblemDetails), (status = 415, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn content_put(
@@ -389,7 +389,7 @@ async fn content_put(
 /// The package content by AppD id.
 #[utoipa::path(get, path = "/onboarded_app_packages/{appDId}/package_content", tag = "app-pkgm", params(("appDId" = String, Path)),
     responses((status = 200, description = "the package (application/zip)"), (status = 206, description = "part of the package"),
-        (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 409, body = ProblemDetails),
+        (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails),
         (status = 416, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_content_get(
@@ -403,7 +403,7 @@ async fn onboarded_content_get(
 /// Upload the package content, addressing the package by id.
 #[utoipa::path(put, path = "/onboarded_app_packages/{appDId}/package_content", tag = "app-pkgm", params(("appDId" = String, Path)),
     request_body(content_type = "application/zip", description = "the package (or multipart/form-data with a file part)"),
-    responses((status = 202, description = "onboarded"), (status = 400, body = ProblemDetails), (status = 409, body = ProblemDetails),
+    responses((status = 202, description = "onboarded"), (status = 400, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails),
         (status = 413, body = ProblemDetails), (status = 415, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_content_put(

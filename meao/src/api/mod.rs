@@ -43,7 +43,7 @@ impl From<PackageError> for ApiError {
             PackageError::NotFound { kind, id } => ApiError::NotFound { kind, id },
             PackageError::Invalid(m) => ApiError::BadRequest(m),
             e @ PackageError::Rejected(_) => ApiError::BadRequest(e.to_string()),
-            PackageError::Conflict(m) => ApiError::Conflict(m),
+            PackageError::NotAllowed(m) => ApiError::NotAllowed(m),
             PackageError::TooLarge(m) => ApiError::PayloadTooLarge(m),
             PackageError::Store(e) => ApiError::Internal(error_chain(&e)),
             PackageError::Storage(m) => ApiError::Internal(m),
@@ -157,7 +157,9 @@ fn parts() -> Parts {
 
 /// The OpenAPI document of every API the MEAO serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    parts().3
+    let mut api = parts().3;
+    server_kit::problem::document_problems(&mut api);
+    api
 }
 
 /// The full router: the APIs (a bearer token or a portal session), the portal, the token

@@ -47,9 +47,10 @@ pub enum LcmError {
         /// Id.
         id: String,
     },
-    /// The request conflicts with the current state.
+    /// The instance's or occurrence's current state does not allow the request: 403, as ETSI
+    /// MEC 010-2 lists for "not allowed given the current status".
     #[error("{0}")]
-    Conflict(String),
+    NotAllowed(String),
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
@@ -343,7 +344,7 @@ impl Lcm {
         if package.onboarding_state != OnboardingState::Onboarded
             || package.operational_state != PkgOperationalState::Enabled
         {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "package of appDId {} is not ONBOARDED and ENABLED",
                 request.app_d_id
             )));
@@ -381,14 +382,14 @@ impl Lcm {
         self.store.package_set_usage(&package.id, "IN_USE").await?;
         tracing::info!(instance = %row.id, app_d_id = %row.app_d_id, "application instance created");
         self.instance_info(&row)
-            .ok_or_else(|| LcmError::Conflict("instance unreadable".into()))
+            .ok_or_else(|| LcmError::NotAllowed("instance unreadable".into()))
     }
 
     /// One instance.
     pub async fn get(&self, id: &str) -> Result<AppInstanceInfo, LcmError> {
         let row = self.instance_row(id).await?;
         self.instance_info(&row)
-            .ok_or_else(|| LcmError::Conflict(format!("instance {id} unreadable")))
+            .ok_or_else(|| LcmError::NotAllowed(format!("instance {id} unreadable")))
     }
 
     /// Every instance.
@@ -417,7 +418,7 @@ impl Lcm {
             )
             .await?;
         if !self.store.instance_delete(id, &notifications).await? {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is {} or has an operation in progress",
                 row.instantiation_state
             )));
@@ -482,7 +483,7 @@ impl Lcm {
             instance.operational_state.as_deref(),
         );
         if !self.store.op_occ_start(&op, &saga, expected).await? {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {} has an operation in progress or changed meanwhile",
                 instance.id
             )));
@@ -586,7 +587,7 @@ impl Lcm {
         }
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "NOT_INSTANTIATED" {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is already INSTANTIATED"
             )));
         }
@@ -613,7 +614,7 @@ impl Lcm {
     ) -> Result<String, LcmError> {
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "INSTANTIATED" {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is NOT_INSTANTIATED"
             )));
         }
@@ -635,7 +636,7 @@ impl Lcm {
     ) -> Result<String, LcmError> {
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "INSTANTIATED" {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is NOT_INSTANTIATED"
             )));
         }
@@ -659,13 +660,13 @@ impl Lcm {
     ) -> Result<String, LcmError> {
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "INSTANTIATED" {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is NOT_INSTANTIATED"
             )));
         }
         let site = instance.site_id.clone().unwrap_or_default();
         if self.store.credential_get(id, &site).await?.is_none() {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} has no Mp1 credential (its site has no MEP on the link)"
             )));
         }
@@ -733,12 +734,12 @@ impl Lcm {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         if instance.instantiation_state != "INSTANTIATED" {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is NOT_INSTANTIATED"
             )));
         }
         if current == wanted {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "instance {id} is already {wanted}"
             )));
         }
@@ -1033,7 +1034,7 @@ impl Lcm {
                     tracing::warn!(instance = %instance.id, site = %from, op_occ = %op, "site failed: re-placing the instance");
                     started += 1;
                 }
-                Err(LcmError::Conflict(_)) => {}
+                Err(LcmError::NotAllowed(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1069,7 +1070,7 @@ impl Lcm {
     async fn failed_temp(&self, id: &str) -> Result<(), LcmError> {
         let op = self.op_occ(id).await?;
         if op.operation_state != LcmOperationState::FailedTemp {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "occurrence {id} is {:?}, not FAILED_TEMP",
                 op.operation_state
             )));
@@ -1105,7 +1106,7 @@ impl Lcm {
             LcmOperationState::Starting | LcmOperationState::Processing
         );
         if !running || !self.executor.cancel(id).await? {
-            return Err(LcmError::Conflict(format!(
+            return Err(LcmError::NotAllowed(format!(
                 "occurrence {id} is {:?}: only a STARTING or PROCESSING operation can be cancelled",
                 op.operation_state
             )));

@@ -59,9 +59,10 @@ pub enum PackageError {
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
-    /// The request conflicts with the package's state.
+    /// The package's current state (or that of the packages onboarded) does not allow the
+    /// request: 403, as ETSI MEC 010-2 lists for "not allowed given the current status".
     #[error("{0}")]
-    Conflict(String),
+    NotAllowed(String),
     /// The package content is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -81,7 +82,7 @@ impl PackageError {
         match self {
             Self::NotFound { .. } => 404,
             Self::Invalid(_) | Self::Rejected(_) => 400,
-            Self::Conflict(_) => 409,
+            Self::NotAllowed(_) => 403,
             Self::TooLarge(_) => 413,
             Self::Store(_) | Self::Storage(_) => 500,
         }
@@ -90,7 +91,8 @@ impl PackageError {
     /// The problem kept on a failed package.
     fn problem(&self, instance: String) -> ProblemDetails {
         ProblemDetails {
-            problem_type: None,
+            problem_type: matches!(self, Self::NotAllowed(_))
+                .then(|| api_specs::problem::NOT_ALLOWED_IN_STATE.to_owned()),
             title: Some("Onboarding failed".into()),
             status: self.status(),
             detail: self.to_string(),
@@ -509,7 +511,7 @@ impl Packages {
             .package_transition(&id, &["CREATED"], "UPLOADING", now)
             .await?
         {
-            return Err(PackageError::Conflict(format!(
+            return Err(PackageError::NotAllowed(format!(
                 "package {id} is {}: content can only be uploaded to a CREATED package",
                 row.onboarding_state
             )));
@@ -597,7 +599,7 @@ impl Packages {
             .package_content_stored(&id, &hash, server_kit::unix_millis_now())
             .await?
         {
-            return Err(PackageError::Conflict(format!(
+            return Err(PackageError::NotAllowed(format!(
                 "package {id} changed during the upload"
             )));
         }
@@ -679,11 +681,11 @@ impl Packages {
                 tracing::info!(package = %id, app_d_id = %appd.app_d_id, "package onboarded");
                 self.get(PkgRef::Id(id)).await
             }
-            Ok(false) => Err(PackageError::Conflict(format!(
+            Ok(false) => Err(PackageError::NotAllowed(format!(
                 "package {id} left PROCESSING during onboarding"
             ))),
             Err(StoreError::Duplicate) => {
-                let e = PackageError::Conflict(format!(
+                let e = PackageError::NotAllowed(format!(
                     "an onboarded package already has appDId {} and appDVersion {}",
                     appd.app_d_id, appd.app_d_version
                 ));
@@ -802,7 +804,7 @@ impl Packages {
             (Some(appd), Some(d)) if row.onboarding_state == "ONBOARDED" => {
                 Ok((appd, d.appd_source))
             }
-            _ => Err(PackageError::Conflict(format!(
+            _ => Err(PackageError::NotAllowed(format!(
                 "package {} is {}, not ONBOARDED",
                 row.id, row.onboarding_state
             ))),
@@ -814,7 +816,7 @@ impl Packages {
         let row = self.row(r).await?;
         match (&row.content_hash, row.onboarding_state.as_str()) {
             (Some(hash), "ONBOARDED") => Ok(self.blobs.path(hash)),
-            _ => Err(PackageError::Conflict(format!(
+            _ => Err(PackageError::NotAllowed(format!(
                 "package {} is {}, not ONBOARDED",
                 row.id, row.onboarding_state
             ))),
@@ -846,17 +848,14 @@ impl Packages {
     ) -> Result<(), PackageError> {
         let row = self.row(r).await?;
         if row.onboarding_state != "ONBOARDED" {
-            return Err(PackageError::Conflict(format!(
+            return Err(PackageError::NotAllowed(format!(
                 "package {} is {}, not ONBOARDED",
                 row.id, row.onboarding_state
             )));
         }
         if row.operational_state == state_name(state) {
-            return Err(PackageError::Conflict(format!(
-                "package {} is already {}",
-                row.id,
-                state_name(state)
-            )));
+            // idempotent: the package is in the state asked for, nothing changes or is notified
+            return Ok(());
         }
         let appd: api_specs::mm1::appd::AppD = row
             .appd
@@ -879,7 +878,7 @@ impl Packages {
             .package_set_operational(&row.id, &state_name(state), &notifications, now)
             .await?
         {
-            return Err(PackageError::Conflict(format!(
+            return Err(PackageError::NotAllowed(format!(
                 "package {} changed concurrently",
                 row.id
             )));
@@ -895,7 +894,7 @@ impl Packages {
             || row.usage_state != "NOT_IN_USE"
             || matches!(row.onboarding_state.as_str(), "UPLOADING" | "PROCESSING")
         {
-            return Err(PackageError::Conflict(format!(
+            return Err(PackageError::NotAllowed(format!(
                 "package {} is {}/{}/{}: only a DISABLED, NOT_IN_USE package that is not being onboarded may be deleted",
                 row.id, row.onboarding_state, row.operational_state, row.usage_state
             )));
@@ -921,7 +920,7 @@ impl Packages {
         };
         let own = blobs_of(row.content_hash.clone(), row.details.as_deref())?;
         if !self.store.package_delete(&row.id, &notifications).await? {
-            return Err(PackageError::Conflict(format!(
+            return Err(PackageError::NotAllowed(format!(
                 "package {} changed concurrently",
                 row.id
             )));

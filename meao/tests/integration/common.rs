@@ -48,6 +48,18 @@ pub fn test_config(database_url: String, data_dir: &Path) -> MeaoConfig {
     c
 }
 
+/// Asserts that `r` refuses a request the resource's state does not allow: 403 (as ETSI MEC
+/// 010-2 lists it), typed not-allowed-in-current-state.
+pub async fn assert_not_allowed(r: reqwest::Response, why: &str) {
+    assert_eq!(r.status(), 403, "{why}");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        api_specs::problem::NOT_ALLOWED_IN_STATE,
+        "{why}: {problem}"
+    );
+}
+
 pub fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages")
 }

@@ -245,8 +245,12 @@ async fn descriptors_that_are_wrong(db: Db) {
 
     // the same appDId and version twice
     assert_eq!(ctx.onboard("first", example("cdn-cache")).await.1, 202);
-    let p = refused(&ctx, example("cdn-cache"), 409, "already has appDId").await;
-    assert_eq!(p["onboardingFailureDetails"]["status"], 409);
+    let p = refused(&ctx, example("cdn-cache"), 403, "already has appDId").await;
+    assert_eq!(p["onboardingFailureDetails"]["status"], 403);
+    assert_eq!(
+        p["onboardingFailureDetails"]["type"],
+        api_specs::problem::NOT_ALLOWED_IN_STATE
+    );
     let first = ctx
         .json("/onboarded_app_packages/cdn-cache-streamco-5")
         .await;

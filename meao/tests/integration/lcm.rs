@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use server_kit::on_both_dbs;
 use server_kit::testing::{EVENTUALLY, eventually};
 
-use super::common::{Ctx, Db, example, test_config};
+use super::common::{Ctx, Db, assert_not_allowed, example, test_config};
 
 pub(super) fn site(id: &str, cpu: u64, services: &[&str]) -> meao::inventory::SiteSpec {
     serde_json::from_value(json!({
@@ -162,13 +162,12 @@ async fn instance_lifecycle(db: Db) {
         Some(json!({})),
     )
     .await;
-    assert_eq!(r.status(), 409);
-    assert_eq!(
-        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None)
-            .await
-            .status(),
-        409
-    );
+    assert_not_allowed(r, "instantiated already").await;
+    assert_not_allowed(
+        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None).await,
+        "an instantiated instance's identifier is not deleted",
+    )
+    .await;
 
     let op = run(
         &ctx,
@@ -188,7 +187,7 @@ async fn instance_lifecycle(db: Db) {
         Some(json!({"changeStateTo": "STOPPED"})),
     )
     .await;
-    assert_eq!(r.status(), 409, "already STOPPED");
+    assert_not_allowed(r, "already STOPPED").await;
     let op = run(
         &ctx,
         &format!("/app_instances/{id}/operate"),
@@ -250,6 +249,20 @@ async fn failed_temp_retry_and_fail(db: Db) {
         )
     };
     let a: Value = create().await.json().await.unwrap();
+    assert_not_allowed(
+        lcm(
+            &ctx,
+            Method::POST,
+            &format!(
+                "/app_instances/{}/configure_platform_for_app",
+                a["id"].as_str().unwrap()
+            ),
+            Some(json!({})),
+        )
+        .await,
+        "a NOT_INSTANTIATED instance has no platform to configure",
+    )
+    .await;
     let op = run(
         &ctx,
         &format!("/app_instances/{}/instantiate", a["id"].as_str().unwrap()),
@@ -293,13 +306,11 @@ async fn failed_temp_retry_and_fail(db: Db) {
         ),
         (Some("COMPLETED"), Some("big-1"))
     );
-    assert_eq!(
-        lcm(&ctx, Method::POST, &format!("{op_path}/retry"), None)
-            .await
-            .status(),
-        409,
-        "only FAILED_TEMP retries"
-    );
+    assert_not_allowed(
+        lcm(&ctx, Method::POST, &format!("{op_path}/retry"), None).await,
+        "only FAILED_TEMP retries",
+    )
+    .await;
 
     // another instance does not fit any more: FAILED_TEMP, then given up
     let b: Value = create().await.json().await.unwrap();
@@ -321,18 +332,17 @@ async fn failed_temp_retry_and_fail(db: Db) {
     )
     .await;
     assert_eq!(op["operationState"], "FAILED_TEMP");
-    assert_eq!(
+    assert_not_allowed(
         lcm(
             &ctx,
             Method::DELETE,
             &format!("/app_instances/{b_id}"),
-            None
+            None,
         )
-        .await
-        .status(),
-        409,
-        "an operation is pending"
-    );
+        .await,
+        "an operation is pending",
+    )
+    .await;
     let r = lcm(
         &ctx,
         Method::POST,
@@ -452,7 +462,7 @@ async fn replicas_start_one_operation_per_instance(db: Db) {
     answers.sort_unstable();
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
     assert_eq!(statuses[0], 202, "{statuses:?}");
-    assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
+    assert!(statuses[1..].iter().all(|s| *s == 403), "{statuses:?}");
     let location = answers[0].1.as_deref().unwrap();
     let op = wait(&ctx, location.trim_start_matches("/app_lcm/v1")).await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
@@ -909,7 +919,7 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
         Some(json!({"cancelMode": "FORCEFUL"})),
     )
     .await;
-    assert_eq!(r.status(), 409, "only running operations can be cancelled");
+    assert_not_allowed(r, "only running operations can be cancelled").await;
     lcm(&ctx, Method::POST, &format!("{op_path}/fail"), None).await;
 
     // anti-affinity keeps a second application off the first one's site

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
 
-use super::common::{Callback, Ctx, Db, example};
+use super::common::{Callback, Ctx, Db, assert_not_allowed, example};
 
 on_both_dbs!(
     enable_disable_delete_with_notifications,
@@ -90,7 +90,7 @@ async fn enable_disable_delete_with_notifications(db: Db) {
 
     let path = format!("/app_packages/{id}");
     let r = ctx.call(Method::DELETE, &path, None).await;
-    assert_eq!(r.status(), 409, "ENABLED packages cannot be deleted");
+    assert_not_allowed(r, "ENABLED packages cannot be deleted").await;
     let r = ctx
         .call(
             Method::PATCH,
@@ -114,7 +114,11 @@ async fn enable_disable_delete_with_notifications(db: Db) {
             Some(json!({"operationalState": "DISABLED"})),
         )
         .await;
-    assert_eq!(r.status(), 409, "already DISABLED");
+    assert_eq!(r.status(), 200, "already DISABLED: idempotent");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["operationalState"],
+        "DISABLED"
+    );
     let r = ctx
         .call(
             Method::PATCH,

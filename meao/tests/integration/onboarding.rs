@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
 
-use super::common::{Ctx, Db, example, example_copy, rewrite};
+use super::common::{Ctx, Db, assert_not_allowed, example, example_copy, rewrite};
 
 on_both_dbs!(
     examples_onboard_and_are_served,
@@ -167,22 +167,22 @@ async fn examples_onboard_and_are_served(db: Db) {
 
     // a package without content has no AppD or content yet
     let empty = ctx.create("later").await;
-    assert_eq!(
+    assert_not_allowed(
         ctx.call(Method::GET, &format!("/app_packages/{empty}/appd"), None)
-            .await
-            .status(),
-        409
-    );
-    assert_eq!(
+            .await,
+        "no AppD before onboarding",
+    )
+    .await;
+    assert_not_allowed(
         ctx.call(
             Method::GET,
             &format!("/app_packages/{empty}/package_content"),
-            None
+            None,
         )
-        .await
-        .status(),
-        409
-    );
+        .await,
+        "no content before onboarding",
+    )
+    .await;
     let p = ctx.json(&format!("/app_packages/{empty}")).await;
     assert_eq!(
         (
@@ -192,10 +192,11 @@ async fn examples_onboard_and_are_served(db: Db) {
         (Some("CREATED"), Some("DISABLED"))
     );
     // content is accepted once only
-    assert_eq!(
-        ctx.upload(&va, example("video-analytics")).await.status(),
-        409
-    );
+    assert_not_allowed(
+        ctx.upload(&va, example("video-analytics")).await,
+        "content is accepted once only",
+    )
+    .await;
 }
 
 async fn fetch_from_uri_with_checksum(db: Db) {

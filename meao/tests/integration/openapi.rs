@@ -39,6 +39,44 @@ fn checked_in_openapi_matches_the_code() {
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing");
     }
+    // two types of one name are two schemas
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["OperationalState"]["enum"],
+        json!(["ENABLED", "DISABLED"])
+    );
+    assert_eq!(
+        schemas["AppInstanceOperationalState"]["enum"],
+        json!(["STARTED", "STOPPED"])
+    );
+    assert_eq!(
+        schemas["TrafficRuleDescriptor"]["properties"]["priority"]["maximum"],
+        255
+    );
+    // errors as they are served, and those the edge gives every operation
+    let content = &doc["paths"]["/app_pkgm/v1/app_packages/{appPkgId}/package_content"];
+    for status in ["400", "401", "403", "404", "413", "415"] {
+        assert!(
+            content["put"]["responses"][status]["content"]["application/problem+json"].is_object(),
+            "PUT package_content {status}: {content}"
+        );
+    }
+    assert!(content["get"]["responses"]["406"].is_object());
+    server_kit::testing::assert_errors_documented_as_problems(&doc);
+    // what mecplane accepts beyond ETSI is documented as an extension
+    let instantiate = &doc["components"]["schemas"]["InstantiateAppRequest"];
+    assert!(
+        !instantiate["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("selectedMECHostInfo"))),
+        "{instantiate}"
+    );
+    assert!(
+        instantiate["properties"]["selectedMECHostInfo"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("mecplane extension")),
+        "{instantiate}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::Ctx;
 use crate::cli::PackageCommand;
 use crate::client::{APP_PKGM, Body, segment, typed};
-use crate::error::{Error, onboarding_problems};
+use crate::error::{Error, onboarding_problems, state_refusal};
 use crate::output::{
     Format, Kind, enum_name, or_dash, print_list, print_one, print_value, watch_list,
 };
@@ -137,7 +137,7 @@ fn report_failure(p: &AppPkgInfo) -> Error {
         "onboarding failed; the package resource stays until mecctl package rm {}",
         p.id
     );
-    if problem.is_some_and(|p| p.status == 409) {
+    if problem.is_some_and(state_refusal) {
         Error::Conflict(message)
     } else {
         Error::Failed(message)

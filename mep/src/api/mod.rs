@@ -101,7 +101,9 @@ impl utoipa::Modify for OAuth {
 
 /// The OpenAPI document of every API the MEP serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    parts().1
+    let mut api = parts().1;
+    server_kit::problem::document_problems(&mut api);
+    api
 }
 
 fn parts() -> (

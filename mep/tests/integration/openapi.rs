@@ -45,6 +45,7 @@ fn checked_in_openapi_matches_the_code() {
             "{path} missing from the OpenAPI document"
         );
     }
+    server_kit::testing::assert_errors_documented_as_problems(&doc);
 }
 
 fn etsi(file: &str) -> EtsiSchemas {
