@@ -228,7 +228,7 @@ function packagesPage(main) {
   const list = h('div', {});
   const details = h('div', {});
   const text = h('input', { type: 'search', placeholder: 'name or provider' });
-  const stateFilter = h('select', {}, ['', 'CREATED', 'UPLOADING', 'PROCESSING', 'ONBOARDED', 'ERROR']
+  const stateFilter = h('select', {}, ['', 'CREATED', 'UPLOADING', 'PROCESSING', 'ONBOARDED']
     .map((s) => h('option', { value: s, text: s || 'any state' })));
   let selected = null;
   let packages = [];
@@ -372,7 +372,7 @@ function uploadCard(refresh) {
         break;
       }
       clear(status, `${p.appName}: `, badge(p.onboardingState));
-      if (p.onboardingState === 'ONBOARDED' || p.onboardingState === 'ERROR') break;
+      if (p.onboardingState === 'ONBOARDED') break;
       await new Promise((r) => setTimeout(r, 500));
     }
     form.reset();
