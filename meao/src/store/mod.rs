@@ -653,23 +653,28 @@ impl Store {
     /// Deletes a site unless application instances are placed on it.
     pub async fn site_delete(&self, id: &str) -> Result<SiteDeletion, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let hosted =
-            sqlx::query("SELECT id FROM app_instances WHERE site_id = $1 ORDER BY id LIMIT 10")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<Vec<_>, _>>()?;
-        if !hosted.is_empty() {
-            return Ok(SiteDeletion::Hosting(hosted));
-        }
-        let done = sqlx::query("DELETE FROM sites WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // write first: the transaction takes the write lock at once (SQLite cannot upgrade a
+        // read lock while another writer is active)
+        let done = sqlx::query(
+            "DELETE FROM sites WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM app_instances WHERE site_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() != 1 {
-            return Ok(SiteDeletion::NotFound);
+            let hosted =
+                sqlx::query("SELECT id FROM app_instances WHERE site_id = $1 ORDER BY id LIMIT 10")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<Vec<_>, _>>()?;
+            return Ok(if hosted.is_empty() {
+                SiteDeletion::NotFound
+            } else {
+                SiteDeletion::Hosting(hosted)
+            });
         }
         self.emit(&mut tx, EventKind::Site, id, server_kit::unix_millis_now())
             .await?;
