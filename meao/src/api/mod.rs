@@ -206,5 +206,5 @@ pub fn router(
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(from_fn(problem_middleware))
         .layer(from_fn_with_state(metrics, admin::track_http))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(from_fn(server_kit::telemetry::trace_http))
 }
