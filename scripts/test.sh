@@ -59,6 +59,15 @@ rules() {
 }
 check "alerting rules (promtool)" rules
 
+# the OpenTelemetry Collector the trace test exports to (tests/otelcol: built from Go modules
+# once, then cached); without it that test fails under CI=true
+otelcol_path=$(mktemp /tmp/mecplane-otelcol.XXXXXX)
+otelcol() { tests/otelcol/build.sh >"$otelcol_path"; }
+check "OpenTelemetry Collector (tests/otelcol)" otelcol
+export MECPLANE_OTELCOL
+MECPLANE_OTELCOL=$(cat "$otelcol_path")
+rm -f "$otelcol_path"
+
 # every test binary runs even when one fails; what failed is listed at the end
 tests_log=$(mktemp /tmp/mecplane-tests.XXXXXX.log)
 run_tests() { cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$tests_log"; }

@@ -5,6 +5,10 @@
 //! `resend_secs` and on every reconnection, where the MEP's Hello names the versions it holds
 //! so that only newer ones travel. Status reports (readiness, services, rules) are stored.
 //!
+//! Each version carries the trace context of its `send DesiredConfig` span, a child of the LCM
+//! step that desired it, on the first send and on every resend; the MEP's apply and ACK are
+//! its children, and the ACK's receipt here is the ACK's child.
+//!
 //! The stream belongs to one MEAO replica; the store is shared, so [`MepLink::await_ack`] sees
 //! acknowledgements received by any replica and desires recorded by another replica reach the
 //! MEP with the next resend.
@@ -21,7 +25,7 @@ use api_specs::meplink::desired_config::Desired as Wire;
 use api_specs::meplink::meao_message::Kind as ToMep;
 use api_specs::meplink::mep_link_server::{MepLink as MepLinkService, MepLinkServer};
 use api_specs::meplink::mep_message::Kind;
-use api_specs::meplink::{DesiredConfig, HeldVersion, MeaoMessage, MepMessage, Removal};
+use api_specs::meplink::{Ack, DesiredConfig, HeldVersion, MeaoMessage, MepMessage, Removal};
 use api_specs::mp1::provisioning::AppInstanceConfig;
 use futures::Stream;
 use prometheus_client::metrics::counter::Counter;
@@ -30,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use server_kit::admin::Metrics;
 use server_kit::grpc::PeerIdentity;
 use server_kit::serve::TlsConfig;
+use server_kit::telemetry::TraceContext;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::store::{MepConfigRow, Store, StoreError};
 
@@ -168,6 +174,7 @@ fn config_message(row: &MepConfigRow) -> MeaoMessage {
             app_instance_id: row.app_instance_id.clone(),
             version: u64::try_from(row.version).unwrap_or(0),
             desired: Some(desired),
+            trace_context: TraceContext::from_json(row.trace_context.as_deref()).into_fields(),
         })),
     }
 }
@@ -223,15 +230,35 @@ impl MepLink {
             Desired::Config(c) => (Some(serde_json::to_string(c).unwrap_or_default()), 0),
             Desired::Removal { graceful_timeout } => (None, i64::from(graceful_timeout)),
         };
-        let now = server_kit::unix_millis_now();
-        let row = self
-            .store
-            .mep_config_desire(site, app_instance_id, config.as_deref(), graceful, now)
-            .await?;
-        if row.acked_version < row.version && row.refused_version < row.version {
-            self.send(site, &row);
+        let span = tracing::info_span!(
+            "send DesiredConfig",
+            otel.kind = "producer",
+            site_id = %site,
+            app_instance_id = %app_instance_id,
+            version = tracing::field::Empty,
+        );
+        let trace_context = TraceContext::of(&span).to_json();
+        async {
+            let now = server_kit::unix_millis_now();
+            let row = self
+                .store
+                .mep_config_desire(
+                    site,
+                    app_instance_id,
+                    config.as_deref(),
+                    graceful,
+                    trace_context.as_deref(),
+                    now,
+                )
+                .await?;
+            tracing::Span::current().record("version", row.version);
+            if row.acked_version < row.version && row.refused_version < row.version {
+                self.send(site, &row);
+            }
+            Ok(row.version)
         }
-        Ok(row.version)
+        .instrument(span)
+        .await
     }
 
     /// Sends one configuration down the site's stream if this replica holds it; a full or
@@ -327,29 +354,43 @@ impl MepLink {
         Ok(())
     }
 
+    /// Records an acknowledgement (or refusal) and wakes the steps awaiting one.
+    async fn acked(&self, site: &str, ack: Ack) -> Result<(), StoreError> {
+        let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        if !ack.error.is_empty() {
+            self.metrics.refused.inc();
+            tracing::warn!(%site, app_instance_id = %ack.app_instance_id, version = ack.refused_version, error = %ack.error, "the MEP refused a configuration");
+            self.store
+                .mep_config_refused(
+                    site,
+                    &ack.app_instance_id,
+                    version(ack.refused_version),
+                    &ack.error,
+                )
+                .await?;
+        }
+        if ack.version > 0 {
+            self.metrics.acked.inc();
+            self.store
+                .mep_config_acked(site, &ack.app_instance_id, version(ack.version))
+                .await?;
+        }
+        self.acks.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
     async fn received(&self, site: &str, message: MepMessage) -> Result<(), StoreError> {
         match message.kind {
-            Some(Kind::Ack(ack)) => {
-                let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                if !ack.error.is_empty() {
-                    self.metrics.refused.inc();
-                    tracing::warn!(%site, app_instance_id = %ack.app_instance_id, version = ack.refused_version, error = %ack.error, "the MEP refused a configuration");
-                    self.store
-                        .mep_config_refused(
-                            site,
-                            &ack.app_instance_id,
-                            version(ack.refused_version),
-                            &ack.error,
-                        )
-                        .await?;
-                }
-                if ack.version > 0 {
-                    self.metrics.acked.inc();
-                    self.store
-                        .mep_config_acked(site, &ack.app_instance_id, version(ack.version))
-                        .await?;
-                }
-                self.acks.send_modify(|n| *n += 1);
+            Some(Kind::Ack(mut ack)) => {
+                let span = tracing::info_span!(
+                    "receive Ack",
+                    otel.kind = "consumer",
+                    site_id = %site,
+                    app_instance_id = %ack.app_instance_id,
+                    version = ack.version,
+                );
+                TraceContext::from_fields(std::mem::take(&mut ack.trace_context)).adopt(&span);
+                self.acked(site, ack).instrument(span).await?;
             }
             Some(Kind::Status(status)) => {
                 let id = status.app_instance_id.clone();

@@ -5,6 +5,10 @@
 //! The platform never waits for the link: Mp1, DNS and steering serve from the store while the
 //! MEAO is unreachable. On every (re)connection the Hello carries the versions held here, so the
 //! MEAO sends only what is newer.
+//!
+//! A configuration is applied in an `apply DesiredConfig` span, the child of the MEAO step that
+//! desired it (the message carries its trace context), and acknowledged in a `send Ack` span,
+//! whose context the ACK carries back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,7 +25,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use server_kit::admin::Metrics;
 use server_kit::grpc::ClientTlsConfig;
+use server_kit::telemetry::TraceContext;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::platform::{AppInstanceConfig, Desired, InstanceReport, MepError, Platform};
 use crate::steering::SteeringStatus;
@@ -173,9 +179,10 @@ async fn session(
                     return Ok(());
                 };
                 if let Some(FromMeao::Config(desired)) = received.kind
-                    && let Some(ack) = apply(platform, desired, metrics).await
+                    && let Some((ack, span)) = apply(platform, desired, metrics).await
                 {
-                    tx.send(message(Kind::Ack(ack))).await.map_err(|_| LinkError::Closed)?;
+                    let sent = tx.send(message(Kind::Ack(ack))).instrument(span).await;
+                    sent.map_err(|_| LinkError::Closed)?;
                 }
             }
             changed = published.changed() => {
@@ -194,9 +201,40 @@ async fn session(
     }
 }
 
-/// Applies one desired configuration; the ACK, or none when the store failed (the MEAO sends
-/// the version again).
-async fn apply(platform: &Platform, desired: DesiredConfig, metrics: &LinkMetrics) -> Option<Ack> {
+/// Applies one desired configuration in the trace of the MEAO step that desired it; the ACK and
+/// the span to send it in, or none when the store failed (the MEAO sends the version again).
+async fn apply(
+    platform: &Platform,
+    mut desired: DesiredConfig,
+    metrics: &LinkMetrics,
+) -> Option<(Ack, tracing::Span)> {
+    let span = tracing::info_span!(
+        "apply DesiredConfig",
+        otel.kind = "consumer",
+        app_instance_id = %desired.app_instance_id,
+        version = desired.version,
+    );
+    TraceContext::from_fields(std::mem::take(&mut desired.trace_context)).adopt(&span);
+    let mut ack = acknowledgement(platform, desired, metrics)
+        .instrument(span.clone())
+        .await?;
+    let sending = tracing::info_span!(
+        parent: &span,
+        "send Ack",
+        otel.kind = "producer",
+        app_instance_id = %ack.app_instance_id,
+        version = ack.version,
+    );
+    ack.trace_context = TraceContext::of(&sending).into_fields();
+    Some((ack, sending))
+}
+
+/// Applies one desired configuration; the ACK, or none when the store failed.
+async fn acknowledgement(
+    platform: &Platform,
+    desired: DesiredConfig,
+    metrics: &LinkMetrics,
+) -> Option<Ack> {
     let id = desired.app_instance_id;
     let parsed = match desired.desired {
         Some(Wire::ConfigJson(json)) => serde_json::from_str::<AppInstanceConfig>(&json)
@@ -222,6 +260,7 @@ async fn apply(platform: &Platform, desired: DesiredConfig, metrics: &LinkMetric
                 version,
                 error: String::new(),
                 refused_version: 0,
+                trace_context: Default::default(),
             })
         }
         Err(MepError::Store(e)) => {
@@ -236,6 +275,7 @@ async fn apply(platform: &Platform, desired: DesiredConfig, metrics: &LinkMetric
                 app_instance_id: id,
                 error: e.to_string(),
                 refused_version: desired.version,
+                trace_context: Default::default(),
             })
         }
     }

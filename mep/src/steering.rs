@@ -7,6 +7,10 @@
 //! UPF (a restarted UPF gets every session back from the N4 client), retries failed
 //! instances every second and, when the UPF stops answering, connects afresh and re-installs
 //! everything. The platform keeps serving Mp1 and DNS whatever the UPF does.
+//!
+//! What a change installs or removes at the UPF runs in a span in the trace of the request or
+//! MEAO message that made the change ([`Platform::published_by`]); its PFCP exchanges are that
+//! span's children.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +22,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use server_kit::admin::Metrics;
+use server_kit::telemetry::TraceContext;
+use tracing::Instrument;
 use upf_rules::compile::Steering;
 use upf_rules::n4::{N4Client, N4Config};
 use upf_rules::upgw::{self, UpgwConfig};
@@ -228,6 +234,13 @@ async fn serve(
     }
 }
 
+/// The span of installing or removing an instance's rules, in the trace of `cause`.
+fn steering_span(name: &'static str, app: &str, cause: &TraceContext) -> tracing::Span {
+    let span = tracing::info_span!("steering", otel.name = name, app_instance_id = %app);
+    cause.adopt(&span);
+    span
+}
+
 /// Applies what changed since `applied`; returns whether anything failed (to retry soon).
 async fn reconcile(
     platform: &Platform,
@@ -236,13 +249,15 @@ async fn reconcile(
     metrics: &SteeringMetrics,
     status: &SteeringStatus,
 ) -> bool {
+    let cause = platform.published_by();
     let desired = platform.steered_rules();
     let mut failed = false;
     for (app, rules) in &desired {
         if applied.get(app) == Some(rules) {
             continue;
         }
-        match n4.apply(app, rules).await {
+        let span = steering_span("install traffic rules", app, &cause);
+        match n4.apply(app, rules).instrument(span).await {
             Ok(()) => {
                 tracing::info!(app_instance_id = %app, rules = rules.len(), "traffic rules installed at the UPF");
                 metrics.applied.inc();
@@ -263,7 +278,8 @@ async fn reconcile(
         .cloned()
         .collect();
     for app in gone {
-        match n4.remove(&app).await {
+        let span = steering_span("remove traffic rules", &app, &cause);
+        match n4.remove(&app).instrument(span).await {
             Ok(()) => {
                 tracing::info!(app_instance_id = %app, "traffic rules removed from the UPF");
                 metrics.applied.inc();

@@ -124,12 +124,19 @@ struct AdminState {
     ready: ReadinessCheck,
 }
 
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+
+/// The paths of the operational endpoints.
+pub const PATHS: [&str; 3] = [HEALTHZ, READYZ, METRICS];
+
 /// The router with `/healthz`, `/readyz` and `/metrics` (no authentication).
 pub fn router(metrics: Arc<Metrics>, ready: ReadinessCheck) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
+        .route(HEALTHZ, get(|| async { "ok" }))
+        .route(READYZ, get(readyz))
+        .route(METRICS, get(metrics_handler))
         .with_state(AdminState { metrics, ready })
 }
 

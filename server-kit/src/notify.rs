@@ -5,6 +5,8 @@
 //! failures with exponential backoff until `max_attempts`, after which the notification is kept
 //! as given up (with its last error) rather than deleted. Because the outbox is durable, a
 //! restart loses nothing; a crash between POST and record means one duplicate, never a loss.
+//! Each row keeps the trace context of the span that queued it: the POST runs in a client span
+//! under that span and carries its `traceparent`, so the subscriber joins the same trace.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::admin::Metrics;
+use crate::telemetry::TraceContext;
 use sqlx::{AnyPool, Row};
+use tracing::Instrument;
 
 /// Notifications claimed at once by a deliverer.
 const BATCH: usize = 256;
@@ -35,6 +39,8 @@ pub struct PendingNotification {
     pub body: String,
     /// Attempts made so far.
     pub attempts: u32,
+    /// The trace context of the span that queued it.
+    pub trace_context: TraceContext,
 }
 
 /// Result of one delivery attempt.
@@ -167,13 +173,15 @@ impl<O: Outbox> Deliverer<O> {
 
     async fn attempt(&self, pending: PendingNotification) {
         let attempts = pending.attempts.saturating_add(1);
-        let result = self
+        let mut request = self
             .client
             .post(&pending.callback_uri)
             .header("content-type", "application/json")
-            .body(pending.body.clone())
-            .send()
-            .await;
+            .body(pending.body.clone());
+        for (name, value) in TraceContext::current().headers() {
+            request = request.header(name, value);
+        }
+        let result = request.send().await;
         let outcome = match result {
             Ok(response) if response.status().is_success() => {
                 self.delivered.inc();
@@ -222,7 +230,10 @@ impl<O: Outbox> Deliverer<O> {
         let due = self.outbox.due(now, limit, claim_until).await?;
         let n = due.len();
         futures::stream::iter(due)
-            .for_each_concurrent(concurrency, |p| self.attempt(p))
+            .for_each_concurrent(concurrency, |p| {
+                let span = delivery_span(&p);
+                self.attempt(p).instrument(span)
+            })
             .await;
         Ok(n)
     }
@@ -246,6 +257,25 @@ impl<O: Outbox> Deliverer<O> {
     }
 }
 
+/// The client span of one delivery attempt, the child of the span that queued the notification.
+fn delivery_span(pending: &PendingNotification) -> tracing::Span {
+    let host = pending
+        .callback_uri
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "notification",
+        otel.name = "POST",
+        otel.kind = "client",
+        notification_id = %pending.id,
+        server.address = %host,
+    );
+    pending.trace_context.adopt(&span);
+    span
+}
+
 /// A notification to queue in the `notifications` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRow {
@@ -265,7 +295,7 @@ const PENDING: &str = "PENDING";
 
 /// The outbox as a `notifications` table, which each service's migrations create with the
 /// columns `id, subscription_id, callback_uri, body, state, attempts, next_attempt_at,
-/// last_error, created_at`.
+/// last_error, created_at, trace_context`.
 #[derive(Debug, Clone)]
 pub struct SqlOutbox {
     pool: AnyPool,
@@ -277,14 +307,15 @@ impl SqlOutbox {
         Self { pool }
     }
 
-    /// Queues `n` inside the caller's transaction, so it commits with the change it reports.
+    /// Queues `n` inside the caller's transaction, so it commits with the change it reports,
+    /// with the trace context of the current span.
     pub async fn enqueue(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         n: &NotificationRow,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO notifications (id, subscription_id, callback_uri, body, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+            "INSERT INTO notifications (id, subscription_id, callback_uri, body, state, attempts, next_attempt_at, created_at, trace_context) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7)",
         )
         .bind(&n.id)
         .bind(&n.subscription_id)
@@ -292,6 +323,7 @@ impl SqlOutbox {
         .bind(&n.body)
         .bind(PENDING)
         .bind(n.created_at)
+        .bind(TraceContext::current().to_json())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -341,7 +373,7 @@ impl Outbox for SqlOutbox {
              WHERE state = $1 AND next_attempt_at <= $2 AND id IN \
              (SELECT id FROM notifications WHERE state = $1 AND next_attempt_at <= $2 \
               ORDER BY next_attempt_at, created_at LIMIT $4) \
-             RETURNING id, callback_uri, body, attempts, created_at",
+             RETURNING id, callback_uri, body, attempts, created_at, trace_context",
         )
         .bind(PENDING)
         .bind(now_ms)
@@ -354,6 +386,7 @@ impl Outbox for SqlOutbox {
             .map(|r| {
                 let attempts: i64 = r.try_get(3)?;
                 let created_at: i64 = r.try_get(4)?;
+                let trace_context: Option<String> = r.try_get(5)?;
                 Ok((
                     created_at,
                     PendingNotification {
@@ -361,6 +394,7 @@ impl Outbox for SqlOutbox {
                         callback_uri: r.try_get(1)?,
                         body: r.try_get(2)?,
                         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        trace_context: TraceContext::from_json(trace_context.as_deref()),
                     },
                 ))
             })

@@ -1,8 +1,24 @@
-//! Structured logs with `tracing`, optionally exported as OpenTelemetry traces over OTLP.
+//! Structured logs with `tracing`, optionally exported as OpenTelemetry traces over OTLP, and
+//! the W3C trace context that carries one operation's trace across processes.
+//!
+//! Spans are plain `tracing` spans; the special fields `otel.name`, `otel.kind` and
+//! `otel.status_code` set the exported span's name, kind and status. A [`TraceContext`] is the
+//! `traceparent`/`tracestate` pair of a span: it travels in HTTP headers ([`trace_http`] takes
+//! it from requests, notification delivery puts it on callbacks), in MEP link messages and in
+//! stored rows, so that work resumed later or elsewhere joins the trace that asked for it.
 
+use std::collections::HashMap;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -59,6 +75,32 @@ pub fn init(
     service: &'static str,
     config: &TelemetryConfig,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    let (subscriber, guard) = build(service, config)?;
+    subscriber.try_init().map_err(TelemetryError::Init)?;
+    Ok(guard)
+}
+
+/// The subscriber of `service` without installing it: a test that runs several services in
+/// one process gives each its own (see `testing::runtime_with`), so each exports its spans
+/// under its own name. The exporter must be built inside a Tokio runtime that outlives it.
+pub fn subscriber(
+    service: &'static str,
+    config: &TelemetryConfig,
+) -> Result<(tracing::Dispatch, TelemetryGuard), TelemetryError> {
+    let (subscriber, guard) = build(service, config)?;
+    Ok((tracing::Dispatch::new(subscriber), guard))
+}
+
+fn build(
+    service: &'static str,
+    config: &TelemetryConfig,
+) -> Result<
+    (
+        impl tracing::Subscriber + Send + Sync + 'static,
+        TelemetryGuard,
+    ),
+    TelemetryError,
+> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
     let fmt = if config.json {
@@ -88,11 +130,115 @@ pub fn init(
         }
         None => None,
     };
-    tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
-        .with(otel)
-        .try_init()
-        .map_err(TelemetryError::Init)?;
-    Ok(guard)
+        .with(otel);
+    Ok((subscriber, guard))
+}
+
+/// The W3C trace context of a span (`traceparent` and, when set, `tracestate`); empty when the
+/// span is not exported (no OTLP endpoint, or filtered out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext(HashMap<String, String>);
+
+impl TraceContext {
+    /// The context of the current span.
+    pub fn current() -> Self {
+        Self::of(&tracing::Span::current())
+    }
+
+    /// The context of `span`.
+    pub fn of(span: &tracing::Span) -> Self {
+        let mut fields = HashMap::new();
+        TraceContextPropagator::new().inject_context(&span.context(), &mut fields);
+        Self(fields)
+    }
+
+    /// A context received as fields (a MEP link message's `trace_context`).
+    pub fn from_fields(fields: HashMap<String, String>) -> Self {
+        Self(fields)
+    }
+
+    /// The context as fields, to send.
+    pub fn into_fields(self) -> HashMap<String, String> {
+        self.0
+    }
+
+    /// The context of an HTTP request's `traceparent` and `tracestate` headers.
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let propagator = TraceContextPropagator::new();
+        Self(
+            propagator
+                .fields()
+                .filter_map(|name| {
+                    let value = headers.get(name)?.to_str().ok()?;
+                    Some((name.to_owned(), value.to_owned()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The headers that carry the context on an HTTP request.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The stored form (a JSON object), `None` when empty.
+    pub fn to_json(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| serde_json::to_string(&self.0).unwrap_or_default())
+    }
+
+    /// A context from its stored form; empty when absent or unreadable.
+    pub fn from_json(json: Option<&str>) -> Self {
+        Self(
+            json.and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Makes `span`, just created, a child of this context; nothing when it is empty.
+    pub fn adopt(&self, span: &tracing::Span) {
+        if !self.0.is_empty() {
+            let _ = span.set_parent(TraceContextPropagator::new().extract(&self.0));
+        }
+    }
+}
+
+/// Middleware: every API request runs in a server span named `METHOD route` (the OpenTelemetry
+/// HTTP conventions), the child of the caller's `traceparent` when it sends one. The
+/// operational endpoints (`/healthz`, `/readyz`, `/metrics`) are not traced.
+pub async fn trace_http(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    if route
+        .as_deref()
+        .is_some_and(|r| crate::admin::PATHS.contains(&r))
+    {
+        return next.run(request).await;
+    }
+    let method = request.method().as_str().to_owned();
+    let name = match &route {
+        Some(route) => format!("{method} {route}"),
+        None => method.clone(),
+    };
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = %name,
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route.as_deref(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    TraceContext::from_headers(request.headers()).adopt(&span);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
 }

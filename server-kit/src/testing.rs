@@ -1,7 +1,8 @@
 //! Test support shared by the services' integration suites (feature `test-support`): a fresh
 //! database per test on SQLite or a real PostgreSQL, a macro running a test on both, a
-//! callback server recording notifications, validation against the ETSI OpenAPI schemas, and
-//! [`eventually`] for asserting on what other tasks and processes make true.
+//! callback server recording notifications, validation against the ETSI OpenAPI schemas,
+//! [`eventually`] for asserting on what other tasks and processes make true, and
+//! [`runtime_with`] for running several services in one process, each with its own telemetry.
 #![allow(
     clippy::panic,
     reason = "test support fails the calling test by panicking"
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -108,14 +109,18 @@ pub async fn fresh_database(db: Db, prefix: &str, dir: &std::path::Path) -> Stri
     }
 }
 
-type CallbackState = (mpsc::UnboundedSender<Value>, Arc<Mutex<u32>>, u32);
+type CallbackState = (
+    mpsc::UnboundedSender<(Value, HeaderMap)>,
+    Arc<Mutex<u32>>,
+    u32,
+);
 
-/// An HTTP server recording the JSON bodies POSTed to `/notify`; the first `fail_first`
-/// requests are answered 503.
+/// An HTTP server recording the JSON bodies (and headers) POSTed to `/notify`; the first
+/// `fail_first` requests are answered 503.
 pub struct Callback {
     /// The URL to subscribe with.
     pub url: String,
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: mpsc::UnboundedReceiver<(Value, HeaderMap)>,
     /// Requests received so far.
     pub attempts: Arc<Mutex<u32>>,
     task: tokio::task::JoinHandle<()>,
@@ -131,29 +136,29 @@ impl Callback {
     pub async fn start_on(addr: SocketAddr, fail_first: u32) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let attempts = Arc::new(Mutex::new(0u32));
-        let app =
-            axum::Router::new()
-                .route(
-                    "/notify",
-                    post(
-                        |State((tx, attempts, fail)): State<CallbackState>,
-                         body: axum::Json<Value>| async move {
-                            let n = match attempts.lock() {
-                                Ok(mut a) => {
-                                    *a += 1;
-                                    *a
-                                }
-                                Err(_) => return StatusCode::INTERNAL_SERVER_ERROR,
-                            };
-                            if n <= fail {
-                                return StatusCode::SERVICE_UNAVAILABLE;
+        let app = axum::Router::new()
+            .route(
+                "/notify",
+                post(
+                    |State((tx, attempts, fail)): State<CallbackState>,
+                     headers: HeaderMap,
+                     body: axum::Json<Value>| async move {
+                        let n = match attempts.lock() {
+                            Ok(mut a) => {
+                                *a += 1;
+                                *a
                             }
-                            let _ = tx.send(body.0);
-                            StatusCode::NO_CONTENT
-                        },
-                    ),
-                )
-                .with_state((tx, attempts.clone(), fail_first));
+                            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR,
+                        };
+                        if n <= fail {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let _ = tx.send((body.0, headers));
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state((tx, attempts.clone(), fail_first));
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => panic!("cannot bind the callback server on {addr}: {e}"),
@@ -175,6 +180,11 @@ impl Callback {
 
     /// The next notification, failing the test after 10 s.
     pub async fn next(&mut self) -> Value {
+        self.next_with_headers().await.0
+    }
+
+    /// The next notification and the headers of its request, failing the test after 10 s.
+    pub async fn next_with_headers(&mut self) -> (Value, HeaderMap) {
         match tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await {
             Ok(Some(v)) => v,
             _ => panic!("no notification within 10 s"),
@@ -183,7 +193,7 @@ impl Callback {
 
     /// Fails the test if a notification arrives within `wait`.
     pub async fn none_within(&mut self, wait: Duration) {
-        if let Ok(Some(v)) = tokio::time::timeout(wait, self.rx.recv()).await {
+        if let Ok(Some((v, _))) = tokio::time::timeout(wait, self.rx.recv()).await {
             panic!("unexpected notification {v}");
         }
     }
@@ -217,6 +227,32 @@ pub fn assert_errors_documented_as_problems(doc: &Value) {
         problems > 0,
         "no error documented as application/problem+json"
     );
+}
+
+thread_local! {
+    static DISPATCH: std::cell::RefCell<Option<tracing::dispatcher::DefaultGuard>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A multi-threaded runtime (two workers) whose threads report to `dispatch`: a service
+/// started on it logs and exports spans with its own subscriber
+/// ([`crate::telemetry::subscriber`]), not the process's. Shut it down from async code with
+/// `shutdown_timeout` in `spawn_blocking`: its tasks, and the spans they hold, are dropped
+/// before the telemetry's guard flushes.
+pub fn runtime_with(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            let guard = tracing::dispatcher::set_default(&dispatch);
+            DISPATCH.with(|d| *d.borrow_mut() = Some(guard));
+        })
+        .on_thread_stop(|| DISPATCH.with(|d| drop(d.borrow_mut().take())))
+        .build();
+    match built {
+        Ok(runtime) => runtime,
+        Err(e) => panic!("cannot build a runtime: {e}"),
+    }
 }
 
 /// An ETSI OpenAPI document prepared for validating responses: the generator artefacts listed

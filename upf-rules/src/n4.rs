@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use api_specs::mp1::app_support::TrafficRule;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::compile::{CompileError, Plan, Steering, compile};
 use crate::pfcp::PfcpError;
@@ -171,8 +172,27 @@ impl N4Client {
         }
     }
 
-    /// Sends a request, retransmitting every T1 up to N1 times, and returns the response.
+    /// Sends a request, retransmitting every T1 up to N1 times, and returns the response; in a
+    /// client span named after the request (heartbeats at debug level, the rest at info).
     async fn request(
+        &self,
+        message_type: MessageType,
+        seid: u64,
+        ies: Ies,
+    ) -> Result<Message, N4Error> {
+        let name = format!("PFCP {message_type:?}");
+        let upf = self.config.upf;
+        let span = if message_type == MessageType::HeartbeatRequest {
+            tracing::debug_span!("PFCP request", otel.name = %name, otel.kind = "client", server.address = %upf)
+        } else {
+            tracing::info_span!("PFCP request", otel.name = %name, otel.kind = "client", server.address = %upf, pfcp.seid = seid)
+        };
+        self.exchange(message_type, seid, ies)
+            .instrument(span)
+            .await
+    }
+
+    async fn exchange(
         &self,
         message_type: MessageType,
         seid: u64,

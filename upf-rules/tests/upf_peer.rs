@@ -74,14 +74,15 @@ async fn sessions_follow_the_rules_and_survive_a_upf_restart() {
     assert_eq!(sessions.len(), 1);
     assert_eq!(
         pdrs(&sessions[0]),
+        // priority 0 is the highest (MEC 011): 20 matches before 200
         [
             (
-                14_080,
-                "permit out 6 from any 23 to 10.64.0.0/10".to_owned()
+                5_120,
+                "permit out 6 from any 554 to 10.64.0.0/10".to_owned()
             ),
             (
-                60_160,
-                "permit out 6 from any 554 to 10.64.0.0/10".to_owned()
+                51_200,
+                "permit out 6 from any 23 to 10.64.0.0/10".to_owned()
             ),
         ]
     );
@@ -108,7 +109,7 @@ async fn sessions_follow_the_rules_and_survive_a_upf_restart() {
     assert_eq!(
         pdrs(&sessions[0]),
         [(
-            60_160,
+            5_120,
             "permit out 6 from any 8554 to 10.64.0.0/10".to_owned()
         )]
     );

@@ -11,10 +11,12 @@ pub mod kubernetes;
 pub mod sim;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 pub use api_specs::inventory::Capacity;
 
@@ -237,6 +239,81 @@ pub trait Vim: Send + Sync {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
+    }
+}
+
+/// A site's VIM whose every call runs in a client span (`VIM apply`, `VIM settle`, …) with
+/// the site and the workload as fields: the VIM calls of a traced LCM operation.
+pub struct Traced {
+    site: String,
+    inner: Arc<dyn Vim>,
+}
+
+impl Traced {
+    /// `inner`, the VIM of `site`, traced.
+    pub fn new(site: &str, inner: Arc<dyn Vim>) -> Self {
+        Self {
+            site: site.to_owned(),
+            inner,
+        }
+    }
+
+    fn span(&self, call: &str, workload: &str) -> tracing::Span {
+        tracing::info_span!(
+            "VIM call",
+            otel.name = %format!("VIM {call}"),
+            otel.kind = "client",
+            site_id = %self.site,
+            workload = %workload,
+        )
+    }
+}
+
+impl Vim for Traced {
+    fn capacity(&self) -> BoxFuture<'_, Result<Capacity, VimError>> {
+        Box::pin(self.inner.capacity().instrument(self.span("capacity", "")))
+    }
+
+    fn apply<'a>(&'a self, workload: &'a Workload) -> BoxFuture<'a, Result<(), VimError>> {
+        let span = self.span("apply", &workload.name);
+        Box::pin(self.inner.apply(workload).instrument(span))
+    }
+
+    fn status<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<WorkloadStatus>, VimError>> {
+        Box::pin(
+            self.inner
+                .status(name)
+                .instrument(self.span("status", name)),
+        )
+    }
+
+    fn scale<'a>(&'a self, name: &'a str, replicas: u32) -> BoxFuture<'a, Result<(), VimError>> {
+        let span = self.span("scale", name);
+        Box::pin(self.inner.scale(name, replicas).instrument(span))
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), VimError>> {
+        Box::pin(
+            self.inner
+                .delete(name)
+                .instrument(self.span("delete", name)),
+        )
+    }
+
+    fn list_owned(&self) -> BoxFuture<'_, Result<Vec<String>, VimError>> {
+        Box::pin(self.inner.list_owned().instrument(self.span("list", "")))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<WorkloadStatus>, VimError>> {
+        let span = self.span("settle", name);
+        Box::pin(self.inner.settle(name, timeout).instrument(span))
     }
 }
 

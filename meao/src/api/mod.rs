@@ -210,5 +210,5 @@ pub fn router(
         .layer(from_fn(accept_middleware))
         .layer(from_fn(problem_middleware))
         .layer(from_fn_with_state(metrics, admin::track_http))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(from_fn(server_kit::telemetry::trace_http))
 }

@@ -3,6 +3,10 @@
 //! ([`crate::saga`]) so that a crash resumes or unwinds it. An occurrence and its saga are
 //! recorded in one transaction before any work starts; the occurrence state follows the saga:
 //! RUNNING is PROCESSING, SUCCEEDED is COMPLETED, FAILED_TEMP and FAILED are themselves.
+//!
+//! An occurrence's saga runs in a span named after its `lcmOperation`, the child of the request
+//! that started it (its trace context is stored with the occurrence), so a retried or resumed
+//! operation joins the same trace; the saga's steps are that span's children.
 
 pub mod credentials;
 pub mod reconcile;
@@ -26,6 +30,8 @@ use api_specs::mm1::app_pkgm::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use server_kit::notify::NotificationRow;
+use server_kit::telemetry::TraceContext;
+use tracing::Instrument;
 
 use self::sagas::LcmCtx;
 use crate::inventory::Inventory;
@@ -179,6 +185,18 @@ fn state_of(status: SagaStatus) -> &'static str {
 
 fn parse<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
     serde_json::from_value(Value::String(name.to_owned())).ok()
+}
+
+/// The span an occurrence's saga runs in, in the trace of the request that started it.
+fn op_span(op: &OpOccRow) -> tracing::Span {
+    let span = tracing::info_span!(
+        "LCM operation",
+        otel.name = %op.operation,
+        app_lcm_op_occ_id = %op.id,
+        app_instance_id = %op.app_instance_id,
+    );
+    TraceContext::from_json(op.trace_context.as_deref()).adopt(&span);
+    span
 }
 
 impl Lcm {
@@ -467,6 +485,7 @@ impl Lcm {
             placement: None,
             start_time: now,
             state_entered: now,
+            trace_context: TraceContext::current().to_json(),
         };
         let saga = SagaRow {
             id: id.clone(),
@@ -491,7 +510,7 @@ impl Lcm {
         tracing::info!(op_occ = %id, instance = %instance.id, ?operation, "LCM operation started");
         let this = self.clone();
         let op_id = id.clone();
-        tokio::spawn(async move { this.drive(&op_id).await });
+        tokio::spawn(async move { this.drive(&op_id).await }.instrument(op_span(&op)));
         Ok(id)
     }
 
@@ -1078,22 +1097,39 @@ impl Lcm {
         Ok(())
     }
 
+    /// The span of an occurrence's saga (see [`op_span`]).
+    async fn op_span(&self, id: &str) -> Result<tracing::Span, LcmError> {
+        let op = self
+            .store
+            .op_occ_get(id)
+            .await?
+            .ok_or_else(|| LcmError::NotFound {
+                kind: "LCM operation occurrence",
+                id: id.to_owned(),
+            })?;
+        Ok(op_span(&op))
+    }
+
     /// Retries a FAILED_TEMP occurrence.
     pub async fn retry(self: &Arc<Self>, id: &str) -> Result<(), LcmError> {
         self.failed_temp(id).await?;
         self.transition(id, LcmOperationState::Processing, None)
             .await?;
+        let span = self.op_span(id).await?;
         let this = self.clone();
         let id = id.to_owned();
-        tokio::spawn(async move {
-            let Some(_driving) = this.driving(&id) else {
-                return;
-            };
-            match this.executor.retry(&id).await {
-                Ok(status) => this.settle(&id, status).await,
-                Err(e) => tracing::error!(op_occ = %id, error = %e, "retry failed"),
+        tokio::spawn(
+            async move {
+                let Some(_driving) = this.driving(&id) else {
+                    return;
+                };
+                match this.executor.retry(&id).await {
+                    Ok(status) => this.settle(&id, status).await,
+                    Err(e) => tracing::error!(op_occ = %id, error = %e, "retry failed"),
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(())
     }
 
@@ -1130,16 +1166,19 @@ impl Lcm {
             let Some(_driving) = self.driving(&id) else {
                 continue;
             };
-            match self.executor.run(&id).await {
-                Ok(status) => {
-                    tracing::info!(op_occ = %id, ?status, "resumed LCM operation");
-                    self.settle(&id, status).await;
+            let resume = async {
+                match self.executor.run(&id).await {
+                    Ok(status) => {
+                        tracing::info!(op_occ = %id, ?status, "resumed LCM operation");
+                        self.settle(&id, status).await;
+                    }
+                    Err(SagaError::Leased(_)) => {}
+                    Err(e) => {
+                        tracing::error!(op_occ = %id, error = %e, "resuming the LCM operation failed")
+                    }
                 }
-                Err(SagaError::Leased(_)) => {}
-                Err(e) => {
-                    tracing::error!(op_occ = %id, error = %e, "resuming the LCM operation failed")
-                }
-            }
+            };
+            resume.instrument(self.op_span(&id).await?).await;
         }
         for op in self.store.op_occ_list().await? {
             if matches!(op.state.as_str(), "STARTING" | "PROCESSING") {

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vim_adapters::{
-    Container, DeviceRequest, Port, Protocol, Vim, Workload, WorkloadPhase, workload_name,
+    Container, DeviceRequest, Port, Protocol, Traced, Vim, Workload, WorkloadPhase, workload_name,
 };
 
 use crate::inventory::{Inventory, PlacementQuery, request_for};
@@ -117,9 +117,11 @@ async fn refreshed(c: &LcmCtx, site: &str) {
     }
 }
 
-fn vim(c: &LcmCtx, site: &str) -> Result<Arc<dyn Vim>, StepError> {
+/// The site's VIM, its calls traced.
+fn vim(c: &LcmCtx, site: &str) -> Result<Traced, StepError> {
     c.inventory
         .vim(site)
+        .map(|vim| Traced::new(site, vim))
         .ok_or_else(|| StepError::Permanent(format!("site {site} is no longer in the inventory")))
 }
 
@@ -815,9 +817,9 @@ fn release_old<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<
             .credential_delete(instance, Some(from))
             .await
             .map_err(retryable)?;
-        let released = match c.inventory.vim(from) {
-            Some(vim) => vim.delete(&workload_name(instance)).await.is_ok(),
-            None => false,
+        let released = match vim(c, from) {
+            Ok(vim) => vim.delete(&workload_name(instance)).await.is_ok(),
+            Err(_) => false,
         };
         if !released {
             tracing::warn!(site = %from, %instance, "could not remove the workload from the failed site");

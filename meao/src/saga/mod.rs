@@ -12,6 +12,9 @@
 //! resumes there); a permanent error undoes every step run so far, including the failing one,
 //! then pauses in FAILED_TEMP (retry starts over). An operator may also roll back or fail a
 //! paused saga (FAILED is final).
+//!
+//! Every step and undo runs in its own span (`<kind> <step>`, `<kind> undo <step>`), a child
+//! of the span the saga is run in; a failed one has an error status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::store::{SagaRow, Store, StoreError};
 
@@ -176,6 +180,27 @@ impl<C> std::fmt::Debug for Executor<C> {
 
 fn lease_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Runs one step's action in its span, marked failed when it fails.
+async fn traced<T>(
+    saga_id: &str,
+    name: String,
+    action: impl std::future::Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    let span = tracing::info_span!(
+        "saga step",
+        otel.name = %name,
+        saga_id = %saga_id,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let outcome = action.instrument(span.clone()).await;
+    if let Err(e) = &outcome {
+        span.record("otel.status_code", "ERROR");
+        span.record("error", e.to_string());
+    }
+    outcome
 }
 
 impl<C: Send + Sync + 'static> Executor<C> {
@@ -338,7 +363,9 @@ impl<C: Send + Sync + 'static> Executor<C> {
                             params: &params,
                             outputs: &outputs,
                         };
-                        match self.leased(id, (step.forward)(&self.ctx, ctx)).await? {
+                        let name = format!("{} {}", kind.name, step.name);
+                        let forward = traced(id, name, (step.forward)(&self.ctx, ctx));
+                        match self.leased(id, forward).await? {
                             Ok(out) => {
                                 outputs.insert(step.name.to_owned(), out);
                                 row.cursor += 1;
@@ -372,10 +399,11 @@ impl<C: Send + Sync + 'static> Executor<C> {
                     outputs: &outputs,
                 };
                 let undone = match kind.steps.get(step_index) {
-                    Some(step) => self
-                        .leased(id, (step.undo)(&self.ctx, ctx))
-                        .await?
-                        .map(|()| step.name),
+                    Some(step) => {
+                        let name = format!("{} undo {}", kind.name, step.name);
+                        let undo = traced(id, name, (step.undo)(&self.ctx, ctx));
+                        self.leased(id, undo).await?.map(|()| step.name)
+                    }
                     None => Ok(""),
                 };
                 match undone {

@@ -28,10 +28,12 @@ pub struct MepConfigRow {
     pub status: Option<String>,
     /// When it reported it (Unix ms).
     pub status_at: Option<i64>,
+    /// Trace context (JSON) of the step that desired `version`, sent with every resend.
+    pub trace_context: Option<String>,
 }
 
 const COLUMNS: &str = "site_id, app_instance_id, version, config, graceful_timeout, \
-    acked_version, refused_version, error, status, status_at";
+    acked_version, refused_version, error, status, status_at, trace_context";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<MepConfigRow, sqlx::Error> {
     Ok(MepConfigRow {
@@ -45,27 +47,31 @@ fn row(r: &sqlx::any::AnyRow) -> Result<MepConfigRow, sqlx::Error> {
         error: r.try_get(7)?,
         status: r.try_get(8)?,
         status_at: r.try_get(9)?,
+        trace_context: r.try_get(10)?,
     })
 }
 
 impl Store {
     /// Records the desired configuration (`None`: removal) of an instance at a site; returns the
     /// row, with a new version only when the configuration changed (a repeat is not a change).
-    /// A new version is above any the MEP acknowledged, even one from a restored backup.
+    /// A new version is above any the MEP acknowledged, even one from a restored backup; it
+    /// keeps `trace_context`, the desiring step's.
     pub async fn mep_config_desire(
         &self,
         site_id: &str,
         app_instance_id: &str,
         config: Option<&str>,
         graceful_timeout: i64,
+        trace_context: Option<&str>,
         now: i64,
     ) -> Result<MepConfigRow, StoreError> {
         let sql = format!(
-            "INSERT INTO mep_configs (site_id, app_instance_id, version, config, graceful_timeout, updated_at) \
-             VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (site_id, app_instance_id) DO UPDATE SET \
+            "INSERT INTO mep_configs (site_id, app_instance_id, version, config, graceful_timeout, updated_at, trace_context) \
+             VALUES ($1, $2, 1, $3, $4, $5, $6) ON CONFLICT (site_id, app_instance_id) DO UPDATE SET \
              version = CASE WHEN mep_configs.acked_version > mep_configs.version \
              THEN mep_configs.acked_version ELSE mep_configs.version END + 1, config = excluded.config, \
-             graceful_timeout = excluded.graceful_timeout, updated_at = excluded.updated_at \
+             graceful_timeout = excluded.graceful_timeout, updated_at = excluded.updated_at, \
+             trace_context = excluded.trace_context \
              WHERE mep_configs.config IS DISTINCT FROM excluded.config \
              OR mep_configs.graceful_timeout <> excluded.graceful_timeout \
              RETURNING {COLUMNS}"
@@ -76,6 +82,7 @@ impl Store {
             .bind(config)
             .bind(graceful_timeout)
             .bind(now)
+            .bind(trace_context)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(r) = bumped {

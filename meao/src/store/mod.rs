@@ -894,12 +894,14 @@ pub struct OpOccRow {
     pub start_time: i64,
     /// When the state was entered (Unix ms).
     pub state_entered: i64,
+    /// Trace context (JSON) of the request that started it, which its saga's spans join.
+    pub trace_context: Option<String>,
 }
 
 const INSTANCE_COLUMNS: &str =
     "id, app_pkg_id, app_d_id, body, instantiation_state, operational_state, site_id, created_at";
-const OP_OCC_COLUMNS: &str =
-    "id, app_instance_id, operation, state, params, error, placement, start_time, state_entered";
+const OP_OCC_COLUMNS: &str = "id, app_instance_id, operation, state, params, error, placement, \
+    start_time, state_entered, trace_context";
 
 fn instance_row(r: &sqlx::any::AnyRow) -> Result<InstanceRow, sqlx::Error> {
     Ok(InstanceRow {
@@ -925,6 +927,7 @@ fn op_occ_row(r: &sqlx::any::AnyRow) -> Result<OpOccRow, sqlx::Error> {
         placement: r.try_get(6)?,
         start_time: r.try_get(7)?,
         state_entered: r.try_get(8)?,
+        trace_context: r.try_get(9)?,
     })
 }
 
@@ -1077,7 +1080,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // the unique index on the instances of operations in flight refuses a second one,
         // whichever replica writes it (migration 0009)
-        let inserted = sqlx::query(&format!("INSERT INTO app_lcm_op_occs ({OP_OCC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        let inserted = sqlx::query(&format!("INSERT INTO app_lcm_op_occs ({OP_OCC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
             .bind(&o.id)
             .bind(&o.app_instance_id)
             .bind(&o.operation)
@@ -1087,6 +1090,7 @@ impl Store {
             .bind(&o.placement)
             .bind(o.start_time)
             .bind(o.state_entered)
+            .bind(&o.trace_context)
             .execute(&mut *tx)
             .await;
         match inserted {

@@ -392,6 +392,7 @@ async fn interrupted_operation_completes_after_restart(db: Db) {
         placement: None,
         start_time: 1,
         state_entered: 1,
+        trace_context: None,
     };
     let saga = SagaRow {
         id: "op-1".into(),

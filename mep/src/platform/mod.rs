@@ -45,6 +45,7 @@ use api_specs::mp1::provisioning::{AppClient, AppRulePolicy};
 use api_specs::mp1::service_mgmt::{SerAvailabilityNotificationSubscription, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use server_kit::auth::RegisteredClients;
+use server_kit::telemetry::TraceContext;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
@@ -243,6 +244,7 @@ pub struct Platform {
     clients: Arc<RegisteredClients>,
     wake: Arc<Notify>,
     published: tokio::sync::watch::Sender<u64>,
+    published_by: std::sync::Mutex<TraceContext>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -370,6 +372,7 @@ impl Platform {
             clients,
             wake,
             published: tokio::sync::watch::channel(0).0,
+            published_by: std::sync::Mutex::new(TraceContext::default()),
         };
         platform.publish();
         Ok(platform)
@@ -432,12 +435,24 @@ impl Platform {
     fn publish(&self) {
         self.rebuild_dns();
         self.rebuild_clients(&self.snapshot());
+        if let Ok(mut by) = self.published_by.lock() {
+            *by = TraceContext::current();
+        }
         self.published.send_modify(|generation| *generation += 1);
     }
 
     /// Changes whenever a new state is published (see [`Platform::steered_rules`]).
     pub fn published(&self) -> tokio::sync::watch::Receiver<u64> {
         self.published.subscribe()
+    }
+
+    /// The trace context of the request or MEAO message that published the current state:
+    /// traffic steering installs what changed in its trace.
+    pub fn published_by(&self) -> TraceContext {
+        self.published_by
+            .lock()
+            .map(|by| by.clone())
+            .unwrap_or_default()
     }
 
     /// Suspends services whose heartbeats stopped (none for two intervals) and completes
