@@ -16,7 +16,8 @@ const NOTIFICATIONS: usize = 600;
 async fn deliverers_share_one_outbox(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let url = server_kit::testing::fresh_database(db, "outbox", dir.path()).await;
-    static SCHEMA: sqlx::migrate::Migrator = sqlx::migrate!("tests/outbox-schema");
+    // the outbox table as a service creates it: the MEP's schema
+    static SCHEMA: sqlx::migrate::Migrator = sqlx::migrate!("../mep/migrations");
     // each replica with its own pool, as separate processes would have
     let mut pools = Vec::new();
     for _ in 0..3 {

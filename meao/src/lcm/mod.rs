@@ -781,14 +781,7 @@ impl Lcm {
         state: LcmOperationState,
         error: Option<&str>,
     ) -> Result<(), LcmError> {
-        let op = self
-            .store
-            .op_occ_get(id)
-            .await?
-            .ok_or_else(|| LcmError::NotFound {
-                kind: "LCM operation occurrence",
-                id: id.to_owned(),
-            })?;
+        let op = self.op_occ_row(id).await?;
         let instance = self.instance_row(&op.app_instance_id).await?;
         let body: InstanceBody =
             serde_json::from_str(&instance.body).map_err(|e| LcmError::Invalid(e.to_string()))?;
@@ -1064,14 +1057,7 @@ impl Lcm {
 
     /// One occurrence.
     pub async fn op_occ(&self, id: &str) -> Result<AppLcmOpOcc, LcmError> {
-        let row = self
-            .store
-            .op_occ_get(id)
-            .await?
-            .ok_or_else(|| LcmError::NotFound {
-                kind: "LCM operation occurrence",
-                id: id.to_owned(),
-            })?;
+        let row = self.op_occ_row(id).await?;
         Ok(self.op_occ_info(&row))
     }
 
@@ -1097,16 +1083,19 @@ impl Lcm {
         Ok(())
     }
 
-    /// The span of an occurrence's saga (see [`op_span`]).
-    async fn op_span(&self, id: &str) -> Result<tracing::Span, LcmError> {
-        let op = self
-            .store
+    async fn op_occ_row(&self, id: &str) -> Result<OpOccRow, LcmError> {
+        self.store
             .op_occ_get(id)
             .await?
             .ok_or_else(|| LcmError::NotFound {
                 kind: "LCM operation occurrence",
                 id: id.to_owned(),
-            })?;
+            })
+    }
+
+    /// The span of an occurrence's saga (see [`op_span`]).
+    async fn op_span(&self, id: &str) -> Result<tracing::Span, LcmError> {
+        let op = self.op_occ_row(id).await?;
         Ok(op_span(&op))
     }
 

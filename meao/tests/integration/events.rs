@@ -32,18 +32,7 @@ async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
     let prefix = format!("t{}", uuid_like());
-    let dir = tempfile::tempdir().unwrap();
-    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
-    let mut config = test_config(url, dir.path());
-    config.sites = vec![site("paris-1", 16000, &["RNIS"])];
-    config.kafka = Some(meao::events::KafkaConfig {
-        brokers: brokers.clone(),
-        topic_prefix: prefix.clone(),
-        properties: BTreeMap::new(),
-        poll_interval_ms: 50,
-        retention_hours: 24,
-    });
-    let ctx = Ctx::start_with(config, dir).await;
+    let ctx = start(db, &brokers, &prefix, 50).await;
 
     // Everything happens while the broker is down.
     let (pkg, status) = ctx.onboard("va", example("video-analytics")).await;
@@ -163,18 +152,7 @@ async fn replicas_publish_each_event_once(db: Db) {
     let brokers = format!("127.0.0.1:{port}");
     let _broker = Broker::start(&jars, port).await;
     let prefix = format!("t{}", uuid_like());
-    let dir = tempfile::tempdir().unwrap();
-    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
-    let mut config = test_config(url, dir.path());
-    config.sites = vec![site("paris-1", 16000, &["RNIS"])];
-    config.kafka = Some(meao::events::KafkaConfig {
-        brokers: brokers.clone(),
-        topic_prefix: prefix.clone(),
-        properties: BTreeMap::new(),
-        poll_interval_ms: 20,
-        retention_hours: 24,
-    });
-    let ctx = Ctx::start_with(config, dir).await;
+    let ctx = start(db, &brokers, &prefix, 20).await;
     let mut replicas = Vec::new();
     for _ in 0..2 {
         replicas.push(
@@ -202,6 +180,23 @@ async fn replicas_publish_each_event_once(db: Db) {
     for replica in replicas {
         replica.shutdown().await;
     }
+}
+
+/// A MEAO with one site publishing to `brokers` under `prefix`, polling its outbox every
+/// `poll_ms`.
+async fn start(db: Db, brokers: &str, prefix: &str, poll_ms: u64) -> Ctx {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("paris-1", 16000, &["RNIS"])];
+    config.kafka = Some(meao::events::KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic_prefix: prefix.to_owned(),
+        properties: BTreeMap::new(),
+        poll_interval_ms: poll_ms,
+        retention_hours: 24,
+    });
+    Ctx::start_with(config, dir).await
 }
 
 fn uuid_like() -> String {

@@ -669,10 +669,9 @@ async fn instances_move_off_a_failed_site(db: Db) {
 }
 
 on_both_dbs!(instances_move_off_a_failed_site);
-/// What runs on a site is brought back to what its instances say: a workload deleted by hand
-/// comes back, one scaled by hand is scaled back, and workloads no instance should run there
-/// (a failed-over instance's old copy, one of an unknown instance) are removed.
-async fn workloads_are_reconciled(db: Db) {
+/// A MEAO reconciling every second over sites a-1 and b-1, and a created instance of the
+/// video analytics package.
+async fn two_sites_reconciled(db: Db) -> (Ctx, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
     let mut config = test_config(url, dir.path());
@@ -691,6 +690,14 @@ async fn workloads_are_reconciled(db: Db) {
     .await
     .unwrap();
     let id = a["id"].as_str().unwrap().to_owned();
+    (ctx, id)
+}
+
+/// What runs on a site is brought back to what its instances say: a workload deleted by hand
+/// comes back, one scaled by hand is scaled back, and workloads no instance should run there
+/// (a failed-over instance's old copy, one of an unknown instance) are removed.
+async fn workloads_are_reconciled(db: Db) {
+    let (ctx, id) = two_sites_reconciled(db).await;
     let on_a = json!({"selectedMECHostInfo": [{"hostId": "a-1"}]});
     let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), on_a).await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
@@ -786,24 +793,7 @@ on_both_dbs!(workloads_are_reconciled);
 /// containers replaced for this instance (used for placement, the workload and every later
 /// deployment of it), and those the MEAO cannot use accepted and listed as not applied.
 async fn instantiate_request_attributes(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
-    let mut config = test_config(url, dir.path());
-    config.sites = vec![site("a-1", 16000, &["RNIS"]), site("b-1", 16000, &["RNIS"])];
-    config.reconcile_interval_secs = 1;
-    let ctx = Ctx::start_with(config, dir).await;
-    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
-    let a: Value = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": VA})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = a["id"].as_str().unwrap().to_owned();
+    let (ctx, id) = two_sites_reconciled(db).await;
     let request = json!({
         "selectedMECHostInfo": [{"hostName": "Site B", "hostId": {"siteId": "b-1"}}],
         "osContainerDescriptor": [{
