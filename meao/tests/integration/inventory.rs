@@ -370,22 +370,16 @@ async fn replicas_share_the_inventory(db: Db) {
             .status(),
         201
     );
-    let capacity = async || match other.inventory.vim("late-1") {
-        Some(vim) => vim
-            .capacity()
-            .await
-            .map(|c| c.cpu_millis)
-            .map_err(|e| e.to_string()),
+    let cpu_is = async |want: u64| match other.inventory.vim("late-1") {
+        Some(vim) => match vim.capacity().await {
+            Ok(c) if c.cpu_millis == want => Ok(()),
+            Ok(c) => Err(c.cpu_millis.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
         None => Err("not connected".into()),
     };
     eventually("the other replica connects", EVENTUALLY, async || {
-        capacity().await.and_then(|c| {
-            if c == 4000 {
-                Ok(())
-            } else {
-                Err(c.to_string())
-            }
-        })
+        cpu_is(4000).await
     })
     .await;
     assert_eq!(
@@ -395,13 +389,7 @@ async fn replicas_share_the_inventory(db: Db) {
         200
     );
     eventually("the other replica reconnects", EVENTUALLY, async || {
-        capacity().await.and_then(|c| {
-            if c == 8000 {
-                Ok(())
-            } else {
-                Err(c.to_string())
-            }
-        })
+        cpu_is(8000).await
     })
     .await;
     let r = ctx

@@ -584,25 +584,11 @@ async fn notifications_follow_the_lifecycle(db: Db) {
 on_both_dbs!(notifications_follow_the_lifecycle);
 
 async fn instances_move_off_a_failed_site(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
-    let mut config = test_config(url, dir.path());
-    config.sites = vec![site("a-1", 16000, &["RNIS"]), site("b-1", 16000, &["RNIS"])];
-    config.site_refresh_secs = 1;
-    config.failover_after_secs = Some(0);
-    let ctx = Ctx::start_with(config, dir).await;
-    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
-    let a: Value = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": VA})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = a["id"].as_str().unwrap().to_owned();
+    let (ctx, id) = two_sites(db, |config| {
+        config.site_refresh_secs = 1;
+        config.failover_after_secs = Some(0);
+    })
+    .await;
     let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
     assert_eq!(op["placement"]["chosen"], "a-1");
 
@@ -669,14 +655,14 @@ async fn instances_move_off_a_failed_site(db: Db) {
 }
 
 on_both_dbs!(instances_move_off_a_failed_site);
-/// A MEAO reconciling every second over sites a-1 and b-1, and a created instance of the
-/// video analytics package.
-async fn two_sites_reconciled(db: Db) -> (Ctx, String) {
+/// A MEAO over sites a-1 and b-1 (its configuration adjusted by `adjust`), and a created
+/// instance of the video analytics package.
+async fn two_sites(db: Db, adjust: impl FnOnce(&mut meao::config::MeaoConfig)) -> (Ctx, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
     let mut config = test_config(url, dir.path());
     config.sites = vec![site("a-1", 16000, &["RNIS"]), site("b-1", 16000, &["RNIS"])];
-    config.reconcile_interval_secs = 1;
+    adjust(&mut config);
     let ctx = Ctx::start_with(config, dir).await;
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
     let a: Value = lcm(
@@ -691,6 +677,11 @@ async fn two_sites_reconciled(db: Db) -> (Ctx, String) {
     .unwrap();
     let id = a["id"].as_str().unwrap().to_owned();
     (ctx, id)
+}
+
+/// [`two_sites`], reconciling every second.
+async fn two_sites_reconciled(db: Db) -> (Ctx, String) {
+    two_sites(db, |config| config.reconcile_interval_secs = 1).await
 }
 
 /// What runs on a site is brought back to what its instances say: a workload deleted by hand
