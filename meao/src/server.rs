@@ -172,7 +172,11 @@ impl Server {
                 .public_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://"));
-        let portal = Arc::new(crate::portal::Portal::new(&config.portal, secure_cookie)?);
+        let portal = Arc::new(crate::portal::Portal::new(
+            &config.portal,
+            store.clone(),
+            secure_cookie,
+        )?);
         let app = crate::api::router(
             packages.clone(),
             inventory.clone(),

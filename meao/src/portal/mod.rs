@@ -115,8 +115,13 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// Checks the users' hashes; `secure_cookie` when clients reach the MEAO over TLS.
-    pub fn new(config: &PortalConfig, secure_cookie: bool) -> Result<Self, PortalError> {
+    /// Checks the users' hashes; sessions kept in `store`; `secure_cookie` when clients reach
+    /// the MEAO over TLS.
+    pub fn new(
+        config: &PortalConfig,
+        store: crate::store::Store,
+        secure_cookie: bool,
+    ) -> Result<Self, PortalError> {
         let mut users = HashMap::new();
         for u in &config.users {
             let parsed = PasswordHash::new(&u.password_hash).map_err(|e| PortalError::BadHash {
@@ -140,6 +145,7 @@ impl Portal {
             users,
             decoy: hash_password("decoy")?,
             sessions: Sessions::new(
+                store,
                 config.idle_secs.max(1),
                 config.max_session_secs.max(1),
                 config.max_sessions,
@@ -203,10 +209,11 @@ pub async fn authorize(State(edge): State<Edge>, mut request: Request, next: Nex
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| cookie(v, SESSION_COOKIE))
-        .filter(|_| !request.headers().contains_key(header::AUTHORIZATION));
+        .filter(|_| !request.headers().contains_key(header::AUTHORIZATION))
+        .map(str::to_owned);
     let claims = match session {
-        Some(token) => match edge.portal.sessions.get(token, now()) {
-            Some(session) => {
+        Some(token) => match edge.portal.sessions.get(&token, now()).await {
+            Ok(Some(session)) => {
                 let path = request
                     .extensions()
                     .get::<OriginalUri>()
@@ -217,9 +224,10 @@ pub async fn authorize(State(edge): State<Edge>, mut request: Request, next: Nex
                     .and_then(|v| v.to_str().ok());
                 session.authorize(request.method(), path, csrf, edge.scope)
             }
-            None => Err(ApiError::Unauthorized(
+            Ok(None) => Err(ApiError::Unauthorized(
                 "the portal session ended: sign in again".into(),
             )),
+            Err(e) => Err(e),
         },
         None => edge.authority.authorize(request.headers(), edge.scope),
     };
@@ -346,7 +354,7 @@ async fn sign_in(
         tracing::info!(%user, "portal sign-in failed");
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     };
-    let (token, session) = portal.sessions.create(&user, role, now)?;
+    let (token, session) = portal.sessions.create(&user, role, now).await?;
     tracing::info!(%user, ?role, "portal sign-in");
     let cookie = portal.cookie(&token, portal.sessions.max_secs())?;
     Ok((
@@ -361,8 +369,12 @@ async fn current(
     State(portal): State<Arc<Portal>>,
     headers: HeaderMap,
 ) -> Result<Json<SessionView>, ApiError> {
-    session_token(&headers)
-        .and_then(|t| portal.sessions.get(t, now()))
+    let token =
+        session_token(&headers).ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
+    portal
+        .sessions
+        .get(token, now())
+        .await?
         .map(|s| Json(s.into()))
         .ok_or_else(|| ApiError::Unauthorized("not signed in".into()))
 }
@@ -377,13 +389,14 @@ async fn sign_out(
     let session = portal
         .sessions
         .get(token, now())
+        .await?
         .ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
     if !session.csrf_matches(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok())) {
         return Err(ApiError::Forbidden(format!(
             "signing out needs the session's {CSRF_HEADER} header"
         )));
     }
-    portal.sessions.remove(token);
+    portal.sessions.remove(token).await?;
     tracing::info!(user = %session.user, "portal sign-out");
     Ok((
         StatusCode::NO_CONTENT,
@@ -473,12 +486,21 @@ pub fn router(portal: Arc<Portal>) -> Router {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_demo_users_sign_in_with_the_passwords_the_example_config_names() {
+    /// A store in a fresh SQLite file (kept while the directory lives).
+    async fn store() -> (tempfile::TempDir, crate::store::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn the_demo_users_sign_in_with_the_passwords_the_example_config_names() {
+        let (_dir, store) = store().await;
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/meao.toml");
         let config = crate::config::MeaoConfig::load(Some(&path)).unwrap();
-        let portal = Portal::new(&config.portal, false).unwrap();
+        let portal = Portal::new(&config.portal, store, false).unwrap();
         let roles: Vec<_> = config.portal.users.iter().map(|u| u.role).collect();
         assert_eq!(roles, [Role::Admin, Role::Operator, Role::Viewer]);
         for u in &config.portal.users {
@@ -495,8 +517,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn hashes_are_argon2id_with_a_salt_of_their_own() {
+    #[tokio::test]
+    async fn hashes_are_argon2id_with_a_salt_of_their_own() {
+        let (_dir, store) = store().await;
         let a = hash_password("pw").unwrap();
         assert!(a.starts_with("$argon2id$"), "{a}");
         assert_ne!(a, hash_password("pw").unwrap());
@@ -508,19 +531,19 @@ mod tests {
             }],
             ..PortalConfig::default()
         };
-        let portal = Portal::new(&users(&a), false).unwrap();
+        let portal = Portal::new(&users(&a), store.clone(), false).unwrap();
         assert_eq!(portal.verify("u", "pw"), Some(Role::Viewer));
         let argon2i = a.replacen("$argon2id$", "$argon2i$", 1);
         for bad in ["plain-text", argon2i.as_str()] {
             assert!(matches!(
-                Portal::new(&users(bad), false),
+                Portal::new(&users(bad), store.clone(), false),
                 Err(PortalError::BadHash { .. })
             ));
         }
         let mut twice = users(&a);
         twice.users.push(twice.users[0].clone());
         assert!(matches!(
-            Portal::new(&twice, false),
+            Portal::new(&twice, store, false),
             Err(PortalError::DuplicateUser(_))
         ));
     }

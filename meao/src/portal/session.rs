@@ -3,20 +3,18 @@
 //! CSRF token on every mutating call.
 //!
 //! A session is a random 256-bit token in an HttpOnly cookie; the MEAO keeps only its SHA-256
-//! digest with the user, role, CSRF token and expiry (idle and absolute). Sessions live in the
-//! process: a replica that did not sign the user in does not know the session.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! digest with the user, role, CSRF token and expiry (idle and absolute), in the store, so
+//! every replica behind a load balancer knows every session.
 
 use axum::http::Method;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use server_kit::auth::{Claims, SecretDigest, secret_digest};
+use server_kit::auth::{Claims, secret_digest_b64};
 use server_kit::problem::ApiError;
 
 use crate::api::{SCOPE_APP_LCM, SCOPE_APP_PKGM, SCOPE_INVENTORY};
+use crate::store::{PortalSessionRow, Store};
 
 /// What a portal user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,13 +123,13 @@ impl Session {
     }
 }
 
-/// The sessions of this process, by the digest of their token.
-#[derive(Debug)]
+/// The portal's sessions, in the store.
+#[derive(Debug, Clone)]
 pub struct Sessions {
-    by_digest: Mutex<HashMap<SecretDigest, Session>>,
+    store: Store,
     idle_secs: i64,
     max_secs: i64,
-    max_sessions: usize,
+    max_sessions: i64,
 }
 
 /// A random 256-bit value, base64url.
@@ -141,27 +139,29 @@ fn random_token() -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(raw))
 }
 
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    ApiError::Internal(format!("portal sessions: {e}"))
+}
+
 impl Sessions {
-    /// Sessions that end after `idle_secs` without use or `max_secs` after sign-in; at most
-    /// `max_sessions` at once (the oldest ends first).
-    pub fn new(idle_secs: u64, max_secs: u64, max_sessions: usize) -> Self {
+    /// Sessions in `store` that end after `idle_secs` without use or `max_secs` after sign-in;
+    /// at most `max_sessions` at once (the oldest ends first).
+    pub fn new(store: Store, idle_secs: u64, max_secs: u64, max_sessions: usize) -> Self {
         Self {
-            by_digest: Mutex::default(),
+            store,
             idle_secs: i64::try_from(idle_secs).unwrap_or(i64::MAX),
             max_secs: i64::try_from(max_secs).unwrap_or(i64::MAX),
-            max_sessions: max_sessions.max(1),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretDigest, Session>> {
-        match self.by_digest.lock() {
-            Ok(map) => map,
-            Err(poisoned) => poisoned.into_inner(),
+            max_sessions: i64::try_from(max_sessions.max(1)).unwrap_or(i64::MAX),
         }
     }
 
     /// Starts a session for `user`; returns its token (the cookie's value) and the session.
-    pub fn create(&self, user: &str, role: Role, now: i64) -> Result<(String, Session), ApiError> {
+    pub async fn create(
+        &self,
+        user: &str,
+        role: Role,
+        now: i64,
+    ) -> Result<(String, Session), ApiError> {
         let token = random_token()?;
         let session = Session {
             user: user.to_owned(),
@@ -171,35 +171,56 @@ impl Sessions {
             idle_until: now.saturating_add(self.idle_secs),
             absolute_until: now.saturating_add(self.max_secs),
         };
-        let mut map = self.lock();
-        map.retain(|_, s| s.idle_until > now && s.absolute_until > now);
-        while map.len() >= self.max_sessions {
-            let oldest = map.iter().min_by_key(|(_, s)| s.created).map(|(k, _)| *k);
-            match oldest {
-                Some(k) => map.remove(&k),
-                None => break,
-            };
-        }
-        map.insert(secret_digest(&token), session.clone());
+        let role = serde_json::to_value(role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let row = PortalSessionRow {
+            digest: secret_digest_b64(&token),
+            user_name: session.user.clone(),
+            role,
+            csrf: session.csrf.clone(),
+            created: session.created,
+            idle_until: session.idle_until,
+            absolute_until: session.absolute_until,
+        };
+        self.store
+            .portal_session_insert(&row, self.max_sessions)
+            .await
+            .map_err(store_error)?;
         Ok((token, session))
     }
 
-    /// The live session of `token`, its idle expiry moved on; an ended one is forgotten.
-    pub fn get(&self, token: &str, now: i64) -> Option<Session> {
-        let digest = secret_digest(token);
-        let mut map = self.lock();
-        let session = map.get_mut(&digest)?;
-        if session.idle_until <= now || session.absolute_until <= now {
-            map.remove(&digest);
-            return None;
-        }
-        session.idle_until = now.saturating_add(self.idle_secs);
-        Some(session.clone())
+    /// The live session of `token`, its idle expiry moved on; none for an ended or unknown one.
+    pub async fn get(&self, token: &str, now: i64) -> Result<Option<Session>, ApiError> {
+        let found = self
+            .store
+            .portal_session_touch(
+                &secret_digest_b64(token),
+                now,
+                now.saturating_add(self.idle_secs),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(found.and_then(|r| {
+            let role = serde_json::from_value(serde_json::Value::String(r.role)).ok()?;
+            Some(Session {
+                user: r.user_name,
+                role,
+                csrf: r.csrf,
+                created: r.created,
+                idle_until: r.idle_until.min(r.absolute_until),
+                absolute_until: r.absolute_until,
+            })
+        }))
     }
 
     /// Ends the session of `token`.
-    pub fn remove(&self, token: &str) {
-        self.lock().remove(&secret_digest(token));
+    pub async fn remove(&self, token: &str) -> Result<(), ApiError> {
+        self.store
+            .portal_session_delete(&secret_digest_b64(token))
+            .await
+            .map_err(store_error)
     }
 
     /// Seconds a new session lasts at most (the cookie's `Max-Age`).
@@ -222,10 +243,22 @@ mod tests {
     use super::*;
 
     fn session(role: Role) -> Session {
-        Sessions::new(60, 600, 10)
-            .create("u", role, 1000)
-            .unwrap()
-            .1
+        Session {
+            user: "u".into(),
+            role,
+            csrf: random_token().unwrap(),
+            created: 1000,
+            idle_until: 1060,
+            absolute_until: 1600,
+        }
+    }
+
+    /// Sessions in a fresh SQLite store (kept alive by the returned directory).
+    async fn sessions(idle: u64, max: u64, cap: usize) -> (tempfile::TempDir, Sessions) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/s.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        (dir, Sessions::new(store, idle, max, cap))
     }
 
     #[test]
@@ -301,36 +334,54 @@ mod tests {
         assert_ne!(s.csrf, other.csrf);
     }
 
-    #[test]
-    fn sessions_end_idle_at_their_limit_and_at_sign_out() {
-        let sessions = Sessions::new(60, 100, 10);
-        let (token, s) = sessions.create("u", Role::Viewer, 1000).unwrap();
+    #[tokio::test]
+    async fn sessions_end_idle_at_their_limit_and_at_sign_out() {
+        let (_dir, sessions) = sessions(60, 100, 10).await;
+        let (token, s) = sessions.create("u", Role::Viewer, 1000).await.unwrap();
         assert_eq!(
-            sessions.get(&token, 1059),
+            sessions.get(&token, 1059).await.unwrap(),
             Some(Session {
-                idle_until: 1119,
+                idle_until: 1100,
                 ..s
-            })
+            }),
+            "idle until 1119, but never beyond the absolute limit"
         );
-        // used at 1059: idle until 1119, but never beyond the absolute limit
-        assert!(sessions.get(&token, 1099).is_some());
-        assert!(sessions.get(&token, 1100).is_none());
-        let (token, _) = sessions.create("u", Role::Viewer, 2000).unwrap();
-        assert!(sessions.get(&token, 2060).is_none(), "idle for 60 s");
-        let (token, _) = sessions.create("u", Role::Viewer, 3000).unwrap();
-        assert!(sessions.get("not-a-session", 3000).is_none());
-        sessions.remove(&token);
-        assert!(sessions.get(&token, 3001).is_none());
+        assert!(sessions.get(&token, 1099).await.unwrap().is_some());
+        assert!(sessions.get(&token, 1100).await.unwrap().is_none());
+        let (token, _) = sessions.create("u", Role::Viewer, 2000).await.unwrap();
+        assert!(
+            sessions.get(&token, 2060).await.unwrap().is_none(),
+            "idle for 60 s"
+        );
+        let (token, _) = sessions.create("u", Role::Viewer, 3000).await.unwrap();
+        assert!(sessions.get("not-a-session", 3000).await.unwrap().is_none());
+        sessions.remove(&token).await.unwrap();
+        assert!(sessions.get(&token, 3001).await.unwrap().is_none());
     }
 
-    #[test]
-    fn at_most_max_sessions_the_oldest_ends_first() {
-        let sessions = Sessions::new(60, 600, 2);
-        let (a, _) = sessions.create("a", Role::Viewer, 1000).unwrap();
-        let (b, _) = sessions.create("b", Role::Viewer, 1001).unwrap();
-        let (c, _) = sessions.create("c", Role::Viewer, 1002).unwrap();
-        assert!(sessions.get(&a, 1003).is_none());
-        assert!(sessions.get(&b, 1003).is_some() && sessions.get(&c, 1003).is_some());
+    #[tokio::test]
+    async fn at_most_max_sessions_the_oldest_ends_first() {
+        let (_dir, sessions) = sessions(60, 600, 2).await;
+        let (a, _) = sessions.create("a", Role::Viewer, 1000).await.unwrap();
+        let (b, _) = sessions.create("b", Role::Viewer, 1001).await.unwrap();
+        let (c, _) = sessions.create("c", Role::Viewer, 1002).await.unwrap();
+        assert!(sessions.get(&a, 1003).await.unwrap().is_none());
+        assert!(sessions.get(&b, 1003).await.unwrap().is_some());
+        assert!(sessions.get(&c, 1003).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_session_is_known_to_every_replica_of_the_store() {
+        let (dir, first) = sessions(60, 600, 10).await;
+        let url = format!("sqlite://{}/s.db?mode=rwc", dir.path().display());
+        let second = Sessions::new(Store::connect(&url).await.unwrap(), 60, 600, 10);
+        let (token, s) = first.create("u", Role::Operator, 1000).await.unwrap();
+        assert_eq!(
+            second.get(&token, 1001).await.unwrap().map(|s| s.csrf),
+            Some(s.csrf)
+        );
+        second.remove(&token).await.unwrap();
+        assert!(first.get(&token, 1002).await.unwrap().is_none());
     }
 
     #[test]

@@ -12,10 +12,12 @@ use sqlx::{AnyPool, Row};
 pub use self::credentials::CredentialRow;
 pub use self::events::{EventKind, EventRow};
 pub use self::mep_configs::MepConfigRow;
+pub use self::sessions::PortalSessionRow;
 
 mod credentials;
 mod events;
 mod mep_configs;
+mod sessions;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
