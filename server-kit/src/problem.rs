@@ -211,6 +211,58 @@ pub fn add_oauth2_scheme(openapi: &mut utoipa::openapi::OpenApi, scopes: &[(&str
         );
 }
 
+/// Makes schemas that extend a strict one (`allOf` of a `$ref` to an object without
+/// additional properties, and an object: what `#[serde(flatten)]` of a `deny_unknown_fields`
+/// type generates) one object with both property sets, so a real response can validate.
+/// Call it once every schema is in.
+pub fn inline_strict_bases(openapi: &mut utoipa::openapi::OpenApi) {
+    use serde_json::Value;
+    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+        return;
+    };
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let originals = schemas.clone();
+    for schema in schemas.values_mut() {
+        let Some([base, extra]) = schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        else {
+            continue;
+        };
+        let Some(base) = base["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| originals.get(name))
+            .filter(|b| b["additionalProperties"] == Value::Bool(false))
+        else {
+            continue;
+        };
+        let mut merged = base.clone();
+        if let (Some(props), Some(more)) = (
+            merged["properties"].as_object_mut(),
+            extra["properties"].as_object(),
+        ) {
+            props.extend(more.clone());
+        }
+        let mut required: Vec<Value> = base["required"].as_array().cloned().unwrap_or_default();
+        required.extend(extra["required"].as_array().cloned().unwrap_or_default());
+        merged["required"] = Value::Array(required);
+        if let Some(description) = extra.get("description").or(schema.get("description")) {
+            merged["description"] = description.clone();
+        }
+        *schema = merged;
+    }
+    if let Ok(fixed) = serde_json::from_value(doc) {
+        *openapi = fixed;
+    }
+}
+
 /// Documents in `openapi` the errors the edge gives every operation, as it gives them: each
 /// error response is `application/problem+json` (not `application/json`), and an operation
 /// lists 400 when it takes parameters or a body, 415 when it takes a body, 404 when its path

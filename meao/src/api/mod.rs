@@ -159,6 +159,7 @@ fn parts() -> Parts {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut api = parts().3;
     server_kit::problem::document_problems(&mut api);
+    server_kit::problem::inline_strict_bases(&mut api);
     api
 }
 

@@ -103,6 +103,7 @@ impl utoipa::Modify for OAuth {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut api = parts().1;
     server_kit::problem::document_problems(&mut api);
+    server_kit::problem::inline_strict_bases(&mut api);
     api
 }
 
