@@ -81,9 +81,11 @@ impl Broker {
             dir,
             child: None,
         };
-        // a cluster id is 16 random bytes, base64url without padding
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(uuid::Uuid::new_v4().as_bytes());
+        // a cluster id is 16 random bytes, base64url without padding; one starting with '-'
+        // would read as an option (1 in 64 runs failed so), so its first six bits are fixed
+        let mut raw = *uuid::Uuid::new_v4().as_bytes();
+        raw[0] &= 0x03;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         let mut format = broker.java("kafka.tools.StorageTool");
         format
             .args(["format", "--cluster-id", &id, "--config"])
