@@ -124,6 +124,16 @@ impl Ctx {
         format!("{}/app_pkgm/v1{path}", self.base)
     }
 
+    /// `DELETE /inventory/v1/sites/{id}`.
+    pub async fn delete_site(&self, id: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}/inventory/v1/sites/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
         let mut r = self
             .http

@@ -109,13 +109,7 @@ async fn sites_and_placement(db: Db) {
         200,
         "replaced"
     );
-    let r = ctx
-        .http
-        .delete(format!("{}/inventory/v1/sites/gone-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap();
+    let r = ctx.delete_site("gone-1").await;
     assert_eq!(r.status(), 204);
     assert_eq!(get(&ctx, "/sites/gone-1").await.status(), 404);
 
@@ -392,13 +386,7 @@ async fn replicas_share_the_inventory(db: Db) {
         cpu_is(8000).await
     })
     .await;
-    let r = ctx
-        .http
-        .delete(format!("{}/inventory/v1/sites/late-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap();
+    let r = ctx.delete_site("late-1").await;
     assert_eq!(r.status(), 204);
     eventually(
         "the other replica lets go",

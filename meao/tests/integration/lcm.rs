@@ -43,6 +43,21 @@ pub(super) async fn lcm(
     r.send().await.unwrap()
 }
 
+/// Creates an instance of the video analytics package; its id.
+async fn create_va(ctx: &Ctx) -> String {
+    let created: Value = lcm(
+        ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": VA})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
 /// Starts an operation and waits for its occurrence to leave STARTING/PROCESSING.
 pub(super) async fn run(ctx: &Ctx, path: &str, body: Value) -> Value {
     let r = lcm(ctx, Method::POST, path, Some(body)).await;
@@ -140,13 +155,7 @@ async fn instance_lifecycle(db: Db) {
     let name = vim_adapters::workload_name(&id);
     assert_eq!(vim.list_owned().await.unwrap(), vec![name.clone()]);
     // a site that hosts an instance stays until the instance is gone
-    let r = ctx
-        .http
-        .delete(format!("{}/inventory/v1/sites/paris-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap();
+    let r = ctx.delete_site("paris-1").await;
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains(&id));
     assert_eq!(
@@ -213,13 +222,7 @@ async fn instance_lifecycle(db: Db) {
             .status(),
         204
     );
-    let r = ctx
-        .http
-        .delete(format!("{}/inventory/v1/sites/paris-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap();
+    let r = ctx.delete_site("paris-1").await;
     assert_eq!(r.status(), 204, "hosts nothing any more");
     let pkg = ctx
         .json("/onboarded_app_packages/7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51")
@@ -368,17 +371,7 @@ async fn failed_temp_retry_and_fail(db: Db) {
 async fn interrupted_operation_completes_after_restart(db: Db) {
     let mut ctx = start(db, vec![site("paris-1", 16000, &["RNIS"])]).await;
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
-    let a: Value = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": VA})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = a["id"].as_str().unwrap().to_owned();
+    let id = create_va(&ctx).await;
     // the state a crash right after accepting the request leaves: occurrence and saga recorded,
     // nothing executed
     let store = Store::connect(&ctx.config.database_url).await.unwrap();
@@ -429,17 +422,7 @@ async fn replicas_start_one_operation_per_instance(db: Db) {
         .await
         .expect("second replica starts");
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
-    let a: Value = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": VA})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = a["id"].as_str().unwrap().to_owned();
+    let id = create_va(&ctx).await;
     let attempts = [ctx.base.clone(), other.api_root.clone()]
         .into_iter()
         .cycle()
@@ -521,17 +504,7 @@ async fn notifications_follow_the_lifecycle(db: Db) {
     .unwrap();
     assert_eq!(list["_links"]["subscriptions"].as_array().unwrap().len(), 1);
 
-    let a: Value = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": VA})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = a["id"].as_str().unwrap().to_owned();
+    let id = create_va(&ctx).await;
     let n = created.next().await;
     assert_eq!(
         (n["notificationType"].as_str(), n["appInstanceId"].as_str()),
@@ -665,17 +638,7 @@ async fn two_sites(db: Db, adjust: impl FnOnce(&mut meao::config::MeaoConfig)) -
     adjust(&mut config);
     let ctx = Ctx::start_with(config, dir).await;
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
-    let a: Value = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": VA})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let id = a["id"].as_str().unwrap().to_owned();
+    let id = create_va(&ctx).await;
     (ctx, id)
 }
 
