@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 mod integration {
     pub mod common;
-    mod crash;
     mod events;
     mod hostile;
     mod inventory;

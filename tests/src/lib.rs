@@ -259,6 +259,20 @@ pub async fn resolve(
     }
 }
 
+/// A binary of this build (`meao`, `sample-app`, …: next to the test binary's `deps/`), which
+/// `cargo test --workspace` builds for its own package's tests.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it (cargo build -p {name}, or cargo test --workspace)",
+        binary.display()
+    );
+    binary
+}
+
 /// The sample application (`sample-app`) running as a local process, the way its pod runs it:
 /// with exactly the settings its instance's Secret holds. Killed when dropped.
 pub struct SampleApp {
@@ -270,18 +284,10 @@ pub struct SampleApp {
 }
 
 impl SampleApp {
-    /// The `sample-app` binary of this build (next to the test binary's `deps/`), which
-    /// `cargo test --workspace` builds with the sample application's own tests.
+    /// The `sample-app` binary of this build, which `cargo test --workspace` builds with the
+    /// sample application's own tests.
     pub fn binary() -> std::path::PathBuf {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-        let binary = profile_dir.join("sample-app");
-        assert!(
-            binary.is_file(),
-            "{} is missing: build it (cargo build -p sample-app, or cargo test --workspace)",
-            binary.display()
-        );
-        binary
+        workspace_binary("sample-app")
     }
 
     /// Starts `binary` with `settings` as its environment and nothing else but the port it

@@ -1,0 +1,498 @@
+//! The crash drill, with a linked MEP, on SQLite and PostgreSQL: the real MEAO process is
+//! aborted at every step boundary of the LCM sagas (the `fault_drill` setting aborts it there,
+//! as `kill -9` would), before and after the step's progress is recorded, going forward and
+//! undoing, restarted, and must end the operation as an uninterrupted run ends it: the site
+//! holding the workload or nothing, the MEP holding the instance's configuration or nothing, and
+//! exactly one valid Mp1 secret — the workload's — while every other secret the workload ever
+//! held is refused by the MEP.
+//!
+//! The MEAO runs as `target/<profile>/meao`, which `cargo test --workspace` builds with the
+//! `fault-drill` feature for the MEAO's own tests; a binary without it never aborts, and the
+//! drill says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use api_specs::mp1::workload;
+use e2e::{link_configs, onboard_example, wait_op, workspace_binary};
+use meao::events::testing::free_port;
+use serde_json::{Value, json};
+use server_kit::testing::{Db, EVENTUALLY, TestPki, eventually, fresh_database, pg_admin_url};
+
+const SITE: &str = "paris-1";
+const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
+const INSTANTIATE: &str = "app-instantiate";
+const TERMINATE: &str = "app-terminate";
+const OPERATE: &str = "app-operate";
+const ROTATE: &str = "app-rotate-credentials";
+/// How long a simulated workload takes to become ready in the undo drills: the window in which
+/// an instantiation waits at `await-ready`, where they cancel it (elsewhere it is ready at once).
+const STARTUP_MS: u64 = 1500;
+
+/// Where the drilled process aborts.
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    kind: &'static str,
+    step: usize,
+    undo: bool,
+    after_record: bool,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let way = if self.undo { "undo" } else { "forward" };
+        let when = if self.after_record { "after" } else { "before" };
+        write!(
+            f,
+            "{} {way} step {} ({when} recording)",
+            self.kind, self.step
+        )
+    }
+}
+
+/// One drill's world: a MEP linked to the MEAO processes started on it, a site with a state
+/// file, the MEAO's database, and every Mp1 secret the site's workload has held.
+struct Bench {
+    dir: tempfile::TempDir,
+    database_url: String,
+    link_port: u16,
+    pki: TestPki,
+    mep: mep::server::RunningServer,
+    http: reqwest::Client,
+    secrets: BTreeSet<String>,
+    startup_ms: u64,
+}
+
+/// A MEAO process and its OSS client's token.
+struct Meao {
+    child: Child,
+    base: String,
+    token: String,
+    log: PathBuf,
+}
+
+impl Drop for Meao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bench {
+    async fn new(db: Db, startup_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path(), "drill CA");
+        let link_port = free_port();
+        let (_, mep_link) = link_configs(&pki, SITE, link_port);
+        let mut config = mep::config::MepConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: fresh_database(Db::Sqlite, "mep", dir.path()).await,
+            meao: Some(mep_link),
+            ..mep::config::MepConfig::default()
+        };
+        config.dns.listen = Some("127.0.0.1:0".parse().unwrap());
+        let mep = mep::server::Server::start(config).await.unwrap();
+        Self {
+            database_url: fresh_database(db, "meao", dir.path()).await,
+            dir,
+            link_port,
+            pki,
+            mep,
+            http: reqwest::Client::new(),
+            secrets: BTreeSet::new(),
+            startup_ms,
+        }
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.path().join(format!("{SITE}.json"))
+    }
+
+    fn config(&self, fault: Option<Fault>) -> PathBuf {
+        let dir = self.dir.path().display();
+        let (meao_link, _) = link_configs(&self.pki, SITE, self.link_port);
+        let mut toml = format!(
+            r#"listen = "127.0.0.1:0"
+database_url = "{db}"
+data_dir = "{dir}/data"
+workload_ready_timeout_secs = 10
+saga_lease_secs = 2
+saga_recovery_interval_secs = 1
+[telemetry]
+filter = "info"
+json = true
+[auth]
+signing_key = "crash-drill"
+[[auth.clients]]
+client_id = "oss"
+client_secret = "oss-secret"
+scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
+[mep_link]
+listen = "127.0.0.1:{port}"
+tls = {{ cert_file = "{cert}", key_file = "{key}", client_ca_file = "{ca}" }}
+resend_secs = 1
+ack_timeout_secs = 30
+[[sites]]
+id = "{SITE}"
+location = {{ latitude = 48.86, longitude = 2.35 }}
+zone = "paris"
+services = ["RNIS"]
+mepUrl = "{mep}"
+vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {startup}, stateFile = "{state}" }}
+"#,
+            db = self.database_url,
+            port = self.link_port,
+            cert = meao_link.tls.cert_file.display(),
+            key = meao_link.tls.key_file.display(),
+            ca = self.pki.ca_file().display(),
+            mep = self.mep.api_root,
+            state = self.state_file().display(),
+            startup = self.startup_ms,
+        );
+        if let Some(f) = fault {
+            toml.push_str(&format!(
+                "[fault_drill]\nkind = \"{}\"\nstep = {}\nundo = {}\nafter_record = {}\n",
+                f.kind, f.step, f.undo, f.after_record
+            ));
+        }
+        let path = self.dir.path().join("meao.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// Starts the MEAO binary on port 0 and learns its address from its JSON start-up line.
+    async fn start(&self, fault: Option<Fault>) -> Meao {
+        let config = self.config(fault);
+        let log = self.dir.path().join(format!("meao-{}.log", uuid_like()));
+        let child = Command::new(workspace_binary("meao"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut meao = Meao {
+            child,
+            base: String::new(),
+            token: String::new(),
+            log,
+        };
+        for _ in 0..1200 {
+            let started = std::fs::read_to_string(&meao.log)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|line| {
+                    let v: Value = serde_json::from_str(line).ok()?;
+                    (v["fields"]["message"] == "MEAO started")
+                        .then(|| v["fields"]["local_addr"].as_str().map(str::to_owned))?
+                });
+            if let Some(addr) = started {
+                meao.base = format!("http://{addr}");
+                meao.token = e2e::token(&self.http, &meao.base, "oss", "oss-secret").await;
+                return meao;
+            }
+            if let Some(status) = meao.child.try_wait().unwrap() {
+                panic!("meao exited with {status}: {}", meao.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("meao did not start: {}", meao.logs());
+    }
+
+    /// The site's workloads (as its state file holds them) with their replicas; every Mp1
+    /// secret among them joins the secrets seen.
+    fn workloads(&mut self) -> Vec<(Value, u64)> {
+        let held: Vec<(Value, u64)> = std::fs::read(self.state_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for (w, _) in &held {
+            if let Some(s) = w["secrets"][workload::CLIENT_SECRET].as_str() {
+                self.secrets.insert(s.to_owned());
+            }
+        }
+        held
+    }
+
+    /// The status of a token request at the MEP with `secret` as the instance's client.
+    async fn token_status(&self, instance: &str, secret: &str) -> u16 {
+        self.http
+            .post(format!("{}/oauth2/token", self.mep.api_root))
+            .basic_auth(instance, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The MEP's view of the instance: its traffic rules as the app reads them with its own
+    /// token, or `None` when the MEP does not know the instance.
+    async fn mep_rules(&self, instance: &str, token: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!(
+                "{}/mec_app_support/v1/applications/{instance}/traffic_rules",
+                self.mep.api_root
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (r.status() == 200).then_some(r.json().await.unwrap())
+    }
+
+    /// Checks the site and its MEP as an uninterrupted run leaves them: `replicas` of the
+    /// instance's one workload (or no workload), the MEP serving its configuration to exactly
+    /// the workload's secret (or to no secret), every other secret seen refused.
+    async fn check(&mut self, instance: &str, replicas: Option<u64>, what: &str) {
+        let held = self.workloads();
+        let current = match replicas {
+            None => {
+                assert!(held.is_empty(), "{what}: the site still holds {held:?}");
+                None
+            }
+            Some(n) => {
+                assert_eq!(held.len(), 1, "{what}: exactly one workload: {held:?}");
+                let (w, r) = &held[0];
+                assert_eq!(*r, n, "{what}: replicas");
+                assert_eq!(w["appInstanceId"], instance, "{what}");
+                Some(
+                    w["secrets"][workload::CLIENT_SECRET]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{what}: the workload has no Mp1 secret: {w}"))
+                        .to_owned(),
+                )
+            }
+        };
+        for secret in &self.secrets {
+            let status = self.token_status(instance, secret).await;
+            let want = if Some(secret) == current.as_ref() {
+                200
+            } else {
+                401
+            };
+            assert_eq!(
+                status,
+                want,
+                "{what}: the MEP answers a token request with the {} secret with {status}",
+                if want == 200 { "workload's" } else { "an old" }
+            );
+        }
+        if let Some(secret) = current {
+            let token = e2e::token(&self.http, &self.mep.api_root, instance, &secret).await;
+            let rules = eventually(
+                &format!("{what}: the MEP's rules"),
+                EVENTUALLY,
+                async || {
+                    self.mep_rules(instance, &token)
+                        .await
+                        .ok_or("unknown instance")
+                },
+            )
+            .await;
+            assert!(
+                rules.as_array().is_some_and(|r| !r.is_empty()),
+                "{what}: the MEP holds the instance's traffic rules: {rules}"
+            );
+        }
+    }
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+impl Meao {
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Starts an LCM task; the occurrence's location.
+    async fn task(&self, instance: &str, task: &str, body: Value, what: &str) -> String {
+        let r = self
+            .post(
+                &format!("/app_lcm/v1/app_instances/{instance}/{task}"),
+                body,
+            )
+            .await;
+        let status = r.status();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        assert_eq!(status, 202, "{what}: {}", r.text().await.unwrap());
+        location.unwrap()
+    }
+
+    async fn finished(&self, op: &str) -> Value {
+        wait_op(&reqwest::Client::new(), &self.base, &self.token, op).await
+    }
+
+    /// Waits for the drill to abort the process.
+    async fn aborted(mut self, what: &str) {
+        for _ in 0..1200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(!status.success(), "{what}: the drill aborts the process");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{what}: the fault drill did not abort the process (a meao built without the \
+             fault-drill feature never does): {}",
+            self.logs()
+        );
+    }
+}
+
+/// The request that starts the drilled operation.
+fn task_of(kind: &str) -> (&'static str, Value) {
+    match kind {
+        INSTANTIATE => ("instantiate", json!({})),
+        TERMINATE => (
+            "terminate",
+            json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 2}),
+        ),
+        OPERATE => ("operate", json!({"changeStateTo": "STOPPED"})),
+        ROTATE => ("rotate_credentials", json!({"gracePeriod": 1})),
+        other => panic!("no drill for {other}"),
+    }
+}
+
+async fn drill(db: Db, fault: Fault) {
+    let what = format!("{fault} on {db:?}");
+    let mut bench = Bench::new(db, if fault.undo { STARTUP_MS } else { 0 }).await;
+
+    // set-up without a drill: the package, the instance (instantiated unless that is drilled)
+    let meao = bench.start(None).await;
+    onboard_example(&bench.http, &meao.base, &meao.token, "video-analytics").await;
+    let instance = e2e::create_instance(&bench.http, &meao.base, &meao.token, VA).await;
+    if fault.kind != INSTANTIATE {
+        let op = meao.task(&instance, "instantiate", json!({}), &what).await;
+        assert_eq!(meao.finished(&op).await["operationState"], "COMPLETED");
+        bench.check(&instance, Some(1), &what).await;
+    }
+    drop(meao);
+
+    // the drilled run dies at the boundary
+    let meao = bench.start(Some(fault)).await;
+    let (task, body) = task_of(fault.kind);
+    let op = meao.task(&instance, task, body, &what).await;
+    if fault.undo {
+        // cancel the instantiation while it waits for the workload: everything is undone
+        for _ in 0..200 {
+            if !bench.workloads().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = meao
+            .post(&format!("{op}/cancel"), json!({"cancelMode": "GRACEFUL"}))
+            .await;
+        assert_eq!(
+            r.status(),
+            202,
+            "{what}: cancel: {}",
+            r.text().await.unwrap()
+        );
+    }
+    meao.aborted(&what).await;
+    bench.workloads();
+
+    // a clean restart finishes the job
+    let meao = bench.start(None).await;
+    let done = meao.finished(&op).await;
+    let instance_info: Value = e2e::get_json(
+        &bench.http,
+        &format!("{}/app_lcm/v1/app_instances/{instance}", meao.base),
+        &meao.token,
+    )
+    .await;
+    let (state, instantiation, replicas) = match (fault.kind, fault.undo) {
+        (INSTANTIATE, true) => ("FAILED_TEMP", "NOT_INSTANTIATED", None),
+        (INSTANTIATE | ROTATE, false) => ("COMPLETED", "INSTANTIATED", Some(1)),
+        (OPERATE, false) => ("COMPLETED", "INSTANTIATED", Some(0)),
+        (TERMINATE, false) => ("COMPLETED", "NOT_INSTANTIATED", None),
+        other => panic!("no expectation for {other:?}"),
+    };
+    assert_eq!(done["operationState"], state, "{what}: {done}");
+    assert_eq!(
+        instance_info["instantiationState"], instantiation,
+        "{what}: {instance_info}"
+    );
+    if fault.kind == ROTATE {
+        // the rotated-out secret is accepted for its grace period only
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    bench.check(&instance, replicas, &what).await;
+}
+
+/// Every boundary of `kind`'s first `steps` steps, forward (or undoing), before and after
+/// recording.
+async fn every_boundary(db: Db, kind: &'static str, steps: usize, undo: bool) {
+    if db == Db::Postgres && pg_admin_url().is_none() {
+        return;
+    }
+    for step in 0..steps {
+        for after_record in [false, true] {
+            drill(
+                db,
+                Fault {
+                    kind,
+                    step,
+                    undo,
+                    after_record,
+                },
+            )
+            .await;
+        }
+    }
+}
+
+macro_rules! drills {
+    ($($name:ident: $kind:expr, $steps:expr, $undo:expr;)*) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                every_boundary(Db::Sqlite, $kind, $steps, $undo).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                every_boundary(Db::Postgres, $kind, $steps, $undo).await
+            }
+        }
+    )*};
+}
+
+drills! {
+    // place, issue-credential, apply, await-ready, configure-platform, commit
+    instantiate: INSTANTIATE, 6, false;
+    // cancelled at await-ready: undo await-ready, apply, issue-credential, place
+    instantiate_undo: INSTANTIATE, 4, true;
+    // release-platform, drain, remove, commit
+    terminate: TERMINATE, 4, false;
+    // scale, commit
+    operate: OPERATE, 2, false;
+    // announce, apply-secret, commit
+    rotate_credentials: ROTATE, 3, false;
+}
