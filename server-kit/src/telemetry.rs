@@ -80,17 +80,6 @@ pub fn init(
     Ok(guard)
 }
 
-/// The subscriber of `service` without installing it: a test that runs several services in
-/// one process gives each its own (see `testing::runtime_with`), so each exports its spans
-/// under its own name. The exporter must be built inside a Tokio runtime that outlives it.
-pub fn subscriber(
-    service: &'static str,
-    config: &TelemetryConfig,
-) -> Result<(tracing::Dispatch, TelemetryGuard), TelemetryError> {
-    let (subscriber, guard) = build(service, config)?;
-    Ok((tracing::Dispatch::new(subscriber), guard))
-}
-
 fn build(
     service: &'static str,
     config: &TelemetryConfig,

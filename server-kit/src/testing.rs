@@ -1,8 +1,7 @@
 //! Test support shared by the services' integration suites (feature `test-support`): a fresh
 //! database per test on SQLite or a real PostgreSQL, a macro running a test on both, a
 //! callback server recording notifications, validation against the ETSI OpenAPI schemas,
-//! [`eventually`] for asserting on what other tasks and processes make true, and
-//! [`runtime_with`] for running several services in one process, each with its own telemetry.
+//! and [`eventually`] for asserting on what other tasks and processes make true.
 #![allow(
     clippy::panic,
     reason = "test support fails the calling test by panicking"
@@ -227,32 +226,6 @@ pub fn assert_errors_documented_as_problems(doc: &Value) {
         problems > 0,
         "no error documented as application/problem+json"
     );
-}
-
-thread_local! {
-    static DISPATCH: std::cell::RefCell<Option<tracing::dispatcher::DefaultGuard>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// A multi-threaded runtime (two workers) whose threads report to `dispatch`: a service
-/// started on it logs and exports spans with its own subscriber
-/// ([`crate::telemetry::subscriber`]), not the process's. Shut it down from async code with
-/// `shutdown_timeout` in `spawn_blocking`: its tasks, and the spans they hold, are dropped
-/// before the telemetry's guard flushes.
-pub fn runtime_with(dispatch: tracing::Dispatch) -> tokio::runtime::Runtime {
-    let built = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            let guard = tracing::dispatcher::set_default(&dispatch);
-            DISPATCH.with(|d| *d.borrow_mut() = Some(guard));
-        })
-        .on_thread_stop(|| DISPATCH.with(|d| drop(d.borrow_mut().take())))
-        .build();
-    match built {
-        Ok(runtime) => runtime,
-        Err(e) => panic!("cannot build a runtime: {e}"),
-    }
 }
 
 /// An ETSI OpenAPI document prepared for validating responses: the generator artefacts listed

@@ -273,6 +273,81 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     binary
 }
 
+/// A service binary of this build (`meao`, `mep`) running as a process with a TOML
+/// configuration file, logging JSON lines (`[telemetry] json = true`) to a file; killed when
+/// dropped.
+pub struct Service {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    /// Its API root (`http://…`), learnt from its start-up log line.
+    pub base: String,
+}
+
+impl Service {
+    /// Starts `binary` with `config` (listening on port 0 is fine: the address comes from its
+    /// `… started` log line) and waits until it serves; its log goes to a new file in `dir`.
+    pub async fn start(binary: &str, config: &std::path::Path, dir: &std::path::Path) -> Self {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let log = dir.join(format!("{binary}-{stamp}.log"));
+        let child = std::process::Command::new(workspace_binary(binary))
+            .arg("--config")
+            .arg(config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut service = Self {
+            child,
+            log,
+            base: String::new(),
+        };
+        for _ in 0..1200 {
+            let started = service.logs().lines().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                let message = v["fields"]["message"].as_str()?;
+                message
+                    .ends_with(" started")
+                    .then(|| v["fields"]["local_addr"].as_str().map(str::to_owned))?
+            });
+            if let Some(addr) = started {
+                service.base = format!("http://{addr}");
+                return service;
+            }
+            if let Some(status) = service.child.try_wait().unwrap() {
+                panic!("{binary} exited with {status}: {}", service.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{binary} did not start: {}", service.logs());
+    }
+
+    /// What it has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (at most a minute) for the process to end by itself; its exit status.
+    pub async fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        for _ in 0..1200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The sample application (`sample-app`) running as a local process, the way its pod runs it:
 /// with exactly the settings its instance's Secret holds. Killed when dropped.
 pub struct SampleApp {

@@ -14,11 +14,10 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use api_specs::mp1::workload;
-use e2e::{link_configs, onboard_example, wait_op, workspace_binary};
+use e2e::{Service, link_configs, onboard_example, wait_op};
 use meao::events::testing::free_port;
 use serde_json::{Value, json};
 use server_kit::testing::{Db, EVENTUALLY, TestPki, eventually, fresh_database, pg_admin_url};
@@ -69,17 +68,8 @@ struct Bench {
 
 /// A MEAO process and its OSS client's token.
 struct Meao {
-    child: Child,
-    base: String,
+    service: Service,
     token: String,
-    log: PathBuf,
-}
-
-impl Drop for Meao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Bench {
@@ -164,43 +154,11 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
         path
     }
 
-    /// Starts the MEAO binary on port 0 and learns its address from its JSON start-up line.
+    /// Starts the MEAO binary and gets its OSS client a token.
     async fn start(&self, fault: Option<Fault>) -> Meao {
-        let config = self.config(fault);
-        let log = self.dir.path().join(format!("meao-{}.log", uuid_like()));
-        let child = Command::new(workspace_binary("meao"))
-            .arg("--config")
-            .arg(&config)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut meao = Meao {
-            child,
-            base: String::new(),
-            token: String::new(),
-            log,
-        };
-        for _ in 0..1200 {
-            let started = std::fs::read_to_string(&meao.log)
-                .unwrap_or_default()
-                .lines()
-                .find_map(|line| {
-                    let v: Value = serde_json::from_str(line).ok()?;
-                    (v["fields"]["message"] == "MEAO started")
-                        .then(|| v["fields"]["local_addr"].as_str().map(str::to_owned))?
-                });
-            if let Some(addr) = started {
-                meao.base = format!("http://{addr}");
-                meao.token = e2e::token(&self.http, &meao.base, "oss", "oss-secret").await;
-                return meao;
-            }
-            if let Some(status) = meao.child.try_wait().unwrap() {
-                panic!("meao exited with {status}: {}", meao.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("meao did not start: {}", meao.logs());
+        let service = Service::start("meao", &self.config(fault), self.dir.path()).await;
+        let token = e2e::token(&self.http, &service.base, "oss", "oss-secret").await;
+        Meao { service, token }
     }
 
     /// The site's workloads (as its state file holds them) with their replicas; every Mp1
@@ -304,21 +262,10 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
     }
 }
 
-fn uuid_like() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 impl Meao {
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.service.base))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -344,23 +291,19 @@ impl Meao {
     }
 
     async fn finished(&self, op: &str) -> Value {
-        wait_op(&reqwest::Client::new(), &self.base, &self.token, op).await
+        wait_op(&reqwest::Client::new(), &self.service.base, &self.token, op).await
     }
 
     /// Waits for the drill to abort the process.
     async fn aborted(mut self, what: &str) {
-        for _ in 0..1200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(!status.success(), "{what}: the drill aborts the process");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match self.service.exited().await {
+            Some(status) => assert!(!status.success(), "{what}: the drill aborts the process"),
+            None => panic!(
+                "{what}: the fault drill did not abort the process (a meao built without the \
+                 fault-drill feature never does): {}",
+                self.service.logs()
+            ),
         }
-        panic!(
-            "{what}: the fault drill did not abort the process (a meao built without the \
-             fault-drill feature never does): {}",
-            self.logs()
-        );
     }
 }
 
@@ -384,8 +327,14 @@ async fn drill(db: Db, fault: Fault) {
 
     // set-up without a drill: the package, the instance (instantiated unless that is drilled)
     let meao = bench.start(None).await;
-    onboard_example(&bench.http, &meao.base, &meao.token, "video-analytics").await;
-    let instance = e2e::create_instance(&bench.http, &meao.base, &meao.token, VA).await;
+    onboard_example(
+        &bench.http,
+        &meao.service.base,
+        &meao.token,
+        "video-analytics",
+    )
+    .await;
+    let instance = e2e::create_instance(&bench.http, &meao.service.base, &meao.token, VA).await;
     if fault.kind != INSTANTIATE {
         let op = meao.task(&instance, "instantiate", json!({}), &what).await;
         assert_eq!(meao.finished(&op).await["operationState"], "COMPLETED");
@@ -423,7 +372,7 @@ async fn drill(db: Db, fault: Fault) {
     let done = meao.finished(&op).await;
     let instance_info: Value = e2e::get_json(
         &bench.http,
-        &format!("{}/app_lcm/v1/app_instances/{instance}", meao.base),
+        &format!("{}/app_lcm/v1/app_instances/{instance}", meao.service.base),
         &meao.token,
     )
     .await;

@@ -1,7 +1,9 @@
 //! One trace per operation across both services, as a real OpenTelemetry Collector receives
-//! it: the MEAO and the site's MEP run with telemetry of their own (service names `meao` and
-//! `mep`, each on its own runtime) and export over OTLP to a collector built from Go modules
-//! (`tests/otelcol/build.sh`, `MECPLANE_OTELCOL`), whose file exporter the test reads.
+//! it: the MEAO and the site's MEP run as the processes they are in production (service names
+//! `meao` and `mep`) and export over OTLP to a collector built from Go modules
+//! (`tests/otelcol/build.sh`, `MECPLANE_OTELCOL`), whose file exporter the test reads. The
+//! services keep running while the test waits for the spans: every span must end when its work
+//! does, not when its process stops.
 //!
 //! - An instantiate requested with the caller's `traceparent`: its HTTP request, the LCM
 //!   operation, the saga steps, the VIM call, the desired configuration sent over the MEP link
@@ -18,14 +20,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use e2e::{create_instance, get_json, link_configs, meao_config, onboard_example, token, wait_op};
+use e2e::{Service, create_instance, get_json, link_configs, onboard_example, token, wait_op};
 use meao::events::testing::free_port;
 use serde_json::{Value, json};
-use server_kit::auth::{ClientConfig, Secret};
-use server_kit::telemetry::{TelemetryConfig, TelemetryGuard};
-use server_kit::testing::{Callback, EVENTUALLY, TestPki, eventually, runtime_with};
+use server_kit::testing::{Callback, EVENTUALLY, TestPki, eventually};
 use upf_rules::testing::UpfPeer;
 
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
@@ -201,15 +200,9 @@ fn caller(n: u8) -> (String, String) {
     )
 }
 
-/// Telemetry exporting to `endpoint` under `service`, and a runtime that reports to it.
-fn traced(service: &'static str, endpoint: &str) -> (tokio::runtime::Runtime, TelemetryGuard) {
-    let config = TelemetryConfig {
-        filter: "info".into(),
-        json: false,
-        otlp_endpoint: Some(endpoint.into()),
-    };
-    let (dispatch, guard) = server_kit::telemetry::subscriber(service, &config).unwrap();
-    (runtime_with(dispatch), guard)
+/// The `[telemetry]` section of a service exporting to the collector at `endpoint`.
+fn telemetry(endpoint: &str) -> String {
+    format!("[telemetry]\nfilter = \"info\"\njson = true\notlp_endpoint = \"{endpoint}\"\n")
 }
 
 /// POSTs `body` to `url` as the caller of trace `(trace, span)`; the response.
@@ -243,46 +236,79 @@ async fn an_operation_is_one_trace_across_the_meao_and_the_mep() {
         link_configs(&TestPki::new(dir.path(), "link CA"), "paris-1", link_port);
     // the site's MEP, started only after the MEAO desired the instance's configuration
     let mep_port = free_port();
-    let mut mep_config = mep::config::MepConfig {
-        listen: ([127, 0, 0, 1], mep_port).into(),
-        database_url: format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
-        meao: Some(mep_link),
-        ..mep::config::MepConfig::default()
-    };
-    mep_config.dns.listen = None;
-    mep_config.upf = upf.as_ref().map(|peer| mep::steering::UpfConfig {
-        pfcp_address: peer.addr,
-        local: "127.0.0.1:0".parse().unwrap(),
-        network_instance: "mec.paris".into(),
-        t1_ms: 300,
-        n1: 3,
-        heartbeat_secs: 1,
-    });
-    mep_config.auth.signing_key = Some(Secret::new("mep-key"));
-    mep_config.auth.clients = vec![ClientConfig {
-        client_id: "operator".into(),
-        client_secret: Secret::new("operator-secret"),
-        scopes: vec!["mec_app_support".into()],
-        app_instance_id: None,
-    }];
-    let mut meao_config = meao_config(dir.path());
-    meao_config.mep_link = Some(meao_link);
-    meao_config.sites = vec![serde_json::from_value(json!({
-        "id": "paris-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris", "services": ["RNIS"],
-        "mepUrl": format!("http://127.0.0.1:{mep_port}"),
-        "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768}
-    }))
-    .unwrap()];
+    let mut mep_config = format!(
+        r#"listen = "127.0.0.1:{mep_port}"
+database_url = "sqlite://{dir}/mep.db?mode=rwc"
+{telemetry}[dns]
+listen = "127.0.0.1:0"
+[auth]
+signing_key = "mep-key"
+[[auth.clients]]
+client_id = "operator"
+client_secret = "operator-secret"
+scopes = ["mec_app_support"]
+[meao]
+url = "{url}"
+mep_id = "paris-1"
+max_backoff_ms = 200
+keep_alive_secs = 10
+tls = {{ cert_file = "{cert}", key_file = "{key}", ca_file = "{ca}" }}
+"#,
+        dir = dir.path().display(),
+        telemetry = telemetry(&collector.endpoint),
+        url = mep_link.url,
+        cert = mep_link.tls.cert_file.display(),
+        key = mep_link.tls.key_file.display(),
+        ca = mep_link.tls.ca_file.display(),
+    );
+    if let Some(peer) = &upf {
+        mep_config.push_str(&format!(
+            "[upf]\npfcp_address = \"{}\"\nlocal = \"127.0.0.1:0\"\nnetwork_instance = \"mec.paris\"\nt1_ms = 300\nn1 = 3\nheartbeat_secs = 1\n",
+            peer.addr
+        ));
+    }
+    let mep_toml = dir.path().join("mep.toml");
+    std::fs::write(&mep_toml, mep_config).unwrap();
+    let meao_toml = dir.path().join("meao.toml");
+    std::fs::write(
+        &meao_toml,
+        format!(
+            r#"listen = "127.0.0.1:0"
+database_url = "sqlite://{dir}/meao.db?mode=rwc"
+data_dir = "{dir}/data"
+{telemetry}[auth]
+signing_key = "meao-key"
+[[auth.clients]]
+client_id = "oss"
+client_secret = "oss-secret"
+scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
+[outbound]
+allow = ["127.0.0.0/8"]
+[mep_link]
+listen = "127.0.0.1:{link_port}"
+tls = {{ cert_file = "{cert}", key_file = "{key}", client_ca_file = "{ca}" }}
+resend_secs = 1
+ack_timeout_secs = 30
+[[sites]]
+id = "paris-1"
+location = {{ latitude = 48.86, longitude = 2.35 }}
+zone = "paris"
+services = ["RNIS"]
+mepUrl = "http://127.0.0.1:{mep_port}"
+vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768 }}
+"#,
+            dir = dir.path().display(),
+            telemetry = telemetry(&collector.endpoint),
+            cert = meao_link.tls.cert_file.display(),
+            key = meao_link.tls.key_file.display(),
+            ca = meao_link.tls.client_ca_file.as_ref().unwrap().display(),
+        ),
+    )
+    .unwrap();
 
-    let (meao_runtime, meao_telemetry) = traced("meao", &collector.endpoint);
-    let (mep_runtime, mep_telemetry) = traced("mep", &collector.endpoint);
-    let meao = meao_runtime
-        .spawn(meao::server::Server::start(meao_config))
-        .await
-        .unwrap()
-        .unwrap();
+    let meao = Service::start("meao", &meao_toml, dir.path()).await;
     let http = reqwest::Client::new();
-    let m = meao.api_root.clone();
+    let m = meao.base.clone();
     let oss = token(&http, &m, "oss", "oss-secret").await;
     let mut occurrences = Callback::start(0).await;
     let r = http
@@ -316,11 +342,7 @@ async fn an_operation_is_one_trace_across_the_meao_and_the_mep() {
         },
     )
     .await;
-    let mep = mep_runtime
-        .spawn(mep::server::Server::start(mep_config))
-        .await
-        .unwrap()
-        .unwrap();
+    let mep = Service::start("mep", &mep_toml, dir.path()).await;
     let op = wait_op(&http, &m, &oss, &location).await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
     let (notification, headers) = occurrences.next_with_headers().await;
@@ -328,7 +350,7 @@ async fn an_operation_is_one_trace_across_the_meao_and_the_mep() {
     let traceparent = headers["traceparent"].to_str().unwrap().to_owned();
 
     // the application is ready, as the caller of trace t2: its rules go to the UPF
-    let p = mep.api_root.clone();
+    let p = mep.base.clone();
     let operator = token(&http, &p, "operator", "operator-secret").await;
     let t2 = caller(2);
     let url = format!("{p}/mec_app_support/v1/applications/{id}/confirm_ready");
@@ -359,19 +381,6 @@ async fn an_operation_is_one_trace_across_the_meao_and_the_mep() {
         })
         .await;
     }
-
-    // the services stop, then their runtimes, every task on them dropped (a task left on the
-    // MEAO's keeps the instantiate's request and operation spans open until then: not located
-    // yet), then the exporters flush
-    meao_runtime.spawn(meao.shutdown()).await.unwrap();
-    mep_runtime.spawn(mep.shutdown()).await.unwrap();
-    tokio::task::spawn_blocking(move || {
-        meao_runtime.shutdown_timeout(Duration::from_secs(10));
-        mep_runtime.shutdown_timeout(Duration::from_secs(10));
-        drop((meao_telemetry, mep_telemetry));
-    })
-    .await
-    .unwrap();
 
     let instantiate = [
         (
@@ -416,6 +425,7 @@ async fn an_operation_is_one_trace_across_the_meao_and_the_mep() {
             ("mep", "PFCP SessionEstablishmentRequest", Some(1)),
         ];
     }
+    // with both services still running: every span of the three operations has ended
     let (spans, ready, _) = eventually("the three traces", EVENTUALLY, async || {
         let all = collector.spans();
         Ok::<_, String>((
