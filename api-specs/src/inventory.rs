@@ -183,6 +183,21 @@ pub struct PlacementDecision {
     pub not_applied: Vec<String>,
 }
 
+/// A workload left on a site that was deleted by force while it hosted the instance: the
+/// reconciliation of a site of that id removes it once the site answers again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteCleanup {
+    /// The deleted site.
+    pub site_id: String,
+    /// The instance the workload belonged to (now NOT_INSTANTIATED).
+    pub app_instance_id: String,
+    /// The workload's name at the site.
+    pub workload_name: String,
+    /// When the site was deleted (Unix ms).
+    pub recorded_at: i64,
+}
+
 /// A site's MEP as the MEP link sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -7,13 +7,13 @@ use api_specs::mm1::appd::AppD;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use server_kit::problem::{ApiError, ApiJson, ApiPath};
+use server_kit::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::location;
 use crate::inventory::{Inventory, InventoryError, PlacementQuery, SiteInfo, SiteOrigin, SiteSpec};
-use api_specs::inventory::SiteMep;
+use api_specs::inventory::{SiteCleanup, SiteMep};
 
 use crate::mep_link::{LinkError, MepLink};
 use crate::package::{Packages, PkgRef};
@@ -45,6 +45,7 @@ pub(super) fn routes() -> OpenApiRouter<Sites> {
         .routes(routes!(sites_get))
         .routes(routes!(site_get, site_put, site_delete))
         .routes(routes!(site_mep_get))
+        .routes(routes!(site_cleanups_get))
         .routes(routes!(placement_post))
 }
 
@@ -93,17 +94,37 @@ async fn site_put(
     }
 }
 
+/// Query of a site's deletion.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct SiteDeleteQuery {
+    /// Delete the site although application instances are placed on it: they become
+    /// NOT_INSTANTIATED and their workloads are listed in `site_cleanups` until a site of that
+    /// id answers again and its reconciliation removes them.
+    #[serde(default)]
+    force: bool,
+}
+
 /// Remove a site.
-#[utoipa::path(delete, path = "/sites/{siteId}", tag = "inventory", params(("siteId" = String, Path)),
+#[utoipa::path(delete, path = "/sites/{siteId}", tag = "inventory", params(("siteId" = String, Path), SiteDeleteQuery),
     responses((status = 204), (status = 404, body = ProblemDetails),
-        (status = 409, description = "Application instances are placed on the site", body = ProblemDetails)),
+        (status = 409, description = "Application instances are placed on the site (without force), or some have an operation in progress", body = ProblemDetails)),
     security(("oauth2" = ["mecplane_inventory"])))]
 async fn site_delete(
     State(s): State<Sites>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SiteDeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
-    s.inventory.delete(&id).await?;
+    s.inventory.delete(&id, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Workloads left on sites deleted by force, waiting for clean-up.
+#[utoipa::path(get, path = "/site_cleanups", tag = "inventory",
+    responses((status = 200, body = [SiteCleanup])), security(("oauth2" = ["mecplane_inventory"])))]
+async fn site_cleanups_get(State(s): State<Sites>) -> Result<ApiJson<Vec<SiteCleanup>>, ApiError> {
+    Ok(ApiJson(s.inventory.cleanups().await?))
 }
 
 /// The site's MEP as the MEP link sees it: connected or not, and for every application instance

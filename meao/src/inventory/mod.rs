@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use api_specs::common::{MAX_NAME, check_text};
+use api_specs::inventory::SiteCleanup;
 use api_specs::mm1::appd::AppD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -372,22 +373,51 @@ impl Inventory {
         Ok(existing.is_none())
     }
 
-    /// Removes a site.
-    pub async fn delete(&self, id: &str) -> Result<(), InventoryError> {
-        match self.store.site_delete(id).await? {
+    /// Removes a site that hosts no application instance; with `force`, also one that does
+    /// (none with an operation in flight): its instances become NOT_INSTANTIATED and their
+    /// workloads wait in [`Inventory::cleanups`] until the site's reconciliation removes them.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), InventoryError> {
+        match self.store.site_delete(id, force).await? {
             SiteDeletion::Deleted => {}
             SiteDeletion::NotFound => return Err(InventoryError::NotFound(id.to_owned())),
             SiteDeletion::Hosting(instances) => {
                 return Err(InventoryError::InUse(format!(
-                    "site {id} hosts application instances ({}): terminate them first",
+                    "site {id} hosts application instances ({}): terminate them first, or delete \
+                     the site with force=true to leave them NOT_INSTANTIATED",
                     instances.join(", ")
                 )));
             }
+            SiteDeletion::Busy(instances) => {
+                return Err(InventoryError::InUse(format!(
+                    "application instances on site {id} have operations in progress or in \
+                     FAILED_TEMP ({}): let them end, or retry or fail them first",
+                    instances.join(", ")
+                )));
+            }
+        }
+        if force {
+            tracing::warn!(site = %id, "site deleted by force: its instances are NOT_INSTANTIATED, their workloads wait for clean-up");
         }
         if let Ok(mut vims) = self.vims.write() {
             vims.remove(id);
         }
         Ok(())
+    }
+
+    /// Workloads left on sites deleted by force, waiting for a site of that id to answer again.
+    pub async fn cleanups(&self) -> Result<Vec<SiteCleanup>, InventoryError> {
+        Ok(self
+            .store
+            .site_cleanups()
+            .await?
+            .into_iter()
+            .map(|r| SiteCleanup {
+                site_id: r.site_id,
+                app_instance_id: r.app_instance_id,
+                workload_name: r.workload,
+                recorded_at: r.recorded_at,
+            })
+            .collect())
     }
 
     /// A stored site as clients see it: without the server's files or the credentials.

@@ -4,7 +4,8 @@
 //! workload this platform owns but no instance should have there (the old site's copy after a
 //! failover, once that site answers again; one whose instance is gone) is removed. Instances
 //! with an operation in flight belong to their saga and are left alone. One replica at a time
-//! reconciles a site (a lease in the store).
+//! reconciles a site (a lease in the store). Workloads a forced deletion of the site left
+//! behind are among those removed; their clean-up records go once they are gone.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -138,9 +139,11 @@ impl Reconciler {
                     (Ok(_), None) => {}
                 }
             }
+            let mut remaining: BTreeSet<String> = owned.iter().cloned().collect();
             for name in owned.iter().filter(|n| !keep.contains(*n)) {
                 match vim.delete(name).await {
                     Ok(()) => {
+                        remaining.remove(name);
                         tracing::warn!(site = %site.id, workload = %name, "workload no instance runs at this site: removed");
                         self.count("removed");
                         repairs.removed += 1;
@@ -149,6 +152,11 @@ impl Reconciler {
                         tracing::warn!(site = %site.id, workload = %name, error = %e, "reconciliation: stray workload not removed");
                     }
                 }
+            }
+            // what a forced deletion of an earlier site of this id left here is gone now
+            let cleaned = store.site_cleanups_done(&site.id, &remaining).await?;
+            if cleaned > 0 {
+                tracing::info!(site = %site.id, cleaned, "workloads left by the site's forced deletion are gone");
             }
             if repairs != Repairs::default()
                 && let Err(e) = self.ctx.inventory.refresh_one(&site.id).await

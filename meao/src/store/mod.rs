@@ -9,11 +9,13 @@ use server_kit::db::DbError;
 use server_kit::notify::{NotificationRow, SqlOutbox};
 use sqlx::{AnyPool, Row};
 
+pub use self::cleanups::SiteCleanupRow;
 pub use self::credentials::CredentialRow;
 pub use self::events::{EventKind, EventRow};
 pub use self::mep_configs::MepConfigRow;
 pub use self::sessions::PortalSessionRow;
 
+mod cleanups;
 mod credentials;
 mod events;
 mod mep_configs;
@@ -116,6 +118,9 @@ pub enum SiteDeletion {
     NotFound,
     /// Not deleted: these instances (the first ten) are placed on it.
     Hosting(Vec<String>),
+    /// Not deleted, even by force: these instances (the first ten) on it have an operation in
+    /// progress or waiting in FAILED_TEMP.
+    Busy(Vec<String>),
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -652,34 +657,51 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes a site unless application instances are placed on it.
-    pub async fn site_delete(&self, id: &str) -> Result<SiteDeletion, StoreError> {
+    /// Deletes a site that hosts no instance. With `force`, one that hosts instances too, as
+    /// long as none has an operation in flight: its instances become NOT_INSTANTIATED (their
+    /// credentials and MEP configurations there go) and their workloads are recorded in
+    /// `site_cleanups` for the site's reconciliation, should it answer again.
+    pub async fn site_delete(&self, id: &str, force: bool) -> Result<SiteDeletion, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let now = server_kit::unix_millis_now();
         // write first: the transaction takes the write lock at once (SQLite cannot upgrade a
         // read lock while another writer is active)
-        let done = sqlx::query(
-            "DELETE FROM sites WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM app_instances WHERE site_id = $1)",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let guard = if force {
+            "NOT EXISTS (SELECT 1 FROM app_lcm_op_occs o JOIN app_instances i ON o.app_instance_id = i.id \
+             WHERE i.site_id = $1 AND o.state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP'))"
+        } else {
+            "NOT EXISTS (SELECT 1 FROM app_instances WHERE site_id = $1)"
+        };
+        let done = sqlx::query(&format!("DELETE FROM sites WHERE id = $1 AND {guard}"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
-            let hosted =
-                sqlx::query("SELECT id FROM app_instances WHERE site_id = $1 ORDER BY id LIMIT 10")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(0))
-                    .collect::<Result<Vec<_>, _>>()?;
-            return Ok(if hosted.is_empty() {
-                SiteDeletion::NotFound
+            let hosted = if force {
+                "SELECT DISTINCT i.id FROM app_instances i JOIN app_lcm_op_occs o ON o.app_instance_id = i.id \
+                 WHERE i.site_id = $1 AND o.state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP') ORDER BY i.id LIMIT 10"
             } else {
-                SiteDeletion::Hosting(hosted)
+                "SELECT id FROM app_instances WHERE site_id = $1 ORDER BY id LIMIT 10"
+            };
+            let hosted = sqlx::query(hosted)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(match (hosted.is_empty(), force) {
+                (true, _) => SiteDeletion::NotFound,
+                (false, false) => SiteDeletion::Hosting(hosted),
+                (false, true) => SiteDeletion::Busy(hosted),
             });
         }
-        self.emit(&mut tx, EventKind::Site, id, server_kit::unix_millis_now())
-            .await?;
+        let released = self.site_release_instances(&mut tx, id, now).await?;
+        for instance in &released {
+            self.emit(&mut tx, EventKind::AppInstance, instance, now)
+                .await?;
+        }
+        self.emit(&mut tx, EventKind::Site, id, now).await?;
         tx.commit().await?;
         Ok(SiteDeletion::Deleted)
     }

@@ -915,3 +915,96 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
 }
 
 on_both_dbs!(cancel_graceful_terminate_and_anti_affinity);
+
+/// A site deleted by force while it hosts an instance: the instance is not lost (it becomes
+/// NOT_INSTANTIATED and can be instantiated elsewhere), its workload is listed for clean-up,
+/// and once a site of that id answers again its reconciliation removes the workload and the
+/// record.
+async fn a_site_deleted_by_force_leaves_its_workloads_for_cleanup(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("a-1.json");
+    let (mut ctx, id) = two_sites(db, |config| {
+        config.reconcile_interval_secs = 1;
+        config.sites[0] = serde_json::from_value(json!({
+            "id": "a-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris", "services": ["RNIS"],
+            "vim": {"kind": "simulated", "cpuMillis": 16000, "memoryMib": 32768, "stateFile": state}
+        }))
+        .unwrap();
+    })
+    .await;
+    let on_a = json!({"selectedMECHostInfo": [{"hostId": "a-1"}]});
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), on_a).await;
+    assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
+    let name = vim_adapters::workload_name(&id);
+    let cleanups = format!("{}/inventory/v1/site_cleanups", ctx.base);
+
+    let r = ctx.delete_site("a-1").await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("force=true"));
+    let forced = |ctx: &Ctx| {
+        ctx.http
+            .delete(format!("{}/inventory/v1/sites/a-1?force=true", ctx.base))
+            .bearer_auth(&ctx.token)
+            .send()
+    };
+    let r = forced(&ctx).await.unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let instance: Value = lcm(&ctx, Method::GET, &format!("/app_instances/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(instance["instantiationState"], "NOT_INSTANTIATED");
+    let left: Value = ctx
+        .http
+        .get(&cleanups)
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left[0]["siteId"], "a-1", "{left}");
+    assert_eq!(left[0]["appInstanceId"], id.as_str());
+    assert_eq!(left[0]["workloadName"], name.as_str());
+    assert!(
+        std::fs::read_to_string(&state).unwrap().contains(&name),
+        "nothing could remove the workload from the deleted site"
+    );
+    let on_b = json!({"selectedMECHostInfo": [{"hostId": "b-1"}]});
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), on_b).await;
+    assert_eq!(
+        op["operationState"], "COMPLETED",
+        "instantiated elsewhere: {op:#}"
+    );
+
+    // the site comes back (from the configuration, at restart): its leftover goes
+    ctx.restart().await;
+    let cleanups = format!("{}/inventory/v1/site_cleanups", ctx.base);
+    eventually(
+        "the leftover workload and its record gone",
+        EVENTUALLY,
+        async || {
+            let left: Value = ctx
+                .http
+                .get(&cleanups)
+                .bearer_auth(&ctx.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let running = std::fs::read_to_string(&state).unwrap_or_default();
+            if left == json!([]) && !running.contains(&name) {
+                Ok(())
+            } else {
+                Err((left, running))
+            }
+        },
+    )
+    .await;
+}
+
+on_both_dbs!(a_site_deleted_by_force_leaves_its_workloads_for_cleanup);
