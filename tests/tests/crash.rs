@@ -1,5 +1,6 @@
 //! The crash drill, with a linked MEP, on SQLite and PostgreSQL: the real MEAO process is
-//! aborted at every step boundary of the LCM sagas (the `fault_drill` setting aborts it there,
+//! aborted at every step boundary of the LCM sagas (instantiate and its undo, terminate,
+//! operate, credential rotation, and the relocation a site failure starts) (the `fault_drill` setting aborts it there,
 //! as `kill -9` would), before and after the step's progress is recorded, going forward and
 //! undoing, restarted, and must end the operation as an uninterrupted run ends it: the site
 //! holding the workload or nothing, the MEP holding the instance's configuration or nothing, and
@@ -22,12 +23,16 @@ use meao::events::testing::free_port;
 use serde_json::{Value, json};
 use server_kit::testing::{Db, EVENTUALLY, TestPki, eventually, fresh_database, pg_admin_url};
 
+/// The site with the MEP, where instances are placed.
 const SITE: &str = "paris-1";
+/// The site without a MEP that a failed-over instance moves to.
+const SPARE: &str = "lyon-1";
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
 const INSTANTIATE: &str = "app-instantiate";
 const TERMINATE: &str = "app-terminate";
 const OPERATE: &str = "app-operate";
 const ROTATE: &str = "app-rotate-credentials";
+const RELOCATE: &str = "app-relocate";
 /// How long a simulated workload takes to become ready in the undo drills: the window in which
 /// an instantiation waits at `await-ready`, where they cancel it (elsewhere it is ready at once).
 const STARTUP_MS: u64 = 1500;
@@ -98,11 +103,13 @@ impl Bench {
         }
     }
 
-    fn state_file(&self) -> PathBuf {
-        self.dir.path().join(format!("{SITE}.json"))
+    fn state_file(&self, site: &str) -> PathBuf {
+        self.dir.path().join(format!("{site}.json"))
     }
 
-    fn config(&self, fault: Option<Fault>) -> PathBuf {
+    /// The MEAO's configuration: the drill armed (or not), `SITE` offline (and failover on)
+    /// or not, the reconciler on or off.
+    fn config(&self, fault: Option<Fault>, site_down: bool, reconcile: bool) -> PathBuf {
         let dir = self.dir.path().display();
         let (meao_link, _) = link_configs(&self.pki, SITE, self.link_port);
         let mut toml = format!(
@@ -110,8 +117,11 @@ impl Bench {
 database_url = "{db}"
 data_dir = "{dir}/data"
 workload_ready_timeout_secs = 10
-saga_lease_secs = 2
+saga_lease_secs = 1
 saga_recovery_interval_secs = 1
+site_refresh_secs = 1
+failover_after_secs = {failover}
+reconcile_interval_secs = {reconcile}
 [telemetry]
 filter = "info"
 json = true
@@ -132,7 +142,13 @@ location = {{ latitude = 48.86, longitude = 2.35 }}
 zone = "paris"
 services = ["RNIS"]
 mepUrl = "{mep}"
-vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {startup}, stateFile = "{state}" }}
+vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {startup}, offline = {site_down}, stateFile = "{state}" }}
+[[sites]]
+id = "{SPARE}"
+location = {{ latitude = 45.76, longitude = 4.86 }}
+zone = "lyon"
+services = ["RNIS"]
+vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {startup}, stateFile = "{spare}" }}
 "#,
             db = self.database_url,
             port = self.link_port,
@@ -140,7 +156,10 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
             key = meao_link.tls.key_file.display(),
             ca = self.pki.ca_file().display(),
             mep = self.mep.api_root,
-            state = self.state_file().display(),
+            state = self.state_file(SITE).display(),
+            spare = self.state_file(SPARE).display(),
+            failover = if site_down { 0 } else { 3600 },
+            reconcile = u8::from(reconcile),
             startup = self.startup_ms,
         );
         if let Some(f) = fault {
@@ -154,17 +173,23 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
         path
     }
 
+    /// Starts the MEAO binary.
+    async fn service(&self, fault: Option<Fault>, site_down: bool, reconcile: bool) -> Service {
+        let config = self.config(fault, site_down, reconcile);
+        Service::start("meao", &config, self.dir.path()).await
+    }
+
     /// Starts the MEAO binary and gets its OSS client a token.
-    async fn start(&self, fault: Option<Fault>) -> Meao {
-        let service = Service::start("meao", &self.config(fault), self.dir.path()).await;
+    async fn start(&self, fault: Option<Fault>, site_down: bool, reconcile: bool) -> Meao {
+        let service = self.service(fault, site_down, reconcile).await;
         let token = e2e::token(&self.http, &service.base, "oss", "oss-secret").await;
         Meao { service, token }
     }
 
-    /// The site's workloads (as its state file holds them) with their replicas; every Mp1
-    /// secret among them joins the secrets seen.
-    fn workloads(&mut self) -> Vec<(Value, u64)> {
-        let held: Vec<(Value, u64)> = std::fs::read(self.state_file())
+    /// A site's workloads (as its state file holds them) with their replicas; every Mp1 secret
+    /// among them joins the secrets seen.
+    fn workloads(&mut self, site: &str) -> Vec<(Value, u64)> {
+        let held: Vec<(Value, u64)> = std::fs::read(self.state_file(site))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
@@ -205,11 +230,11 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
         (r.status() == 200).then_some(r.json().await.unwrap())
     }
 
-    /// Checks the site and its MEP as an uninterrupted run leaves them: `replicas` of the
+    /// Checks `site` and the MEP as an uninterrupted run leaves them: `replicas` of the
     /// instance's one workload (or no workload), the MEP serving its configuration to exactly
-    /// the workload's secret (or to no secret), every other secret seen refused.
-    async fn check(&mut self, instance: &str, replicas: Option<u64>, what: &str) {
-        let held = self.workloads();
+    /// the workload's secret (none at the site without a MEP), every other secret seen refused.
+    async fn check(&mut self, instance: &str, site: &str, replicas: Option<u64>, what: &str) {
+        let held = self.workloads(site);
         let current = match replicas {
             None => {
                 assert!(held.is_empty(), "{what}: the site still holds {held:?}");
@@ -220,12 +245,13 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
                 let (w, r) = &held[0];
                 assert_eq!(*r, n, "{what}: replicas");
                 assert_eq!(w["appInstanceId"], instance, "{what}");
-                Some(
-                    w["secrets"][workload::CLIENT_SECRET]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{what}: the workload has no Mp1 secret: {w}"))
-                        .to_owned(),
-                )
+                let secret = w["secrets"][workload::CLIENT_SECRET].as_str();
+                assert_eq!(
+                    secret.is_some(),
+                    site == SITE,
+                    "{what}: an Mp1 secret exactly where there is a MEP: {w}"
+                );
+                secret.map(str::to_owned)
             }
         };
         for secret in &self.secrets {
@@ -290,27 +316,48 @@ impl Meao {
         location.unwrap()
     }
 
+    /// The location of the occurrence that relocates the instance (the one besides `set_up`).
+    async fn relocation(&self, set_up: &str) -> String {
+        let url = format!("{}/app_lcm/v1/app_lcm_op_occs", self.service.base);
+        eventually("the relocation's occurrence", EVENTUALLY, async || {
+            let all = e2e::get_json(&reqwest::Client::new(), &url, &self.token).await;
+            all.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["id"].as_str())
+                .find(|id| !set_up.ends_with(id))
+                .map(|id| format!("/app_lcm/v1/app_lcm_op_occs/{id}"))
+                .ok_or(all)
+        })
+        .await
+    }
+
     async fn finished(&self, op: &str) -> Value {
         wait_op(&reqwest::Client::new(), &self.service.base, &self.token, op).await
     }
+}
 
-    /// Waits for the drill to abort the process.
-    async fn aborted(mut self, what: &str) {
-        match self.service.exited().await {
-            Some(status) => assert!(!status.success(), "{what}: the drill aborts the process"),
-            None => panic!(
-                "{what}: the fault drill did not abort the process (a meao built without the \
-                 fault-drill feature never does): {}",
-                self.service.logs()
-            ),
-        }
+/// Waits for the drill to abort the process.
+async fn aborted(mut service: Service, what: &str) {
+    match service.exited().await {
+        Some(status) => assert!(!status.success(), "{what}: the drill aborts the process"),
+        None => panic!(
+            "{what}: the fault drill did not abort the process (a meao built without the \
+             fault-drill feature never does): {}",
+            service.logs()
+        ),
     }
+}
+
+/// An instantiation on `SITE`.
+fn pinned() -> Value {
+    json!({"selectedMECHostInfo": [{"hostId": {"siteId": SITE}}]})
 }
 
 /// The request that starts the drilled operation.
 fn task_of(kind: &str) -> (&'static str, Value) {
     match kind {
-        INSTANTIATE => ("instantiate", json!({})),
+        INSTANTIATE => ("instantiate", pinned()),
         TERMINATE => (
             "terminate",
             json!({"terminationType": "GRACEFUL", "gracefulTerminationTimeout": 2}),
@@ -324,51 +371,62 @@ fn task_of(kind: &str) -> (&'static str, Value) {
 async fn drill(db: Db, fault: Fault) {
     let what = format!("{fault} on {db:?}");
     let mut bench = Bench::new(db, if fault.undo { STARTUP_MS } else { 0 }).await;
+    let relocation = fault.kind == RELOCATE;
 
-    // set-up without a drill: the package, the instance (instantiated unless that is drilled)
-    let meao = bench.start(None).await;
-    onboard_example(
-        &bench.http,
-        &meao.service.base,
-        &meao.token,
-        "video-analytics",
-    )
-    .await;
-    let instance = e2e::create_instance(&bench.http, &meao.service.base, &meao.token, VA).await;
+    // set-up without a drill: the package, the instance (instantiated on SITE unless that is
+    // drilled)
+    let meao = bench.start(None, false, false).await;
+    let base = meao.service.base.clone();
+    onboard_example(&bench.http, &base, &meao.token, "video-analytics").await;
+    let instance = e2e::create_instance(&bench.http, &base, &meao.token, VA).await;
+    let mut set_up = None;
     if fault.kind != INSTANTIATE {
-        let op = meao.task(&instance, "instantiate", json!({}), &what).await;
+        let op = meao.task(&instance, "instantiate", pinned(), &what).await;
         assert_eq!(meao.finished(&op).await["operationState"], "COMPLETED");
-        bench.check(&instance, Some(1), &what).await;
+        bench.check(&instance, SITE, Some(1), &what).await;
+        set_up = Some(op);
     }
     drop(meao);
 
-    // the drilled run dies at the boundary
-    let meao = bench.start(Some(fault)).await;
-    let (task, body) = task_of(fault.kind);
-    let op = meao.task(&instance, task, body, &what).await;
-    if fault.undo {
-        // cancel the instantiation while it waits for the workload: everything is undone
-        for _ in 0..200 {
-            if !bench.workloads().is_empty() {
-                break;
+    // the drilled run dies at the boundary; a relocation starts by itself once SITE is down
+    // (so soon that the process may be gone before a client could get a token)
+    let op = if relocation {
+        let service = bench.service(Some(fault), true, false).await;
+        aborted(service, &what).await;
+        None
+    } else {
+        let meao = bench.start(Some(fault), false, false).await;
+        let (task, body) = task_of(fault.kind);
+        let op = meao.task(&instance, task, body, &what).await;
+        if fault.undo {
+            // cancel the instantiation while it waits for the workload: everything is undone
+            for _ in 0..200 {
+                if !bench.workloads(SITE).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let r = meao
+                .post(&format!("{op}/cancel"), json!({"cancelMode": "GRACEFUL"}))
+                .await;
+            assert_eq!(
+                r.status(),
+                202,
+                "{what}: cancel: {}",
+                r.text().await.unwrap()
+            );
         }
-        let r = meao
-            .post(&format!("{op}/cancel"), json!({"cancelMode": "GRACEFUL"}))
-            .await;
-        assert_eq!(
-            r.status(),
-            202,
-            "{what}: cancel: {}",
-            r.text().await.unwrap()
-        );
-    }
-    meao.aborted(&what).await;
-    bench.workloads();
+        aborted(meao.service, &what).await;
+        Some(op)
+    };
+    bench.workloads(SITE);
 
     // a clean restart finishes the job
-    let meao = bench.start(None).await;
+    let meao = bench.start(None, relocation, false).await;
+    let op = match op {
+        Some(op) => op,
+        None => meao.relocation(set_up.as_deref().unwrap_or_default()).await,
+    };
     let done = meao.finished(&op).await;
     let instance_info: Value = e2e::get_json(
         &bench.http,
@@ -381,6 +439,7 @@ async fn drill(db: Db, fault: Fault) {
         (INSTANTIATE | ROTATE, false) => ("COMPLETED", "INSTANTIATED", Some(1)),
         (OPERATE, false) => ("COMPLETED", "INSTANTIATED", Some(0)),
         (TERMINATE, false) => ("COMPLETED", "NOT_INSTANTIATED", None),
+        (RELOCATE, false) => ("COMPLETED", "INSTANTIATED", None),
         other => panic!("no expectation for {other:?}"),
     };
     assert_eq!(done["operationState"], state, "{what}: {done}");
@@ -392,7 +451,23 @@ async fn drill(db: Db, fault: Fault) {
         // the rotated-out secret is accepted for its grace period only
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    bench.check(&instance, replicas, &what).await;
+    if relocation {
+        // the instance runs at the spare site, and once SITE is back its reconciler removes
+        // the copy the failed site still held
+        bench.check(&instance, SPARE, Some(1), &what).await;
+        drop(meao);
+        let _meao = bench.start(None, false, true).await;
+        eventually(
+            &format!("{what}: {SITE} cleaned up"),
+            EVENTUALLY,
+            async || {
+                let left = bench.workloads(SITE);
+                if left.is_empty() { Ok(()) } else { Err(left) }
+            },
+        )
+        .await;
+    }
+    bench.check(&instance, SITE, replicas, &what).await;
 }
 
 /// Every boundary of `kind`'s first `steps` steps, forward (or undoing), before and after
@@ -442,6 +517,8 @@ drills! {
     terminate: TERMINATE, 4, false;
     // scale, commit
     operate: OPERATE, 2, false;
+    // place, issue-credential, apply, await-ready, configure-platform, commit, release-old
+    relocate: RELOCATE, 7, false;
     // announce, apply-secret, commit
     rotate_credentials: ROTATE, 3, false;
 }
