@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use api_specs::mp1::workload;
 use e2e::{Service, link_configs, onboard_example, wait_op};
+use futures::StreamExt;
 use meao::events::testing::free_port;
 use serde_json::{Value, json};
 use server_kit::testing::{Db, EVENTUALLY, TestPki, eventually, fresh_database, pg_admin_url};
@@ -470,26 +471,29 @@ async fn drill(db: Db, fault: Fault) {
     bench.check(&instance, SITE, replicas, &what).await;
 }
 
+/// Drills run at once per saga kind: each waits mostly (for a process to start, a lease to
+/// expire), so a few side by side keep the suite short without loading the machine.
+const AT_ONCE: usize = 3;
+
 /// Every boundary of `kind`'s first `steps` steps, forward (or undoing), before and after
-/// recording.
+/// recording, each in a world of its own.
 async fn every_boundary(db: Db, kind: &'static str, steps: usize, undo: bool) {
     if db == Db::Postgres && pg_admin_url().is_none() {
         return;
     }
-    for step in 0..steps {
-        for after_record in [false, true] {
-            drill(
-                db,
-                Fault {
-                    kind,
-                    step,
-                    undo,
-                    after_record,
-                },
-            )
-            .await;
-        }
-    }
+    let faults = (0..steps).flat_map(|step| {
+        [false, true].map(|after_record| Fault {
+            kind,
+            step,
+            undo,
+            after_record,
+        })
+    });
+    futures::stream::iter(faults)
+        .map(|fault| drill(db, fault))
+        .buffer_unordered(AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 macro_rules! drills {
