@@ -13,6 +13,7 @@ use crate::inventory::{Inventory, InventoryError};
 use crate::lcm::credentials::{CredentialKey, CredentialKeyError};
 use crate::lcm::{Lcm, LcmSettings};
 use crate::mep_link::MepLink;
+use crate::package::blobs::BlobStore;
 use crate::package::{PackageError, Packages};
 use crate::store::Store;
 
@@ -111,9 +112,12 @@ impl Server {
             config.delivery.clone(),
             &config.outbound,
         )?;
+        let blobs = BlobStore::open(&config.package_storage, &config.data_dir)
+            .map_err(PackageError::Storage)?;
+        tracing::info!(store = blobs.describe(), "package files");
         let packages = Arc::new(Packages::new(
             store.clone(),
-            &config.data_dir,
+            blobs,
             config.packages.clone(),
             api_root.clone(),
             plumbing.deliverer.waker(),
@@ -291,8 +295,14 @@ impl Server {
             let packages = collecting.clone();
             async move {
                 match packages.collect_garbage(gc).await {
-                    Ok(0) => {}
-                    Ok(removed) => tracing::info!(removed, "removed unreferenced package files"),
+                    Ok(swept) if swept.removed == 0 && swept.kept_young == 0 => {}
+                    Ok(swept) => tracing::info!(
+                        removed = swept.removed,
+                        kept_young = swept.kept_young,
+                        referenced = swept.referenced,
+                        grace_secs = gc.as_secs(),
+                        "package file sweep: removed the unreferenced files older than the grace period, kept the younger ones (an upload may be writing them)"
+                    ),
                     Err(e) => tracing::error!(error = %e, "package file sweep skipped"),
                 }
             }
