@@ -219,8 +219,6 @@ impl Server {
             ));
             bound.local_addr
         });
-        // before the API serves: an upload of this run is not an interrupted one
-        let interrupted = packages.interrupted().await?;
         // a site stays with the replica that reconciled it until two passes were missed
         let reconcile_every = Duration::from_secs(config.reconcile_interval_secs.max(1));
         let reconciler = Arc::new(lcm.reconciler(reconcile_every * 2, &plumbing.metrics));
@@ -307,10 +305,14 @@ impl Server {
                 }
             }
         });
+        // onboardings whose lease expired: this replica's previous run, or a stopped replica
         let recovering = packages.clone();
-        tasks.spawn(async move {
-            if let Err(e) = recovering.resume(interrupted).await {
-                tracing::error!(error = %e, "recovery of interrupted onboarding failed");
+        tasks.every(packages.onboarding_lease(), move || {
+            let packages = recovering.clone();
+            async move {
+                if let Err(e) = packages.recover().await {
+                    tracing::error!(error = %e, "recovery of interrupted onboarding failed");
+                }
             }
         });
         tracing::info!(%local_addr, %api_root, ?mep_link_addr, "MEAO started");

@@ -3,10 +3,11 @@
 //! MEC 010-2 defines no failed state), enable/disable/delete rules, package subscriptions and
 //! notifications.
 //!
-//! Every step is persisted before the next one starts. Uploaded content is stored under its
-//! content address before processing; a crash during processing is resumed at start-up from the
-//! stored content, a crash during an upload returns the package to CREATED (or re-fetches it
-//! from `appPkgPath`). A failed package keeps its failure details and none of its content.
+//! Every step is persisted before the next one starts. Uploaded content is stored (see
+//! [`blobs`]) before processing. An onboarding is leased by the replica doing it; once the lease
+//! expired (that replica crashed or stopped), any replica resumes it: processing from the stored
+//! content, an upload by returning the package to CREATED (or re-fetching it from
+//! `appPkgPath`). A failed package keeps its failure details and none of its content.
 
 pub mod appd;
 pub mod archive;
@@ -116,6 +117,9 @@ pub struct PackageConfig {
     /// How often unreferenced package files are swept (seconds); files younger than this are
     /// kept, as an upload may still be writing them.
     pub gc_interval_secs: u64,
+    /// Lease of an onboarding (seconds): the replica uploading or processing a package renews
+    /// it; once it expired, any replica takes the onboarding for interrupted and resumes it.
+    pub onboarding_lease_secs: u64,
 }
 
 impl Default for PackageConfig {
@@ -126,6 +130,7 @@ impl Default for PackageConfig {
             trust_anchors: Vec::new(),
             fetch_timeout_secs: 300,
             gc_interval_secs: 3600,
+            onboarding_lease_secs: 30,
         }
     }
 }
@@ -176,6 +181,15 @@ struct Details {
     appd_path: String,
     appd_source: String,
     files: Vec<StoredFile>,
+}
+
+/// Renews an onboarding's lease while alive (see [`Packages::keep_alive`]).
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How a package is addressed: by package id or by AppD id.
@@ -266,6 +280,32 @@ impl Packages {
     /// How long a blob no record names is kept: an upload must record what it wrote sooner.
     fn grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.config.gc_interval_secs.max(1))
+    }
+
+    /// The onboarding lease.
+    pub fn onboarding_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.onboarding_lease_secs.max(1))
+    }
+
+    /// Renews the lease of package `id`'s onboarding until the guard is dropped.
+    fn keep_alive(&self, id: &str) -> KeepAlive {
+        let (store, id) = (self.store.clone(), id.to_owned());
+        let every = self.onboarding_lease() / 3;
+        KeepAlive(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store
+                    .package_touch(&id, server_kit::unix_millis_now())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(package = %id, error = %e, "cannot renew the onboarding lease")
+                    }
+                }
+            }
+        }))
     }
 
     /// Refuses to record blobs an onboarding started writing at `started` once half the grace
@@ -551,6 +591,7 @@ impl Packages {
                 row.onboarding_state
             )));
         }
+        let _alive = self.keep_alive(&id);
         tracing::info!(package = %id, "uploading package content");
         let limit = self.config.limits.max_package_bytes;
         let declared: Option<(HashAlgorithm, Checksum)> =
@@ -756,21 +797,17 @@ impl Packages {
         }
     }
 
-    /// The packages a previous run left UPLOADING or PROCESSING: read at start-up, before the
-    /// API serves, so that [`Packages::resume`] never takes an upload of this run for one.
-    pub async fn interrupted(&self) -> Result<Vec<PackageRow>, PackageError> {
-        let mut rows = self.store.package_list().await?;
-        rows.retain(|r| matches!(r.onboarding_state.as_str(), "UPLOADING" | "PROCESSING"));
-        Ok(rows)
-    }
-
-    /// Resumes the work of the [`Packages::interrupted`] packages: re-processes stored content,
-    /// re-fetches or resets interrupted uploads.
-    pub async fn resume(
-        self: &Arc<Self>,
-        interrupted: Vec<PackageRow>,
-    ) -> Result<(), PackageError> {
-        for row in interrupted {
+    /// Resumes the onboardings whose lease expired (their replica stopped or crashed; at
+    /// start-up, this one's previous run): re-processes stored content, re-fetches or resets
+    /// interrupted uploads. Of replicas recovering at once, one takes each.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), PackageError> {
+        let now = server_kit::unix_millis_now();
+        let lease = i64::try_from(self.onboarding_lease().as_millis()).unwrap_or(i64::MAX);
+        let stale = self
+            .store
+            .package_take_stale(now.saturating_sub(lease), now)
+            .await?;
+        for row in stale {
             match (row.onboarding_state.as_str(), &row.content_hash) {
                 ("PROCESSING", Some(content)) => {
                     tracing::info!(package = %row.id, "resuming interrupted processing");
@@ -778,11 +815,12 @@ impl Packages {
                         tracing::error!(package = %row.id, %content, "the package's content is named unreadably; left PROCESSING");
                         continue;
                     };
+                    let _alive = self.keep_alive(&row.id);
                     if let Err(e) = self.process(&row.id, &content).await {
                         tracing::warn!(package = %row.id, error = %e, "resumed onboarding failed");
                     }
                 }
-                ("UPLOADING" | "PROCESSING", _) => {
+                _ => {
                     let now = server_kit::unix_millis_now();
                     self.store
                         .package_transition(&row.id, &["UPLOADING", "PROCESSING"], "CREATED", now)
@@ -802,7 +840,6 @@ impl Packages {
                         }
                     }
                 }
-                _ => {}
             }
         }
         Ok(())
