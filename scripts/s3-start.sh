@@ -14,7 +14,7 @@ ROOT_ACCESS_KEY_ID=$access ROOT_SECRET_ACCESS_KEY=$secret setsid "$versitygw" --
   --port "127.0.0.1:$port" posix --sidecar "$dir/meta" "$dir/root" >"$dir/server.log" 2>&1 </dev/null &
 pid=$!
 for _ in $(seq 100); do
-  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "export MECPLANE_TEST_S3='http://127.0.0.1:$port mecplane-test $access $secret' S3_TEST_PID=$pid"
     exit 0
   fi
