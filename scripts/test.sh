@@ -32,12 +32,24 @@ pgenv=$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")
 eval "$pgenv"
 [ -n "${MECPLANE_TEST_PG_URL:-}" ] || { echo "PostgreSQL did not start" >&2; exit 1; }
 k8sdir=""
+S3_TEST_PID=""
 cleanup() {
   [ -z "$k8sdir" ] || tests/k8s-env/down.sh "$k8sdir" 2>/dev/null || true
+  [ -z "$S3_TEST_PID" ] || kill "$S3_TEST_PID" 2>/dev/null || true
   runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 ||
     "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+
+# the S3-compatible server of the package storage tests (versitygw: built from Go modules once,
+# then cached); without it those tests fail under CI=true
+echo "== S3-compatible server (versitygw)"
+s3dir=$(mktemp -d /tmp/mecplane-s3.XXXXXX)
+if s3env=$(scripts/s3-start.sh "$s3dir/s3" "${MECPLANE_TEST_S3_PORT:-57070}"); then
+  eval "$s3env"
+else
+  echo "the S3-compatible server did not start: the S3 tests will fail" >&2
+fi
 
 echo "== Kubernetes test clusters (tests/k8s-env: built from Go modules once, then cached)"
 k8sdir=$(mktemp -d /tmp/mecplane-k8s.XXXXXX)

@@ -43,11 +43,15 @@ helm lint --strict "$chart" --kube-version "$version"
 echo "helm: template | kubeconform -strict (schemas of kube-apiserver $version)"
 kubectl get --raw /openapi/v2 > "$work/openapi.json"
 python3 "$here/../../tests/k8s-env/json-schemas.py" "$work/openapi.json" "$work/schemas"
+object_storage=(--set meao.replicas=2 --set meao.objectStorage.enabled=true
+  --set meao.objectStorage.bucket=mecplane-packages --set meao.objectStorage.endpoint=https://s3.example:9000
+  --set meao.objectStorage.existingSecret=meao-s3)
 all_on=(--set meao.serviceMonitor.enabled=true --set meao.networkPolicy.enabled=true
   --set 'meao.networkPolicy.apiFrom[0].namespaceSelector.matchLabels.team=oss'
   --set mep.serviceMonitor.enabled=true --set mep.networkPolicy.enabled=true
   --set mep.upf.pfcpAddress=10.0.0.20:8805 --set mep.database.existingSecret=mep-database
-  --set mep.dns.upstream=10.0.0.53:53 --set meao.persistence.existingClaim=meao-packages)
+  --set mep.dns.upstream=10.0.0.53:53 --set meao.persistence.existingClaim=meao-packages
+  "${object_storage[@]}")
 for variant in defaults all-on; do
   extra=(); [ "$variant" = all-on ] && extra=("${all_on[@]}")
   helm template mecplane "$chart" --kube-version "$version" "${extra[@]}" > "$work/$variant.yaml"
@@ -55,14 +59,15 @@ for variant in defaults all-on; do
     "$work/$variant.yaml"
 done
 grep -q "kind: ServiceMonitor" "$work/all-on.yaml" && grep -q "kind: NetworkPolicy" "$work/all-on.yaml"
+grep -q "MEAO__PACKAGE_STORAGE__KIND" "$work/all-on.yaml" && grep -q "AWS_SECRET_ACCESS_KEY" "$work/all-on.yaml"
 
 echo "helm: wrong values fail at install"
 for wrong in meao.replicas=0 meao.colour=red mep.upf.pfcpAddress=upf.example mep.meao.url=http://meao \
-             meao.objectStorage.bucket=packages; do
+             meao.objectStorage.enabled=true meao.objectStorage.bucket=Not_A_Bucket meao.replicas=2; do
   if helm template mecplane "$chart" --kube-version "$version" --set "$wrong" >/dev/null 2>"$work/err"; then
     echo "helm: --set $wrong was accepted" >&2; exit 1
   fi
-  echo "  refused: $wrong ($(grep -m1 "at '" "$work/err" | sed 's/^ *- //'))"
+  echo "  refused: $wrong ($(grep -m1 -e "at '" -e "needs package storage" "$work/err" | sed 's/^ *- //'))"
 done
 
 echo "helm: install into namespace $ns"
@@ -78,8 +83,10 @@ for s in meao-mep-link-tls mep-link-tls; do
   kubectl -n "$ns" create secret generic "$s" --type kubernetes.io/tls --from-file=tls.crt="$work/tls.crt" \
     --from-file=tls.key="$work/tls.key" --from-file=ca.crt="$work/tls.crt" >/dev/null
 done
+kubectl -n "$ns" create secret generic meao-s3 --from-literal=access-key-id=mecplane \
+  --from-literal=secret-access-key="$(openssl rand -hex 16)" >/dev/null
 helm install mecplane "$chart" -n "$ns" --wait --timeout 5m \
-  --set meao.serviceMonitor.enabled=true --set meao.networkPolicy.enabled=true
+  --set meao.serviceMonitor.enabled=true --set meao.networkPolicy.enabled=true "${object_storage[@]}"
 kubectl -n "$ns" get deployments,services,poddisruptionbudgets,servicemonitors,networkpolicies,configmaps -o name
 for d in mecplane-meao mecplane-mep; do
   kubectl -n "$ns" wait --for=condition=Available "deployment/$d" --timeout=120s

@@ -25,8 +25,12 @@ pub struct MeaoConfig {
     pub public_url: Option<String>,
     /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
     pub database_url: String,
-    /// Where package files are stored.
+    /// Where the embedded defaults keep their files (the SQLite database of the default
+    /// `database_url`, and package files when `package_storage` is local without a path).
     pub data_dir: PathBuf,
+    /// Where package contents and the files found in them are stored: a local directory, or
+    /// an S3-compatible bucket the replicas share.
+    pub package_storage: crate::package::blobs::StorageConfig,
     /// TLS of the API listener; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
     /// OAuth 2.0 clients and tokens.
@@ -85,6 +89,7 @@ impl Default for MeaoConfig {
             public_url: None,
             database_url: "sqlite://data/meao.db?mode=rwc".into(),
             data_dir: PathBuf::from("data"),
+            package_storage: crate::package::blobs::StorageConfig::default(),
             tls: None,
             auth: AuthConfig::default(),
             portal: crate::portal::PortalConfig::default(),

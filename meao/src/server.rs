@@ -13,6 +13,7 @@ use crate::inventory::{Inventory, InventoryError};
 use crate::lcm::credentials::{CredentialKey, CredentialKeyError};
 use crate::lcm::{Lcm, LcmSettings};
 use crate::mep_link::MepLink;
+use crate::package::blobs::BlobStore;
 use crate::package::{PackageError, Packages};
 use crate::store::Store;
 
@@ -111,9 +112,12 @@ impl Server {
             config.delivery.clone(),
             &config.outbound,
         )?;
+        let blobs = BlobStore::open(&config.package_storage, &config.data_dir)
+            .map_err(PackageError::Storage)?;
+        tracing::info!(store = blobs.describe(), "package files");
         let packages = Arc::new(Packages::new(
             store.clone(),
-            &config.data_dir,
+            blobs,
             config.packages.clone(),
             api_root.clone(),
             plumbing.deliverer.waker(),
@@ -215,8 +219,6 @@ impl Server {
             ));
             bound.local_addr
         });
-        // before the API serves: an upload of this run is not an interrupted one
-        let interrupted = packages.interrupted().await?;
         // a site stays with the replica that reconciled it until two passes were missed
         let reconcile_every = Duration::from_secs(config.reconcile_interval_secs.max(1));
         let reconciler = Arc::new(lcm.reconciler(reconcile_every * 2, &plumbing.metrics));
@@ -291,16 +293,26 @@ impl Server {
             let packages = collecting.clone();
             async move {
                 match packages.collect_garbage(gc).await {
-                    Ok(0) => {}
-                    Ok(removed) => tracing::info!(removed, "removed unreferenced package files"),
+                    Ok(swept) if swept.removed == 0 && swept.kept_young == 0 => {}
+                    Ok(swept) => tracing::info!(
+                        removed = swept.removed,
+                        kept_young = swept.kept_young,
+                        referenced = swept.referenced,
+                        grace_secs = gc.as_secs(),
+                        "package file sweep: removed the unreferenced files older than the grace period, kept the younger ones (an upload may be writing them)"
+                    ),
                     Err(e) => tracing::error!(error = %e, "package file sweep skipped"),
                 }
             }
         });
+        // onboardings whose lease expired: this replica's previous run, or a stopped replica
         let recovering = packages.clone();
-        tasks.spawn(async move {
-            if let Err(e) = recovering.resume(interrupted).await {
-                tracing::error!(error = %e, "recovery of interrupted onboarding failed");
+        tasks.every(packages.onboarding_lease(), move || {
+            let packages = recovering.clone();
+            async move {
+                if let Err(e) = packages.recover().await {
+                    tracing::error!(error = %e, "recovery of interrupted onboarding failed");
+                }
             }
         });
         tracing::info!(%local_addr, %api_root, ?mep_link_addr, "MEAO started");

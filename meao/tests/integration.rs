@@ -13,4 +13,5 @@ mod integration {
     mod openapi;
     mod outbound;
     mod portal;
+    mod shared_storage;
 }

@@ -261,17 +261,13 @@ async fn content(
     r: PkgRef<'_>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     negotiate(headers, &["application/zip"])?;
-    let path = state.content(r).await?;
-    let mut file = tokio::fs::File::open(&path)
+    let blob = state.content(r).await?;
+    let blobs = state.blobs();
+    let len = blobs
+        .size(&blob)
         .await
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .len();
+        .map_err(|e| ApiError::Internal(format!("package content {blob}: {e}")))?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match range {
         None => (StatusCode::OK, 0, len.saturating_sub(1)),
@@ -288,11 +284,11 @@ async fn content(
             }
         },
     };
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let count = if len == 0 { 0 } else { end - start + 1 };
-    let stream = tokio_util::io::ReaderStream::new(file.take(count));
+    let stream = blobs
+        .stream(&blob, start..start + count)
+        .await
+        .map_err(|e| ApiError::Internal(format!("package content {blob}: {e}")))?;
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();

@@ -7,9 +7,7 @@
 //! actually produced, so a header that lies about sizes cannot inflate past the limits.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Read, Write};
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use openssl::sha::Sha256;
 use serde::{Deserialize, Serialize};
@@ -17,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use app_package::hex;
 
 use super::PackageProblem;
+use super::blobs::ReadSeek;
 
 /// Limits on package archives.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -55,7 +54,7 @@ struct Entry {
 
 /// An opened, checked package archive.
 pub struct PackageArchive {
-    zip: zip::ZipArchive<BufReader<File>>,
+    zip: zip::ZipArchive<Box<dyn ReadSeek>>,
     entries: BTreeMap<String, Entry>,
     limits: ArchiveLimits,
 }
@@ -81,12 +80,16 @@ fn safe_name(name: &str) -> bool {
 }
 
 impl PackageArchive {
-    /// Opens `path` and checks every entry; reports every offending entry at once.
-    pub fn open(path: &Path, limits: ArchiveLimits) -> Result<Self, Vec<PackageProblem>> {
+    /// Opens the package `file` and checks every entry; reports every offending entry at once.
+    pub fn open(
+        mut file: Box<dyn ReadSeek>,
+        limits: ArchiveLimits,
+    ) -> Result<Self, Vec<PackageProblem>> {
         let problem = |path: &str, detail: String| vec![PackageProblem::new(path, detail)];
-        let file =
-            File::open(path).map_err(|e| problem("", format!("cannot read the package: {e}")))?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = file
+            .seek(SeekFrom::End(0))
+            .and_then(|len| file.seek(SeekFrom::Start(0)).map(|_| len))
+            .map_err(|e| problem("", format!("cannot read the package: {e}")))?;
         if len > limits.max_package_bytes {
             return Err(problem(
                 "",
@@ -96,7 +99,7 @@ impl PackageArchive {
                 ),
             ));
         }
-        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+        let mut zip = zip::ZipArchive::new(file)
             .map_err(|e| problem("", format!("not a valid zip archive: {e}")))?;
         if zip.len() > limits.max_entries {
             return Err(problem(

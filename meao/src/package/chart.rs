@@ -84,23 +84,23 @@ mod tests {
     use super::*;
     use crate::package::archive::ArchiveLimits;
 
-    fn example() -> (tempfile::TempDir, PackageArchive) {
-        let dir = tempfile::tempdir().unwrap();
+    fn example() -> PackageArchive {
         let zip = app_package::build::build(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../deploy/examples/packages/iot-gateway"),
             None,
         )
         .unwrap();
-        let path = dir.path().join("p.zip");
-        std::fs::write(&path, zip).unwrap();
-        let archive = PackageArchive::open(&path, ArchiveLimits::default()).unwrap();
-        (dir, archive)
+        PackageArchive::open(
+            Box::new(std::io::Cursor::new(zip)),
+            ArchiveLimits::default(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn chart_directories_pack_deterministically() {
-        let (_dir, mut archive) = example();
+        let mut archive = example();
         let mciop = "Artifacts/charts/iot-gateway/Chart.yaml";
         let tgz = packaged_chart(&mut archive, mciop).unwrap();
         assert_eq!(tgz, packaged_chart(&mut archive, mciop).unwrap());
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn what_is_not_a_chart_is_refused() {
-        let (_dir, mut archive) = example();
+        let mut archive = example();
         let err = packaged_chart(&mut archive, "Artifacts/images").unwrap_err();
         assert!(err.to_string().contains("no Chart.yaml"), "{err}");
         assert!(packaged_chart(&mut archive, "Artifacts/missing.tgz").is_err());

@@ -3,10 +3,11 @@
 //! MEC 010-2 defines no failed state), enable/disable/delete rules, package subscriptions and
 //! notifications.
 //!
-//! Every step is persisted before the next one starts. Uploaded content is stored under its
-//! content address before processing; a crash during processing is resumed at start-up from the
-//! stored content, a crash during an upload returns the package to CREATED (or re-fetches it
-//! from `appPkgPath`). A failed package keeps its failure details and none of its content.
+//! Every step is persisted before the next one starts. Uploaded content is stored (see
+//! [`blobs`]) before processing. An onboarding is leased by the replica doing it; once the lease
+//! expired (that replica crashed or stopped), any replica resumes it: processing from the stored
+//! content, an upload by returning the package to CREATED (or re-fetching it from
+//! `appPkgPath`). A failed package keeps its failure details and none of its content.
 
 pub mod appd;
 pub mod archive;
@@ -36,7 +37,7 @@ use server_kit::outbound::Destinations;
 use tokio::sync::Notify;
 
 use self::archive::ArchiveLimits;
-use self::blobs::BlobStore;
+use self::blobs::{BlobId, BlobStore};
 use self::onboard::{Policy, StoredFile};
 use crate::store::{PackageRow, Store, StoreError, Subscriptions};
 
@@ -116,6 +117,9 @@ pub struct PackageConfig {
     /// How often unreferenced package files are swept (seconds); files younger than this are
     /// kept, as an upload may still be writing them.
     pub gc_interval_secs: u64,
+    /// Lease of an onboarding (seconds): the replica uploading or processing a package renews
+    /// it; once it expired, any replica takes the onboarding for interrupted and resumes it.
+    pub onboarding_lease_secs: u64,
 }
 
 impl Default for PackageConfig {
@@ -126,21 +130,34 @@ impl Default for PackageConfig {
             trust_anchors: Vec::new(),
             fetch_timeout_secs: 300,
             gc_interval_secs: 3600,
+            onboarding_lease_secs: 30,
         }
     }
 }
 
-/// The blobs of one package record: its content and the files found in it.
+/// The blobs of one package record: its content and the files found in it. A name that cannot
+/// be read is an error: the files must not look unreferenced.
 fn blobs_of(
-    content: Option<String>,
+    content: Option<&str>,
     details: Option<&str>,
-) -> Result<std::collections::HashSet<String>, PackageError> {
-    let mut blobs: std::collections::HashSet<String> = content.into_iter().collect();
+) -> Result<std::collections::HashSet<BlobId>, PackageError> {
+    let unreadable = |what: String| {
+        PackageError::Storage(format!(
+            "a package record is unreadable ({what}); files kept"
+        ))
+    };
+    let mut blobs = std::collections::HashSet::new();
+    if let Some(c) = content {
+        blobs.insert(BlobId::parse(c).ok_or_else(|| unreadable(format!("content {c:?}")))?);
+    }
     if let Some(d) = details {
-        let d: Details = serde_json::from_str(d).map_err(|e| {
-            PackageError::Storage(format!("a package record is unreadable ({e}); files kept"))
-        })?;
-        blobs.extend(d.files.into_iter().map(|f| f.sha256));
+        let d: Details = serde_json::from_str(d).map_err(|e| unreadable(e.to_string()))?;
+        for f in d.files {
+            blobs.insert(
+                f.blob_id()
+                    .ok_or_else(|| unreadable(format!("file {}", f.path)))?,
+            );
+        }
     }
     Ok(blobs)
 }
@@ -164,6 +181,15 @@ struct Details {
     appd_path: String,
     appd_source: String,
     files: Vec<StoredFile>,
+}
+
+/// Renews an onboarding's lease while alive (see [`Packages::keep_alive`]).
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How a package is addressed: by package id or by AppD id.
@@ -207,17 +233,15 @@ impl std::fmt::Debug for Packages {
 }
 
 impl Packages {
-    /// The package manager over `store`, storing files under `data_dir/blobs`.
+    /// The package manager over `store`, storing files in `blobs`.
     pub fn new(
         store: Store,
-        data_dir: &std::path::Path,
+        blobs: BlobStore,
         config: PackageConfig,
         api_root: String,
         wake: Arc<Notify>,
         destinations: Destinations,
     ) -> Result<Self, PackageError> {
-        let blobs = BlobStore::open(&data_dir.join("blobs"))
-            .map_err(|e| PackageError::Storage(e.to_string()))?;
         let trust = if config.trust_anchors.is_empty() {
             None
         } else {
@@ -246,6 +270,55 @@ impl Packages {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The store of package files.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// How long a blob no record names is kept: an upload must record what it wrote sooner.
+    fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.gc_interval_secs.max(1))
+    }
+
+    /// The onboarding lease.
+    pub fn onboarding_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.onboarding_lease_secs.max(1))
+    }
+
+    /// Renews the lease of package `id`'s onboarding until the guard is dropped.
+    fn keep_alive(&self, id: &str) -> KeepAlive {
+        let (store, id) = (self.store.clone(), id.to_owned());
+        let every = self.onboarding_lease() / 3;
+        KeepAlive(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store
+                    .package_touch(&id, server_kit::unix_millis_now())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(package = %id, error = %e, "cannot renew the onboarding lease")
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Refuses to record blobs an onboarding started writing at `started` once half the grace
+    /// period has passed: the sweep of another replica may take them for abandoned soon.
+    fn in_time(&self, started: std::time::Instant) -> Result<(), PackageError> {
+        if started.elapsed() > self.grace() / 2 {
+            return Err(PackageError::Storage(format!(
+                "storing the package took longer than half the clean-up grace period \
+                 (packages.gc_interval_secs = {})",
+                self.config.gc_interval_secs
+            )));
+        }
+        Ok(())
     }
 
     /// URL prefix of the package management API.
@@ -460,8 +533,10 @@ impl Packages {
         }
     }
 
-    /// Removes blobs no package references any more (after a failed onboarding).
-    async fn discard(&self, hashes: impl IntoIterator<Item = String>) {
+    /// Removes blobs no package references any more (after a failed onboarding, or the
+    /// package's deletion): blobs are written once for one package, so no other replica can
+    /// come to name one of them.
+    async fn discard(&self, ids: impl IntoIterator<Item = BlobId>) {
         let referenced = match self.referenced_blobs().await {
             Ok(r) => r,
             Err(e) => {
@@ -469,11 +544,11 @@ impl Packages {
                 return;
             }
         };
-        let unreferenced: Vec<String> = hashes
+        let unreferenced: Vec<BlobId> = ids
             .into_iter()
             .filter(|h| !referenced.contains(h))
             .collect();
-        if let Err(e) = self.blobs.remove(&unreferenced) {
+        if let Err(e) = self.blobs.remove(&unreferenced).await {
             tracing::warn!(error = %e, "cannot remove package files; leaving them to the sweep");
         }
     }
@@ -516,6 +591,7 @@ impl Packages {
                 row.onboarding_state
             )));
         }
+        let _alive = self.keep_alive(&id);
         tracing::info!(package = %id, "uploading package content");
         let limit = self.config.limits.max_package_bytes;
         let declared: Option<(HashAlgorithm, Checksum)> =
@@ -524,10 +600,7 @@ impl Packages {
                 .and_then(|r| r.checksum)
                 .and_then(|c| HashAlgorithm::parse(&c.algorithm).map(|a| (a, c)));
         let stored = async {
-            let mut writer = self
-                .blobs
-                .writer(limit)
-                .map_err(|e| PackageError::Storage(e.to_string()))?;
+            let mut writer = self.blobs.writer(limit);
             // the blob address is the SHA-256; another declared algorithm is computed alongside
             let mut other = match declared.as_ref().map(|(a, _)| *a) {
                 Some(a) if a != HashAlgorithm::Sha256 => Some(
@@ -540,16 +613,19 @@ impl Packages {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
-                        writer.abort();
+                        writer.abort().await;
                         return Err(PackageError::Invalid(format!("upload interrupted: {e}")));
                     }
                 };
-                let written = other
+                let written = match other
                     .as_mut()
                     .map_or(Ok(()), |d| std::io::Write::write_all(d, &chunk))
-                    .and_then(|()| std::io::Write::write_all(&mut writer, &chunk));
+                {
+                    Ok(()) => writer.write(&chunk).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = written {
-                    writer.abort();
+                    writer.abort().await;
                     return Err(if e.kind() == std::io::ErrorKind::FileTooLarge {
                         PackageError::TooLarge(format!("package exceeds {limit} bytes"))
                     } else {
@@ -558,23 +634,29 @@ impl Packages {
                 }
             }
             if writer.size() == 0 {
-                writer.abort();
+                writer.abort().await;
                 return Err(PackageError::Invalid("the package content is empty".into()));
             }
             let other = match other.map(app_package::digest::Digest::finish).transpose() {
                 Ok(o) => o,
                 Err(e) => {
-                    writer.abort();
+                    writer.abort().await;
                     return Err(PackageError::Storage(e.to_string()));
                 }
             };
-            let (hash, _) = writer
+            let started = writer.started();
+            let (blob, _) = writer
                 .commit()
+                .await
                 .map_err(|e| PackageError::Storage(e.to_string()))?;
-            Ok((other.unwrap_or_else(|| hash.clone()), hash))
+            if let Err(e) = self.in_time(started) {
+                self.discard([blob]).await;
+                return Err(e);
+            }
+            Ok((other.unwrap_or_else(|| blob.sha256().to_owned()), blob))
         }
         .await;
-        let (actual, hash) = match stored {
+        let (actual, blob) = match stored {
             Ok(s) => s,
             Err(e) => {
                 self.fail(&id, &e).await;
@@ -591,36 +673,45 @@ impl Packages {
                 ),
             )]);
             self.fail(&id, &e).await;
-            self.discard([hash]).await;
+            self.discard([blob]).await;
             return Err(e);
         }
         if !self
             .store
-            .package_content_stored(&id, &hash, server_kit::unix_millis_now())
+            .package_content_stored(&id, blob.as_str(), server_kit::unix_millis_now())
             .await?
         {
+            self.discard([blob]).await;
             return Err(PackageError::NotAllowed(format!(
                 "package {id} changed during the upload"
             )));
         }
-        self.process(&id, &hash).await
+        self.process(&id, &blob).await
     }
 
     /// PROCESSING: validates the stored content and onboards the package, or fails it.
-    async fn process(&self, id: &str, hash: &str) -> Result<AppPkgInfo, PackageError> {
-        tracing::info!(package = %id, content = %hash, "processing package");
-        let content = self.blobs.path(hash);
+    async fn process(&self, id: &str, content: &BlobId) -> Result<AppPkgInfo, PackageError> {
+        tracing::info!(package = %id, %content, "processing package");
+        let started = std::time::Instant::now();
         let blobs = self.blobs.clone();
         let limits = self.config.limits;
         let require_signed = self.config.require_signed;
         let trust = self.trust.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let blob = content.clone();
         let result = tokio::task::spawn_blocking(move || {
             let policy = Policy {
                 limits,
                 require_signed,
                 trust: trust.as_deref(),
             };
-            onboard::onboard(&content, &policy, &blobs)
+            let reader = blobs.reader(&blob, &runtime).map_err(|e| {
+                vec![PackageProblem::new(
+                    "",
+                    format!("cannot read the stored package: {e}"),
+                )]
+            })?;
+            onboard::onboard(reader, &policy, &blobs, &runtime)
         })
         .await
         .map_err(|e| PackageError::Storage(format!("onboarding task failed: {e}")))?;
@@ -629,10 +720,19 @@ impl Packages {
             Err(problems) => {
                 let e = PackageError::Rejected(problems);
                 self.fail(id, &e).await;
-                self.discard([hash.to_owned()]).await;
+                self.discard([content.clone()]).await;
                 return Err(e);
             }
         };
+        let written = || {
+            std::iter::once(content.clone())
+                .chain(onboarded.files.iter().filter_map(StoredFile::blob_id))
+        };
+        if let Err(e) = self.in_time(started) {
+            self.fail(id, &e).await;
+            self.discard(written()).await;
+            return Err(e);
+        }
         let appd = &onboarded.appd;
         let details = Details {
             app_d_id: appd.app_d_id.clone(),
@@ -643,7 +743,7 @@ impl Packages {
             mec_info: appd.mec_version.clone(),
             checksum: Checksum {
                 algorithm: "SHA-256".into(),
-                hash: hash.to_owned(),
+                hash: content.sha256().to_owned(),
             },
             software_images: onboarded.software_images.clone(),
             additional_artifacts: onboarded.additional_artifacts.clone(),
@@ -690,40 +790,37 @@ impl Packages {
                     appd.app_d_id, appd.app_d_version
                 ));
                 self.fail(id, &e).await;
-                self.discard(
-                    std::iter::once(hash.to_owned())
-                        .chain(onboarded.files.iter().map(|f| f.sha256.clone())),
-                )
-                .await;
+                self.discard(written()).await;
                 Err(e)
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The packages a previous run left UPLOADING or PROCESSING: read at start-up, before the
-    /// API serves, so that [`Packages::resume`] never takes an upload of this run for one.
-    pub async fn interrupted(&self) -> Result<Vec<PackageRow>, PackageError> {
-        let mut rows = self.store.package_list().await?;
-        rows.retain(|r| matches!(r.onboarding_state.as_str(), "UPLOADING" | "PROCESSING"));
-        Ok(rows)
-    }
-
-    /// Resumes the work of the [`Packages::interrupted`] packages: re-processes stored content,
-    /// re-fetches or resets interrupted uploads.
-    pub async fn resume(
-        self: &Arc<Self>,
-        interrupted: Vec<PackageRow>,
-    ) -> Result<(), PackageError> {
-        for row in interrupted {
+    /// Resumes the onboardings whose lease expired (their replica stopped or crashed; at
+    /// start-up, this one's previous run): re-processes stored content, re-fetches or resets
+    /// interrupted uploads. Of replicas recovering at once, one takes each.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), PackageError> {
+        let now = server_kit::unix_millis_now();
+        let lease = i64::try_from(self.onboarding_lease().as_millis()).unwrap_or(i64::MAX);
+        let stale = self
+            .store
+            .package_take_stale(now.saturating_sub(lease), now)
+            .await?;
+        for row in stale {
             match (row.onboarding_state.as_str(), &row.content_hash) {
-                ("PROCESSING", Some(hash)) => {
+                ("PROCESSING", Some(content)) => {
                     tracing::info!(package = %row.id, "resuming interrupted processing");
-                    if let Err(e) = self.process(&row.id, hash).await {
+                    let Some(content) = BlobId::parse(content) else {
+                        tracing::error!(package = %row.id, %content, "the package's content is named unreadably; left PROCESSING");
+                        continue;
+                    };
+                    let _alive = self.keep_alive(&row.id);
+                    if let Err(e) = self.process(&row.id, &content).await {
                         tracing::warn!(package = %row.id, error = %e, "resumed onboarding failed");
                     }
                 }
-                ("UPLOADING" | "PROCESSING", _) => {
+                _ => {
                     let now = server_kit::unix_millis_now();
                     self.store
                         .package_transition(&row.id, &["UPLOADING", "PROCESSING"], "CREATED", now)
@@ -743,7 +840,6 @@ impl Packages {
                         }
                     }
                 }
-                _ => {}
             }
         }
         Ok(())
@@ -751,22 +847,26 @@ impl Packages {
 
     /// Every blob a package record names. A record that cannot be read is an error: its files
     /// must not look unreferenced.
-    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, PackageError> {
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<BlobId>, PackageError> {
         let mut referenced = std::collections::HashSet::new();
         for (content, details) in self.store.referenced_blobs().await? {
-            referenced.extend(blobs_of(content, details.as_deref())?);
+            referenced.extend(blobs_of(content.as_deref(), details.as_deref())?);
         }
         Ok(referenced)
     }
 
-    /// Removes temporaries and stored files no package references that are older than
-    /// `grace` (younger ones may belong to an upload still in progress, here or at another
-    /// replica sharing the store).
-    pub async fn collect_garbage(&self, grace: std::time::Duration) -> Result<usize, PackageError> {
+    /// Removes stored files no package references that are older than `grace` (younger ones
+    /// may belong to an upload still in progress, here or at another replica sharing the
+    /// store); says what it removed and what it kept.
+    pub async fn collect_garbage(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<blobs::Swept, PackageError> {
         let referenced = self.referenced_blobs().await?;
         let before = std::time::SystemTime::now() - grace;
         self.blobs
             .collect_garbage(&referenced, before)
+            .await
             .map_err(|e| PackageError::Storage(e.to_string()))
     }
 
@@ -811,11 +911,13 @@ impl Packages {
         }
     }
 
-    /// The stored content of an onboarded package.
-    pub async fn content(&self, r: PkgRef<'_>) -> Result<PathBuf, PackageError> {
+    /// The stored content of an onboarded package (read it from [`Packages::blobs`]).
+    pub async fn content(&self, r: PkgRef<'_>) -> Result<BlobId, PackageError> {
         let row = self.row(r).await?;
         match (&row.content_hash, row.onboarding_state.as_str()) {
-            (Some(hash), "ONBOARDED") => Ok(self.blobs.path(hash)),
+            (Some(content), "ONBOARDED") => BlobId::parse(content).ok_or_else(|| {
+                PackageError::Storage(format!("package {} names its content unreadably", row.id))
+            }),
             _ => Err(PackageError::NotAllowed(format!(
                 "package {} is {}, not ONBOARDED",
                 row.id, row.onboarding_state
@@ -825,12 +927,17 @@ impl Packages {
 
     /// The packaged Helm chart (`.tgz`) of an onboarded package whose AppD names `mciop_id`.
     pub async fn helm_chart(&self, r: PkgRef<'_>, mciop_id: &str) -> Result<Vec<u8>, PackageError> {
-        let path = self.content(r).await?;
+        let content = self.content(r).await?;
         let limits = self.config.limits;
         let mciop_id = mciop_id.to_owned();
+        let blobs = self.blobs.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let reader = blobs.reader(&content, &runtime).map_err(|e| {
+                PackageError::Storage(format!("cannot read the stored package: {e}"))
+            })?;
             let mut archive =
-                archive::PackageArchive::open(&path, limits).map_err(PackageError::Rejected)?;
+                archive::PackageArchive::open(reader, limits).map_err(PackageError::Rejected)?;
             chart::packaged_chart(&mut archive, &mciop_id)
                 .map_err(|p| PackageError::Rejected(vec![p]))
         })
@@ -918,7 +1025,7 @@ impl Packages {
             }
             None => Vec::new(),
         };
-        let own = blobs_of(row.content_hash.clone(), row.details.as_deref())?;
+        let own = blobs_of(row.content_hash.as_deref(), row.details.as_deref())?;
         if !self.store.package_delete(&row.id, &notifications).await? {
             return Err(PackageError::NotAllowed(format!(
                 "package {} changed concurrently",

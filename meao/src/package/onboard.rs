@@ -11,7 +11,7 @@ use app_package::digest::{HashAlgorithm, algorithm_names};
 use app_package::manifest::{Manifest, locate, parse_manifest};
 
 use super::archive::{ArchiveLimits, PackageArchive};
-use super::blobs::BlobStore;
+use super::blobs::{BlobId, BlobStore, ReadSeek};
 use super::{PackageProblem, appd, signature};
 
 /// Onboarding policy.
@@ -30,10 +30,21 @@ pub struct Policy<'a> {
 pub struct StoredFile {
     /// Path in the package.
     pub path: String,
-    /// sha256 of the content (its blob address).
+    /// sha256 of the content.
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// The stored blob ([`BlobId`]); absent for files stored by an earlier version, under
+    /// their content address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+}
+
+impl StoredFile {
+    /// The blob holding the file, if its record names one.
+    pub fn blob_id(&self) -> Option<BlobId> {
+        BlobId::parse(self.blob.as_deref().unwrap_or(&self.sha256))
+    }
 }
 
 /// What onboarding produced.
@@ -96,11 +107,13 @@ fn image_reference(s: &str) -> bool {
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
-/// Validates the package at `content` and stores its files in `blobs`.
+/// Validates the package `content` and stores its files in `blobs`; blocks (call from a
+/// blocking task), the store's writes running on `runtime`.
 pub fn onboard(
-    content: &std::path::Path,
+    content: Box<dyn ReadSeek>,
     policy: &Policy<'_>,
     blobs: &BlobStore,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<Onboarded, Vec<PackageProblem>> {
     let mut archive = PackageArchive::open(content, policy.limits)?;
     let names: Vec<String> = archive.names().map(str::to_owned).collect();
@@ -291,23 +304,22 @@ pub fn onboard(
         return Err(problems);
     }
 
-    // everything checked: store the files
+    // everything checked: store the files (their entries' sizes are bounded by the limits)
     let mut files = Vec::new();
     for name in &names {
-        let mut writer = blobs
-            .writer(u64::MAX)
-            .map_err(|e| vec![PackageProblem::new(name, format!("cannot store: {e}"))])?;
+        let mut writer = blobs.writer(u64::MAX).blocking(runtime.clone());
         if let Err(p) = archive.copy_to(name, &mut writer) {
             writer.abort();
             return Err(vec![p]);
         }
-        let (sha256, size) = writer
+        let (blob, size) = writer
             .commit()
             .map_err(|e| vec![PackageProblem::new(name, format!("cannot store: {e}"))])?;
         files.push(StoredFile {
             path: name.clone(),
-            sha256,
+            sha256: blob.sha256().to_owned(),
             size,
+            blob: Some(blob.as_str().to_owned()),
         });
     }
     let metadata = [

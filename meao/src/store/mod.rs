@@ -234,6 +234,56 @@ impl Store {
         Ok(rows.iter().map(package_row).collect::<Result<_, _>>()?)
     }
 
+    /// Keeps an onboarding alive: touches a package that is UPLOADING or PROCESSING, so that no
+    /// replica takes it for interrupted; false once it is neither.
+    pub async fn package_touch(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE app_packages SET updated_at = $1 \
+             WHERE id = $2 AND onboarding_state IN ('UPLOADING', 'PROCESSING')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes over the onboardings nobody kept alive: the packages UPLOADING or PROCESSING last
+    /// touched before `before`, each touched at `now` by one caller only (of replicas asking
+    /// at once, one takes each); returns those taken.
+    pub async fn package_take_stale(
+        &self,
+        before: i64,
+        now: i64,
+    ) -> Result<Vec<PackageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM app_packages \
+             WHERE onboarding_state IN ('UPLOADING', 'PROCESSING') AND updated_at < $1 \
+             ORDER BY created_at, id"
+        ))
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut taken = Vec::new();
+        for row in rows.iter().map(package_row) {
+            let row = row?;
+            let done = sqlx::query(
+                "UPDATE app_packages SET updated_at = $1 \
+                 WHERE id = $2 AND onboarding_state = $3 AND updated_at < $4",
+            )
+            .bind(now)
+            .bind(&row.id)
+            .bind(&row.onboarding_state)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                taken.push(row);
+            }
+        }
+        Ok(taken)
+    }
+
     /// Moves a package from one of `from` to `to`; false if it was in no such state. Moving to
     /// UPLOADING starts a new onboarding attempt: the failure details of the last one go.
     pub async fn package_transition(

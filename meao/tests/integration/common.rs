@@ -69,11 +69,61 @@ pub fn example(name: &str) -> Vec<u8> {
     app_package::build::build(&examples().join(name), None).unwrap()
 }
 
+/// Where a test MEAO keeps package files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The local directory under `data_dir` (the embedded default).
+    Local,
+    /// A fresh prefix of the S3 test server's bucket (`MECPLANE_TEST_S3`).
+    S3,
+}
+
+/// Generates `mod name { sqlite, postgres, s3 }` tests for each async fn taking a [`Db`] and a
+/// [`Storage`]: both databases with the local directory, and SQLite with the S3 test server
+/// (skipped without one, a failure under `CI=true`).
+macro_rules! on_dbs_and_s3 {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::super::common::Storage;
+            use server_kit::testing::Db;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(Db::Sqlite, Storage::Local).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if server_kit::testing::pg_admin_url().is_some() {
+                    super::$name(Db::Postgres, Storage::Local).await
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                if meao::package::blobs::testing::s3_server().is_some() {
+                    super::$name(Db::Sqlite, Storage::S3).await
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_dbs_and_s3;
+
+/// Sets `config` to keep package files in `storage` (S3 credentials in a file of `dir`).
+pub fn store_in(config: &mut MeaoConfig, storage: Storage, dir: &Path) {
+    if storage == Storage::S3 {
+        config.package_storage =
+            meao::package::blobs::testing::s3_config(dir).expect("the S3 test server");
+    }
+}
+
 impl Ctx {
     pub async fn start(db: Db) -> Self {
+        Self::start_stored(db, Storage::Local).await
+    }
+
+    /// A MEAO on `db` keeping package files in `storage`.
+    pub async fn start_stored(db: Db, storage: Storage) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
-        let config = test_config(url, dir.path());
+        let mut config = test_config(url, dir.path());
+        store_in(&mut config, storage, dir.path());
         Self::start_with(config, dir).await
     }
 
@@ -186,11 +236,18 @@ impl Ctx {
         (id, status)
     }
 
-    /// Files in the blob store.
-    pub fn blob_count(&self) -> usize {
-        std::fs::read_dir(self.config.data_dir.join("blobs/sha256"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+    /// Files in the blob store (what a sweep with a grace longer than any test sees and keeps).
+    pub async fn blob_count(&self) -> usize {
+        let swept = self
+            .server
+            .as_ref()
+            .unwrap()
+            .packages
+            .collect_garbage(std::time::Duration::from_secs(86_400))
+            .await
+            .unwrap();
+        assert_eq!(swept.removed, 0);
+        swept.kept_young + swept.referenced
     }
 
     /// Waits until the package reaches `state`.

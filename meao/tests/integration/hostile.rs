@@ -12,7 +12,7 @@ use app_package::build::{Signer, build};
 /// Onboards `content` and asserts it is refused with `status`, the problem naming `needle`,
 /// the package CREATED again with the problem as its failure details, and no new stored files.
 async fn refused(ctx: &Ctx, content: Vec<u8>, status: u16, needle: &str) -> Value {
-    let blobs = ctx.blob_count();
+    let blobs = ctx.blob_count().await;
     let (id, got) = ctx.onboard("hostile", content).await;
     let p = ctx.json(&format!("/app_packages/{id}")).await;
     assert_eq!(got, status, "status for {needle}: {p}");
@@ -22,7 +22,7 @@ async fn refused(ctx: &Ctx, content: Vec<u8>, status: u16, needle: &str) -> Valu
         .unwrap()
         .to_owned();
     assert!(detail.contains(needle), "{needle:?} not in {detail:?}");
-    assert_eq!(ctx.blob_count(), blobs, "nothing stored for {needle}");
+    assert_eq!(ctx.blob_count().await, blobs, "nothing stored for {needle}");
     p
 }
 
@@ -150,11 +150,11 @@ async fn oversized_uploads_are_cut_off() {
     let p = ctx.wait_failed(&id).await;
     assert_eq!(p["onboardingState"], "CREATED");
     assert_eq!(p["onboardingFailureDetails"]["status"], 413);
-    assert_eq!(ctx.blob_count(), 0);
+    assert_eq!(ctx.blob_count().await, 0);
 }
 
-async fn descriptors_that_are_wrong(db: Db) {
-    let ctx = Ctx::start(db).await;
+async fn descriptors_that_are_wrong(db: Db, storage: super::common::Storage) {
+    let ctx = Ctx::start_stored(db, storage).await;
     let good = example("cdn-cache");
     refused(
         &ctx,
@@ -260,7 +260,7 @@ async fn descriptors_that_are_wrong(db: Db) {
     );
 }
 
-server_kit::on_both_dbs!(descriptors_that_are_wrong);
+super::common::on_dbs_and_s3!(descriptors_that_are_wrong);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_are_required_and_verified() {

@@ -1,17 +1,13 @@
 //! Enable, disable and delete rules, subscriptions and notifications, and recovery of
 //! onboarding interrupted by a crash.
 
-use std::io::Write;
-
+use super::common::{Callback, Ctx, Db, Storage, assert_not_allowed, example, on_dbs_and_s3};
 use meao::package::blobs::BlobStore;
 use meao::store::{PackageRow, Store};
 use reqwest::Method;
 use serde_json::{Value, json};
-use server_kit::on_both_dbs;
 
-use super::common::{Callback, Ctx, Db, assert_not_allowed, example};
-
-on_both_dbs!(
+on_dbs_and_s3!(
     enable_disable_delete_with_notifications,
     interrupted_onboarding_resumes_after_restart
 );
@@ -29,8 +25,8 @@ async fn subscribe(ctx: &Ctx, kind: &str, callback: &str, filter: Option<Value>)
     info
 }
 
-async fn enable_disable_delete_with_notifications(db: Db) {
-    let ctx = Ctx::start(db).await;
+async fn enable_disable_delete_with_notifications(db: Db, storage: Storage) {
+    let ctx = Ctx::start_stored(db, storage).await;
     let mut onboarded = Callback::start(0).await;
     let mut changed = Callback::start(0).await;
     let mut deleted = Callback::start(0).await;
@@ -68,7 +64,7 @@ async fn enable_disable_delete_with_notifications(db: Db) {
         .onboard("video-analytics", example("video-analytics"))
         .await;
     ctx.wait_state(&va, "ONBOARDED").await;
-    let va_files = ctx.blob_count();
+    let va_files = ctx.blob_count().await;
     onboarded
         .none_within(std::time::Duration::from_millis(300))
         .await; // filtered out: another provider
@@ -146,10 +142,10 @@ async fn enable_disable_delete_with_notifications(db: Db) {
     )
     .await;
     changed.next().await;
-    assert!(ctx.blob_count() > va_files);
+    assert!(ctx.blob_count().await > va_files);
     assert_eq!(ctx.call(Method::DELETE, &path, None).await.status(), 204);
     assert_eq!(
-        ctx.blob_count(),
+        ctx.blob_count().await,
         va_files,
         "a deleted package's files go with it (not at the next restart)"
     );
@@ -185,14 +181,14 @@ async fn enable_disable_delete_with_notifications(db: Db) {
     assert_eq!(r.status(), 401);
 }
 
-async fn interrupted_onboarding_resumes_after_restart(db: Db) {
-    let mut ctx = Ctx::start(db).await;
+async fn interrupted_onboarding_resumes_after_restart(db: Db, storage: Storage) {
+    let mut ctx = Ctx::start_stored(db, storage).await;
     let store = Store::connect(&ctx.config.database_url).await.unwrap();
     // a crash after the content was stored and PROCESSING recorded
-    let blobs = BlobStore::open(&ctx.config.data_dir.join("blobs")).unwrap();
-    let mut writer = blobs.writer(u64::MAX).unwrap();
-    writer.write_all(&example("iot-gateway")).unwrap();
-    let (hash, _) = writer.commit().unwrap();
+    let blobs = BlobStore::open(&ctx.config.package_storage, &ctx.config.data_dir).unwrap();
+    let mut writer = blobs.writer(u64::MAX);
+    writer.write(&example("iot-gateway")).await.unwrap();
+    let (content, _) = writer.commit().await.unwrap();
     let row = |id: &str, state: &str, content: Option<String>| PackageRow {
         id: id.into(),
         app_d_id: None,
@@ -208,18 +204,21 @@ async fn interrupted_onboarding_resumes_after_restart(db: Db) {
         created_at: 1,
     };
     store
-        .package_insert(&row("crashed-processing", "PROCESSING", Some(hash)))
+        .package_insert(&row(
+            "crashed-processing",
+            "PROCESSING",
+            Some(content.as_str().to_owned()),
+        ))
         .await
         .unwrap();
-    // a crash in the middle of an upload, and an orphan partial file
+    // a crash in the middle of an upload, and a file stored that no package names
     store
         .package_insert(&row("crashed-upload", "UPLOADING", None))
         .await
         .unwrap();
-    let _partial = blobs.writer(u64::MAX).unwrap();
-    let mut orphan = blobs.writer(u64::MAX).unwrap();
-    orphan.write_all(b"unreferenced").unwrap();
-    orphan.commit().unwrap();
+    let mut orphan = blobs.writer(u64::MAX);
+    orphan.write(b"unreferenced").await.unwrap();
+    orphan.commit().await.unwrap();
 
     ctx.restart().await;
     let p = ctx.wait_state("crashed-processing", "ONBOARDED").await;
@@ -232,26 +231,21 @@ async fn interrupted_onboarding_resumes_after_restart(db: Db) {
         202,
         "the upload can be retried"
     );
-    let tmp = || {
-        std::fs::read_dir(ctx.config.data_dir.join("blobs/tmp"))
-            .unwrap()
-            .count()
-    };
     // the sweep keeps what is younger than its grace period (an upload may be writing it) ...
     ctx.wait_state("crashed-upload", "ONBOARDED").await;
-    let stored = ctx.blob_count();
+    let stored = ctx.blob_count().await;
     let packages = ctx.server.as_ref().unwrap().packages.clone();
     let hour = std::time::Duration::from_secs(3600);
-    assert_eq!(packages.collect_garbage(hour).await.unwrap(), 0);
-    assert_eq!(tmp(), 1);
-    // ... and removes the partial file and the orphan once older, never a referenced file
-    let removed = packages
+    let young = packages.collect_garbage(hour).await.unwrap();
+    assert_eq!((young.removed, young.kept_young), (0, 1));
+    // ... and removes the orphan once older, never a referenced file
+    let swept = packages
         .collect_garbage(std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!((removed, tmp()), (2, 0));
+    assert_eq!((swept.removed, swept.kept_young), (1, 0));
     assert_eq!(
-        ctx.blob_count(),
+        ctx.blob_count().await,
         stored - 1,
         "stored files of packages are kept"
     );

@@ -5,17 +5,21 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
 
-use super::common::{Ctx, Db, assert_not_allowed, example, example_copy, rewrite};
+use super::common::{
+    Ctx, Db, Storage, assert_not_allowed, example, example_copy, on_dbs_and_s3, rewrite,
+};
 
-on_both_dbs!(
+on_dbs_and_s3!(
     examples_onboard_and_are_served,
-    fetch_from_uri_with_checksum,
+    fetch_from_uri_with_checksum
+);
+on_both_dbs!(
     checksums_of_the_sha2_and_sha3_families,
     filters_and_selectors
 );
 
-async fn examples_onboard_and_are_served(db: Db) {
-    let ctx = Ctx::start(db).await;
+async fn examples_onboard_and_are_served(db: Db, storage: Storage) {
+    let ctx = Ctx::start_stored(db, storage).await;
     let (va, status) = ctx
         .onboard("video-analytics", example("video-analytics"))
         .await;
@@ -199,8 +203,8 @@ async fn examples_onboard_and_are_served(db: Db) {
     .await;
 }
 
-async fn fetch_from_uri_with_checksum(db: Db) {
-    let ctx = Ctx::start(db).await;
+async fn fetch_from_uri_with_checksum(db: Db, storage: Storage) {
+    let ctx = Ctx::start_stored(db, storage).await;
     let zip = example("cdn-cache");
     let digest: String = openssl::sha::sha256(&zip)
         .iter()
