@@ -36,7 +36,7 @@ const ROTATE: &str = "app-rotate-credentials";
 const RELOCATE: &str = "app-relocate";
 /// How long a simulated workload takes to become ready in the undo drills: the window in which
 /// an instantiation waits at `await-ready`, where they cancel it (elsewhere it is ready at once).
-const STARTUP_MS: u64 = 1500;
+const STARTUP_MS: u64 = 5000;
 
 /// Where the drilled process aborts.
 #[derive(Debug, Clone, Copy)]
