@@ -5,6 +5,7 @@
 mod integration {
     mod app_support;
     pub mod common;
+    mod crash;
     mod credentials;
     mod desired;
     mod edge;

@@ -6,7 +6,9 @@ use utoipa::ToSchema;
 use crate::common::{CategoryRef, LinkType, SelfLink, SerializerType, TimeStamp, TransportInfo};
 
 /// Scope of locality of a service (`LocalityType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LocalityType {
     /// The whole MEC system.
@@ -114,7 +116,7 @@ impl ServiceInfo {
 /// Service discovery filters: the query parameters of `GET /services` and
 /// `GET /applications/{appInstanceId}/services`. `ser_instance_id`, `ser_name` and
 /// `ser_category_id` are mutually exclusive; all filters present must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServiceQuery {
     /// Only these service instances.
     pub ser_instance_id: Option<Vec<String>>,

@@ -17,7 +17,7 @@ use crate::store::{AppRow, Change};
 
 use super::{
     APP_SUPPORT_BASE, AppInstance, AppInstanceConfig, AppInstanceState, MepError, PendingAction,
-    Platform, Service, State, Subscription, SubscriptionEntry, json, not_found,
+    Platform, State, Subscription, SubscriptionEntry, json, not_found,
 };
 
 use super::credentials::{redacted, validate_client};
@@ -199,7 +199,7 @@ impl Platform {
                 (id.as_str(), report)
             })
             .collect();
-        for s in state.services.values() {
+        for (_, s) in state.services.iter() {
             if let Some(r) = reports.get_mut(s.app_instance_id.as_str()) {
                 r.services.push(s.info.value.ser_name.clone());
             }
@@ -368,13 +368,7 @@ pub(super) fn finish_action(
             state.traffic_rules.retain(|(app, _), _| app != id);
             state.dns_rules.retain(|(app, _), _| app != id);
             state.subscriptions.retain(|_, s| s.app_instance_id != id);
-            let removed: Vec<Service> = state
-                .services
-                .values()
-                .filter(|s| s.app_instance_id == id)
-                .cloned()
-                .collect();
-            state.services.retain(|_, s| s.app_instance_id != id);
+            let removed = state.services.remove_producer(id);
             let refs: Vec<(&ServiceInfo, ChangeType)> = removed
                 .iter()
                 .map(|s| (&s.info.value, ChangeType::Removed))

@@ -19,6 +19,7 @@ mod policy;
 mod registrations;
 mod registry;
 mod rules;
+mod services;
 mod subscriptions;
 
 use instances::expire_pending;
@@ -31,9 +32,7 @@ pub use registry::ServiceQuery;
 pub use rules::{DnsAnswer, DnsTable, normalize_domain};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock, RwLock};
-
-use bytes::Bytes;
+use std::sync::{Arc, RwLock};
 
 use api_specs::common::TransportInfo;
 use api_specs::mm1::appd::ServiceDescriptor;
@@ -199,11 +198,11 @@ type RuleKey = (String, String);
 
 #[derive(Debug, Clone, Default)]
 struct State {
-    /// `GET /services` without filters, serialized once per published state: discovery is the
-    /// hot path and most calls are unfiltered.
-    all_services_json: OnceLock<Bytes>,
+    /// Discovery answers of this state, serialized once: discovery is the hot path and its
+    /// queries repeat. A copy of the state (the next one) starts with none.
+    answers: services::Answers,
     apps: BTreeMap<String, AppInstance>,
-    services: BTreeMap<String, Service>,
+    services: services::Services,
     traffic_rules: BTreeMap<RuleKey, Tagged<TrafficRule>>,
     dns_rules: BTreeMap<RuleKey, Tagged<DnsRule>>,
     subscriptions: BTreeMap<String, SubscriptionEntry>,
@@ -312,7 +311,7 @@ impl Platform {
         for s in snapshot.services {
             let info = parse_body(&format!("service {}", s.ser_instance_id), &s.body)?;
             state.services.insert(
-                s.ser_instance_id,
+                &s.ser_instance_id,
                 Service {
                     app_instance_id: s.app_instance_id,
                     info: Tagged {
@@ -406,13 +405,14 @@ impl Platform {
     }
 
     /// Runs one write: `op` edits a copy of the state and returns the changes that persist it.
+    /// The copy shares the services with the current state (persistent maps), so it costs the
+    /// same however many are registered.
     async fn write<R>(
         &self,
         op: impl FnOnce(&mut State, i64) -> Result<(Vec<Change>, R), MepError>,
     ) -> Result<R, MepError> {
         let _writer = self.writer.lock().await;
         let mut next = (*self.snapshot()).clone();
-        next.all_services_json = OnceLock::new();
         let now = server_kit::unix_millis_now();
         let (changes, result) = op(&mut next, now)?;
         if changes.is_empty() {

@@ -70,7 +70,7 @@ impl Platform {
                 now,
             ));
             let created = service.info.clone();
-            state.services.insert(ser_instance_id, service);
+            state.services.insert(&ser_instance_id, service);
             Ok((changes, created))
         })
         .await
@@ -98,25 +98,14 @@ impl Platform {
         }
     }
 
-    /// Services matching `query`, optionally only those of one producer, as a JSON array.
+    /// Services matching `query`, optionally only those of one producer, as a JSON array:
+    /// selected from the registry's indexes and serialized once per published state.
     pub fn service_list_json(&self, producer: Option<&str>, query: &ServiceQuery) -> Bytes {
         let state = self.snapshot();
-        let select = || -> Vec<&ServiceInfo> {
-            state
-                .services
-                .values()
-                .filter(|s| producer.is_none_or(|p| p == s.app_instance_id))
-                .filter(|s| query.matches(&s.info.value))
-                .map(|s| &s.info.value)
-                .collect()
-        };
-        if producer.is_none() && *query == ServiceQuery::default() {
-            return state
-                .all_services_json
-                .get_or_init(|| Bytes::from(serde_json::to_vec(&select()).unwrap_or_default()))
-                .clone();
-        }
-        Bytes::from(serde_json::to_vec(&select()).unwrap_or_default())
+        state.answers.get_or_make(producer, query, || {
+            let selected = state.services.select(producer, query);
+            Bytes::from(serde_json::to_vec(&selected).unwrap_or_default())
+        })
     }
 
     /// One service, optionally checking it belongs to `producer`.
@@ -197,7 +186,7 @@ impl Platform {
                 changes.extend(availability(state, &[(&updated.info.value, change)], now));
             }
             let result = updated.info.clone();
-            state.services.insert(sid, updated);
+            state.services.insert(&sid, updated);
             Ok((changes, result))
         })
         .await
@@ -211,13 +200,17 @@ impl Platform {
     ) -> Result<(), MepError> {
         let (app, sid) = (app_instance_id.to_owned(), ser_instance_id.to_owned());
         self.write(move |state, now| {
-            let service = state
+            if state
                 .services
                 .get(&sid)
-                .filter(|s| s.app_instance_id == app)
-                .ok_or_else(|| not_found("service", &sid))?
-                .clone();
-            state.services.remove(&sid);
+                .is_none_or(|s| s.app_instance_id != app)
+            {
+                return Err(not_found("service", &sid));
+            }
+            let service = state
+                .services
+                .remove(&sid)
+                .ok_or_else(|| not_found("service", &sid))?;
             let mut changes = vec![Change::DeleteService(sid)];
             changes.extend(availability(
                 state,
@@ -269,14 +262,16 @@ impl Platform {
         self.write(move |state, now| {
             let service = state
                 .services
-                .get_mut(&sid)
+                .get(&sid)
                 .filter(|s| s.app_instance_id == app)
                 .ok_or_else(|| not_found("service", &sid))?;
             if service.info.value.liveness_interval.is_none() {
                 return Err(not_found("liveness resource of service", &sid));
             }
+            let mut service = service.clone();
             service.last_heartbeat = now;
             if service.info.value.state != ServiceState::Suspended {
+                state.services.insert(&sid, service);
                 return Ok((
                     vec![Change::Heartbeat {
                         ser_instance_id: sid,
@@ -287,13 +282,13 @@ impl Platform {
             }
             service.info.value.state = ServiceState::Active;
             service.info.etag += 1;
-            let service = service.clone();
             let mut changes = vec![Change::UpsertService(service_row(&sid, &service))];
             changes.extend(availability(
                 state,
                 &[(&service.info.value, ChangeType::StateChanged)],
                 now,
             ));
+            state.services.insert(&sid, service);
             Ok((changes, ()))
         })
         .await
@@ -332,19 +327,24 @@ pub(super) fn may_produce(
 
 /// Suspends the services whose heartbeats stopped (none for two intervals) and reports them.
 pub(super) fn suspend_silent(state: &mut State, now: i64) -> Vec<Change> {
+    let silent: Vec<(String, Service)> = state
+        .services
+        .iter()
+        .filter(|(_, s)| {
+            s.info.value.liveness_interval.is_some_and(|interval| {
+                now - s.last_heartbeat > 2 * 1000 * i64::from(interval.max(1))
+            }) && s.info.value.state == ServiceState::Active
+        })
+        .map(|(sid, s)| (sid.to_owned(), s.clone()))
+        .collect();
     let mut changes = Vec::new();
     let mut suspended = Vec::new();
-    for (sid, service) in &mut state.services {
-        let Some(interval) = service.info.value.liveness_interval else {
-            continue;
-        };
-        let late = now - service.last_heartbeat > 2 * 1000 * i64::from(interval.max(1));
-        if late && service.info.value.state == ServiceState::Active {
-            service.info.value.state = ServiceState::Suspended;
-            service.info.etag += 1;
-            changes.push(Change::UpsertService(service_row(sid, service)));
-            suspended.push(service.info.value.clone());
-        }
+    for (sid, mut service) in silent {
+        service.info.value.state = ServiceState::Suspended;
+        service.info.etag += 1;
+        changes.push(Change::UpsertService(service_row(&sid, &service)));
+        suspended.push(service.info.value.clone());
+        state.services.insert(&sid, service);
     }
     let refs: Vec<(&ServiceInfo, ChangeType)> = suspended
         .iter()
