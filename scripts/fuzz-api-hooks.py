@@ -15,6 +15,11 @@ ETSI_CONDITIONS = (
     "one of transportId or transportInfo shall be present",
     "endpoint shall be present when isInsByMec is FALSE",
     "action needs a dstInterface",
+    # MEC 010-2 LocationConstraints
+    "countryCode is required when area is absent",
+    # NFV-SOL 004 checksums: the hash's length follows from the algorithm ("a SHA-256
+    # checksum is 64 hex digits")
+    " hex digits",
 )
 
 
@@ -41,12 +46,20 @@ def filter_failure(context, failure, case, response):
         # Conditions ETSI states in its data models' text, not in its schemas (nor, so, in
         # ours): MEC 011 EndPointInfo has exactly one member, ServiceInfo a transportId or a
         # transportInfo, AppInfo an endpoint when isInsByMec is FALSE, a forwarding
-        # TrafficRule a dstInterface.
+        # TrafficRule a dstInterface; and the checksum's length its algorithm's.
         if any(phrase in detail for phrase in ETSI_CONDITIONS):
             return False
         # JSON Schema counts 198.0 as an integer; like most JSON APIs the services take
         # integers written without a fraction (serde: "invalid type: floating point").
         if "invalid type: floating point" in detail:
+            return False
+        # The filter expression (MEC 009 clause 6.19, NFV-SOL 013 clause 5.2) is a grammar over
+        # the resource's attribute names, which a JSON Schema string cannot state.
+        if detail.startswith("invalid filter: "):
+            return False
+        # Package content: a document can only say "bytes"; what is not a valid package is
+        # refused with the reason (the onboarding pipeline has its own fuzz targets).
+        if detail.startswith("package rejected: "):
             return False
         # A callback URI the document allows whose destination the outbound policy (the
         # service's configuration, [outbound] allow) refuses: the document cannot know it.

@@ -90,9 +90,10 @@ fuzz() {
     --checks all --max-examples "$examples" --max-time "$seconds" --seed "$seed" --workers 2 --request-timeout 10 --no-color \
     --report junit,ndjson --report-dir "$work/report-$name" --output-truncate true \
     "$@" >"$name.out" 2>&1 || rc=$?
-  # the summary: the failures (each with a reproducing curl) and the counts
-  sed -n '/^=* *FAILURES/,$p' "$name.out" | head -400
-  tail -n 12 "$name.out" | grep -v '^$' || true
+  # the failures (each with a reproducing curl), then the counts
+  sed -n '/^=* FAILURES =*$/,/^=* \(WARNINGS\|SUMMARY\) =*$/p' "$name.out" | head -300
+  sed -n '/^=* SUMMARY =*$/,$p' "$name.out" | grep -v '^$'
+  grep -q '^=* SUMMARY =*$' "$name.out" || tail -n 20 "$name.out"
   echo "-- $name: exit $rc after $((SECONDS - start))s"
   ((rc == 0)) || failed+=("$name")
 }
