@@ -91,7 +91,7 @@ fuzz() {
     --report junit,ndjson --report-dir "$work/report-$name" --output-truncate true \
     "$@" >"$name.out" 2>&1 || rc=$?
   # the failures (each with a reproducing curl), then the counts
-  sed -n '/^=* FAILURES =*$/,/^=* \(WARNINGS\|SUMMARY\) =*$/p' "$name.out" | head -300
+  sed -n '/^=* FAILURES =*$/,/^=* \(WARNINGS\|SUMMARY\) =*$/p' "$name.out" | cut -c1-400 | head -300
   sed -n '/^=* SUMMARY =*$/,$p' "$name.out" | grep -v '^$'
   grep -q '^=* SUMMARY =*$' "$name.out" || tail -n 20 "$name.out"
   echo "-- $name: exit $rc after $((SECONDS - start))s"
