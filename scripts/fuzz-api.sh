@@ -43,12 +43,32 @@ done
 
 work=$(mktemp -d /tmp/mecplane-fuzz-api.XXXXXX)
 pids=()
+# stop: SIGTERM to the services, 30 s for them to end, then SIGKILL to any still running
+# (a service that does not stop fails the run: terminate is how its pod ends)
+stopped=""
 stop() {
+  [ -n "$stopped" ] && return 0
+  stopped=1
+  local pid hung=0
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${FUZZ_API_KEEP:-}" = 1 ]; then echo "fuzz-api: kept $work"; else rm -rf "$work"; fi
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "fuzz-api: $(ps -o args= -p "$pid") did not stop within 30 s of SIGTERM; killed" >&2
+      kill -9 "$pid" 2>/dev/null || true
+      hung=1
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  return "$hung"
 }
-trap stop EXIT
+cleanup() {
+  local rc=$?
+  stop || rc=1
+  if [ "${FUZZ_API_KEEP:-}" = 1 ]; then echo "fuzz-api: kept $work"; else rm -rf "$work"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
 
 # the demo's configuration as it is, run in $work (its relative paths: data/...), ports moved
 cd "$work"
@@ -102,6 +122,7 @@ fuzz() {
 fuzz mep "$mep" api-specs/openapi/mep.json "$(token "$mep" operator:operator-secret)"
 fuzz meao "$meao" api-specs/openapi/meao.json "$(token "$meao" oss:oss-secret)"
 
+stop || failed+=("shutdown")
 for svc in meao mep; do
   if grep -qE 'panicked|thread .* panicked' "$svc.log"; then
     echo "fuzz-api: $svc panicked:" >&2
