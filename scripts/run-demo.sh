@@ -8,18 +8,7 @@ cargo build --release --locked -p meao -p mep -p mecctl
 bin=${CARGO_TARGET_DIR:-target}/release
 mkdir -p data
 # the MEAO-MEP link is mutual TLS: a demo CA, the MEAO's certificate and site paris-1's
-pki=data/pki
-if [ ! -f $pki/paris-1.pem ]; then
-  mkdir -p $pki
-  openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=mecplane demo CA" \
-    -keyout $pki/ca.key -out $pki/ca.pem 2>/dev/null
-  for cn in meao paris-1; do
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout $pki/$cn.key -out $pki/$cn.csr 2>/dev/null
-    openssl x509 -req -in $pki/$cn.csr -CA $pki/ca.pem -CAkey $pki/ca.key -CAcreateserial -days 825 \
-      -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n') \
-      -out $pki/$cn.pem 2>/dev/null
-  done
-fi
+scripts/demo-pki.sh data/pki
 "$bin"/meao --config deploy/examples/meao.toml &
 meao_pid=$!
 "$bin"/mep --config deploy/examples/mep.toml &

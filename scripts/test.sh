@@ -85,6 +85,10 @@ tests_log=$(mktemp /tmp/mecplane-tests.XXXXXX.log)
 run_tests() { cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$tests_log"; }
 check tests run_tests
 
+# the APIs of a debug MEAO and MEP under schemathesis, from the checked-in OpenAPI documents
+# (bounded: FUZZ_API_SECONDS per service); uses the binaries the tests built
+check "API fuzzing (schemathesis)" scripts/fuzz-api.sh
+
 fuzz() {
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
   for target in meao/fuzz:package_reader meao/fuzz:appd_parser upf-rules/fuzz:pfcp_message; do

@@ -66,6 +66,72 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The JSON Schema pattern of what [`check_text`] accepts: no control characters (Unicode
+/// category Cc), and one character that is not white space (Unicode White_Space, spelled out:
+/// regular expression engines disagree on `\s`).
+pub const TEXT_PATTERN: &str = concat!(
+    r"^[^\x00-\x1F\x7F-\x9F]*",
+    r"[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+    r"[^\x00-\x1F\x7F-\x9F]*$"
+);
+
+/// The schema of a string [`check_text`] accepts with `max`.
+pub fn text_schema(max: usize) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(TEXT_PATTERN))
+        .build()
+}
+
+/// The schema of a name [`check_text`] accepts ([`MAX_NAME`]).
+pub fn name_schema() -> utoipa::openapi::Object {
+    text_schema(MAX_NAME)
+}
+
+/// The schema of an identifier [`check_text`] accepts ([`MAX_ID`]).
+pub fn id_schema() -> utoipa::openapi::Object {
+    text_schema(MAX_ID)
+}
+
+/// [`id_schema`], or null: an optional identifier [`check_optional_text`] accepts.
+pub fn optional_id_schema() -> utoipa::openapi::Object {
+    let mut schema = id_schema();
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    schema
+}
+
+/// Longest callback URI accepted.
+pub const MAX_URI: usize = 2048;
+
+/// The schema of a callback URI the services accept: an absolute http or https URI of at most
+/// [`MAX_URI`] characters (whose destination the outbound policy may still refuse).
+pub fn callback_uri_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(MAX_URI))
+        .pattern(Some(concat!(
+            r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+",
+            // a port is at most 65535
+            r"(:([0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+            r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$",
+        )))
+        .build()
+}
+
+/// The schema of a string that has one value (ETSI: "Shall be set to ...").
+pub fn single_value_schema(value: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([value]))
+        .build()
+}
+
 /// [`check_text`] of an optional value.
 pub fn check_optional_text(field: &str, value: Option<&str>, max: usize) -> Result<(), String> {
     value.map_or(Ok(()), |v| check_text(field, v, max))
@@ -92,6 +158,7 @@ pub struct Addresses {
     /// Host portion of the address.
     pub host: String,
     /// Port portion of the address.
+    #[schema(maximum = 65535)]
     pub port: u16,
 }
 

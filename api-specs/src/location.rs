@@ -21,6 +21,7 @@ pub const MAX_CIVIC_ELEMENTS: usize = 32;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CivicAddressElement {
     /// The CAtype.
+    #[schema(maximum = 65535)]
     pub ca_type: u16,
     /// Its value.
     pub ca_value: String,

@@ -186,8 +186,11 @@ impl Destinations {
     /// Checks a URI a client gives the service to call (`field` names it in the message): at
     /// most 2048 characters, absolute http(s), not an address the policy refuses.
     pub fn check_client_uri(&self, field: &str, uri: &str) -> Result<(), String> {
-        if uri.len() > 2048 {
-            return Err(format!("{field} is longer than 2048 characters"));
+        if uri.len() > api_specs::common::MAX_URI {
+            return Err(format!(
+                "{field} is longer than {} characters",
+                api_specs::common::MAX_URI
+            ));
         }
         self.check_uri(uri).map_err(|e| match e {
             OutboundError::Refused => {

@@ -266,7 +266,8 @@ pub fn inline_strict_bases(openapi: &mut utoipa::openapi::OpenApi) {
 /// Documents in `openapi` the errors the edge gives every operation, as it gives them: each
 /// error response is `application/problem+json` (not `application/json`), and an operation
 /// lists 400 when it takes parameters or a body, 415 when it takes a body, 404 when its path
-/// has parameters, 406 when it is a GET, 401 and 403 when it is secured. Call it once every
+/// has parameters, 406 when it is a GET, 401 and 403 when it is secured. Every path parameter
+/// is documented as [`ApiPath`] accepts it ([`path_parameter_schema`]). Call it once every
 /// path is in.
 pub fn document_problems(openapi: &mut utoipa::openapi::OpenApi) {
     use serde_json::{Value, json};
@@ -294,6 +295,15 @@ pub fn document_problems(openapi: &mut utoipa::openapi::OpenApi) {
                 .get("security")
                 .and_then(Value::as_array)
                 .is_some_and(|s| !s.is_empty());
+            for parameter in op
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+            {
+                parameter["schema"] = path_parameter_schema();
+            }
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                 continue;
             };
@@ -398,6 +408,12 @@ pub struct ApiPath<T>(pub T);
 /// Longest identifier accepted in a path.
 pub const MAX_PATH_PARAM: usize = api_specs::common::MAX_ID;
 
+/// The JSON Schema of a path parameter as [`ApiPath`] accepts it
+/// ([`api_specs::common::check_text`] with [`MAX_PATH_PARAM`]).
+pub fn path_parameter_schema() -> serde_json::Value {
+    serde_json::to_value(api_specs::common::text_schema(MAX_PATH_PARAM)).unwrap_or_default()
+}
+
 impl<T, S> FromRequestParts<S> for ApiPath<T>
 where
     T: serde::de::DeserializeOwned + Send,
@@ -431,6 +447,20 @@ mod tests {
         let problem = ApiError::Internal("db password wrong".into()).problem();
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("password"));
+    }
+
+    #[test]
+    fn path_parameters_are_documented_as_accepted() {
+        let schema = jsonschema::validator_for(&path_parameter_schema()).unwrap();
+        let long = "x".repeat(MAX_PATH_PARAM + 1);
+        let longest = "é".repeat(MAX_PATH_PARAM);
+        for value in [
+            "paris-1", "a b", "é", " x ", &longest, "", " ", "\u{3000}", "a\u{1}", "\u{85}x",
+            "x\u{9f}", "\t", &long,
+        ] {
+            let accepted = api_specs::common::check_text("id", value, MAX_PATH_PARAM).is_ok();
+            assert_eq!(schema.is_valid(&value.into()), accepted, "{value:?}");
+        }
     }
 
     #[test]

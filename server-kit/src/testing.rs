@@ -204,6 +204,20 @@ impl Drop for Callback {
     }
 }
 
+/// Whether `instance` is valid against the schema at `pointer` (a JSON pointer) in the OpenAPI
+/// document `doc`, e.g. `/components/schemas/CreateAppPkg` or an operation's
+/// `/paths/~1a~1{id}/get/parameters/0/schema`; its `$ref`s resolve in `doc`.
+pub fn documented_valid(doc: &Value, pointer: &str, instance: &Value) -> bool {
+    let Some(mut root) = doc.pointer(pointer).cloned() else {
+        panic!("{pointer} is not in the document");
+    };
+    root["components"] = doc["components"].clone();
+    match jsonschema::validator_for(&root) {
+        Ok(v) => v.is_valid(instance),
+        Err(e) => panic!("the schema at {pointer} does not compile: {e}"),
+    }
+}
+
 /// Fails the test unless every error response of the OpenAPI document `doc` is documented as
 /// `application/problem+json` (how the edge serves it), and some are.
 pub fn assert_errors_documented_as_problems(doc: &Value) {

@@ -24,6 +24,7 @@ pub struct MepInformation {
 pub struct CreateAppInstanceRequest {
     /// The AppD of an onboarded, enabled package.
     #[serde(rename = "appDId")]
+    #[schema(schema_with = crate::common::id_schema)]
     pub app_d_id: String,
     /// Name of the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +152,7 @@ pub struct TerminateAppRequest {
     pub termination_type: TerminationType,
     /// Seconds to wait in graceful termination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>, maximum = 4294967295.0)]
     pub graceful_termination_timeout: Option<u32>,
 }
 
@@ -177,6 +179,7 @@ pub struct OperateAppRequest {
     pub stop_type: Option<TerminationType>,
     /// Seconds to wait in a graceful stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>, maximum = 4294967295.0)]
     pub graceful_stop_timeout: Option<u32>,
 }
 
@@ -359,6 +362,7 @@ pub enum AppInstanceState {
 pub struct AppInstanceSubscriptionFilter {
     /// Selector type.
     #[serde(default)]
+    #[schema(maximum = 255)]
     pub app_inst_selector_type: u8,
     /// Values the selector matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -389,6 +393,7 @@ pub struct AppInstSubscriptionRequest {
     /// Kind of subscription.
     pub subscription_type: AppInstanceSubscriptionType,
     /// Where notifications are POSTed.
+    #[schema(schema_with = crate::common::callback_uri_schema)]
     pub callback_uri: String,
     /// Only this instance state (state change subscriptions).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,8 +24,10 @@ pub struct Checksum {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAppPkg {
     /// Name of the package.
+    #[schema(schema_with = crate::common::name_schema)]
     pub app_pkg_name: String,
     /// Version of the package.
+    #[schema(schema_with = crate::common::name_schema)]
     pub app_pkg_version: String,
     /// Provider of the package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,7 +41,7 @@ pub struct CreateAppPkg {
     /// Free-form data kept with the package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub user_defined_data: Option<serde_json::Value>,
+    pub user_defined_data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Onboarding state of a package. ETSI defines no failed state: a failed onboarding returns the
@@ -175,7 +177,7 @@ pub struct AppPkgInfo {
     /// Free-form data given at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub user_defined_data: Option<serde_json::Value>,
+    pub user_defined_data: Option<serde_json::Map<String, serde_json::Value>>,
     /// Why onboarding failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onboarding_failure_details: Option<ProblemDetails>,
@@ -242,6 +244,7 @@ pub struct AppPkgFilter {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppPkgSubscription {
     /// Where notifications are POSTed.
+    #[schema(schema_with = crate::common::callback_uri_schema)]
     pub callback_uri: String,
     /// Kind of subscription.
     pub subscription_type: AppPkgSubscriptionType,
@@ -267,6 +270,7 @@ pub struct AppPkgSubscriptionInfo {
     /// Kind of subscription.
     pub subscription_type: AppPkgSubscriptionType,
     /// Where notifications are POSTed.
+    #[schema(schema_with = crate::common::callback_uri_schema)]
     pub callback_uri: String,
     /// Package filters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

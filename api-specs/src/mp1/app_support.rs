@@ -293,6 +293,7 @@ pub struct CurrentTime {
 #[serde(deny_unknown_fields)]
 pub struct AppReadyConfirmation {
     /// Shall be "READY".
+    #[schema(schema_with = ready_indication)]
     pub indication: String,
 }
 
@@ -320,8 +321,10 @@ pub struct AppTerminationConfirmation {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppTerminationNotificationSubscription {
     /// Shall be "AppTerminationNotificationSubscription".
+    #[schema(schema_with = app_termination_type)]
     pub subscription_type: String,
     /// Where notifications are POSTed.
+    #[schema(schema_with = crate::common::callback_uri_schema)]
     pub callback_reference: String,
     /// Link to this subscription (responses only).
     #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +336,14 @@ pub struct AppTerminationNotificationSubscription {
 impl AppTerminationNotificationSubscription {
     /// Its `subscriptionType`.
     pub const TYPE: &str = "AppTerminationNotificationSubscription";
+}
+
+fn app_termination_type() -> utoipa::openapi::Object {
+    crate::common::single_value_schema(AppTerminationNotificationSubscription::TYPE)
+}
+
+fn ready_indication() -> utoipa::openapi::Object {
+    crate::common::single_value_schema("READY")
 }
 
 /// Links of a termination notification.
@@ -438,6 +449,7 @@ pub struct FeatureDependency {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppInfo {
     /// Name of the application.
+    #[schema(schema_with = crate::common::name_schema)]
     pub app_name: String,
     /// Provider of the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -450,6 +462,7 @@ pub struct AppInfo {
     pub app_d_id: Option<String>,
     /// Application instance identifier, when instantiated by MEC management.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_id_schema)]
     pub app_instance_id: Option<String>,
     /// Endpoint of the application server.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,11 +57,13 @@ pub struct ServiceInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ser_instance_id: Option<String>,
     /// Name of the service.
+    #[schema(schema_with = crate::common::name_schema)]
     pub ser_name: String,
     /// Category of the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ser_category: Option<CategoryRef>,
     /// Version of the service.
+    #[schema(schema_with = crate::common::name_schema)]
     pub version: String,
     /// State of the service.
     pub state: ServiceState,
@@ -252,6 +254,7 @@ pub struct ServiceLivenessInfo {
 #[serde(deny_unknown_fields)]
 pub struct ServiceLivenessUpdate {
     /// Shall be ACTIVE.
+    #[schema(schema_with = active_state)]
     pub state: ServiceState,
 }
 
@@ -281,8 +284,10 @@ pub struct FilteringCriteria {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SerAvailabilityNotificationSubscription {
     /// Shall be "SerAvailabilityNotificationSubscription".
+    #[schema(schema_with = ser_availability_type)]
     pub subscription_type: String,
     /// Where notifications are POSTed.
+    #[schema(schema_with = crate::common::callback_uri_schema)]
     pub callback_reference: String,
     /// Link to this subscription (responses only).
     #[serde(rename = "_links", default, skip_serializing_if = "Option::is_none")]
@@ -295,6 +300,14 @@ pub struct SerAvailabilityNotificationSubscription {
 impl SerAvailabilityNotificationSubscription {
     /// Its `subscriptionType`.
     pub const TYPE: &str = "SerAvailabilityNotificationSubscription";
+}
+
+fn ser_availability_type() -> utoipa::openapi::Object {
+    crate::common::single_value_schema(SerAvailabilityNotificationSubscription::TYPE)
+}
+
+fn active_state() -> utoipa::openapi::Object {
+    crate::common::single_value_schema("ACTIVE")
 }
 
 /// Kind of change of a service (`ServiceReferences.changeType`).

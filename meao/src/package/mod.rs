@@ -429,11 +429,10 @@ impl Packages {
         self: &Arc<Self>,
         request: CreateAppPkg,
     ) -> Result<AppPkgInfo, PackageError> {
-        if request.app_pkg_name.trim().is_empty() || request.app_pkg_version.trim().is_empty() {
-            return Err(PackageError::Invalid(
-                "appPkgName and appPkgVersion shall not be empty".into(),
-            ));
-        }
+        use api_specs::common::{MAX_NAME, check_text};
+        check_text("appPkgName", &request.app_pkg_name, MAX_NAME)
+            .and_then(|()| check_text("appPkgVersion", &request.app_pkg_version, MAX_NAME))
+            .map_err(PackageError::Invalid)?;
         if let Some(c) = &request.checksum {
             match HashAlgorithm::parse(&c.algorithm) {
                 None => {

@@ -148,3 +148,71 @@ async fn responses_validate_against_etsi_schemas() {
         .unwrap();
     etsi.check("ProblemDetails", &problem);
 }
+
+/// Every byte of `s` percent-encoded: a path segment that reaches the server as it is.
+fn encoded(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// The checked-in document states the limits the MEAO applies to what a client sends, so a
+/// fuzzer working from it (scripts/fuzz-api.sh) finds every documented request accepted and
+/// every other one refused: path identifiers, the names of a new package, callback URIs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_states_the_limits_the_server_applies() {
+    use server_kit::testing::documented_valid;
+    let text = std::fs::read_to_string(repo().join("api-specs/openapi/meao.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let ctx = Ctx::start(Db::Sqlite).await;
+
+    let id_param = "/paths/~1app_lcm~1v1~1app_instances~1{appInstanceId}/get/parameters/0/schema";
+    let long = "i".repeat(257);
+    for (id, accepted) in [
+        ("x", true),
+        ("é x", true),
+        ("a\u{1}b", false),
+        ("\u{85}", false),
+        (" ", false),
+        (long.as_str(), false),
+    ] {
+        assert_eq!(
+            documented_valid(&doc, id_param, &json!(id)),
+            accepted,
+            "{id:?}"
+        );
+        let url = format!("{}/app_lcm/v1/app_instances/{}", ctx.base, encoded(id));
+        let r = ctx.http.get(url).bearer_auth(&ctx.token).send().await;
+        let status = r.unwrap().status();
+        assert_eq!(status, if accepted { 404 } else { 400 }, "{id:?}");
+    }
+
+    let long = "n".repeat(257);
+    for (name, data, accepted) in [
+        ("video", json!({"team": "vision"}), true),
+        (" ", json!(null), false),
+        ("a\u{7}", json!(null), false),
+        (long.as_str(), json!(null), false),
+        // KeyValuePairs: an object, never a list
+        ("video", json!([null, null]), false),
+    ] {
+        let body = json!({"appPkgName": name, "appPkgVersion": "1.0", "userDefinedData": data});
+        let schema = "/components/schemas/CreateAppPkg";
+        assert_eq!(documented_valid(&doc, schema, &body), accepted, "{name:?}");
+        let r = ctx.call(Method::POST, "/app_packages", Some(body)).await;
+        assert_eq!(r.status(), if accepted { 201 } else { 400 }, "{name:?}");
+    }
+
+    let cb = Callback::start(0).await;
+    for (uri, accepted) in [
+        (cb.url.as_str(), true),
+        ("", false),
+        ("ftp://127.0.0.1/x", false),
+        ("http://", false),
+    ] {
+        let body =
+            json!({"subscriptionType": "AppPackageOnBoardingSubscription", "callbackUri": uri});
+        let schema = "/components/schemas/AppPkgSubscription";
+        assert_eq!(documented_valid(&doc, schema, &body), accepted, "{uri:?}");
+        let r = ctx.call(Method::POST, "/subscriptions", Some(body)).await;
+        assert_eq!(r.status(), if accepted { 201 } else { 400 }, "{uri:?}");
+    }
+}

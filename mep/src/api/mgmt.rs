@@ -33,6 +33,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct Graceful {
     /// Seconds to wait for `confirm_termination`; 0 or absent acts at once.
+    #[param(value_type = Option<u64>, maximum = 4294967295.0)]
     graceful_timeout: Option<u32>,
 }
 

@@ -183,3 +183,61 @@ async fn responses_validate_against_etsi_schemas() {
     let problem = get("/mec_service_mgmt/v1/services/unknown", &a1).await;
     svc.check("ProblemDetails", &problem);
 }
+
+/// The checked-in document states the limits the MEP applies to what a client sends, so a
+/// fuzzer working from it (scripts/fuzz-api.sh) finds every documented request accepted and
+/// every other one refused: path identifiers, the values ETSI fixes ("Shall be set to ...").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_states_the_limits_the_server_applies() {
+    use server_kit::testing::documented_valid;
+    let text = std::fs::read_to_string(repo().join("api-specs/openapi/mep.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let ctx = Ctx::start(Db::Sqlite).await;
+    ctx.provision("i1").await;
+    let app = ctx.token(APP1).await;
+
+    let rules = "/paths/~1mec_app_support~1v1~1applications~1{appInstanceId}~1traffic_rules";
+    let id_param = format!("{rules}/get/parameters/0/schema");
+    for (id, encoded, status) in [
+        ("i1", "i1", 200),
+        ("i\u{1}", "i%01", 400),
+        (" ", "%20", 400),
+        ("\u{9f}", "%C2%9F", 400),
+    ] {
+        let accepted = status == 200;
+        assert_eq!(
+            documented_valid(&doc, &id_param, &json!(id)),
+            accepted,
+            "{id:?}"
+        );
+        let path = format!("/mec_app_support/v1/applications/{encoded}/traffic_rules");
+        let r = ctx.call(Method::GET, &path, &app, None).await;
+        assert_eq!(r.status(), status, "{id:?}");
+    }
+
+    for (indication, status) in [("NOT_READY", 400), ("READY", 204)] {
+        let body = json!({"indication": indication});
+        let schema = "/components/schemas/AppReadyConfirmation";
+        assert_eq!(documented_valid(&doc, schema, &body), status == 204);
+        let path = "/mec_app_support/v1/applications/i1/confirm_ready";
+        let r = ctx.call(Method::POST, path, &app, Some(body)).await;
+        assert_eq!(r.status(), status, "{indication}");
+    }
+
+    let cb = Callback::start(0).await;
+    for (kind, status) in [
+        ("AppTerminationNotificationSubscription", 400),
+        ("SerAvailabilityNotificationSubscription", 201),
+    ] {
+        let body = json!({"subscriptionType": kind, "callbackReference": cb.url});
+        let schema = "/components/schemas/SerAvailabilityNotificationSubscription";
+        assert_eq!(
+            documented_valid(&doc, schema, &body),
+            status == 201,
+            "{kind}"
+        );
+        let path = "/mec_service_mgmt/v1/applications/i1/subscriptions";
+        let r = ctx.call(Method::POST, path, &app, Some(body)).await;
+        assert_eq!(r.status(), status, "{kind}");
+    }
+}
