@@ -87,7 +87,7 @@ check tests run_tests
 
 # the APIs of a debug MEAO and MEP under schemathesis, from the checked-in OpenAPI documents
 # (bounded: FUZZ_API_SECONDS per service); uses the binaries the tests built
-check "API fuzzing (schemathesis)" scripts/fuzz-api.sh
+check "API fuzzing (schemathesis)" env FUZZ_API_SECONDS=120 scripts/fuzz-api.sh
 
 fuzz() {
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

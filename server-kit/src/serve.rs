@@ -370,7 +370,10 @@ impl Tasks {
         }));
     }
 
-    /// Spawns `tick` every `period` until stopped.
+    /// Spawns `tick` every `period` until stopped. A tick under way when the service stops is
+    /// dropped where it is, as a crash would leave it (what ticks do, such as resuming sagas or
+    /// reconciling sites, is durable and resumes at the next start): a long tick must not hold
+    /// up the shutdown.
     pub fn every<F, Fut>(&mut self, period: Duration, mut tick: F)
     where
         F: FnMut() -> Fut + Send + 'static,
@@ -383,7 +386,11 @@ impl Tasks {
             let mut stopped = std::pin::pin!(stopped);
             loop {
                 tokio::select! {
-                    _ = interval.tick() => tick().await,
+                    _ = interval.tick() => {}
+                    () = &mut stopped => return,
+                }
+                tokio::select! {
+                    () = tick() => {}
                     () = &mut stopped => return,
                 }
             }
@@ -396,5 +403,28 @@ impl Tasks {
         for handle in self.handles {
             let _ = handle.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tick_under_way_does_not_hold_up_the_shutdown() {
+        let mut tasks = Tasks::default();
+        let (started, mut ticking) = tokio::sync::mpsc::unbounded_channel();
+        tasks.every(Duration::from_millis(10), move || {
+            let started = started.clone();
+            async move {
+                let _ = started.send(());
+                // a recovery resuming a saga that waits an hour, say
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
+        ticking.recv().await;
+        tokio::time::timeout(Duration::from_secs(10), tasks.shutdown())
+            .await
+            .expect("the shutdown does not wait for the tick");
     }
 }
