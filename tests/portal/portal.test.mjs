@@ -4,10 +4,13 @@
 // placement preview and see the operation COMPLETED and the site's MEP acknowledge the
 // instance's configuration, stop, start, terminate, delete; a request
 // without the CSRF token and a cross-site form post are refused; sign-out ends the session; a
-// viewer sees the pages and every change it tries at the endpoints is refused.
+// viewer sees the pages and every change it tries at the endpoints is refused. Pages do not
+// poll: a change another client makes through the REST API shows up without reload, and in
+// the activity feed with who made it.
 //
 // Environment: PORTAL_URL, CHROMIUM, GOOD_PACKAGE, BROKEN_PACKAGE, SCREENSHOTS,
-// OPERATOR_PASSWORD, VIEWER_PASSWORD. Exits non-zero on the first failure.
+// OPERATOR_PASSWORD, VIEWER_PASSWORD, API_TOKEN (another REST client's bearer token). Exits
+// non-zero on the first failure.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
@@ -38,6 +41,16 @@ const pageFetch = (page, method, url, { csrf, body } = {}) => page.evaluate(asyn
   const r = await fetch(u, { method: m, headers, body: b === undefined ? undefined : JSON.stringify(b) });
   return { status: r.status, body: await r.text() };
 }, [method, url, csrf, body]);
+
+/** A call of the REST API by another client (its bearer token, no browser). */
+async function otherClient(method, url, body) {
+  const r = await fetch(new URL(url, ORIGIN), {
+    method,
+    headers: { authorization: `Bearer ${env('API_TOKEN')}`, 'content-type': 'application/json', accept: 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.ok(r.ok, `${method} ${url}: ${r.status} ${await r.text()}`);
+}
 
 async function signIn(page, user, password) {
   await page.goto(PORTAL);
@@ -107,6 +120,31 @@ async function operatorWalkThrough(browser) {
   step('the broken package is deleted');
   await page.locator('tr[data-package=cdn-cache]').getByRole('button', { name: 'Delete' }).click();
   await page.locator('tr[data-package=cdn-cache]').waitFor({ state: 'detached' });
+
+  step('the page does not poll: a change through the REST API arrives as a live update');
+  const feed = page.getByLabel('Activity');
+  await feed.locator('li', { hasText: 'operator' }).filter({ hasText: 'ONBOARDED' }).first().waitFor();
+  await feed.locator('li', { hasText: 'Package cdn-cache' }).filter({ hasText: 'deleted' }).waitFor();
+  await page.waitForTimeout(500); // the reload that change caused
+  await page.evaluate(() => { window.notReloaded = true; });
+  const reads = [];
+  const onRequest = (r) => r.method() === 'GET' && r.url().endsWith('/app_pkgm/v1/app_packages') && reads.push(r.url());
+  page.on('request', onRequest);
+  await page.waitForTimeout(3000);
+  assert.deepEqual(reads, [], 'nothing changed and nothing was read again');
+  const vaId = (JSON.parse((await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages')).body)
+    .find((p) => p.appName === 'video-analytics')).id;
+  await otherClient('PATCH', `/app_pkgm/v1/app_packages/${vaId}`, { operationalState: 'DISABLED' });
+  await va.getByText('DISABLED', { exact: true }).waitFor();
+  const byApi = feed.locator(`li[data-resource="${vaId}"]`, { hasText: 'oss (API)' }).filter({ hasText: 'DISABLED' });
+  await byApi.waitFor();
+  assert.match(await byApi.innerText(), /Package video-analytics/);
+  assert.ok(reads.length >= 1, 'the change made the page read its packages');
+  page.off('request', onRequest);
+  await otherClient('PATCH', `/app_pkgm/v1/app_packages/${vaId}`, { operationalState: 'ENABLED' });
+  await va.getByText('ENABLED', { exact: true }).waitFor();
+  assert.ok(await page.evaluate(() => window.notReloaded), 'the page was not reloaded');
+  await shot(page, 'activity');
 
   step('deploy near Paris with the placement preview');
   await page.getByRole('link', { name: 'Applications' }).click();

@@ -72,6 +72,8 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         app_package::build::build(&broken_dir, None).unwrap(),
     )
     .unwrap();
+    // another client of the REST API, whose changes the portal shows as they happen
+    let api_token = token(&reqwest::Client::new(), &meao.api_root, "oss", "oss-secret").await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 
@@ -82,6 +84,7 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         .env("GOOD_PACKAGE", &good)
         .env("BROKEN_PACKAGE", &broken)
         .env("SCREENSHOTS", &shots)
+        .env("API_TOKEN", &api_token)
         // the demo's passwords, as the README gives them
         .env("OPERATOR_PASSWORD", "operator-demo")
         .env("VIEWER_PASSWORD", "viewer-demo")

@@ -1,14 +1,19 @@
 // The mecplane operator portal. Plain script, no build step: it calls the MEAO's REST APIs
 // (app_pkgm/v1, app_lcm/v1, inventory/v1) with the session cookie and, on every mutating call,
-// the session's CSRF token. Pages poll what they show every POLL_MS while visible.
+// the session's CSRF token. Pages reload what they show when the MEAO reports a change
+// (server-sent events from /portal/events, fed by the event outbox of every replica), and an
+// activity feed lists the recent changes.
 'use strict';
 
-const POLL_MS = 2000;
 const PKGM = '/app_pkgm/v1';
 const LCM = '/app_lcm/v1';
 const INVENTORY = '/inventory/v1';
 
-const portal = { session: null, page: null, timer: null, refresh: null };
+const portal = {
+  session: null, page: null, refresh: null, pending: null,
+  // the live update stream, what waits for a resource's next change, the activity feed
+  source: null, waiters: [], feed: [], feedEl: null, names: {}, timer: null,
+};
 
 // ---------- DOM ----------
 
@@ -146,7 +151,8 @@ function mayOperate() { return portal.session && portal.session.mayOperate; }
 
 function signedOut(message) {
   portal.session = null;
-  stopPolling();
+  stopRefreshing();
+  disconnect();
   document.getElementById('top').hidden = true;
   showSignIn(message);
 }
@@ -180,6 +186,7 @@ function signedIn(session) {
   document.getElementById('top').hidden = false;
   document.getElementById('who-name').textContent = session.user;
   document.getElementById('who-role').textContent = session.role;
+  connect();
   route();
 }
 
@@ -188,25 +195,164 @@ async function signOut() {
   signedOut('You signed out.');
 }
 
+// ---------- live updates ----------
+
+/** Opens the session's live update stream; reconnects (and reloads the page) when it ends. */
+function connect() {
+  disconnect();
+  const source = new EventSource('/portal/events');
+  portal.source = source;
+  source.addEventListener('open', () => {
+    document.body.dataset.live = 'connected';
+    // whatever changed while not connected
+    refreshSoon();
+    loadActivity();
+  });
+  source.addEventListener('change', (ev) => {
+    let change;
+    try { change = JSON.parse(ev.data); } catch (_) { return; }
+    changed(change);
+  });
+  source.addEventListener('ended', (ev) => {
+    source.close();
+    document.body.dataset.live = 'reconnecting';
+    if (ev.data === 'signed-out') {
+      api('GET', '/portal/session').catch(() => {});
+      return;
+    }
+    // dropped for falling behind, or the MEAO stops: connect again (maybe to another replica)
+    setTimeout(() => portal.source === source && portal.session && connect(), ev.data === 'lagged' ? 100 : 1000);
+  });
+  source.addEventListener('error', () => {
+    document.body.dataset.live = 'reconnecting';
+    if (source.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+    // refused (the session ended, or too many streams): see whether still signed in, retry
+    api('GET', '/portal/session').then(() => {
+      setTimeout(() => portal.source === source && portal.session && connect(), 5000);
+    }, () => {});
+  });
+}
+
+function disconnect() {
+  if (portal.source) portal.source.close();
+  portal.source = null;
+}
+
+/** A change the MEAO reported: the page reloads, waiters wake, the feed shows it. */
+function changed(change) {
+  refreshSoon();
+  for (const w of portal.waiters.filter((x) => x.kind === change.kind && x.id === change.resourceId)) w.wake();
+  if (portal.feed.some((c) => c.id === change.id)) return;
+  portal.feed.unshift(change);
+  portal.feed.length = Math.min(portal.feed.length, FEED_SIZE);
+  renderActivity();
+}
+
+/** Resolves at the next change of a resource, or after `ms` at the latest. */
+function nextChange(kind, id, ms) {
+  return new Promise((resolve) => {
+    const w = { kind, id };
+    const timer = setTimeout(() => w.wake(), ms);
+    w.wake = () => {
+      clearTimeout(timer);
+      portal.waiters = portal.waiters.filter((x) => x !== w);
+      resolve();
+    };
+    portal.waiters.push(w);
+  });
+}
+
+/** Reloads the page's data once for a burst of changes (while the page is visible). */
+function refreshSoon() {
+  if (portal.pending) return;
+  portal.pending = setTimeout(async () => {
+    portal.pending = null;
+    const refresh = portal.refresh;
+    if (!refresh || document.hidden) return;
+    try { await refresh(); } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
+  }, 150);
+}
+
+document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshSoon(); });
+
+// ---------- activity feed ----------
+
+const FEED_SIZE = 15;
+
+async function loadActivity() {
+  try {
+    const { json } = await api('GET', `/portal/activity?limit=${FEED_SIZE}`);
+    const known = new Set((json || []).map((c) => c.id));
+    portal.feed = [...portal.feed.filter((c) => !known.has(c.id)), ...(json || [])]
+      .sort((a, b) => b.time - a.time).slice(0, FEED_SIZE);
+    renderActivity();
+  } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
+}
+
+function who(actor) {
+  if (!actor) return 'MEAO';
+  return actor.startsWith('portal:') ? actor.slice(7) : `${actor} (API)`;
+}
+
+/** What a change did, in words. */
+function describe(c) {
+  const d = c.data || {};
+  const name = portal.names[c.resourceId] || c.resourceId.slice(0, 8);
+  const gone = c.change === 'deleted';
+  switch (c.kind) {
+    case 'app_package':
+      return [`Package ${name}`, gone ? 'deleted' : [d.onboardingState, d.operationalState].filter(Boolean).join(' · ')];
+    case 'app_instance':
+      return [`Instance ${name}`, gone ? 'deleted' : [d.instantiationState, d.operationalState, d.mecHostId ? `on ${d.mecHostId}` : null].filter(Boolean).join(' · ')];
+    case 'lcm_op_occ': {
+      const inst = d.appInstanceId ? portal.names[d.appInstanceId] || d.appInstanceId.slice(0, 8) : '';
+      return [`${d.lcmOperation || 'Operation'} of ${inst}`, gone ? 'deleted' : d.operationState || ''];
+    }
+    case 'site':
+      return [`Site ${c.resourceId}`, gone ? 'deleted' : [d.healthy ? 'healthy' : 'unhealthy', d.inService === false ? 'out of service' : null].filter(Boolean).join(' · ')];
+    default:
+      return [`${c.kind} ${name}`, c.change];
+  }
+}
+
+function renderActivity() {
+  const el = portal.feedEl;
+  if (!el || !el.isConnected) return;
+  clear(el, portal.feed.length ? h('ol', { class: 'activity' }, portal.feed.map((c) => {
+    const [what, state] = describe(c);
+    return h('li', { 'data-activity': c.kind, 'data-resource': c.resourceId },
+      h('time', { class: 'muted', datetime: new Date(c.time).toISOString(), text: new Date(c.time).toLocaleTimeString() }),
+      h('span', { class: 'who', text: who(c.actor) }),
+      h('span', {}, h('strong', { text: what }), state ? ' ' : null, state ? state.split(' · ').map((x, i) => [i ? ' ' : null, badge(x)]) : null));
+  })) : h('div', { class: 'empty', text: 'No change yet.' }));
+}
+
+/** The activity card every page ends with. */
+function activityCard() {
+  portal.feedEl = h('div', {});
+  renderActivity();
+  return h('section', { class: 'card', 'aria-label': 'Activity' }, h('h2', { text: 'Recent activity' }), portal.feedEl);
+}
+
 // ---------- pages ----------
 
-function stopPolling() {
-  clearTimeout(portal.timer);
+function stopRefreshing() {
+  clearTimeout(portal.pending);
+  clearInterval(portal.timer);
+  portal.pending = null;
   portal.timer = null;
   portal.refresh = null;
 }
 
-function poll(refresh) {
-  stopPolling();
+/**
+ * Shows the page's data now and again whenever the MEAO reports a change; also every
+ * `everyMs` for what the page shows that is no recorded change (a MEP link's state).
+ */
+function live(refresh, everyMs) {
+  stopRefreshing();
   portal.refresh = refresh;
-  const tick = async () => {
-    if (portal.refresh !== refresh) return;
-    if (!document.hidden) {
-      try { await refresh(); } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
-    }
-    if (portal.refresh === refresh) portal.timer = setTimeout(tick, POLL_MS);
-  };
-  tick();
+  refresh().catch((e) => { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); });
+  if (everyMs) portal.timer = setInterval(refreshSoon, everyMs);
 }
 
 /** Re-renders `el` from `data` only when the data changed (keeps focus and selection). */
@@ -308,6 +454,7 @@ function packagesPage(main) {
   async function refresh() {
     const { json } = await api('GET', `${PKGM}/app_packages`);
     packages = json || [];
+    for (const p of packages) portal.names[p.id] = p.appName;
     render();
   }
 
@@ -319,7 +466,7 @@ function packagesPage(main) {
       h('div', { class: 'toolbar' }, field('Filter', text), field('State', stateFilter)),
       listError, list),
     details);
-  poll(refresh);
+  live(refresh);
 }
 
 function uploadCard(refresh) {
@@ -373,7 +520,7 @@ function uploadCard(refresh) {
       }
       clear(status, `${p.appName}: `, badge(p.onboardingState));
       if (p.onboardingState === 'ONBOARDED') break;
-      await new Promise((r) => setTimeout(r, 500));
+      await nextChange('app_package', pkg.id, 5000);
     }
     form.reset();
     progress.hidden = true;
@@ -423,7 +570,7 @@ async function follow(location, into) {
     const { json: op } = await api('GET', location);
     clear(into, opView(op));
     if (ENDED.includes(op.operationState)) return op;
-    await new Promise((r) => setTimeout(r, 500));
+    await nextChange('lcm_op_occ', op.id, 5000);
   }
 }
 
@@ -499,6 +646,8 @@ function applicationsPage(main) {
     const [i, o, p, s] = await Promise.all([
       api('GET', `${LCM}/app_instances`), api('GET', `${LCM}/app_lcm_op_occs`),
       api('GET', `${PKGM}/app_packages`), api('GET', `${INVENTORY}/sites`)]);
+    for (const x of i.json || []) portal.names[x.id] = x.appInstanceName || x.id.slice(0, 8);
+    for (const x of p.json || []) portal.names[x.id] = x.appName;
     data = { instances: i.json || [], ops: (o.json || []).sort((a, b) => b.startTime.seconds - a.startTime.seconds), packages: p.json || [], sites: s.json || [] };
     renderIfChanged(instances, { i: data.instances, o: data.ops }, () => table(
       ['Instance', 'Package', 'Instantiation', 'Operational', 'Site', ''], data.instances.map(instanceRow),
@@ -573,7 +722,7 @@ function applicationsPage(main) {
     mayOperate() ? deployArea : readOnlyNote(), following,
     h('section', { class: 'card', 'aria-label': 'Instances' }, h('h2', { text: 'Instances' }), instancesError, instances),
     h('section', { class: 'card', 'aria-label': 'Operations' }, h('h2', { text: 'Operations' }), opsError, opsList));
-  poll(refresh);
+  live(refresh);
 }
 
 // Sites
@@ -670,7 +819,8 @@ function sitesPage(main) {
   }
 
   clear(main, h('h1', { text: 'Sites' }), h('section', { class: 'card', 'aria-label': 'Sites' }, list), details);
-  poll(refresh);
+  // the MEP links' state is not in the event outbox: read again now and then
+  live(refresh, 10000);
 }
 
 // ---------- routing ----------
@@ -687,8 +837,9 @@ function route() {
     a.classList.toggle('current', a.dataset.page === page);
     if (a.dataset.page === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
-  stopPolling();
+  stopRefreshing();
   PAGES[page](document.getElementById('main'));
+  document.getElementById('main').append(activityCard());
 }
 
 document.addEventListener('DOMContentLoaded', async () => {
