@@ -161,7 +161,10 @@ async function operatorWalkThrough(browser) {
   await shot(page, 'placement-preview');
   await page.getByRole('button', { name: 'Deploy' }).click();
   const op = page.getByLabel('Operation', { exact: true });
-  await op.getByText('COMPLETED', { exact: true }).waitFor();
+  await op.getByText('COMPLETED', { exact: true }).first().waitFor();
+  for (const name of ['place', 'apply', 'await-ready']) {
+    await op.locator(`[data-step="${name}"]`).getByText('COMPLETED', { exact: true }).waitFor();
+  }
   const row = page.locator('tr[data-instance=va-paris]');
   await row.getByText('INSTANTIATED', { exact: true }).waitFor();
   await row.getByText('STARTED', { exact: true }).waitFor();
@@ -192,6 +195,34 @@ async function operatorWalkThrough(browser) {
   await row.getByText('NOT_INSTANTIATED', { exact: true }).waitFor();
   await row.getByRole('button', { name: 'Delete' }).click();
   await row.waitFor({ state: 'detached' });
+
+  step('an operation that cannot go on waits in FAILED_TEMP with its failed step; retry, then fail it');
+  await page.getByLabel('Instance name').fill('va-marseille');
+  await page.getByLabel('On a site').check();
+  await page.getByLabel('Site', { exact: true }).selectOption('marseille-1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await op.getByText('FAILED_TEMP', { exact: true }).first().waitFor();
+  const place = op.locator('[data-step="place"]');
+  await place.getByText('FAILED', { exact: true }).waitFor();
+  assert.match(await place.innerText(), /no site can host the application/);
+  assert.match(await op.locator('[data-step="apply"]').innerText(), /NOT_STARTED/);
+  const failing = page.locator('tr[data-op-row]').first();
+  await failing.getByRole('button', { name: 'Details' }).click();
+  const details = page.getByLabel('Operation details');
+  await details.locator('[data-step="place"]').getByText('FAILED', { exact: true }).waitFor();
+  await shot(page, 'operation-failed-temp');
+  const opId = await failing.getAttribute('data-op-row');
+  await details.getByRole('button', { name: 'Retry' }).click();
+  // the retry runs the operation again (the operator's change to PROCESSING) and it pauses again
+  await feed.locator(`li[data-resource="${opId}"]`, { hasText: 'operator' }).filter({ hasText: 'PROCESSING' }).waitFor();
+  await page.locator('#toast').getByText('Retry INSTANTIATE: FAILED_TEMP').waitFor();
+  await details.getByRole('button', { name: 'Fail' }).click();
+  await details.getByText('FAILED', { exact: true }).first().waitFor();
+  await failing.getByText('FAILED', { exact: true }).waitFor();
+  assert.equal(await details.getByRole('button', { name: /Retry|Fail/ }).count(), 0, 'FAILED is final');
+  const marseille = page.locator('tr[data-instance=va-marseille]');
+  await marseille.getByRole('button', { name: 'Delete' }).click();
+  await marseille.waitFor({ state: 'detached' });
 
   step('a request without the CSRF token is refused');
   const noCsrf = await pageFetch(page, 'POST', '/app_pkgm/v1/app_packages', { body: { appPkgName: 'forged', appPkgVersion: '1' } });

@@ -43,7 +43,7 @@ const BADGES = {
   ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy',
     'connected', 'INSTALLED', 'acknowledged'],
   info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING', 'pending'],
-  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK'],
+  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK', 'out of service'],
   bad: ['ERROR', 'FAILED', 'unhealthy', 'onboarding failed', 'refused'],
 };
 
@@ -270,6 +270,7 @@ function refreshSoon() {
     const refresh = portal.refresh;
     if (!refresh || document.hidden) return;
     try { await refresh(); } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
+    renderActivity(); // with the names the page now knows
   }, 150);
 }
 
@@ -351,7 +352,7 @@ function stopRefreshing() {
 function live(refresh, everyMs) {
   stopRefreshing();
   portal.refresh = refresh;
-  refresh().catch((e) => { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); });
+  refresh().then(renderActivity, (e) => { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); });
   if (everyMs) portal.timer = setInterval(refreshSoon, everyMs);
 }
 
@@ -556,11 +557,21 @@ function placementView(decision) {
       h('ul', {}, rejected.map(([reason, sites]) => h('li', {}, h('strong', { text: sites.join(', ') }), `: ${reason}`)))] : null);
 }
 
-function opView(op) {
+/** The saga's steps of an operation, each with how far it got and its error. */
+function stepsView(steps) {
+  return [h('h3', { text: 'Steps' }),
+    h('ol', { class: 'steps', 'aria-label': 'Steps' }, steps.map((s) => h('li', { 'data-step': s.name },
+      badge(s.state), ' ', h('span', { class: 'mono', text: s.name }),
+      s.error ? h('div', { class: 'error', text: s.error }) : null)))];
+}
+
+function opView(op, actions) {
   return h('div', { 'data-op': op.id },
-    h('p', {}, `${op.lcmOperation} `, badge(op.operationState), h('span', { class: 'muted mono', text: ` ${op.id}` })),
-    op.placement ? placementView(op.placement) : null,
-    op.error ? errorBox(new ApiFailure(op.error.status, op.error), 'Error') : null);
+    h('p', {}, `${op.lcmOperation} `, badge(op.operationState), h('span', { class: 'muted mono', text: ` ${op.id}` }),
+      actions ? h('span', { class: 'actions' }, actions) : null),
+    op.error ? errorBox(new ApiFailure(op.error.status, op.error), 'Error') : null,
+    op.steps ? stepsView(op.steps) : null,
+    op.placement ? placementView(op.placement) : null);
 }
 
 const ENDED = ['COMPLETED', 'FAILED', 'ROLLED_BACK', 'FAILED_TEMP'];
@@ -581,6 +592,8 @@ function applicationsPage(main) {
   const opsError = h('div', {});
   const opsList = h('div', {});
   const following = h('div', { 'aria-live': 'polite' });
+  const opDetails = h('div', {});
+  let selectedOp = null;
   let data = { instances: [], ops: [], packages: [], sites: [] };
 
   const act = async (what, into, call) => {
@@ -624,22 +637,48 @@ function applicationsPage(main) {
           onclick: () => confirm(`Delete instance ${name}?`) && act(`Delete ${name}`, instancesError, () => api('DELETE', path)) }) : null] : null));
   }
 
+  /** Retry / fail in FAILED_TEMP, cancel while under way; a retry or cancel is followed. */
+  function opActions(o) {
+    if (!mayOperate()) return null;
+    const path = `${LCM}/app_lcm_op_occs/${o.id}`;
+    const followed = (call) => async () => { await call(); return { location: path }; };
+    return [
+      o.operationState === 'FAILED_TEMP' ? [
+        h('button', { type: 'button', class: 'secondary', text: 'Retry', onclick: () => act(`Retry ${o.lcmOperation}`, opsError, followed(() => api('POST', `${path}/retry`))) }),
+        h('button', { type: 'button', class: 'danger', text: 'Fail', onclick: () => act(`Fail ${o.lcmOperation}`, opsError, () => api('POST', `${path}/fail`)) })] : null,
+      ['PROCESSING', 'STARTING'].includes(o.operationState)
+        ? h('button', { type: 'button', class: 'danger', text: 'Cancel', onclick: () => act(`Cancel ${o.lcmOperation}`, opsError, followed(() => api('POST', `${path}/cancel`, { cancelMode: 'GRACEFUL' }))) }) : null];
+  }
+
   function opRow(o) {
     const inst = data.instances.find((i) => i.id === instanceOf(o));
-    const path = `${LCM}/app_lcm_op_occs/${o.id}`;
-    return h('tr', { 'data-op-row': o.id },
+    return h('tr', { 'data-op-row': o.id, class: o.id === selectedOp ? 'selected' : '' },
       h('td', { text: o.lcmOperation }),
-      h('td', { text: inst ? (inst.appInstanceName || inst.id) : instanceOf(o) }),
+      h('td', { text: inst ? (inst.appInstanceName || inst.id) : portal.names[instanceOf(o)] || instanceOf(o) }),
       h('td', {}, badge(o.operationState)),
       h('td', { text: when(o.startTime) }),
       h('td', { text: o.placement ? (o.placement.chosen || 'none') : '-' }),
       h('td', {}, o.error ? problems(o.error).join('; ') : ''),
-      h('td', { class: 'actions' }, mayOperate() ? [
-        o.operationState === 'FAILED_TEMP' ? [
-          h('button', { type: 'button', class: 'secondary', text: 'Retry', onclick: () => act(`Retry ${o.lcmOperation}`, opsError, () => api('POST', `${path}/retry`)) }),
-          h('button', { type: 'button', class: 'danger', text: 'Fail', onclick: () => act(`Fail ${o.lcmOperation}`, opsError, () => api('POST', `${path}/fail`)) })] : null,
-        ['PROCESSING', 'STARTING'].includes(o.operationState)
-          ? h('button', { type: 'button', class: 'danger', text: 'Cancel', onclick: () => act(`Cancel ${o.lcmOperation}`, opsError, () => api('POST', `${path}/cancel`, { cancelMode: 'GRACEFUL' })) }) : null] : null));
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selectedOp = o.id; refresh(); } }),
+        opActions(o)));
+  }
+
+  /** The selected operation with its steps (only the occurrence itself lists them). */
+  async function showOp() {
+    if (!selectedOp) { clear(opDetails); return; }
+    let op;
+    try { ({ json: op } = await api('GET', `${LCM}/app_lcm_op_occs/${selectedOp}`)); } catch (e) {
+      if (e instanceof ApiFailure && e.status === 404) { selectedOp = null; clear(opDetails); return; }
+      throw e;
+    }
+    const inst = data.instances.find((i) => i.id === instanceOf(op));
+    renderIfChanged(opDetails, op, () => h('section', { class: 'card', 'aria-label': 'Operation details' },
+      h('h2', { text: `${op.lcmOperation} of ${inst ? inst.appInstanceName || inst.id : instanceOf(op)}` }),
+      h('dl', { class: 'kv' },
+        h('dt', { text: 'Started' }), h('dd', { text: when(op.startTime) }),
+        h('dt', { text: 'State entered' }), h('dd', { text: when(op.stateEnteredTime) })),
+      opView(op, opActions(op))));
   }
 
   async function refresh() {
@@ -652,8 +691,9 @@ function applicationsPage(main) {
     renderIfChanged(instances, { i: data.instances, o: data.ops }, () => table(
       ['Instance', 'Package', 'Instantiation', 'Operational', 'Site', ''], data.instances.map(instanceRow),
       'No application instance yet.'));
-    renderIfChanged(opsList, data.ops.slice(0, 20), (ops) => table(
+    renderIfChanged(opsList, { ops: data.ops.slice(0, 20), selectedOp }, ({ ops }) => table(
       ['Operation', 'Instance', 'State', 'Started', 'Site', 'Error', ''], ops.map(opRow), 'No operation yet.'));
+    await showOp();
     if (mayOperate()) renderIfChanged(deployArea, { p: data.packages.map((x) => [x.appDId, x.operationalState]), s: data.sites.map((x) => x.id) }, deployForm);
   }
 
@@ -721,7 +761,8 @@ function applicationsPage(main) {
   clear(main, h('h1', { text: 'Applications' }),
     mayOperate() ? deployArea : readOnlyNote(), following,
     h('section', { class: 'card', 'aria-label': 'Instances' }, h('h2', { text: 'Instances' }), instancesError, instances),
-    h('section', { class: 'card', 'aria-label': 'Operations' }, h('h2', { text: 'Operations' }), opsError, opsList));
+    h('section', { class: 'card', 'aria-label': 'Operations' }, h('h2', { text: 'Operations' }), opsError, opsList),
+    opDetails);
   live(refresh);
 }
 
