@@ -8,9 +8,13 @@
 // poll: a change another client makes through the REST API shows up without reload, and in
 // the activity feed with who made it.
 //
+// An admin adds a simulated site and a Kubernetes one (its kubeconfig uploaded) through the
+// form, edits one, takes a site out of service (placement passes it over) and back, and deletes
+// them.
+//
 // Environment: PORTAL_URL, CHROMIUM, GOOD_PACKAGE, BROKEN_PACKAGE, SCREENSHOTS,
-// OPERATOR_PASSWORD, VIEWER_PASSWORD, API_TOKEN (another REST client's bearer token). Exits
-// non-zero on the first failure.
+// OPERATOR_PASSWORD, VIEWER_PASSWORD, ADMIN_PASSWORD, API_TOKEN (another REST client's bearer
+// token), KUBECONFIG_FILE. Exits non-zero on the first failure.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
@@ -83,6 +87,7 @@ async function operatorWalkThrough(browser) {
   step('a wrong password is refused next to the form');
   await page.goto(PORTAL);
   await shot(page, 'sign-in');
+  assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 0, 'no navigation before sign-in');
   await page.getByLabel('User name').fill('operator');
   await page.getByLabel('Password').fill('not-the-password');
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -186,6 +191,7 @@ async function operatorWalkThrough(browser) {
   await paris.getByRole('button', { name: 'Details' }).click();
   const atMep = page.getByLabel('Site paris-1').locator(`tr[data-mep-instance="${instanceId}"]`);
   await atMep.getByText('acknowledged', { exact: true }).waitFor();
+  await page.getByLabel('Site paris-1').locator('tr[data-site-instance=va-paris]').getByText('STARTED').waitFor();
   await shot(page, 'sites');
 
   step('terminate and delete');
@@ -217,9 +223,10 @@ async function operatorWalkThrough(browser) {
   await feed.locator(`li[data-resource="${opId}"]`, { hasText: 'operator' }).filter({ hasText: 'PROCESSING' }).waitFor();
   await page.locator('#toast').getByText('Retry INSTANTIATE: FAILED_TEMP').waitFor();
   await details.getByRole('button', { name: 'Fail' }).click();
-  await details.getByText('FAILED', { exact: true }).first().waitFor();
   await failing.getByText('FAILED', { exact: true }).waitFor();
-  assert.equal(await details.getByRole('button', { name: /Retry|Fail/ }).count(), 0, 'FAILED is final');
+  // FAILED is final: nothing to retry or fail any more
+  await details.getByRole('button', { name: 'Retry' }).waitFor({ state: 'detached' });
+  assert.equal(await details.getByRole('button', { name: /Retry|Fail/ }).count(), 0);
   const marseille = page.locator('tr[data-instance=va-marseille]');
   await marseille.getByRole('button', { name: 'Delete' }).click();
   await marseille.waitFor({ state: 'detached' });
@@ -250,6 +257,89 @@ async function operatorWalkThrough(browser) {
   await context.addCookies([cookie]);
   const replayed = await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages');
   assert.equal(replayed.status, 401);
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+}
+
+async function admin(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('dialog', (d) => d.accept());
+  await signIn(page, 'admin', env('ADMIN_PASSWORD'));
+  await page.getByRole('link', { name: 'Sites' }).click();
+  const { csrfToken } = JSON.parse((await pageFetch(page, 'GET', '/portal/session')).body);
+  const packages = await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages');
+  assert.equal(packages.status, 200, packages.body);
+  const [pkg] = JSON.parse(packages.body);
+  const nearNice = async () => JSON.parse((await pageFetch(page, 'POST', '/inventory/v1/placement',
+    { csrf: csrfToken, body: { appDId: pkg.appDId, userLocation: { latitude: 43.70, longitude: 7.26 } } })).body);
+
+  step('an admin adds a simulated site through the form');
+  await page.getByRole('button', { name: 'Add a site' }).click();
+  let form = page.getByLabel('Add a site');
+  await form.getByLabel('Site id', { exact: true }).fill('nice-1');
+  await form.getByLabel('Name', { exact: true }).fill('Nice Arenas');
+  await form.getByLabel('Zone', { exact: true }).fill('provence');
+  await form.getByLabel('Services').fill('RNIS, LocationService');
+  await form.getByLabel('Latitude').fill('43.70');
+  await form.getByLabel('Longitude').fill('7.22');
+  await form.getByLabel('CPU (millicores)').fill('8000');
+  await form.getByLabel('Memory (MiB)').fill('16384');
+  await form.getByRole('button', { name: 'Add site' }).click();
+  const nice = page.locator('tr[data-site=nice-1]');
+  await nice.getByText('simulated', { exact: true }).waitFor();
+  const niceCard = page.getByLabel('Site nice-1', { exact: true });
+  await niceCard.getByText('in service', { exact: true }).waitFor();
+  // its first refresh finds it healthy (a change the page hears of)
+  await nice.getByText('healthy', { exact: true }).waitFor();
+  const fresh = await nearNice();
+  assert.ok(fresh.ranked.some((c) => c.siteId === 'nice-1'), `placement may choose the new site: ${JSON.stringify(fresh)}`);
+
+  step('out of service, placement passes the site over; back in service, it may choose it');
+  await niceCard.getByRole('button', { name: 'Take out of service' }).click();
+  await nice.getByText('out of service', { exact: true }).waitFor();
+  const resting = await nearNice();
+  assert.deepEqual(resting.rejected['out of service'], ['nice-1'], JSON.stringify(resting));
+  const listed = JSON.parse((await pageFetch(page, 'GET', '/inventory/v1/sites/nice-1')).body);
+  assert.equal(listed.inService, false, 'the API reports it');
+  await niceCard.getByRole('button', { name: 'Put in service' }).click();
+  await nice.getByText('out of service', { exact: true }).waitFor({ state: 'detached' });
+  assert.ok((await nearNice()).ranked.some((c) => c.siteId === 'nice-1'));
+
+  step('a Kubernetes site from an uploaded kubeconfig, edited without uploading it again');
+  await page.getByRole('button', { name: 'Add a site' }).click();
+  form = page.getByLabel('Add a site');
+  await form.getByLabel('Site id', { exact: true }).fill('edge-k8s');
+  await form.getByLabel('Zone', { exact: true }).fill('provence');
+  await form.getByLabel('Latitude').fill('43.6');
+  await form.getByLabel('Longitude').fill('7.0');
+  await form.getByLabel('VIM kind').selectOption('kubernetes');
+  await form.getByRole('button', { name: 'Add site' }).click();
+  await form.getByRole('alert').filter({ hasText: 'kubeconfig' }).waitFor();
+  await form.locator('input[type=file]').setInputFiles(env('KUBECONFIG_FILE'));
+  await form.getByLabel('Namespace').fill('edge-apps');
+  await form.getByRole('button', { name: 'Add site' }).click();
+  const k8s = page.locator('tr[data-site=edge-k8s]');
+  await k8s.getByText('kubernetes', { exact: false }).waitFor();
+  const shown = (await pageFetch(page, 'GET', '/inventory/v1/sites/edge-k8s')).body;
+  assert.ok(!shown.includes('not-a-real-token') && !shown.includes('kubeconfigContent'), shown);
+  await page.getByLabel('Site edge-k8s', { exact: true }).getByRole('button', { name: 'Edit' }).click();
+  form = page.getByLabel('Edit site edge-k8s');
+  await form.getByLabel('Name', { exact: true }).fill('Sophia edge cluster');
+  await form.getByRole('button', { name: 'Save site' }).click();
+  await k8s.getByText('Sophia edge cluster').waitFor();
+  await k8s.getByText('unhealthy', { exact: true }).waitFor();
+  await shot(page, 'sites-admin');
+
+  step('the admin deletes the sites it added');
+  for (const [id, row] of [['nice-1', nice], ['edge-k8s', k8s]]) {
+    await row.getByRole('button', { name: 'Details' }).click();
+    await page.getByLabel(`Site ${id}`, { exact: true }).getByRole('button', { name: 'Delete' }).click();
+    await row.waitFor({ state: 'detached' });
+  }
   assert.deepEqual(errors, [], 'no script errors');
   await context.close();
 }
@@ -296,6 +386,7 @@ const browser = await chromium.launch({
 });
 try {
   await operatorWalkThrough(browser);
+  await admin(browser);
   await viewer(browser);
   step('passed');
 } catch (e) {

@@ -72,6 +72,16 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         app_package::build::build(&broken_dir, None).unwrap(),
     )
     .unwrap();
+    // a cluster nothing listens for, whose kubeconfig an admin uploads through the site form
+    let kubeconfig = dir.path().join("edge-k8s.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: edge\n\
+         clusters: [{name: edge, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         contexts: [{name: edge, context: {cluster: edge, user: edge}}]\n\
+         users: [{name: edge, user: {token: not-a-real-token}}]\n",
+    )
+    .unwrap();
     // another client of the REST API, whose changes the portal shows as they happen
     let api_token = token(&reqwest::Client::new(), &meao.api_root, "oss", "oss-secret").await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
@@ -85,9 +95,11 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         .env("BROKEN_PACKAGE", &broken)
         .env("SCREENSHOTS", &shots)
         .env("API_TOKEN", &api_token)
+        .env("KUBECONFIG_FILE", &kubeconfig)
         // the demo's passwords, as the README gives them
         .env("OPERATOR_PASSWORD", "operator-demo")
         .env("VIEWER_PASSWORD", "viewer-demo")
+        .env("ADMIN_PASSWORD", "admin-demo")
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -40,7 +40,7 @@ function clear(el, ...children) {
 }
 
 const BADGES = {
-  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy',
+  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy', 'in service',
     'connected', 'INSTALLED', 'acknowledged'],
   info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING', 'pending'],
   warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK', 'out of service'],
@@ -310,7 +310,7 @@ function describe(c) {
       return [`${d.lcmOperation || 'Operation'} of ${inst}`, gone ? 'deleted' : d.operationState || ''];
     }
     case 'site':
-      return [`Site ${c.resourceId}`, gone ? 'deleted' : [d.healthy ? 'healthy' : 'unhealthy', d.inService === false ? 'out of service' : null].filter(Boolean).join(' · ')];
+      return [`Site ${c.resourceId}`, gone ? 'deleted' : d.healthy ? 'healthy' : 'unhealthy'];
     default:
       return [`${c.kind} ${name}`, c.change];
   }
@@ -776,12 +776,109 @@ function capacity(free, total, unit, scale) {
     h('meter', { min: 0, max: t || 1, value: f === null ? 0 : f, title: 'free of total' }));
 }
 
+/** The description a site's PUT takes, from what its GET shows (the rest is observed). */
+const SITE_SPEC_KEYS = ['id', 'name', 'location', 'countryCode', 'civicAddress', 'zone', 'trackingAreas',
+  'accessLatencyMs', 'services', 'labels', 'mepUrl', 'inService', 'vim'];
+function siteSpec(s) {
+  return Object.fromEntries(SITE_SPEC_KEYS.filter((k) => s[k] !== undefined && s[k] !== null).map((k) => [k, s[k]]));
+}
+
+const list = (text) => text.split(',').map((x) => x.trim()).filter(Boolean);
+
+/**
+ * The form that adds a site or edits `site`: where it is, what it offers and its VIM, a
+ * simulated one or a Kubernetes cluster whose kubeconfig is uploaded (sent as its content;
+ * when editing, none keeps the current one). `done` runs after a successful PUT.
+ */
+function siteForm(site, done, cancel) {
+  const vim = (site && site.vim) || { kind: 'simulated', cpuMillis: 16000, memoryMib: 65536, architectures: ['x86_64'] };
+  const id = h('input', { name: 'siteId', required: true, value: site ? site.id : '', readOnly: !!site, pattern: '[A-Za-z0-9._-]+' });
+  const name = h('input', { name: 'siteName', value: site ? site.name || '' : '' });
+  const zone = h('input', { name: 'zone', required: true, value: site ? site.zone || '' : '' });
+  const lat = h('input', { name: 'latitude', required: true, inputmode: 'decimal', value: site && site.location ? site.location.latitude : '' });
+  const lon = h('input', { name: 'longitude', required: true, inputmode: 'decimal', value: site && site.location ? site.location.longitude : '' });
+  const latency = h('input', { name: 'accessLatencyMs', inputmode: 'decimal', value: site ? site.accessLatencyMs : 2 });
+  const services = h('input', { name: 'services', placeholder: 'RNIS, LocationService', value: site ? (site.services || []).join(', ') : '' });
+  const mepUrl = h('input', { name: 'mepUrl', placeholder: 'https://mep.site.example', value: site ? site.mepUrl || '' : '' });
+  const inService = h('input', { type: 'checkbox', name: 'inService', checked: !site || site.inService !== false });
+  const kind = h('select', { name: 'vimKind' },
+    h('option', { value: 'simulated', text: 'Simulated', selected: vim.kind === 'simulated' }),
+    h('option', { value: 'kubernetes', text: 'Kubernetes, K3s or KubeEdge', selected: vim.kind === 'kubernetes' }));
+  const sim = vim.kind === 'simulated' ? vim : {};
+  const cpu = h('input', { name: 'cpuMillis', inputmode: 'numeric', value: sim.cpuMillis || 16000 });
+  const memory = h('input', { name: 'memoryMib', inputmode: 'numeric', value: sim.memoryMib || 65536 });
+  const gpus = h('input', { name: 'gpus', inputmode: 'numeric', value: sim.gpus || 0 });
+  const arches = h('input', { name: 'architectures', value: (sim.architectures || ['x86_64']).join(', ') });
+  const kube = vim.kind === 'kubernetes' ? vim : {};
+  const kubeconfig = h('input', { type: 'file', name: 'kubeconfig', accept: '.yaml,.yml,.conf,text/plain,application/yaml' });
+  const context = h('input', { name: 'context', value: kube.context || '' });
+  const namespace = h('input', { name: 'namespace', value: kube.namespace || 'mec-apps' });
+  const flavour = h('select', { name: 'flavour' }, [['', 'detect'], ['kubernetes', 'Kubernetes'], ['k3s', 'K3s'], ['kubeEdge', 'KubeEdge']]
+    .map(([v, t]) => h('option', { value: v, text: t, selected: (kube.flavour || '') === v })));
+  const simFields = h('div', { class: 'row' }, field('CPU (millicores)', cpu), field('Memory (MiB)', memory), field('GPUs', gpus), field('Architectures', arches));
+  const kubeFields = h('div', {},
+    h('div', { class: 'row' }, field(site && vim.kind === 'kubernetes' ? 'Kubeconfig (empty keeps the current one)' : 'Kubeconfig', kubeconfig),
+      field('Context', context), field('Namespace', namespace), field('Flavour', flavour)));
+  const showVim = () => { simFields.hidden = kind.value !== 'simulated'; kubeFields.hidden = kind.value !== 'kubernetes'; };
+  kind.addEventListener('change', showVim);
+  showVim();
+  const status = h('div', {});
+  const form = h('form', { class: 'card', 'aria-label': site ? `Edit site ${site.id}` : 'Add a site' },
+    h('h2', { text: site ? `Edit site ${site.id}` : 'Add a site' }),
+    h('div', { class: 'row' }, field('Site id', id), field('Name', name), field('Zone', zone)),
+    h('div', { class: 'row' }, field('Latitude', lat), field('Longitude', lon), field('Access latency (ms)', latency)),
+    h('div', { class: 'row' }, field('Services', services), field('MEP URL', mepUrl)),
+    h('label', { class: 'radio' }, inService, 'In service (placement may choose it)'),
+    h('fieldset', {}, h('legend', { text: 'VIM' }), field('VIM kind', kind), simFields, kubeFields),
+    status,
+    h('div', { class: 'row' }, h('button', { type: 'submit', text: site ? 'Save site' : 'Add site' }),
+      h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: cancel })));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(status);
+    const number = (input, what) => {
+      const n = Number(input.value);
+      if (input.value === '' || Number.isNaN(n)) throw new Error(`${what} must be a number`);
+      return n;
+    };
+    let spec;
+    try {
+      let vimSpec;
+      if (kind.value === 'simulated') {
+        vimSpec = { kind: 'simulated', cpuMillis: number(cpu, 'CPU'), memoryMib: number(memory, 'Memory'), gpus: number(gpus, 'GPUs'), architectures: list(arches.value) };
+        if (sim.startupMs) vimSpec.startupMs = sim.startupMs;
+      } else {
+        vimSpec = { kind: 'kubernetes', namespace: namespace.value || 'mec-apps' };
+        if (context.value) vimSpec.context = context.value;
+        if (flavour.value) vimSpec.flavour = flavour.value;
+        const f = kubeconfig.files[0];
+        if (f) vimSpec.kubeconfigContent = await f.text();
+        else if (!(site && vim.kind === 'kubernetes')) throw new Error('choose the cluster\'s kubeconfig file');
+      }
+      spec = { ...(site ? siteSpec(site) : {}), id: id.value.trim(), name: name.value, zone: zone.value,
+        location: { latitude: number(lat, 'Latitude'), longitude: number(lon, 'Longitude') },
+        accessLatencyMs: number(latency, 'Access latency'), services: list(services.value), inService: inService.checked, vim: vimSpec };
+      if (mepUrl.value) spec.mepUrl = mepUrl.value; else delete spec.mepUrl;
+    } catch (e) { clear(status, errorBox(e, 'Site')); return; }
+    try {
+      await api('PUT', `${INVENTORY}/sites/${encodeURIComponent(spec.id)}`, spec);
+      toast(`Site ${spec.id} saved`);
+      done(spec.id);
+    } catch (e) { clear(status, errorBox(e, `Saving site ${spec.id}`)); }
+  });
+  return form;
+}
+
 function sitesPage(main) {
-  const list = h('div', {});
+  const listEl = h('div', {});
+  const listError = h('div', {});
   const details = h('div', {});
+  const editing = h('div', {});
   let selected = null;
   let sites = [];
   let meps = {};
+  let running = {};
+  const mayAdminister = () => portal.session && portal.session.mayAdminister;
 
   /** A site's MEP link: none for a site without a MEP (no URL, never connected, nothing there). */
   const linked = (s) => {
@@ -796,20 +893,49 @@ function sitesPage(main) {
     return h('span', {}, badge(m.connected ? 'connected' : 'disconnected'), ` ${apps} instance${apps === 1 ? '' : 's'}`);
   }
 
+  const edit = (s) => {
+    clear(editing, siteForm(s, async (id) => { clear(editing); selected = id; await refresh(); }, () => clear(editing)));
+    editing.querySelector('input:not([readonly])').focus();
+  };
+
+  async function act(what, call) {
+    clear(listError);
+    try { await call(); toast(`${what}: done`); await refresh(); } catch (e) { clear(listError, errorBox(e, what)); }
+  }
+
   function row(s) {
     const free = s.freeCapacity || {};
     const vim = s.vim || {};
+    const out = s.inService === false;
     return h('tr', { class: s.id === selected ? 'selected' : '', 'data-site': s.id },
       h('td', {}, h('strong', { text: s.id }), h('div', { class: 'muted', text: s.name || '' })),
       h('td', { text: s.zone || '-' }),
-      h('td', {}, badge(s.healthy ? 'healthy' : 'unhealthy'), s.lastError ? h('div', { class: 'muted', text: s.lastError }) : null),
+      h('td', {}, badge(s.healthy ? 'healthy' : 'unhealthy'), out ? [' ', badge('out of service')] : null,
+        s.lastError ? h('div', { class: 'muted', text: s.lastError }) : null),
       h('td', {}, capacity(free.cpuMillis, vim.cpuMillis, 'CPU', 1000)),
       h('td', {}, capacity(free.memoryMib, vim.memoryMib, 'GiB', 1024)),
       h('td', { text: vim.gpus === undefined ? '-' : `${free.gpus === undefined ? '?' : free.gpus} / ${vim.gpus}` }),
       h('td', { text: (free.architectures || vim.architectures || []).join(', ') || '-' }),
       h('td', { text: [vim.kind, vim.flavour || vim.flavor].filter(Boolean).join(' · ') || '-' }),
       h('td', {}, mepState(s)),
-      h('td', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selected = s.id; render(); } })));
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selected = s.id; render(); } })));
+  }
+
+  /** What an admin may do to a site: edit it, take it out of service and back, delete it. */
+  function siteActions(s) {
+    if (!mayAdminister()) return null;
+    const out = s.inService === false;
+    return h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'secondary', text: 'Edit', onclick: () => edit(s) }),
+      h('button', { type: 'button', class: out ? 'secondary' : 'danger', text: out ? 'Put in service' : 'Take out of service',
+        onclick: () => act(`${out ? 'Put' : 'Take'} ${s.id} ${out ? 'in' : 'out of'} service`,
+          () => api('PUT', `${INVENTORY}/sites/${encodeURIComponent(s.id)}`, { ...siteSpec(s), inService: out })) }),
+      h('button', { type: 'button', class: 'danger', text: 'Delete',
+        onclick: () => confirm(`Delete site ${s.id}?`) && act(`Delete ${s.id}`, async () => {
+          await api('DELETE', `${INVENTORY}/sites/${encodeURIComponent(s.id)}`);
+          if (selected === s.id) selected = null;
+        }) }));
   }
 
   function detailView(s) {
@@ -817,7 +943,7 @@ function sitesPage(main) {
     const mepRows = m ? m.appInstances.map((i) => {
       const st = i.status || {};
       return h('tr', { 'data-mep-instance': i.appInstanceId },
-        h('td', { class: 'mono', text: i.appInstanceId }),
+        h('td', {}, h('strong', { text: portal.names[i.appInstanceId] || '' }), h('div', { class: 'mono', text: i.appInstanceId })),
         h('td', { text: `${i.version}${i.removal ? ' (removal)' : ''}` }),
         h('td', {}, `${i.ackedVersion} `, i.ackedVersion >= i.version ? badge('acknowledged') : badge('pending'),
           i.refused ? h('div', { class: 'error', text: `refused: ${i.refused.reason || JSON.stringify(i.refused)}` }) : null),
@@ -826,30 +952,46 @@ function sitesPage(main) {
         h('td', { text: st.trafficRules === undefined ? '-' : `${st.activeTrafficRules}/${st.trafficRules} traffic, ${st.activeDnsRules}/${st.dnsRules} DNS` }),
         h('td', {}, st.steering ? badge(st.steering.startsWith('INSTALLED') ? 'INSTALLED' : 'FAILED') : '-', st.steering && !st.steering.startsWith('INSTALLED') ? h('div', { text: st.steering }) : null));
     }) : [];
+    const here = running[s.id] || [];
     return h('section', { class: 'card', 'aria-label': `Site ${s.id}` },
       h('h2', { text: `${s.id} ${s.name ? `— ${s.name}` : ''}` }),
       h('dl', { class: 'kv' },
         h('dt', { text: 'Location' }), h('dd', { text: s.location ? `${s.location.latitude}, ${s.location.longitude}` : '-' }),
+        h('dt', { text: 'Service' }), h('dd', {}, badge(s.inService === false ? 'out of service' : 'in service')),
         h('dt', { text: 'Services' }), h('dd', { text: (s.services || []).join(', ') || '-' }),
         h('dt', { text: 'Access latency' }), h('dd', { text: s.accessLatencyMs === undefined ? '-' : `${s.accessLatencyMs} ms` }),
         h('dt', { text: 'MEP' }), h('dd', { text: s.mepUrl || 'none' }),
         h('dt', { text: 'Refreshed' }), h('dd', { text: when(s.refreshedAt) })),
+      siteActions(s),
+      h('h3', { text: 'Instances running here' }),
+      table(['Instance', 'Package', 'Operational'], here.map((i) => h('tr', { 'data-site-instance': i.appInstanceName || i.id },
+        h('td', {}, h('strong', { text: i.appInstanceName || i.id }), h('div', { class: 'muted mono', text: i.id })),
+        h('td', { text: `${i.appName} ${i.appSoftVersion || ''}` }),
+        h('td', {}, badge(i.instantiatedAppState ? i.instantiatedAppState.operationalState : i.instantiationState)))),
+      'No application instance runs here.'),
       h('h3', { text: 'Application instances at its MEP' }),
       table(['Instance', 'Desired', 'Acknowledged', 'Readiness', 'Services', 'Rules', 'Steering'], mepRows,
         m ? 'The MEP holds no application instance.' : 'No MEP is linked to this site.'));
   }
 
   function render() {
-    renderIfChanged(list, { sites, meps, selected }, () => table(
+    renderIfChanged(listEl, { sites, meps, selected, admin: mayAdminister() }, () => table(
       ['Site', 'Zone', 'Health', 'Free CPU', 'Free memory', 'GPUs', 'Architectures', 'VIM', 'MEP link', ''],
       sites.map(row), 'No site in the inventory.'));
     const s = sites.find((x) => x.id === selected);
-    renderIfChanged(details, { s, m: s && meps[s.id] }, () => (s ? detailView(s) : []));
+    renderIfChanged(details, { s, m: s && meps[s.id], r: s && running[s.id], admin: mayAdminister() }, () => (s ? detailView(s) : []));
   }
 
   async function refresh() {
-    const { json } = await api('GET', `${INVENTORY}/sites`);
-    sites = json || [];
+    const [siteList, instances, ops] = await Promise.all([api('GET', `${INVENTORY}/sites`),
+      api('GET', `${LCM}/app_instances`), api('GET', `${LCM}/app_lcm_op_occs`)]);
+    sites = siteList.json || [];
+    running = {};
+    for (const i of instances.json || []) portal.names[i.id] = i.appInstanceName || i.id.slice(0, 8);
+    for (const i of (instances.json || []).filter((x) => x.instantiationState === 'INSTANTIATED')) {
+      const at = siteOf(i.id, ops.json || []);
+      if (at) (running[at] = running[at] || []).push(i);
+    }
     const found = await Promise.all(sites.map((s) => api('GET', `${INVENTORY}/sites/${s.id}/mep`)
       .then((r) => [s.id, r.json]).catch((e) => {
         if (e instanceof ApiFailure && e.status === 404) return [s.id, null];
@@ -859,7 +1001,10 @@ function sitesPage(main) {
     render();
   }
 
-  clear(main, h('h1', { text: 'Sites' }), h('section', { class: 'card', 'aria-label': 'Sites' }, list), details);
+  clear(main, h('h1', { text: 'Sites' }),
+    mayAdminister() ? h('div', { class: 'toolbar' }, h('button', { type: 'button', text: 'Add a site', onclick: () => edit(null) })) : null,
+    editing,
+    h('section', { class: 'card', 'aria-label': 'Sites' }, listError, listEl), details);
   // the MEP links' state is not in the event outbox: read again now and then
   live(refresh, 10000);
 }
