@@ -119,6 +119,9 @@ async function operatorWalkThrough(browser) {
   await va.getByText('ENABLED', { exact: true }).waitFor();
   await va.getByRole('button', { name: 'Details' }).click();
   await page.getByRole('heading', { name: 'Application descriptor' }).waitFor();
+  const signature = page.getByLabel('Package details').locator('[data-signature]');
+  await signature.getByText('verified', { exact: true }).waitFor();
+  assert.match(await signature.innerText(), /signed by ACME Vision releases, issued by ACME Vision CA, valid until \d{4}-\d{2}-\d{2}/);
   await page.getByText('video-detections').first().waitFor();
   await shot(page, 'packages');
 

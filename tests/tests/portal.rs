@@ -44,10 +44,23 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (meao, mep) = e2e::demo(dir.path(), |_| {}).await;
+    // the example package is signed by its provider, whose CA the MEAO trusts
+    let (ca, ca_key) = server_kit::testing::certificate("ACME Vision CA", None, true);
+    let (cert, key) =
+        server_kit::testing::certificate("ACME Vision releases", Some((&ca, &ca_key)), false);
+    let trusted = dir.path().join("package-ca.pem");
+    std::fs::write(&trusted, ca.to_pem().unwrap()).unwrap();
+    let (meao, mep) = e2e::demo(dir.path(), |config| {
+        config.packages.trust_anchors = vec![trusted.clone()];
+    })
+    .await;
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages");
     let good = dir.path().join("video-analytics.zip");
-    let zip = app_package::build::build(&examples.join("video-analytics"), None).unwrap();
+    let signer = app_package::build::Signer {
+        cert: &cert,
+        key: &key,
+    };
+    let zip = app_package::build::build(&examples.join("video-analytics"), Some(signer)).unwrap();
     std::fs::write(&good, zip).unwrap();
     // the README's broken package: two mistakes in the AppD, every problem shown with its path
     let broken_dir = dir.path().join("cdn-cache");

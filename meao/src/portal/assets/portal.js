@@ -40,10 +40,10 @@ function clear(el, ...children) {
 }
 
 const BADGES = {
-  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy', 'in service',
+  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy', 'in service', 'verified',
     'connected', 'INSTALLED', 'acknowledged'],
   info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING', 'pending'],
-  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK', 'out of service'],
+  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK', 'out of service', 'unsigned'],
   bad: ['ERROR', 'FAILED', 'unhealthy', 'onboarding failed', 'refused'],
 };
 
@@ -370,6 +370,66 @@ function readOnlyNote() {
 
 // Packages
 
+/**
+ * What an X.509 certificate (PEM) names: subject and issuer (their CN, else O) and the end of
+ * its validity, read from its DER; null for what is not one.
+ */
+function certificateNames(pem) {
+  try {
+    const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+    const der = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    // one TLV at `at`: [tag, start of its content, end]
+    const tlv = (at) => {
+      let len = der[at + 1];
+      let start = at + 2;
+      if (len & 0x80) {
+        const n = len & 0x7f;
+        len = 0;
+        for (let i = 0; i < n; i += 1) len = len * 256 + der[start + i];
+        start += n;
+      }
+      return [der[at], start, start + len];
+    };
+    const children = (at) => {
+      const [, start, end] = tlv(at);
+      const out = [];
+      for (let p = start; p < end; p = tlv(p)[2]) out.push(p);
+      return out;
+    };
+    const text = (at) => { const [, s, e] = tlv(at); return new TextDecoder().decode(der.slice(s, e)); };
+    const oid = (at) => { const [, s, e] = tlv(at); return Array.from(der.slice(s, e)).join('.'); };
+    // Name: SET of SEQUENCE { OID, value }; CN is 2.5.4.3 (85.4.3), O 2.5.4.10 (85.4.10)
+    const name = (at) => {
+      const attrs = {};
+      for (const set of children(at)) {
+        for (const pair of children(set)) {
+          const [type, value] = children(pair);
+          attrs[oid(type)] = text(value);
+        }
+      }
+      return attrs['85.4.3'] || attrs['85.4.10'] || '?';
+    };
+    let fields = children(children(0)[0]); // TBSCertificate
+    if (der[fields[0]] === 0xa0) fields = fields.slice(1); // explicit version
+    const [, , issuer, validity, subject] = fields;
+    const notAfter = text(children(validity)[1]);
+    const year = notAfter.length === 13 ? `20${notAfter.slice(0, 2)}` : notAfter.slice(0, 4);
+    const rest = notAfter.slice(notAfter.length === 13 ? 2 : 4);
+    return { subject: name(subject), issuer: name(issuer), until: `${year}-${rest.slice(0, 2)}-${rest.slice(2, 4)}` };
+  } catch (_) { return null; }
+}
+
+/** A package's signature as the package API reports it: its signing certificate, or none. */
+function signatureView(p) {
+  if (!p.signingCertificate) {
+    return h('dd', { 'data-signature': 'unsigned' }, badge('unsigned'), h('span', { class: 'muted', text: ' the package carries no signature' }));
+  }
+  const c = certificateNames(p.signingCertificate);
+  return h('dd', { 'data-signature': 'verified' }, badge('verified'),
+    c ? [' signed by ', h('strong', { text: c.subject }), `, issued by ${c.issuer}, valid until ${c.until}`]
+      : ' signed; its certificate is not readable here');
+}
+
 function packagesPage(main) {
   const listError = h('div', {});
   const list = h('div', {});
@@ -428,6 +488,7 @@ function packagesPage(main) {
         h('dt', { text: 'AppD id' }), h('dd', { class: 'mono', text: p.appDId || '-' }),
         h('dt', { text: 'Onboarding' }), h('dd', {}, badge(p.onboardingState)),
         h('dt', { text: 'Checksum' }), h('dd', { class: 'mono', text: (p.checksum && p.checksum.hash) || '-' }),
+        p.onboardingState === 'ONBOARDED' ? [h('dt', { text: 'Signature' }), signatureView(p)] : null,
         h('dt', { text: 'Images' }), h('dd', { text: (p.softwareImages || []).map((i) => i.imagePath || i.name).join(', ') || '-' }))];
     if (p.onboardingFailureDetails) {
       parts.push(h('h3', { text: 'Onboarding problems' }),
