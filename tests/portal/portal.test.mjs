@@ -75,7 +75,11 @@ function attacker() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-async function operatorWalkThrough(browser) {
+/**
+ * A page at 1280×800 in a context of its own that accepts confirmations, collecting the
+ * script errors it shows (not the 4xx answers the test provokes).
+ */
+async function newPage(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
@@ -83,6 +87,11 @@ async function operatorWalkThrough(browser) {
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && !m.text().includes('status of 4') && errors.push(m.text()));
   page.on('dialog', (d) => d.accept());
+  return { context, page, errors };
+}
+
+async function operatorWalkThrough(browser) {
+  const { context, page, errors } = await newPage(browser);
 
   step('a wrong password is refused next to the form');
   await page.goto(PORTAL);
@@ -265,12 +274,7 @@ async function operatorWalkThrough(browser) {
 }
 
 async function admin(browser) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('dialog', (d) => d.accept());
+  const { context, page, errors } = await newPage(browser);
   await signIn(page, 'admin', env('ADMIN_PASSWORD'));
   await page.getByRole('link', { name: 'Sites' }).click();
   const { csrfToken } = JSON.parse((await pageFetch(page, 'GET', '/portal/session')).body);
@@ -348,9 +352,7 @@ async function admin(browser) {
 }
 
 async function viewer(browser) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
+  const { context, page } = await newPage(browser);
   step('a viewer sees everything and changes nothing');
   await signIn(page, 'viewer', env('VIEWER_PASSWORD'));
   await page.getByText('you can see everything and change nothing').waitFor();

@@ -324,13 +324,20 @@ pub fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use server_kit::testing::{Db, fresh_database, pg_admin_url};
+
     use crate::store::{ACTOR, Events, SiteRow};
 
     /// Two replicas' stores on one SQLite database, recording events (kept while the
     /// directory lives).
     async fn two_replicas() -> (tempfile::TempDir, Store, Store) {
+        two_replicas_on(Db::Sqlite).await
+    }
+
+    /// Two replicas' stores on one fresh `db` database, recording events.
+    async fn two_replicas_on(db: Db) -> (tempfile::TempDir, Store, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/live.db?mode=rwc", dir.path().display());
+        let url = fresh_database(db, "live", dir.path()).await;
         let a = Store::connect(&url).await.unwrap();
         let b = Store::connect(&url).await.unwrap();
         (
@@ -365,9 +372,20 @@ mod tests {
         out
     }
 
+    /// On SQLite, and on PostgreSQL when it is configured (required under `CI=true`).
     #[tokio::test]
     async fn a_replica_sends_each_change_every_replica_records_once() {
-        let (_dir, a, b) = two_replicas().await;
+        let mut dbs = vec![Db::Sqlite];
+        if pg_admin_url().is_some() {
+            dbs.push(Db::Postgres);
+        }
+        for db in dbs {
+            each_change_once(db).await;
+        }
+    }
+
+    async fn each_change_once(db: Db) {
+        let (_dir, a, b) = two_replicas_on(db).await;
         let live = Arc::new(Live::new(b.clone(), Duration::from_secs(1), 10, 2));
         let mut cursor = None;
         let now = server_kit::unix_millis_now();

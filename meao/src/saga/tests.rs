@@ -216,6 +216,14 @@ async fn exactly_one(world: &World) {
     );
 }
 
+/// The next apply at the simulated VIM fails as an unreachable apiserver does (retryable).
+fn apply_fails_once(world: &World) {
+    world.vim.inject(
+        vim_adapters::sim::Operation::Apply,
+        vim_adapters::VimError::Unavailable("apiserver down".into()),
+    );
+}
+
 #[tokio::test]
 async fn actions_succeed_idempotently() {
     let (store, _dir) = store().await;
@@ -259,10 +267,7 @@ async fn retryable_failures_pause_then_retry_rollback_or_fail() {
     let (store, _dir) = store().await;
     let world = Arc::new(World::new(false));
     let ex = executor(&store, &world, "a", 10_000);
-    world.vim.inject(
-        vim_adapters::sim::Operation::Apply,
-        vim_adapters::VimError::Unavailable("apiserver down".into()),
-    );
+    apply_fails_once(&world);
     ex.create("deploy", "s1", json!({"instance": "i1"}))
         .await
         .unwrap();
@@ -279,10 +284,7 @@ async fn retryable_failures_pause_then_retry_rollback_or_fail() {
         Err(SagaError::WrongState { .. })
     ));
 
-    world.vim.inject(
-        vim_adapters::sim::Operation::Apply,
-        vim_adapters::VimError::Unavailable("down".into()),
-    );
+    apply_fails_once(&world);
     ex.create("deploy", "s2", json!({"instance": "i2"}))
         .await
         .unwrap();
@@ -353,22 +355,34 @@ async fn crash_at_every_step_boundary_then_recover() {
     }
 }
 
+/// Creates saga `id` for `instance` and runs it with an executor `owner` that crashes right
+/// after recording its first step; the saga stays RUNNING under that owner's lease.
+async fn crash_after_the_first_step(
+    store: &Store,
+    world: &Arc<World>,
+    (owner, lease_ms): (&str, u64),
+    id: &str,
+    instance: &str,
+) {
+    let crashing = executor(store, world, owner, lease_ms).with_fault(Some(Fault {
+        kind: "deploy".into(),
+        step: 0,
+        undo: false,
+        after_record: true,
+    }));
+    crashing
+        .create("deploy", id, json!({ "instance": instance }))
+        .await
+        .unwrap();
+    assert!(matches!(crashing.run(id).await, Err(SagaError::Crashed)));
+}
+
 #[tokio::test]
 async fn a_live_lease_keeps_other_executors_out() {
     for db in dbs() {
         let (store, _dir) = store_on(db).await;
         let world = Arc::new(World::new(false));
-        let crashing = executor(&store, &world, "a", 60_000).with_fault(Some(Fault {
-            kind: "deploy".into(),
-            step: 0,
-            undo: false,
-            after_record: true,
-        }));
-        crashing
-            .create("deploy", "s1", json!({"instance": "i1"}))
-            .await
-            .unwrap();
-        assert!(matches!(crashing.run("s1").await, Err(SagaError::Crashed)));
+        crash_after_the_first_step(&store, &world, ("a", 60_000), "s1", "i1").await;
         let other = executor(&store, &world, "b", 60_000);
         assert!(matches!(other.run("s1").await, Err(SagaError::Leased(_))));
         assert_eq!(
@@ -420,10 +434,7 @@ async fn each_step_shows_how_far_it_got_and_the_failed_one_its_error() {
     assert_eq!(ex.steps("none").await.unwrap(), None);
 
     // paused where a retryable failure stopped it, then done
-    world.vim.inject(
-        vim_adapters::sim::Operation::Apply,
-        vim_adapters::VimError::Unavailable("apiserver down".into()),
-    );
+    apply_fails_once(&world);
     ex.create("deploy", "s1", json!({"instance": "i1"}))
         .await
         .unwrap();
@@ -470,17 +481,7 @@ async fn each_step_shows_how_far_it_got_and_the_failed_one_its_error() {
     );
 
     // interrupted after a step was recorded: the next one is under way
-    let crashing = executor(&store, &world, "b", 10_000).with_fault(Some(Fault {
-        kind: "deploy".into(),
-        step: 0,
-        undo: false,
-        after_record: true,
-    }));
-    crashing
-        .create("deploy", "s3", json!({"instance": "i3"}))
-        .await
-        .unwrap();
-    assert!(matches!(crashing.run("s3").await, Err(SagaError::Crashed)));
+    crash_after_the_first_step(&store, &world, ("b", 10_000), "s3", "i3").await;
     assert_eq!(
         steps_of(&ex, "s3").await,
         [

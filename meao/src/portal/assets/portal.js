@@ -853,7 +853,7 @@ const list = (text) => text.split(',').map((x) => x.trim()).filter(Boolean);
  */
 function siteForm(site, done, cancel) {
   const vim = (site && site.vim) || { kind: 'simulated', cpuMillis: 16000, memoryMib: 65536, architectures: ['x86_64'] };
-  const id = h('input', { name: 'siteId', required: true, value: site ? site.id : '', readOnly: !!site, pattern: '[A-Za-z0-9._-]+' });
+  const id = h('input', { name: 'siteId', required: true, value: site ? site.id : '', readOnly: !!site, pattern: '[A-Za-z0-9._\\-]+' });
   const name = h('input', { name: 'siteName', value: site ? site.name || '' : '' });
   const zone = h('input', { name: 'zone', required: true, value: site ? site.zone || '' : '' });
   const lat = h('input', { name: 'latitude', required: true, inputmode: 'decimal', value: site && site.location ? site.location.latitude : '' });
