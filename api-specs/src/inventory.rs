@@ -93,12 +93,20 @@ pub struct SiteSpec<V> {
     /// URL of the site's MEP; its rules are not configured when absent.
     #[serde(default)]
     pub mep_url: Option<String>,
+    /// Whether placement may choose the site (the default). Out of service (`false`), e.g.
+    /// for maintenance, nothing new is placed there; what runs there stays.
+    #[serde(default = "in_service")]
+    pub in_service: bool,
     /// VIM connection.
     pub vim: V,
 }
 
 fn default_access_latency() -> f64 {
     2.0
+}
+
+fn in_service() -> bool {
+    true
 }
 
 /// A site with what the MEAO observed of it.

@@ -37,6 +37,7 @@ fn main() {
             SiteView {
                 id: format!("site-{i:05}").into(),
                 healthy: i % 50 != 0,
+                in_service: true,
                 location: GeoPoint {
                     latitude: 36.0 + next() * 24.0,
                     longitude: -9.0 + next() * 33.0,

@@ -15,7 +15,10 @@ use crate::lcm::{Lcm, LcmSettings};
 use crate::mep_link::MepLink;
 use crate::package::blobs::BlobStore;
 use crate::package::{PackageError, Packages};
-use crate::store::Store;
+use crate::store::{Events, Store};
+
+/// How long a MEAO that publishes no events keeps them for the portal's activity feed (ms).
+const ACTIVITY_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// Why the MEAO could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +87,15 @@ pub struct Server;
 impl Server {
     /// Opens the store, recovers interrupted work, binds the listener and starts every task.
     pub async fn start(config: MeaoConfig) -> Result<RunningServer, StartError> {
+        // the portal shows the outbox's events even when nothing publishes them
+        let events = match (&config.kafka, config.portal.users.is_empty()) {
+            (Some(_), _) => Events::Published,
+            (None, false) => Events::Recorded,
+            (None, true) => Events::Off,
+        };
         let store = Store::connect(&config.database_url)
             .await?
-            .with_events(config.kafka.is_some());
+            .with_event_outbox(events);
         let bound = BoundListener::bind(
             config.listen,
             config.public_url.as_deref(),
@@ -181,6 +190,7 @@ impl Server {
             store.clone(),
             secure_cookie,
         )?);
+        let live = portal.live();
         let app = crate::api::router(
             packages.clone(),
             inventory.clone(),
@@ -202,7 +212,20 @@ impl Server {
                 &plumbing.metrics,
             )?;
             tasks.spawn_abortable(publisher.run());
+        } else if events == Events::Recorded {
+            // what nobody publishes is kept for the activity feed, then dropped
+            let purging = store.clone();
+            tasks.every(Duration::from_secs(60), move || {
+                let store = purging.clone();
+                async move {
+                    let before = server_kit::unix_millis_now() - ACTIVITY_RETENTION_MS;
+                    if let Err(e) = store.events_purge(before).await {
+                        tracing::warn!(error = %e, "event purge failed");
+                    }
+                }
+            });
         }
+        tasks.spawn(live.run(tasks.stopped()));
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let mep_link_addr = mep_link.map(|(bound, link, _)| {
             // MEP streams never end by themselves: a short grace, and the MEPs reconnect.

@@ -4,10 +4,17 @@
 // placement preview and see the operation COMPLETED and the site's MEP acknowledge the
 // instance's configuration, stop, start, terminate, delete; a request
 // without the CSRF token and a cross-site form post are refused; sign-out ends the session; a
-// viewer sees the pages and every change it tries at the endpoints is refused.
+// viewer sees the pages and every change it tries at the endpoints is refused. Pages do not
+// poll: a change another client makes through the REST API shows up without reload, and in
+// the activity feed with who made it.
+//
+// An admin adds a simulated site and a Kubernetes one (its kubeconfig uploaded) through the
+// form, edits one, takes a site out of service (placement passes it over) and back, and deletes
+// them.
 //
 // Environment: PORTAL_URL, CHROMIUM, GOOD_PACKAGE, BROKEN_PACKAGE, SCREENSHOTS,
-// OPERATOR_PASSWORD, VIEWER_PASSWORD. Exits non-zero on the first failure.
+// OPERATOR_PASSWORD, VIEWER_PASSWORD, ADMIN_PASSWORD, API_TOKEN (another REST client's bearer
+// token), KUBECONFIG_FILE. Exits non-zero on the first failure.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
@@ -39,6 +46,16 @@ const pageFetch = (page, method, url, { csrf, body } = {}) => page.evaluate(asyn
   return { status: r.status, body: await r.text() };
 }, [method, url, csrf, body]);
 
+/** A call of the REST API by another client (its bearer token, no browser). */
+async function otherClient(method, url, body) {
+  const r = await fetch(new URL(url, ORIGIN), {
+    method,
+    headers: { authorization: `Bearer ${env('API_TOKEN')}`, 'content-type': 'application/json', accept: 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.ok(r.ok, `${method} ${url}: ${r.status} ${await r.text()}`);
+}
+
 async function signIn(page, user, password) {
   await page.goto(PORTAL);
   await page.getByLabel('User name').fill(user);
@@ -58,7 +75,11 @@ function attacker() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-async function operatorWalkThrough(browser) {
+/**
+ * A page at 1280×800 in a context of its own that accepts confirmations, collecting the
+ * script errors it shows (not the 4xx answers the test provokes).
+ */
+async function newPage(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
@@ -66,10 +87,16 @@ async function operatorWalkThrough(browser) {
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && !m.text().includes('status of 4') && errors.push(m.text()));
   page.on('dialog', (d) => d.accept());
+  return { context, page, errors };
+}
+
+async function operatorWalkThrough(browser) {
+  const { context, page, errors } = await newPage(browser);
 
   step('a wrong password is refused next to the form');
   await page.goto(PORTAL);
   await shot(page, 'sign-in');
+  assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 0, 'no navigation before sign-in');
   await page.getByLabel('User name').fill('operator');
   await page.getByLabel('Password').fill('not-the-password');
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -101,12 +128,40 @@ async function operatorWalkThrough(browser) {
   await va.getByText('ENABLED', { exact: true }).waitFor();
   await va.getByRole('button', { name: 'Details' }).click();
   await page.getByRole('heading', { name: 'Application descriptor' }).waitFor();
+  const signature = page.getByLabel('Package details').locator('[data-signature]');
+  await signature.getByText('verified', { exact: true }).waitFor();
+  assert.match(await signature.innerText(), /signed by ACME Vision releases, issued by ACME Vision CA, valid until \d{4}-\d{2}-\d{2}/);
   await page.getByText('video-detections').first().waitFor();
   await shot(page, 'packages');
 
   step('the broken package is deleted');
   await page.locator('tr[data-package=cdn-cache]').getByRole('button', { name: 'Delete' }).click();
   await page.locator('tr[data-package=cdn-cache]').waitFor({ state: 'detached' });
+
+  step('the page does not poll: a change through the REST API arrives as a live update');
+  const feed = page.getByLabel('Activity');
+  await feed.locator('li', { hasText: 'operator' }).filter({ hasText: 'ONBOARDED' }).first().waitFor();
+  await feed.locator('li', { hasText: 'Package cdn-cache' }).filter({ hasText: 'deleted' }).waitFor();
+  await page.waitForTimeout(500); // the reload that change caused
+  await page.evaluate(() => { window.notReloaded = true; });
+  const reads = [];
+  const onRequest = (r) => r.method() === 'GET' && r.url().endsWith('/app_pkgm/v1/app_packages') && reads.push(r.url());
+  page.on('request', onRequest);
+  await page.waitForTimeout(3000);
+  assert.deepEqual(reads, [], 'nothing changed and nothing was read again');
+  const vaId = (JSON.parse((await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages')).body)
+    .find((p) => p.appName === 'video-analytics')).id;
+  await otherClient('PATCH', `/app_pkgm/v1/app_packages/${vaId}`, { operationalState: 'DISABLED' });
+  await va.getByText('DISABLED', { exact: true }).waitFor();
+  const byApi = feed.locator(`li[data-resource="${vaId}"]`, { hasText: 'oss (API)' }).filter({ hasText: 'DISABLED' });
+  await byApi.waitFor();
+  assert.match(await byApi.innerText(), /Package video-analytics/);
+  assert.ok(reads.length >= 1, 'the change made the page read its packages');
+  page.off('request', onRequest);
+  await otherClient('PATCH', `/app_pkgm/v1/app_packages/${vaId}`, { operationalState: 'ENABLED' });
+  await va.getByText('ENABLED', { exact: true }).waitFor();
+  assert.ok(await page.evaluate(() => window.notReloaded), 'the page was not reloaded');
+  await shot(page, 'activity');
 
   step('deploy near Paris with the placement preview');
   await page.getByRole('link', { name: 'Applications' }).click();
@@ -123,7 +178,10 @@ async function operatorWalkThrough(browser) {
   await shot(page, 'placement-preview');
   await page.getByRole('button', { name: 'Deploy' }).click();
   const op = page.getByLabel('Operation', { exact: true });
-  await op.getByText('COMPLETED', { exact: true }).waitFor();
+  await op.getByText('COMPLETED', { exact: true }).first().waitFor();
+  for (const name of ['place', 'apply', 'await-ready']) {
+    await op.locator(`[data-step="${name}"]`).getByText('COMPLETED', { exact: true }).waitFor();
+  }
   const row = page.locator('tr[data-instance=va-paris]');
   await row.getByText('INSTANTIATED', { exact: true }).waitFor();
   await row.getByText('STARTED', { exact: true }).waitFor();
@@ -145,6 +203,7 @@ async function operatorWalkThrough(browser) {
   await paris.getByRole('button', { name: 'Details' }).click();
   const atMep = page.getByLabel('Site paris-1').locator(`tr[data-mep-instance="${instanceId}"]`);
   await atMep.getByText('acknowledged', { exact: true }).waitFor();
+  await page.getByLabel('Site paris-1').locator('tr[data-site-instance=va-paris]').getByText('STARTED').waitFor();
   await shot(page, 'sites');
 
   step('terminate and delete');
@@ -154,6 +213,35 @@ async function operatorWalkThrough(browser) {
   await row.getByText('NOT_INSTANTIATED', { exact: true }).waitFor();
   await row.getByRole('button', { name: 'Delete' }).click();
   await row.waitFor({ state: 'detached' });
+
+  step('an operation that cannot go on waits in FAILED_TEMP with its failed step; retry, then fail it');
+  await page.getByLabel('Instance name').fill('va-marseille');
+  await page.getByLabel('On a site').check();
+  await page.getByLabel('Site', { exact: true }).selectOption('marseille-1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await op.getByText('FAILED_TEMP', { exact: true }).first().waitFor();
+  const place = op.locator('[data-step="place"]');
+  await place.getByText('FAILED', { exact: true }).waitFor();
+  assert.match(await place.innerText(), /no site can host the application/);
+  assert.match(await op.locator('[data-step="apply"]').innerText(), /NOT_STARTED/);
+  const failing = page.locator('tr[data-op-row]').first();
+  await failing.getByRole('button', { name: 'Details' }).click();
+  const details = page.getByLabel('Operation details');
+  await details.locator('[data-step="place"]').getByText('FAILED', { exact: true }).waitFor();
+  await shot(page, 'operation-failed-temp');
+  const opId = await failing.getAttribute('data-op-row');
+  await details.getByRole('button', { name: 'Retry' }).click();
+  // the retry runs the operation again (the operator's change to PROCESSING) and it pauses again
+  await feed.locator(`li[data-resource="${opId}"]`, { hasText: 'operator' }).filter({ hasText: 'PROCESSING' }).waitFor();
+  await page.locator('#toast').getByText('Retry INSTANTIATE: FAILED_TEMP').waitFor();
+  await details.getByRole('button', { name: 'Fail' }).click();
+  await failing.getByText('FAILED', { exact: true }).waitFor();
+  // FAILED is final: nothing to retry or fail any more
+  await details.getByRole('button', { name: 'Retry' }).waitFor({ state: 'detached' });
+  assert.equal(await details.getByRole('button', { name: /Retry|Fail/ }).count(), 0);
+  const marseille = page.locator('tr[data-instance=va-marseille]');
+  await marseille.getByRole('button', { name: 'Delete' }).click();
+  await marseille.waitFor({ state: 'detached' });
 
   step('a request without the CSRF token is refused');
   const noCsrf = await pageFetch(page, 'POST', '/app_pkgm/v1/app_packages', { body: { appPkgName: 'forged', appPkgVersion: '1' } });
@@ -185,10 +273,86 @@ async function operatorWalkThrough(browser) {
   await context.close();
 }
 
+async function admin(browser) {
+  const { context, page, errors } = await newPage(browser);
+  await signIn(page, 'admin', env('ADMIN_PASSWORD'));
+  await page.getByRole('link', { name: 'Sites' }).click();
+  const { csrfToken } = JSON.parse((await pageFetch(page, 'GET', '/portal/session')).body);
+  const packages = await pageFetch(page, 'GET', '/app_pkgm/v1/app_packages');
+  assert.equal(packages.status, 200, packages.body);
+  const [pkg] = JSON.parse(packages.body);
+  const nearNice = async () => JSON.parse((await pageFetch(page, 'POST', '/inventory/v1/placement',
+    { csrf: csrfToken, body: { appDId: pkg.appDId, userLocation: { latitude: 43.70, longitude: 7.26 } } })).body);
+
+  step('an admin adds a simulated site through the form');
+  await page.getByRole('button', { name: 'Add a site' }).click();
+  let form = page.getByLabel('Add a site');
+  await form.getByLabel('Site id', { exact: true }).fill('nice-1');
+  await form.getByLabel('Name', { exact: true }).fill('Nice Arenas');
+  await form.getByLabel('Zone', { exact: true }).fill('provence');
+  await form.getByLabel('Services').fill('RNIS, LocationService');
+  await form.getByLabel('Latitude').fill('43.70');
+  await form.getByLabel('Longitude').fill('7.22');
+  await form.getByLabel('CPU (millicores)').fill('8000');
+  await form.getByLabel('Memory (MiB)').fill('16384');
+  await form.getByRole('button', { name: 'Add site' }).click();
+  const nice = page.locator('tr[data-site=nice-1]');
+  await nice.getByText('simulated', { exact: true }).waitFor();
+  const niceCard = page.getByLabel('Site nice-1', { exact: true });
+  await niceCard.getByText('in service', { exact: true }).waitFor();
+  // its first refresh finds it healthy (a change the page hears of)
+  await nice.getByText('healthy', { exact: true }).waitFor();
+  const fresh = await nearNice();
+  assert.ok(fresh.ranked.some((c) => c.siteId === 'nice-1'), `placement may choose the new site: ${JSON.stringify(fresh)}`);
+
+  step('out of service, placement passes the site over; back in service, it may choose it');
+  await niceCard.getByRole('button', { name: 'Take out of service' }).click();
+  await nice.getByText('out of service', { exact: true }).waitFor();
+  const resting = await nearNice();
+  assert.deepEqual(resting.rejected['out of service'], ['nice-1'], JSON.stringify(resting));
+  const listed = JSON.parse((await pageFetch(page, 'GET', '/inventory/v1/sites/nice-1')).body);
+  assert.equal(listed.inService, false, 'the API reports it');
+  await niceCard.getByRole('button', { name: 'Put in service' }).click();
+  await nice.getByText('out of service', { exact: true }).waitFor({ state: 'detached' });
+  assert.ok((await nearNice()).ranked.some((c) => c.siteId === 'nice-1'));
+
+  step('a Kubernetes site from an uploaded kubeconfig, edited without uploading it again');
+  await page.getByRole('button', { name: 'Add a site' }).click();
+  form = page.getByLabel('Add a site');
+  await form.getByLabel('Site id', { exact: true }).fill('edge-k8s');
+  await form.getByLabel('Zone', { exact: true }).fill('provence');
+  await form.getByLabel('Latitude').fill('43.6');
+  await form.getByLabel('Longitude').fill('7.0');
+  await form.getByLabel('VIM kind').selectOption('kubernetes');
+  await form.getByRole('button', { name: 'Add site' }).click();
+  await form.getByRole('alert').filter({ hasText: 'kubeconfig' }).waitFor();
+  await form.locator('input[type=file]').setInputFiles(env('KUBECONFIG_FILE'));
+  await form.getByLabel('Namespace').fill('edge-apps');
+  await form.getByRole('button', { name: 'Add site' }).click();
+  const k8s = page.locator('tr[data-site=edge-k8s]');
+  await k8s.getByText('kubernetes', { exact: false }).waitFor();
+  const shown = (await pageFetch(page, 'GET', '/inventory/v1/sites/edge-k8s')).body;
+  assert.ok(!shown.includes('not-a-real-token') && !shown.includes('kubeconfigContent'), shown);
+  await page.getByLabel('Site edge-k8s', { exact: true }).getByRole('button', { name: 'Edit' }).click();
+  form = page.getByLabel('Edit site edge-k8s');
+  await form.getByLabel('Name', { exact: true }).fill('Sophia edge cluster');
+  await form.getByRole('button', { name: 'Save site' }).click();
+  await k8s.getByText('Sophia edge cluster').waitFor();
+  await k8s.getByText('unhealthy', { exact: true }).waitFor();
+  await shot(page, 'sites-admin');
+
+  step('the admin deletes the sites it added');
+  for (const [id, row] of [['nice-1', nice], ['edge-k8s', k8s]]) {
+    await row.getByRole('button', { name: 'Details' }).click();
+    await page.getByLabel(`Site ${id}`, { exact: true }).getByRole('button', { name: 'Delete' }).click();
+    await row.waitFor({ state: 'detached' });
+  }
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+}
+
 async function viewer(browser) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
+  const { context, page } = await newPage(browser);
   step('a viewer sees everything and changes nothing');
   await signIn(page, 'viewer', env('VIEWER_PASSWORD'));
   await page.getByText('you can see everything and change nothing').waitFor();
@@ -227,6 +391,7 @@ const browser = await chromium.launch({
 });
 try {
   await operatorWalkThrough(browser);
+  await admin(browser);
   await viewer(browser);
   step('passed');
 } catch (e) {

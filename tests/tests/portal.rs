@@ -44,10 +44,23 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (meao, mep) = e2e::demo(dir.path(), |_| {}).await;
+    // the example package is signed by its provider, whose CA the MEAO trusts
+    let (ca, ca_key) = server_kit::testing::certificate("ACME Vision CA", None, true);
+    let (cert, key) =
+        server_kit::testing::certificate("ACME Vision releases", Some((&ca, &ca_key)), false);
+    let trusted = dir.path().join("package-ca.pem");
+    std::fs::write(&trusted, ca.to_pem().unwrap()).unwrap();
+    let (meao, mep) = e2e::demo(dir.path(), |config| {
+        config.packages.trust_anchors = vec![trusted.clone()];
+    })
+    .await;
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/packages");
     let good = dir.path().join("video-analytics.zip");
-    let zip = app_package::build::build(&examples.join("video-analytics"), None).unwrap();
+    let signer = app_package::build::Signer {
+        cert: &cert,
+        key: &key,
+    };
+    let zip = app_package::build::build(&examples.join("video-analytics"), Some(signer)).unwrap();
     std::fs::write(&good, zip).unwrap();
     // the README's broken package: two mistakes in the AppD, every problem shown with its path
     let broken_dir = dir.path().join("cdn-cache");
@@ -72,6 +85,18 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         app_package::build::build(&broken_dir, None).unwrap(),
     )
     .unwrap();
+    // a cluster nothing listens for, whose kubeconfig an admin uploads through the site form
+    let kubeconfig = dir.path().join("edge-k8s.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: edge\n\
+         clusters: [{name: edge, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         contexts: [{name: edge, context: {cluster: edge, user: edge}}]\n\
+         users: [{name: edge, user: {token: not-a-real-token}}]\n",
+    )
+    .unwrap();
+    // another client of the REST API, whose changes the portal shows as they happen
+    let api_token = token(&reqwest::Client::new(), &meao.api_root, "oss", "oss-secret").await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 
@@ -82,9 +107,12 @@ async fn an_operator_onboards_deploys_watches_and_removes_in_the_portal() {
         .env("GOOD_PACKAGE", &good)
         .env("BROKEN_PACKAGE", &broken)
         .env("SCREENSHOTS", &shots)
+        .env("API_TOKEN", &api_token)
+        .env("KUBECONFIG_FILE", &kubeconfig)
         // the demo's passwords, as the README gives them
         .env("OPERATOR_PASSWORD", "operator-demo")
         .env("VIEWER_PASSWORD", "viewer-demo")
+        .env("ADMIN_PASSWORD", "admin-demo")
         .kill_on_drop(true)
         .spawn()
         .unwrap();

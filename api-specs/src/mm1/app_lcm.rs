@@ -324,9 +324,44 @@ pub struct AppLcmOpOcc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub placement: Option<serde_json::Value>,
+    /// The operation's steps in order, each with how far it got and its error (mecplane
+    /// extension; in the answer for one occurrence, not in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<OpOccStep>>,
     /// Links.
     #[serde(rename = "_links")]
     pub links: AppLcmOpOccLinks,
+}
+
+/// How far a step of an operation got (mecplane extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OpOccStepState {
+    /// Not run (yet).
+    NotStarted,
+    /// Running now.
+    Processing,
+    /// Done.
+    Completed,
+    /// Failed: the operation waits (FAILED_TEMP) or gave up (FAILED) here.
+    Failed,
+    /// Being undone.
+    RollingBack,
+    /// Undone.
+    RolledBack,
+}
+
+/// One step of an operation (mecplane extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpOccStep {
+    /// The step's name, e.g. `place`, `apply`, `await-ready`.
+    pub name: String,
+    /// How far it got.
+    pub state: OpOccStepState,
+    /// Why it (or its undo) failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Kinds of LCM subscription (`AppInstanceSubscriptionType`).

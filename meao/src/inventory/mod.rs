@@ -569,6 +569,7 @@ impl Inventory {
                 };
                 SiteView {
                     healthy: s.healthy,
+                    in_service: s.spec.in_service,
                     location: s.spec.location,
                     country_code: s.spec.country_code.clone(),
                     civic_address: s.spec.civic_address.clone(),

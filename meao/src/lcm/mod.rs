@@ -311,6 +311,7 @@ impl Lcm {
                 .placement
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok()),
+            steps: None,
             links: AppLcmOpOccLinks {
                 self_: LinkType::new(format!("{}/app_lcm_op_occs/{}", self.base(), row.id)),
                 app_instance: LinkType::new(format!(
@@ -1058,7 +1059,9 @@ impl Lcm {
     /// One occurrence.
     pub async fn op_occ(&self, id: &str) -> Result<AppLcmOpOcc, LcmError> {
         let row = self.op_occ_row(id).await?;
-        Ok(self.op_occ_info(&row))
+        let mut info = self.op_occ_info(&row);
+        info.steps = self.executor.steps(id).await?;
+        Ok(info)
     }
 
     /// Every occurrence.

@@ -1,7 +1,7 @@
 //! Placement: filter, then score, then explain; pure and deterministic.
 //!
-//! Filters remove a site for a reason that is recorded (unhealthy, not enough CPU, memory or
-//! GPUs, wrong architecture, a required MEC service missing, too far for the latency bound, an
+//! Filters remove a site for a reason that is recorded (out of service, unhealthy, not enough
+//! CPU, memory or GPUs, wrong architecture, a required MEC service missing, too far for the latency bound, an
 //! anti-affinity conflict, outside the allowed zones, or outside the requested country, civic
 //! address or area of `locationConstraints`). The remaining sites are scored on
 //! headroom after placement (prefer balanced utilisation), latency margin, spread of the same
@@ -43,6 +43,8 @@ pub struct SiteView {
     pub id: Arc<str>,
     /// Whether the site is healthy.
     pub healthy: bool,
+    /// Whether the operator keeps the site in service.
+    pub in_service: bool,
     /// Location.
     pub location: GeoPoint,
     /// Country (ISO 3166-1 alpha-2).
@@ -110,6 +112,7 @@ pub fn latency_ms(site: &SiteView, user: &GeoPoint) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rejection<'r> {
     NotSelected,
+    OutOfService,
     Unhealthy,
     OutsideZones,
     Location(Mismatch),
@@ -126,6 +129,7 @@ impl fmt::Display for Rejection<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotSelected => f.write_str("not a selected MEC host"),
+            Self::OutOfService => f.write_str("out of service"),
             Self::Unhealthy => f.write_str("site unhealthy"),
             Self::OutsideZones => f.write_str("outside the allowed zones"),
             Self::Location(Mismatch::Country) => f.write_str("outside the requested country"),
@@ -266,6 +270,9 @@ impl<'r> Prepared<'r> {
             .is_some_and(|s| !s.contains(&*site.id))
         {
             return Err(Rejection::NotSelected);
+        }
+        if !site.in_service {
+            return Err(Rejection::OutOfService);
         }
         if !site.healthy {
             return Err(Rejection::Unhealthy);
@@ -485,6 +492,7 @@ mod tests {
         SiteView {
             id: id.into(),
             healthy: true,
+            in_service: true,
             location: GeoPoint {
                 latitude: lat,
                 longitude: 0.0,
@@ -520,6 +528,8 @@ mod tests {
     fn filters_record_every_reason() {
         let mut sick = site("sick", 0.0, 8000);
         sick.healthy = false;
+        let mut resting = site("resting", 0.1, 8000);
+        resting.in_service = false;
         let small = site("small", 0.0, 1000);
         let mut no_rnis = site("no-rnis", 0.0, 8000);
         no_rnis.services.clear();
@@ -537,9 +547,10 @@ mod tests {
             }),
             ..req()
         };
-        let d = place(&r, &[sick, small, no_rnis, busy, far, ok]);
+        let d = place(&r, &[sick, resting, small, no_rnis, busy, far, ok]);
         assert_eq!(d.chosen.as_deref(), Some("ok"));
         assert_eq!(ids(&d, "site unhealthy"), ["sick"]);
+        assert_eq!(ids(&d, "out of service"), ["resting"]);
         assert_eq!(ids(&d, "not enough CPU"), ["small"]);
         assert_eq!(ids(&d, "required service RNIS not available"), ["no-rnis"]);
         assert_eq!(ids(&d, "anti-affinity with competitor"), ["busy"]);

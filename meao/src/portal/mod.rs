@@ -7,6 +7,7 @@
 //! `meao hash-password` prints a hash). Every portal response carries a strict
 //! Content-Security-Policy (no inline script or style) and the usual security headers.
 
+pub mod live;
 pub mod session;
 
 use std::collections::HashMap;
@@ -55,6 +56,12 @@ pub struct PortalConfig {
     pub max_failures_per_user: u32,
     /// Failed sign-ins a source address may have per minute before it is refused (429).
     pub max_failures_per_source: u32,
+    /// How often the live updates read the event outbox (ms).
+    pub live_poll_ms: u64,
+    /// Live update streams (open portal pages) a replica serves at most.
+    pub max_live_streams: usize,
+    /// Live update streams one session may have open at once.
+    pub max_live_streams_per_session: usize,
 }
 
 impl Default for PortalConfig {
@@ -66,6 +73,9 @@ impl Default for PortalConfig {
             max_sessions: 10_000,
             max_failures_per_user: 10,
             max_failures_per_source: 30,
+            live_poll_ms: 1000,
+            max_live_streams: 1000,
+            max_live_streams_per_session: 8,
         }
     }
 }
@@ -112,6 +122,7 @@ pub struct Portal {
     max_failures_per_user: u32,
     max_failures_per_source: u32,
     secure_cookie: bool,
+    live: Arc<live::Live>,
 }
 
 impl Portal {
@@ -141,9 +152,16 @@ impl Portal {
                 return Err(PortalError::DuplicateUser(u.name.clone()));
             }
         }
+        let live = Arc::new(live::Live::new(
+            store.clone(),
+            std::time::Duration::from_millis(config.live_poll_ms),
+            config.max_live_streams,
+            config.max_live_streams_per_session,
+        ));
         Ok(Self {
             users,
             decoy: hash_password("decoy")?,
+            live,
             sessions: Sessions::new(
                 store,
                 config.idle_secs.max(1),
@@ -155,6 +173,16 @@ impl Portal {
             max_failures_per_source: config.max_failures_per_source.max(1),
             secure_cookie,
         })
+    }
+
+    /// Whether anyone may sign in (then the MEAO records the events the portal shows).
+    pub fn has_users(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// The live updates, whose poller the server runs.
+    pub fn live(&self) -> Arc<live::Live> {
+        self.live.clone()
     }
 
     /// The role of `user` if `password` is theirs.
@@ -233,8 +261,10 @@ pub async fn authorize(State(edge): State<Edge>, mut request: Request, next: Nex
     };
     match claims {
         Ok(claims) => {
+            // the changes the request makes are recorded as the caller's
+            let actor = claims.sub.clone();
             request.extensions_mut().insert(claims);
-            next.run(request).await
+            crate::store::ACTOR.scope(actor, next.run(request)).await
         }
         Err(e) => e.into_response(),
     }
@@ -303,6 +333,29 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// A 429 ProblemDetails for `instance`, to be retried after `retry_after` seconds.
+fn too_many_requests(detail: String, retry_after: u64, instance: &str) -> Response {
+    let problem = api_specs::ProblemDetails {
+        problem_type: None,
+        title: Some("Too Many Requests".into()),
+        status: 429,
+        detail,
+        instance: Some(instance.into()),
+    };
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (
+                header::CONTENT_TYPE,
+                server_kit::problem::PROBLEM_JSON.to_owned(),
+            ),
+            (header::RETRY_AFTER, retry_after.to_string()),
+        ],
+        Json(problem),
+    )
+        .into_response()
+}
+
 /// `POST /portal/session`: signs in.
 async fn sign_in(
     State(portal): State<Arc<Portal>>,
@@ -326,25 +379,11 @@ async fn sign_in(
             })
         });
     if let Some(retry_after) = blocked {
-        let problem = api_specs::ProblemDetails {
-            problem_type: None,
-            title: Some("Too Many Requests".into()),
-            status: 429,
-            detail: format!("too many failed sign-ins; retry in {retry_after} s"),
-            instance: Some("/portal/session".into()),
-        };
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    server_kit::problem::PROBLEM_JSON.to_owned(),
-                ),
-                (header::RETRY_AFTER, retry_after.to_string()),
-            ],
-            Json(problem),
-        )
-            .into_response());
+        return Ok(too_many_requests(
+            format!("too many failed sign-ins; retry in {retry_after} s"),
+            retry_after,
+            "/portal/session",
+        ));
     }
     let Some(role) = portal.check(user.clone(), password).await else {
         portal.failures.record(&user_key, now);
@@ -369,14 +408,7 @@ async fn current(
     State(portal): State<Arc<Portal>>,
     headers: HeaderMap,
 ) -> Result<Json<SessionView>, ApiError> {
-    let token =
-        session_token(&headers).ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
-    portal
-        .sessions
-        .get(token, now())
-        .await?
-        .map(|s| Json(s.into()))
-        .ok_or_else(|| ApiError::Unauthorized("not signed in".into()))
+    Ok(Json(signed_in(&portal, &headers).await?.into()))
 }
 
 /// `DELETE /portal/session`: signs out (with the CSRF header, so another site cannot).
@@ -403,6 +435,57 @@ async fn sign_out(
         [(header::SET_COOKIE, portal.cookie("", 0)?)],
     )
         .into_response())
+}
+
+/// The signed-in session of a request.
+async fn signed_in(portal: &Portal, headers: &HeaderMap) -> Result<session::Session, ApiError> {
+    let token =
+        session_token(headers).ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
+    portal
+        .sessions
+        .get(token, now())
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("not signed in".into()))
+}
+
+/// `GET /portal/events`: the session's stream of live updates (server-sent events).
+async fn live_updates(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    signed_in(&portal, &headers).await?;
+    let token = session_token(&headers).unwrap_or_default();
+    Ok(match live::stream(&portal, token) {
+        Ok(sse) => sse.into_response(),
+        Err(refused) => too_many_requests(refused.to_string(), 5, "/portal/events"),
+    })
+}
+
+/// The activity feed's query: how many changes, before when.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivityQuery {
+    limit: Option<i64>,
+    /// Unix ms.
+    before: Option<i64>,
+}
+
+/// `GET /portal/activity`: the most recent changes, newest first.
+async fn activity(
+    State(portal): State<Arc<Portal>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<ActivityQuery>,
+) -> Result<Json<Vec<live::Change>>, ApiError> {
+    signed_in(&portal, &headers).await?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let before = query.before.unwrap_or(i64::MAX);
+    Ok(Json(
+        portal
+            .live
+            .recent(before, limit)
+            .await
+            .map_err(session::store_error)?,
+    ))
 }
 
 /// The embedded assets: name, content type, content.
@@ -478,6 +561,8 @@ pub fn router(portal: Arc<Portal>) -> Router {
             "/portal/session",
             get(current).post(sign_in).delete(sign_out),
         )
+        .route("/portal/events", get(live_updates))
+        .route("/portal/activity", get(activity))
         .with_state(portal)
         .layer(from_fn(security_headers))
 }

@@ -139,7 +139,7 @@ fn random_token() -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(raw))
 }
 
-fn store_error(e: crate::store::StoreError) -> ApiError {
+pub(super) fn store_error(e: crate::store::StoreError) -> ApiError {
     ApiError::Internal(format!("portal sessions: {e}"))
 }
 

@@ -24,6 +24,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tracing::Instrument;
 
+use api_specs::mm1::app_lcm::{OpOccStep, OpOccStepState};
+
 use crate::store::{SagaRow, Store, StoreError};
 
 /// Why a step failed.
@@ -514,6 +516,88 @@ impl<C: Send + Sync + 'static> Executor<C> {
     pub async fn fail(&self, id: &str) -> Result<(), SagaError> {
         self.resolve(id, SagaStatus::Failed, None).await
     }
+
+    /// How far each step of saga `id` got, with the error of the one that failed; `None` when
+    /// there is no such saga (or it is of a kind this executor does not run).
+    pub async fn steps(&self, id: &str) -> Result<Option<Vec<OpOccStep>>, SagaError> {
+        let Some(row) = self.store.saga_get(id).await? else {
+            return Ok(None);
+        };
+        Ok(self.kinds.get(row.kind.as_str()).map(|kind| {
+            let names: Vec<&str> = kind.steps.iter().map(|s| s.name).collect();
+            progress(&names, &row)
+        }))
+    }
+}
+
+/// How far each of the steps `names` got, from the saga's row: the cursor and direction say
+/// which are done, under way or undone; the error names the step that failed (`<step>: …`) or
+/// whose undo failed (`undo of <step>: …`). A step never run, or undone after a cancel (which
+/// names no step), shows as not started.
+fn progress(names: &[&str], row: &SagaRow) -> Vec<OpOccStep> {
+    use OpOccStepState::{Completed, Failed, NotStarted, Processing, RolledBack, RollingBack};
+    let cursor = usize::try_from(row.cursor).unwrap_or(0).min(names.len());
+    let status = SagaStatus::parse(&row.status);
+    let backward = row.direction == BACKWARD;
+    let error = row.error.as_deref().unwrap_or_default();
+    let named = |prefix: &str| {
+        names.iter().position(|name| {
+            error
+                .strip_prefix(prefix)
+                .and_then(|e| e.strip_prefix(name))
+                .is_some_and(|e| e.starts_with(": "))
+        })
+    };
+    let (failed, undo_failed) = (named(""), named("undo of "));
+    let message = error.split_once(": ").map(|(_, m)| m.to_owned());
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let state = if status == SagaStatus::Succeeded {
+                Completed
+            } else if backward {
+                if i + 1 < cursor {
+                    Completed
+                } else if i + 1 == cursor {
+                    if status == SagaStatus::Running {
+                        RollingBack
+                    } else {
+                        Failed
+                    }
+                } else if failed == Some(i) {
+                    Failed
+                } else if failed.is_some_and(|f| i < f) {
+                    RolledBack
+                } else {
+                    NotStarted
+                }
+            } else if i < cursor {
+                Completed
+            } else if status == SagaStatus::Running {
+                if i == cursor { Processing } else { NotStarted }
+            } else if failed == Some(i) {
+                Failed
+            } else if cursor == 0 && failed.is_some_and(|f| i < f) {
+                // a rollback ended: what ran before the failed step is undone
+                RolledBack
+            } else {
+                NotStarted
+            };
+            let error = match state {
+                Failed | RollingBack if undo_failed == Some(i) => {
+                    message.as_ref().map(|m| format!("undo failed: {m}"))
+                }
+                Failed | RollingBack if failed == Some(i) => message.clone(),
+                _ => None,
+            };
+            OpOccStep {
+                name: (*name).to_owned(),
+                state,
+                error,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

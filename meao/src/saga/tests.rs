@@ -8,6 +8,8 @@ use serde_json::json;
 use vim_adapters::sim::SimulatedVim;
 use vim_adapters::{Capacity, Container, Vim, Workload, workload_name};
 
+use api_specs::mm1::app_lcm::OpOccStepState;
+
 use super::*;
 
 /// The test context: a site, a reservation ledger, and knobs that make steps fail or repeat.
@@ -214,6 +216,14 @@ async fn exactly_one(world: &World) {
     );
 }
 
+/// The next apply at the simulated VIM fails as an unreachable apiserver does (retryable).
+fn apply_fails_once(world: &World) {
+    world.vim.inject(
+        vim_adapters::sim::Operation::Apply,
+        vim_adapters::VimError::Unavailable("apiserver down".into()),
+    );
+}
+
 #[tokio::test]
 async fn actions_succeed_idempotently() {
     let (store, _dir) = store().await;
@@ -257,10 +267,7 @@ async fn retryable_failures_pause_then_retry_rollback_or_fail() {
     let (store, _dir) = store().await;
     let world = Arc::new(World::new(false));
     let ex = executor(&store, &world, "a", 10_000);
-    world.vim.inject(
-        vim_adapters::sim::Operation::Apply,
-        vim_adapters::VimError::Unavailable("apiserver down".into()),
-    );
+    apply_fails_once(&world);
     ex.create("deploy", "s1", json!({"instance": "i1"}))
         .await
         .unwrap();
@@ -277,10 +284,7 @@ async fn retryable_failures_pause_then_retry_rollback_or_fail() {
         Err(SagaError::WrongState { .. })
     ));
 
-    world.vim.inject(
-        vim_adapters::sim::Operation::Apply,
-        vim_adapters::VimError::Unavailable("down".into()),
-    );
+    apply_fails_once(&world);
     ex.create("deploy", "s2", json!({"instance": "i2"}))
         .await
         .unwrap();
@@ -351,22 +355,34 @@ async fn crash_at_every_step_boundary_then_recover() {
     }
 }
 
+/// Creates saga `id` for `instance` and runs it with an executor `owner` that crashes right
+/// after recording its first step; the saga stays RUNNING under that owner's lease.
+async fn crash_after_the_first_step(
+    store: &Store,
+    world: &Arc<World>,
+    (owner, lease_ms): (&str, u64),
+    id: &str,
+    instance: &str,
+) {
+    let crashing = executor(store, world, owner, lease_ms).with_fault(Some(Fault {
+        kind: "deploy".into(),
+        step: 0,
+        undo: false,
+        after_record: true,
+    }));
+    crashing
+        .create("deploy", id, json!({ "instance": instance }))
+        .await
+        .unwrap();
+    assert!(matches!(crashing.run(id).await, Err(SagaError::Crashed)));
+}
+
 #[tokio::test]
 async fn a_live_lease_keeps_other_executors_out() {
     for db in dbs() {
         let (store, _dir) = store_on(db).await;
         let world = Arc::new(World::new(false));
-        let crashing = executor(&store, &world, "a", 60_000).with_fault(Some(Fault {
-            kind: "deploy".into(),
-            step: 0,
-            undo: false,
-            after_record: true,
-        }));
-        crashing
-            .create("deploy", "s1", json!({"instance": "i1"}))
-            .await
-            .unwrap();
-        assert!(matches!(crashing.run("s1").await, Err(SagaError::Crashed)));
+        crash_after_the_first_step(&store, &world, ("a", 60_000), "s1", "i1").await;
         let other = executor(&store, &world, "b", 60_000);
         assert!(matches!(other.run("s1").await, Err(SagaError::Leased(_))));
         assert_eq!(
@@ -394,4 +410,84 @@ async fn unknown_kinds_and_sagas() {
         ex.run("missing").await,
         Err(SagaError::NotFound(_))
     ));
+}
+
+/// The steps of saga `id`: name, state, error.
+async fn steps_of(ex: &Executor<World>, id: &str) -> Vec<(String, OpOccStepState, Option<String>)> {
+    ex.steps(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.state, s.error))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_step_shows_how_far_it_got_and_the_failed_one_its_error() {
+    use OpOccStepState::{Completed, Failed, NotStarted, Processing, RolledBack};
+    let step =
+        |name: &str, state, error: Option<&str>| (name.to_owned(), state, error.map(str::to_owned));
+    let (store, _dir) = store().await;
+    let world = Arc::new(World::new(false));
+    let ex = executor(&store, &world, "a", 10_000);
+    assert_eq!(ex.steps("none").await.unwrap(), None);
+
+    // paused where a retryable failure stopped it, then done
+    apply_fails_once(&world);
+    ex.create("deploy", "s1", json!({"instance": "i1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        steps_of(&ex, "s1").await,
+        [
+            step("reserve", Processing, None),
+            step("apply", NotStarted, None),
+            step("verify", NotStarted, None)
+        ]
+    );
+    assert_eq!(ex.run("s1").await.unwrap(), SagaStatus::FailedTemp);
+    let (_, error) = ex.status("s1").await.unwrap();
+    let reason = error.unwrap().strip_prefix("apply: ").unwrap().to_owned();
+    assert_eq!(
+        steps_of(&ex, "s1").await,
+        [
+            step("reserve", Completed, None),
+            step("apply", Failed, Some(&reason)),
+            step("verify", NotStarted, None)
+        ]
+    );
+    assert_eq!(ex.retry("s1").await.unwrap(), SagaStatus::Succeeded);
+    assert!(
+        steps_of(&ex, "s1")
+            .await
+            .iter()
+            .all(|(_, state, error)| *state == Completed && error.is_none())
+    );
+
+    // a permanent failure undoes what ran before it
+    *world.fail_at.lock().unwrap() = Some(("verify", StepError::Permanent("boom".into())));
+    ex.create("deploy", "s2", json!({"instance": "i2"}))
+        .await
+        .unwrap();
+    assert_eq!(ex.run("s2").await.unwrap(), SagaStatus::FailedTemp);
+    assert_eq!(
+        steps_of(&ex, "s2").await,
+        [
+            step("reserve", RolledBack, None),
+            step("apply", RolledBack, None),
+            step("verify", Failed, Some("boom"))
+        ]
+    );
+
+    // interrupted after a step was recorded: the next one is under way
+    crash_after_the_first_step(&store, &world, ("b", 10_000), "s3", "i3").await;
+    assert_eq!(
+        steps_of(&ex, "s3").await,
+        [
+            step("reserve", Completed, None),
+            step("apply", Processing, None),
+            step("verify", NotStarted, None)
+        ]
+    );
 }

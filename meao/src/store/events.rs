@@ -1,6 +1,8 @@
 //! The event outbox: every state change of a package, application instance, LCM operation
 //! occurrence or site becomes a CloudEvent (JSON, structured mode) written in the transaction of
-//! the change, numbered per resource, and later published to Kafka (see `crate::events`).
+//! the change, numbered per resource, with who made it, and later published to Kafka (see
+//! `crate::events`). The portal reads the recent events too (its live updates and activity
+//! feed), so a MEAO with portal users records them even when it publishes none.
 
 use serde_json::{Value, json};
 use sqlx::{Any, Row, Transaction};
@@ -52,6 +54,25 @@ impl EventKind {
             Self::Site => "sites",
         }
     }
+}
+
+tokio::task_local! {
+    /// Who the changes made in this task are made for: the API caller's identity (set by the
+    /// API edge around each request); unset for the MEAO's own work (sagas, refreshes).
+    pub static ACTOR: String;
+}
+
+/// A recorded event as the portal shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityRow {
+    /// CloudEvent id.
+    pub id: String,
+    /// The CloudEvent JSON.
+    pub body: String,
+    /// Who made the change; `None` for the MEAO's own work.
+    pub actor: Option<String>,
+    /// When (Unix ms).
+    pub created_at: i64,
 }
 
 /// A pending event.
@@ -138,8 +159,9 @@ fn rfc3339(ms: i64) -> String {
 
 impl Store {
     /// Records the current state of a resource as an event, inside the transaction that changed
-    /// it (after the change, so the row lock orders versions). Does nothing unless events are
-    /// enabled.
+    /// it (after the change, so the row lock orders versions), with the task's [`ACTOR`]. Does
+    /// nothing unless events are enabled; an event that is only recorded (not published) is
+    /// written as published, so nothing waits for a broker.
     pub(crate) async fn emit(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -147,7 +169,7 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        if !self.events {
+        if !self.events.records() {
             return Ok(());
         }
         let data = data(tx, kind, id).await?;
@@ -172,8 +194,11 @@ impl Store {
             "datacontenttype": "application/json",
             "data": data.unwrap_or_else(|| json!({"id": id})),
         });
+        let actor = ACTOR.try_with(Clone::clone).ok();
+        let published = (!self.events.publishes()).then_some(now);
         sqlx::query(
-            "INSERT INTO events (id, kind, resource_id, version, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO events (id, kind, resource_id, version, body, created_at, actor, published_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&event_id)
         .bind(kind.name())
@@ -181,9 +206,64 @@ impl Store {
         .bind(version)
         .bind(body.to_string())
         .bind(now)
+        .bind(actor)
+        .bind(published)
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// Events recorded at or after `since` (Unix ms), oldest first, at most `limit`.
+    pub async fn events_since(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        self.activity(
+            "SELECT id, body, actor, created_at FROM events WHERE created_at >= $1 \
+             ORDER BY created_at, kind, resource_id, version LIMIT $2",
+            since,
+            limit,
+        )
+        .await
+    }
+
+    /// The `limit` most recent events recorded before `before` (Unix ms), newest first.
+    pub async fn events_recent(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        self.activity(
+            "SELECT id, body, actor, created_at FROM events WHERE created_at < $1 \
+             ORDER BY created_at DESC, kind DESC, resource_id DESC, version DESC LIMIT $2",
+            before,
+            limit,
+        )
+        .await
+    }
+
+    async fn activity(
+        &self,
+        sql: &str,
+        at: i64,
+        limit: i64,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(at)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ActivityRow {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
     /// Unpublished events, oldest first (per resource in version order).

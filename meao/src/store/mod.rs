@@ -11,7 +11,7 @@ use sqlx::{AnyPool, Row};
 
 pub use self::cleanups::SiteCleanupRow;
 pub use self::credentials::CredentialRow;
-pub use self::events::{EventKind, EventRow};
+pub use self::events::{ACTOR, ActivityRow, EventKind, EventRow};
 pub use self::mep_configs::MepConfigRow;
 pub use self::sessions::PortalSessionRow;
 
@@ -102,11 +102,33 @@ impl Subscriptions {
     }
 }
 
+/// What the store does with state changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Events {
+    /// Nothing.
+    #[default]
+    Off,
+    /// Records them in the event outbox for the portal only: nothing publishes them.
+    Recorded,
+    /// Records them in the event outbox to be published.
+    Published,
+}
+
+impl Events {
+    fn records(self) -> bool {
+        self != Self::Off
+    }
+
+    fn publishes(self) -> bool {
+        self == Self::Published
+    }
+}
+
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    events: bool,
+    events: Events,
 }
 
 /// What deleting a site did.
@@ -160,13 +182,22 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
             pool: server_kit::db::connect(url, &MIGRATOR).await?,
-            events: false,
+            events: Events::Off,
         })
     }
 
-    /// The same store, recording every state change in the event outbox (when events are
-    /// published).
+    /// The same store, recording every state change in the event outbox to be published
+    /// (`true`) or not at all.
     pub fn with_events(self, events: bool) -> Self {
+        self.with_event_outbox(if events {
+            Events::Published
+        } else {
+            Events::Off
+        })
+    }
+
+    /// The same store, doing `events` with every state change.
+    pub fn with_event_outbox(self, events: Events) -> Self {
         Self { events, ..self }
     }
 

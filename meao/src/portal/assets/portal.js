@@ -1,14 +1,19 @@
 // The mecplane operator portal. Plain script, no build step: it calls the MEAO's REST APIs
 // (app_pkgm/v1, app_lcm/v1, inventory/v1) with the session cookie and, on every mutating call,
-// the session's CSRF token. Pages poll what they show every POLL_MS while visible.
+// the session's CSRF token. Pages reload what they show when the MEAO reports a change
+// (server-sent events from /portal/events, fed by the event outbox of every replica), and an
+// activity feed lists the recent changes.
 'use strict';
 
-const POLL_MS = 2000;
 const PKGM = '/app_pkgm/v1';
 const LCM = '/app_lcm/v1';
 const INVENTORY = '/inventory/v1';
 
-const portal = { session: null, page: null, timer: null, refresh: null };
+const portal = {
+  session: null, page: null, refresh: null, pending: null,
+  // the live update stream, what waits for a resource's next change, the activity feed
+  source: null, waiters: [], feed: [], feedEl: null, names: {}, timer: null,
+};
 
 // ---------- DOM ----------
 
@@ -35,10 +40,10 @@ function clear(el, ...children) {
 }
 
 const BADGES = {
-  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy',
+  ok: ['ONBOARDED', 'ENABLED', 'COMPLETED', 'INSTANTIATED', 'STARTED', 'READY', 'IN_USE', 'healthy', 'in service', 'verified',
     'connected', 'INSTALLED', 'acknowledged'],
   info: ['CREATED', 'UPLOADING', 'PROCESSING', 'STARTING', 'ROLLING_BACK', 'INSTANTIATING', 'pending'],
-  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK'],
+  warn: ['FAILED_TEMP', 'DISABLED', 'STOPPED', 'disconnected', 'ROLLED_BACK', 'out of service', 'unsigned'],
   bad: ['ERROR', 'FAILED', 'unhealthy', 'onboarding failed', 'refused'],
 };
 
@@ -146,7 +151,8 @@ function mayOperate() { return portal.session && portal.session.mayOperate; }
 
 function signedOut(message) {
   portal.session = null;
-  stopPolling();
+  stopRefreshing();
+  disconnect();
   document.getElementById('top').hidden = true;
   showSignIn(message);
 }
@@ -180,6 +186,7 @@ function signedIn(session) {
   document.getElementById('top').hidden = false;
   document.getElementById('who-name').textContent = session.user;
   document.getElementById('who-role').textContent = session.role;
+  connect();
   route();
 }
 
@@ -188,25 +195,165 @@ async function signOut() {
   signedOut('You signed out.');
 }
 
+// ---------- live updates ----------
+
+/** Opens the session's live update stream; reconnects (and reloads the page) when it ends. */
+function connect() {
+  disconnect();
+  const source = new EventSource('/portal/events');
+  portal.source = source;
+  source.addEventListener('open', () => {
+    document.body.dataset.live = 'connected';
+    // whatever changed while not connected
+    refreshSoon();
+    loadActivity();
+  });
+  source.addEventListener('change', (ev) => {
+    let change;
+    try { change = JSON.parse(ev.data); } catch (_) { return; }
+    changed(change);
+  });
+  source.addEventListener('ended', (ev) => {
+    source.close();
+    document.body.dataset.live = 'reconnecting';
+    if (ev.data === 'signed-out') {
+      api('GET', '/portal/session').catch(() => {});
+      return;
+    }
+    // dropped for falling behind, or the MEAO stops: connect again (maybe to another replica)
+    setTimeout(() => portal.source === source && portal.session && connect(), ev.data === 'lagged' ? 100 : 1000);
+  });
+  source.addEventListener('error', () => {
+    document.body.dataset.live = 'reconnecting';
+    if (source.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+    // refused (the session ended, or too many streams): see whether still signed in, retry
+    api('GET', '/portal/session').then(() => {
+      setTimeout(() => portal.source === source && portal.session && connect(), 5000);
+    }, () => {});
+  });
+}
+
+function disconnect() {
+  if (portal.source) portal.source.close();
+  portal.source = null;
+}
+
+/** A change the MEAO reported: the page reloads, waiters wake, the feed shows it. */
+function changed(change) {
+  refreshSoon();
+  for (const w of portal.waiters.filter((x) => x.kind === change.kind && x.id === change.resourceId)) w.wake();
+  if (portal.feed.some((c) => c.id === change.id)) return;
+  portal.feed.unshift(change);
+  portal.feed.length = Math.min(portal.feed.length, FEED_SIZE);
+  renderActivity();
+}
+
+/** Resolves at the next change of a resource, or after `ms` at the latest. */
+function nextChange(kind, id, ms) {
+  return new Promise((resolve) => {
+    const w = { kind, id };
+    const timer = setTimeout(() => w.wake(), ms);
+    w.wake = () => {
+      clearTimeout(timer);
+      portal.waiters = portal.waiters.filter((x) => x !== w);
+      resolve();
+    };
+    portal.waiters.push(w);
+  });
+}
+
+/** Reloads the page's data once for a burst of changes (while the page is visible). */
+function refreshSoon() {
+  if (portal.pending) return;
+  portal.pending = setTimeout(async () => {
+    portal.pending = null;
+    const refresh = portal.refresh;
+    if (!refresh || document.hidden) return;
+    try { await refresh(); } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
+    renderActivity(); // with the names the page now knows
+  }, 150);
+}
+
+document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshSoon(); });
+
+// ---------- activity feed ----------
+
+const FEED_SIZE = 15;
+
+async function loadActivity() {
+  try {
+    const { json } = await api('GET', `/portal/activity?limit=${FEED_SIZE}`);
+    const known = new Set((json || []).map((c) => c.id));
+    portal.feed = [...portal.feed.filter((c) => !known.has(c.id)), ...(json || [])]
+      .sort((a, b) => b.time - a.time).slice(0, FEED_SIZE);
+    renderActivity();
+  } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
+}
+
+function who(actor) {
+  if (!actor) return 'MEAO';
+  return actor.startsWith('portal:') ? actor.slice(7) : `${actor} (API)`;
+}
+
+/** What a change did, in words. */
+function describe(c) {
+  const d = c.data || {};
+  const name = portal.names[c.resourceId] || c.resourceId.slice(0, 8);
+  const gone = c.change === 'deleted';
+  switch (c.kind) {
+    case 'app_package':
+      return [`Package ${name}`, gone ? 'deleted' : [d.onboardingState, d.operationalState].filter(Boolean).join(' · ')];
+    case 'app_instance':
+      return [`Instance ${name}`, gone ? 'deleted' : [d.instantiationState, d.operationalState, d.mecHostId ? `on ${d.mecHostId}` : null].filter(Boolean).join(' · ')];
+    case 'lcm_op_occ': {
+      const inst = d.appInstanceId ? portal.names[d.appInstanceId] || d.appInstanceId.slice(0, 8) : '';
+      return [`${d.lcmOperation || 'Operation'} of ${inst}`, gone ? 'deleted' : d.operationState || ''];
+    }
+    case 'site':
+      return [`Site ${c.resourceId}`, gone ? 'deleted' : d.healthy ? 'healthy' : 'unhealthy'];
+    default:
+      return [`${c.kind} ${name}`, c.change];
+  }
+}
+
+function renderActivity() {
+  const el = portal.feedEl;
+  if (!el || !el.isConnected) return;
+  clear(el, portal.feed.length ? h('ol', { class: 'activity' }, portal.feed.map((c) => {
+    const [what, state] = describe(c);
+    return h('li', { 'data-activity': c.kind, 'data-resource': c.resourceId },
+      h('time', { class: 'muted', datetime: new Date(c.time).toISOString(), text: new Date(c.time).toLocaleTimeString() }),
+      h('span', { class: 'who', text: who(c.actor) }),
+      h('span', {}, h('strong', { text: what }), state ? ' ' : null, state ? state.split(' · ').map((x, i) => [i ? ' ' : null, badge(x)]) : null));
+  })) : h('div', { class: 'empty', text: 'No change yet.' }));
+}
+
+/** The activity card every page ends with. */
+function activityCard() {
+  portal.feedEl = h('div', {});
+  renderActivity();
+  return h('section', { class: 'card', 'aria-label': 'Activity' }, h('h2', { text: 'Recent activity' }), portal.feedEl);
+}
+
 // ---------- pages ----------
 
-function stopPolling() {
-  clearTimeout(portal.timer);
+function stopRefreshing() {
+  clearTimeout(portal.pending);
+  clearInterval(portal.timer);
+  portal.pending = null;
   portal.timer = null;
   portal.refresh = null;
 }
 
-function poll(refresh) {
-  stopPolling();
+/**
+ * Shows the page's data now and again whenever the MEAO reports a change; also every
+ * `everyMs` for what the page shows that is no recorded change (a MEP link's state).
+ */
+function live(refresh, everyMs) {
+  stopRefreshing();
   portal.refresh = refresh;
-  const tick = async () => {
-    if (portal.refresh !== refresh) return;
-    if (!document.hidden) {
-      try { await refresh(); } catch (e) { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); }
-    }
-    if (portal.refresh === refresh) portal.timer = setTimeout(tick, POLL_MS);
-  };
-  tick();
+  refresh().then(renderActivity, (e) => { if (!(e instanceof ApiFailure && e.status === 401)) console.warn(e); });
+  if (everyMs) portal.timer = setInterval(refreshSoon, everyMs);
 }
 
 /** Re-renders `el` from `data` only when the data changed (keeps focus and selection). */
@@ -222,6 +369,66 @@ function readOnlyNote() {
 }
 
 // Packages
+
+/**
+ * What an X.509 certificate (PEM) names: subject and issuer (their CN, else O) and the end of
+ * its validity, read from its DER; null for what is not one.
+ */
+function certificateNames(pem) {
+  try {
+    const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+    const der = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    // one TLV at `at`: [tag, start of its content, end]
+    const tlv = (at) => {
+      let len = der[at + 1];
+      let start = at + 2;
+      if (len & 0x80) {
+        const n = len & 0x7f;
+        len = 0;
+        for (let i = 0; i < n; i += 1) len = len * 256 + der[start + i];
+        start += n;
+      }
+      return [der[at], start, start + len];
+    };
+    const children = (at) => {
+      const [, start, end] = tlv(at);
+      const out = [];
+      for (let p = start; p < end; p = tlv(p)[2]) out.push(p);
+      return out;
+    };
+    const text = (at) => { const [, s, e] = tlv(at); return new TextDecoder().decode(der.slice(s, e)); };
+    const oid = (at) => { const [, s, e] = tlv(at); return Array.from(der.slice(s, e)).join('.'); };
+    // Name: SET of SEQUENCE { OID, value }; CN is 2.5.4.3 (85.4.3), O 2.5.4.10 (85.4.10)
+    const name = (at) => {
+      const attrs = {};
+      for (const set of children(at)) {
+        for (const pair of children(set)) {
+          const [type, value] = children(pair);
+          attrs[oid(type)] = text(value);
+        }
+      }
+      return attrs['85.4.3'] || attrs['85.4.10'] || '?';
+    };
+    let fields = children(children(0)[0]); // TBSCertificate
+    if (der[fields[0]] === 0xa0) fields = fields.slice(1); // explicit version
+    const [, , issuer, validity, subject] = fields;
+    const notAfter = text(children(validity)[1]);
+    const year = notAfter.length === 13 ? `20${notAfter.slice(0, 2)}` : notAfter.slice(0, 4);
+    const rest = notAfter.slice(notAfter.length === 13 ? 2 : 4);
+    return { subject: name(subject), issuer: name(issuer), until: `${year}-${rest.slice(0, 2)}-${rest.slice(2, 4)}` };
+  } catch (_) { return null; }
+}
+
+/** A package's signature as the package API reports it: its signing certificate, or none. */
+function signatureView(p) {
+  if (!p.signingCertificate) {
+    return h('dd', { 'data-signature': 'unsigned' }, badge('unsigned'), h('span', { class: 'muted', text: ' the package carries no signature' }));
+  }
+  const c = certificateNames(p.signingCertificate);
+  return h('dd', { 'data-signature': 'verified' }, badge('verified'),
+    c ? [' signed by ', h('strong', { text: c.subject }), `, issued by ${c.issuer}, valid until ${c.until}`]
+      : ' signed; its certificate is not readable here');
+}
 
 function packagesPage(main) {
   const listError = h('div', {});
@@ -281,6 +488,7 @@ function packagesPage(main) {
         h('dt', { text: 'AppD id' }), h('dd', { class: 'mono', text: p.appDId || '-' }),
         h('dt', { text: 'Onboarding' }), h('dd', {}, badge(p.onboardingState)),
         h('dt', { text: 'Checksum' }), h('dd', { class: 'mono', text: (p.checksum && p.checksum.hash) || '-' }),
+        p.onboardingState === 'ONBOARDED' ? [h('dt', { text: 'Signature' }), signatureView(p)] : null,
         h('dt', { text: 'Images' }), h('dd', { text: (p.softwareImages || []).map((i) => i.imagePath || i.name).join(', ') || '-' }))];
     if (p.onboardingFailureDetails) {
       parts.push(h('h3', { text: 'Onboarding problems' }),
@@ -308,6 +516,7 @@ function packagesPage(main) {
   async function refresh() {
     const { json } = await api('GET', `${PKGM}/app_packages`);
     packages = json || [];
+    for (const p of packages) portal.names[p.id] = p.appName;
     render();
   }
 
@@ -319,7 +528,7 @@ function packagesPage(main) {
       h('div', { class: 'toolbar' }, field('Filter', text), field('State', stateFilter)),
       listError, list),
     details);
-  poll(refresh);
+  live(refresh);
 }
 
 function uploadCard(refresh) {
@@ -373,7 +582,7 @@ function uploadCard(refresh) {
       }
       clear(status, `${p.appName}: `, badge(p.onboardingState));
       if (p.onboardingState === 'ONBOARDED') break;
-      await new Promise((r) => setTimeout(r, 500));
+      await nextChange('app_package', pkg.id, 5000);
     }
     form.reset();
     progress.hidden = true;
@@ -409,11 +618,21 @@ function placementView(decision) {
       h('ul', {}, rejected.map(([reason, sites]) => h('li', {}, h('strong', { text: sites.join(', ') }), `: ${reason}`)))] : null);
 }
 
-function opView(op) {
+/** The saga's steps of an operation, each with how far it got and its error. */
+function stepsView(steps) {
+  return [h('h3', { text: 'Steps' }),
+    h('ol', { class: 'steps', 'aria-label': 'Steps' }, steps.map((s) => h('li', { 'data-step': s.name },
+      badge(s.state), ' ', h('span', { class: 'mono', text: s.name }),
+      s.error ? h('div', { class: 'error', text: s.error }) : null)))];
+}
+
+function opView(op, actions) {
   return h('div', { 'data-op': op.id },
-    h('p', {}, `${op.lcmOperation} `, badge(op.operationState), h('span', { class: 'muted mono', text: ` ${op.id}` })),
-    op.placement ? placementView(op.placement) : null,
-    op.error ? errorBox(new ApiFailure(op.error.status, op.error), 'Error') : null);
+    h('p', {}, `${op.lcmOperation} `, badge(op.operationState), h('span', { class: 'muted mono', text: ` ${op.id}` }),
+      actions ? h('span', { class: 'actions' }, actions) : null),
+    op.error ? errorBox(new ApiFailure(op.error.status, op.error), 'Error') : null,
+    op.steps ? stepsView(op.steps) : null,
+    op.placement ? placementView(op.placement) : null);
 }
 
 const ENDED = ['COMPLETED', 'FAILED', 'ROLLED_BACK', 'FAILED_TEMP'];
@@ -423,7 +642,7 @@ async function follow(location, into) {
     const { json: op } = await api('GET', location);
     clear(into, opView(op));
     if (ENDED.includes(op.operationState)) return op;
-    await new Promise((r) => setTimeout(r, 500));
+    await nextChange('lcm_op_occ', op.id, 5000);
   }
 }
 
@@ -434,6 +653,8 @@ function applicationsPage(main) {
   const opsError = h('div', {});
   const opsList = h('div', {});
   const following = h('div', { 'aria-live': 'polite' });
+  const opDetails = h('div', {});
+  let selectedOp = null;
   let data = { instances: [], ops: [], packages: [], sites: [] };
 
   const act = async (what, into, call) => {
@@ -477,34 +698,63 @@ function applicationsPage(main) {
           onclick: () => confirm(`Delete instance ${name}?`) && act(`Delete ${name}`, instancesError, () => api('DELETE', path)) }) : null] : null));
   }
 
+  /** Retry / fail in FAILED_TEMP, cancel while under way; a retry or cancel is followed. */
+  function opActions(o) {
+    if (!mayOperate()) return null;
+    const path = `${LCM}/app_lcm_op_occs/${o.id}`;
+    const followed = (call) => async () => { await call(); return { location: path }; };
+    return [
+      o.operationState === 'FAILED_TEMP' ? [
+        h('button', { type: 'button', class: 'secondary', text: 'Retry', onclick: () => act(`Retry ${o.lcmOperation}`, opsError, followed(() => api('POST', `${path}/retry`))) }),
+        h('button', { type: 'button', class: 'danger', text: 'Fail', onclick: () => act(`Fail ${o.lcmOperation}`, opsError, () => api('POST', `${path}/fail`)) })] : null,
+      ['PROCESSING', 'STARTING'].includes(o.operationState)
+        ? h('button', { type: 'button', class: 'danger', text: 'Cancel', onclick: () => act(`Cancel ${o.lcmOperation}`, opsError, followed(() => api('POST', `${path}/cancel`, { cancelMode: 'GRACEFUL' }))) }) : null];
+  }
+
   function opRow(o) {
     const inst = data.instances.find((i) => i.id === instanceOf(o));
-    const path = `${LCM}/app_lcm_op_occs/${o.id}`;
-    return h('tr', { 'data-op-row': o.id },
+    return h('tr', { 'data-op-row': o.id, class: o.id === selectedOp ? 'selected' : '' },
       h('td', { text: o.lcmOperation }),
-      h('td', { text: inst ? (inst.appInstanceName || inst.id) : instanceOf(o) }),
+      h('td', { text: inst ? (inst.appInstanceName || inst.id) : portal.names[instanceOf(o)] || instanceOf(o) }),
       h('td', {}, badge(o.operationState)),
       h('td', { text: when(o.startTime) }),
       h('td', { text: o.placement ? (o.placement.chosen || 'none') : '-' }),
       h('td', {}, o.error ? problems(o.error).join('; ') : ''),
-      h('td', { class: 'actions' }, mayOperate() ? [
-        o.operationState === 'FAILED_TEMP' ? [
-          h('button', { type: 'button', class: 'secondary', text: 'Retry', onclick: () => act(`Retry ${o.lcmOperation}`, opsError, () => api('POST', `${path}/retry`)) }),
-          h('button', { type: 'button', class: 'danger', text: 'Fail', onclick: () => act(`Fail ${o.lcmOperation}`, opsError, () => api('POST', `${path}/fail`)) })] : null,
-        ['PROCESSING', 'STARTING'].includes(o.operationState)
-          ? h('button', { type: 'button', class: 'danger', text: 'Cancel', onclick: () => act(`Cancel ${o.lcmOperation}`, opsError, () => api('POST', `${path}/cancel`, { cancelMode: 'GRACEFUL' })) }) : null] : null));
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selectedOp = o.id; refresh(); } }),
+        opActions(o)));
+  }
+
+  /** The selected operation with its steps (only the occurrence itself lists them). */
+  async function showOp() {
+    if (!selectedOp) { clear(opDetails); return; }
+    let op;
+    try { ({ json: op } = await api('GET', `${LCM}/app_lcm_op_occs/${selectedOp}`)); } catch (e) {
+      if (e instanceof ApiFailure && e.status === 404) { selectedOp = null; clear(opDetails); return; }
+      throw e;
+    }
+    const inst = data.instances.find((i) => i.id === instanceOf(op));
+    renderIfChanged(opDetails, op, () => h('section', { class: 'card', 'aria-label': 'Operation details' },
+      h('h2', { text: `${op.lcmOperation} of ${inst ? inst.appInstanceName || inst.id : instanceOf(op)}` }),
+      h('dl', { class: 'kv' },
+        h('dt', { text: 'Started' }), h('dd', { text: when(op.startTime) }),
+        h('dt', { text: 'State entered' }), h('dd', { text: when(op.stateEnteredTime) })),
+      opView(op, opActions(op))));
   }
 
   async function refresh() {
     const [i, o, p, s] = await Promise.all([
       api('GET', `${LCM}/app_instances`), api('GET', `${LCM}/app_lcm_op_occs`),
       api('GET', `${PKGM}/app_packages`), api('GET', `${INVENTORY}/sites`)]);
+    for (const x of i.json || []) portal.names[x.id] = x.appInstanceName || x.id.slice(0, 8);
+    for (const x of p.json || []) portal.names[x.id] = x.appName;
     data = { instances: i.json || [], ops: (o.json || []).sort((a, b) => b.startTime.seconds - a.startTime.seconds), packages: p.json || [], sites: s.json || [] };
     renderIfChanged(instances, { i: data.instances, o: data.ops }, () => table(
       ['Instance', 'Package', 'Instantiation', 'Operational', 'Site', ''], data.instances.map(instanceRow),
       'No application instance yet.'));
-    renderIfChanged(opsList, data.ops.slice(0, 20), (ops) => table(
+    renderIfChanged(opsList, { ops: data.ops.slice(0, 20), selectedOp }, ({ ops }) => table(
       ['Operation', 'Instance', 'State', 'Started', 'Site', 'Error', ''], ops.map(opRow), 'No operation yet.'));
+    await showOp();
     if (mayOperate()) renderIfChanged(deployArea, { p: data.packages.map((x) => [x.appDId, x.operationalState]), s: data.sites.map((x) => x.id) }, deployForm);
   }
 
@@ -572,8 +822,9 @@ function applicationsPage(main) {
   clear(main, h('h1', { text: 'Applications' }),
     mayOperate() ? deployArea : readOnlyNote(), following,
     h('section', { class: 'card', 'aria-label': 'Instances' }, h('h2', { text: 'Instances' }), instancesError, instances),
-    h('section', { class: 'card', 'aria-label': 'Operations' }, h('h2', { text: 'Operations' }), opsError, opsList));
-  poll(refresh);
+    h('section', { class: 'card', 'aria-label': 'Operations' }, h('h2', { text: 'Operations' }), opsError, opsList),
+    opDetails);
+  live(refresh);
 }
 
 // Sites
@@ -586,12 +837,109 @@ function capacity(free, total, unit, scale) {
     h('meter', { min: 0, max: t || 1, value: f === null ? 0 : f, title: 'free of total' }));
 }
 
+/** The description a site's PUT takes, from what its GET shows (the rest is observed). */
+const SITE_SPEC_KEYS = ['id', 'name', 'location', 'countryCode', 'civicAddress', 'zone', 'trackingAreas',
+  'accessLatencyMs', 'services', 'labels', 'mepUrl', 'inService', 'vim'];
+function siteSpec(s) {
+  return Object.fromEntries(SITE_SPEC_KEYS.filter((k) => s[k] !== undefined && s[k] !== null).map((k) => [k, s[k]]));
+}
+
+const list = (text) => text.split(',').map((x) => x.trim()).filter(Boolean);
+
+/**
+ * The form that adds a site or edits `site`: where it is, what it offers and its VIM, a
+ * simulated one or a Kubernetes cluster whose kubeconfig is uploaded (sent as its content;
+ * when editing, none keeps the current one). `done` runs after a successful PUT.
+ */
+function siteForm(site, done, cancel) {
+  const vim = (site && site.vim) || { kind: 'simulated', cpuMillis: 16000, memoryMib: 65536, architectures: ['x86_64'] };
+  const id = h('input', { name: 'siteId', required: true, value: site ? site.id : '', readOnly: !!site, pattern: '[A-Za-z0-9._\\-]+' });
+  const name = h('input', { name: 'siteName', value: site ? site.name || '' : '' });
+  const zone = h('input', { name: 'zone', required: true, value: site ? site.zone || '' : '' });
+  const lat = h('input', { name: 'latitude', required: true, inputmode: 'decimal', value: site && site.location ? site.location.latitude : '' });
+  const lon = h('input', { name: 'longitude', required: true, inputmode: 'decimal', value: site && site.location ? site.location.longitude : '' });
+  const latency = h('input', { name: 'accessLatencyMs', inputmode: 'decimal', value: site ? site.accessLatencyMs : 2 });
+  const services = h('input', { name: 'services', placeholder: 'RNIS, LocationService', value: site ? (site.services || []).join(', ') : '' });
+  const mepUrl = h('input', { name: 'mepUrl', placeholder: 'https://mep.site.example', value: site ? site.mepUrl || '' : '' });
+  const inService = h('input', { type: 'checkbox', name: 'inService', checked: !site || site.inService !== false });
+  const kind = h('select', { name: 'vimKind' },
+    h('option', { value: 'simulated', text: 'Simulated', selected: vim.kind === 'simulated' }),
+    h('option', { value: 'kubernetes', text: 'Kubernetes, K3s or KubeEdge', selected: vim.kind === 'kubernetes' }));
+  const sim = vim.kind === 'simulated' ? vim : {};
+  const cpu = h('input', { name: 'cpuMillis', inputmode: 'numeric', value: sim.cpuMillis || 16000 });
+  const memory = h('input', { name: 'memoryMib', inputmode: 'numeric', value: sim.memoryMib || 65536 });
+  const gpus = h('input', { name: 'gpus', inputmode: 'numeric', value: sim.gpus || 0 });
+  const arches = h('input', { name: 'architectures', value: (sim.architectures || ['x86_64']).join(', ') });
+  const kube = vim.kind === 'kubernetes' ? vim : {};
+  const kubeconfig = h('input', { type: 'file', name: 'kubeconfig', accept: '.yaml,.yml,.conf,text/plain,application/yaml' });
+  const context = h('input', { name: 'context', value: kube.context || '' });
+  const namespace = h('input', { name: 'namespace', value: kube.namespace || 'mec-apps' });
+  const flavour = h('select', { name: 'flavour' }, [['', 'detect'], ['kubernetes', 'Kubernetes'], ['k3s', 'K3s'], ['kubeEdge', 'KubeEdge']]
+    .map(([v, t]) => h('option', { value: v, text: t, selected: (kube.flavour || '') === v })));
+  const simFields = h('div', { class: 'row' }, field('CPU (millicores)', cpu), field('Memory (MiB)', memory), field('GPUs', gpus), field('Architectures', arches));
+  const kubeFields = h('div', {},
+    h('div', { class: 'row' }, field(site && vim.kind === 'kubernetes' ? 'Kubeconfig (empty keeps the current one)' : 'Kubeconfig', kubeconfig),
+      field('Context', context), field('Namespace', namespace), field('Flavour', flavour)));
+  const showVim = () => { simFields.hidden = kind.value !== 'simulated'; kubeFields.hidden = kind.value !== 'kubernetes'; };
+  kind.addEventListener('change', showVim);
+  showVim();
+  const status = h('div', {});
+  const form = h('form', { class: 'card', 'aria-label': site ? `Edit site ${site.id}` : 'Add a site' },
+    h('h2', { text: site ? `Edit site ${site.id}` : 'Add a site' }),
+    h('div', { class: 'row' }, field('Site id', id), field('Name', name), field('Zone', zone)),
+    h('div', { class: 'row' }, field('Latitude', lat), field('Longitude', lon), field('Access latency (ms)', latency)),
+    h('div', { class: 'row' }, field('Services', services), field('MEP URL', mepUrl)),
+    h('label', { class: 'radio' }, inService, 'In service (placement may choose it)'),
+    h('fieldset', {}, h('legend', { text: 'VIM' }), field('VIM kind', kind), simFields, kubeFields),
+    status,
+    h('div', { class: 'row' }, h('button', { type: 'submit', text: site ? 'Save site' : 'Add site' }),
+      h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: cancel })));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(status);
+    const number = (input, what) => {
+      const n = Number(input.value);
+      if (input.value === '' || Number.isNaN(n)) throw new Error(`${what} must be a number`);
+      return n;
+    };
+    let spec;
+    try {
+      let vimSpec;
+      if (kind.value === 'simulated') {
+        vimSpec = { kind: 'simulated', cpuMillis: number(cpu, 'CPU'), memoryMib: number(memory, 'Memory'), gpus: number(gpus, 'GPUs'), architectures: list(arches.value) };
+        if (sim.startupMs) vimSpec.startupMs = sim.startupMs;
+      } else {
+        vimSpec = { kind: 'kubernetes', namespace: namespace.value || 'mec-apps' };
+        if (context.value) vimSpec.context = context.value;
+        if (flavour.value) vimSpec.flavour = flavour.value;
+        const f = kubeconfig.files[0];
+        if (f) vimSpec.kubeconfigContent = await f.text();
+        else if (!(site && vim.kind === 'kubernetes')) throw new Error('choose the cluster\'s kubeconfig file');
+      }
+      spec = { ...(site ? siteSpec(site) : {}), id: id.value.trim(), name: name.value, zone: zone.value,
+        location: { latitude: number(lat, 'Latitude'), longitude: number(lon, 'Longitude') },
+        accessLatencyMs: number(latency, 'Access latency'), services: list(services.value), inService: inService.checked, vim: vimSpec };
+      if (mepUrl.value) spec.mepUrl = mepUrl.value; else delete spec.mepUrl;
+    } catch (e) { clear(status, errorBox(e, 'Site')); return; }
+    try {
+      await api('PUT', `${INVENTORY}/sites/${encodeURIComponent(spec.id)}`, spec);
+      toast(`Site ${spec.id} saved`);
+      done(spec.id);
+    } catch (e) { clear(status, errorBox(e, `Saving site ${spec.id}`)); }
+  });
+  return form;
+}
+
 function sitesPage(main) {
-  const list = h('div', {});
+  const listEl = h('div', {});
+  const listError = h('div', {});
   const details = h('div', {});
+  const editing = h('div', {});
   let selected = null;
   let sites = [];
   let meps = {};
+  let running = {};
+  const mayAdminister = () => portal.session && portal.session.mayAdminister;
 
   /** A site's MEP link: none for a site without a MEP (no URL, never connected, nothing there). */
   const linked = (s) => {
@@ -606,20 +954,49 @@ function sitesPage(main) {
     return h('span', {}, badge(m.connected ? 'connected' : 'disconnected'), ` ${apps} instance${apps === 1 ? '' : 's'}`);
   }
 
+  const edit = (s) => {
+    clear(editing, siteForm(s, async (id) => { clear(editing); selected = id; await refresh(); }, () => clear(editing)));
+    editing.querySelector('input:not([readonly])').focus();
+  };
+
+  async function act(what, call) {
+    clear(listError);
+    try { await call(); toast(`${what}: done`); await refresh(); } catch (e) { clear(listError, errorBox(e, what)); }
+  }
+
   function row(s) {
     const free = s.freeCapacity || {};
     const vim = s.vim || {};
+    const out = s.inService === false;
     return h('tr', { class: s.id === selected ? 'selected' : '', 'data-site': s.id },
       h('td', {}, h('strong', { text: s.id }), h('div', { class: 'muted', text: s.name || '' })),
       h('td', { text: s.zone || '-' }),
-      h('td', {}, badge(s.healthy ? 'healthy' : 'unhealthy'), s.lastError ? h('div', { class: 'muted', text: s.lastError }) : null),
+      h('td', {}, badge(s.healthy ? 'healthy' : 'unhealthy'), out ? [' ', badge('out of service')] : null,
+        s.lastError ? h('div', { class: 'muted', text: s.lastError }) : null),
       h('td', {}, capacity(free.cpuMillis, vim.cpuMillis, 'CPU', 1000)),
       h('td', {}, capacity(free.memoryMib, vim.memoryMib, 'GiB', 1024)),
       h('td', { text: vim.gpus === undefined ? '-' : `${free.gpus === undefined ? '?' : free.gpus} / ${vim.gpus}` }),
       h('td', { text: (free.architectures || vim.architectures || []).join(', ') || '-' }),
       h('td', { text: [vim.kind, vim.flavour || vim.flavor].filter(Boolean).join(' · ') || '-' }),
       h('td', {}, mepState(s)),
-      h('td', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selected = s.id; render(); } })));
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', text: 'Details', onclick: () => { selected = s.id; render(); } })));
+  }
+
+  /** What an admin may do to a site: edit it, take it out of service and back, delete it. */
+  function siteActions(s) {
+    if (!mayAdminister()) return null;
+    const out = s.inService === false;
+    return h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'secondary', text: 'Edit', onclick: () => edit(s) }),
+      h('button', { type: 'button', class: out ? 'secondary' : 'danger', text: out ? 'Put in service' : 'Take out of service',
+        onclick: () => act(`${out ? 'Put' : 'Take'} ${s.id} ${out ? 'in' : 'out of'} service`,
+          () => api('PUT', `${INVENTORY}/sites/${encodeURIComponent(s.id)}`, { ...siteSpec(s), inService: out })) }),
+      h('button', { type: 'button', class: 'danger', text: 'Delete',
+        onclick: () => confirm(`Delete site ${s.id}?`) && act(`Delete ${s.id}`, async () => {
+          await api('DELETE', `${INVENTORY}/sites/${encodeURIComponent(s.id)}`);
+          if (selected === s.id) selected = null;
+        }) }));
   }
 
   function detailView(s) {
@@ -627,7 +1004,7 @@ function sitesPage(main) {
     const mepRows = m ? m.appInstances.map((i) => {
       const st = i.status || {};
       return h('tr', { 'data-mep-instance': i.appInstanceId },
-        h('td', { class: 'mono', text: i.appInstanceId }),
+        h('td', {}, h('strong', { text: portal.names[i.appInstanceId] || '' }), h('div', { class: 'mono', text: i.appInstanceId })),
         h('td', { text: `${i.version}${i.removal ? ' (removal)' : ''}` }),
         h('td', {}, `${i.ackedVersion} `, i.ackedVersion >= i.version ? badge('acknowledged') : badge('pending'),
           i.refused ? h('div', { class: 'error', text: `refused: ${i.refused.reason || JSON.stringify(i.refused)}` }) : null),
@@ -636,30 +1013,46 @@ function sitesPage(main) {
         h('td', { text: st.trafficRules === undefined ? '-' : `${st.activeTrafficRules}/${st.trafficRules} traffic, ${st.activeDnsRules}/${st.dnsRules} DNS` }),
         h('td', {}, st.steering ? badge(st.steering.startsWith('INSTALLED') ? 'INSTALLED' : 'FAILED') : '-', st.steering && !st.steering.startsWith('INSTALLED') ? h('div', { text: st.steering }) : null));
     }) : [];
+    const here = running[s.id] || [];
     return h('section', { class: 'card', 'aria-label': `Site ${s.id}` },
       h('h2', { text: `${s.id} ${s.name ? `— ${s.name}` : ''}` }),
       h('dl', { class: 'kv' },
         h('dt', { text: 'Location' }), h('dd', { text: s.location ? `${s.location.latitude}, ${s.location.longitude}` : '-' }),
+        h('dt', { text: 'Service' }), h('dd', {}, badge(s.inService === false ? 'out of service' : 'in service')),
         h('dt', { text: 'Services' }), h('dd', { text: (s.services || []).join(', ') || '-' }),
         h('dt', { text: 'Access latency' }), h('dd', { text: s.accessLatencyMs === undefined ? '-' : `${s.accessLatencyMs} ms` }),
         h('dt', { text: 'MEP' }), h('dd', { text: s.mepUrl || 'none' }),
         h('dt', { text: 'Refreshed' }), h('dd', { text: when(s.refreshedAt) })),
+      siteActions(s),
+      h('h3', { text: 'Instances running here' }),
+      table(['Instance', 'Package', 'Operational'], here.map((i) => h('tr', { 'data-site-instance': i.appInstanceName || i.id },
+        h('td', {}, h('strong', { text: i.appInstanceName || i.id }), h('div', { class: 'muted mono', text: i.id })),
+        h('td', { text: `${i.appName} ${i.appSoftVersion || ''}` }),
+        h('td', {}, badge(i.instantiatedAppState ? i.instantiatedAppState.operationalState : i.instantiationState)))),
+      'No application instance runs here.'),
       h('h3', { text: 'Application instances at its MEP' }),
       table(['Instance', 'Desired', 'Acknowledged', 'Readiness', 'Services', 'Rules', 'Steering'], mepRows,
         m ? 'The MEP holds no application instance.' : 'No MEP is linked to this site.'));
   }
 
   function render() {
-    renderIfChanged(list, { sites, meps, selected }, () => table(
+    renderIfChanged(listEl, { sites, meps, selected, admin: mayAdminister() }, () => table(
       ['Site', 'Zone', 'Health', 'Free CPU', 'Free memory', 'GPUs', 'Architectures', 'VIM', 'MEP link', ''],
       sites.map(row), 'No site in the inventory.'));
     const s = sites.find((x) => x.id === selected);
-    renderIfChanged(details, { s, m: s && meps[s.id] }, () => (s ? detailView(s) : []));
+    renderIfChanged(details, { s, m: s && meps[s.id], r: s && running[s.id], admin: mayAdminister() }, () => (s ? detailView(s) : []));
   }
 
   async function refresh() {
-    const { json } = await api('GET', `${INVENTORY}/sites`);
-    sites = json || [];
+    const [siteList, instances, ops] = await Promise.all([api('GET', `${INVENTORY}/sites`),
+      api('GET', `${LCM}/app_instances`), api('GET', `${LCM}/app_lcm_op_occs`)]);
+    sites = siteList.json || [];
+    running = {};
+    for (const i of instances.json || []) portal.names[i.id] = i.appInstanceName || i.id.slice(0, 8);
+    for (const i of (instances.json || []).filter((x) => x.instantiationState === 'INSTANTIATED')) {
+      const at = siteOf(i.id, ops.json || []);
+      if (at) (running[at] = running[at] || []).push(i);
+    }
     const found = await Promise.all(sites.map((s) => api('GET', `${INVENTORY}/sites/${s.id}/mep`)
       .then((r) => [s.id, r.json]).catch((e) => {
         if (e instanceof ApiFailure && e.status === 404) return [s.id, null];
@@ -669,8 +1062,12 @@ function sitesPage(main) {
     render();
   }
 
-  clear(main, h('h1', { text: 'Sites' }), h('section', { class: 'card', 'aria-label': 'Sites' }, list), details);
-  poll(refresh);
+  clear(main, h('h1', { text: 'Sites' }),
+    mayAdminister() ? h('div', { class: 'toolbar' }, h('button', { type: 'button', text: 'Add a site', onclick: () => edit(null) })) : null,
+    editing,
+    h('section', { class: 'card', 'aria-label': 'Sites' }, listError, listEl), details);
+  // the MEP links' state is not in the event outbox: read again now and then
+  live(refresh, 10000);
 }
 
 // ---------- routing ----------
@@ -687,8 +1084,9 @@ function route() {
     a.classList.toggle('current', a.dataset.page === page);
     if (a.dataset.page === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
-  stopPolling();
+  stopRefreshing();
   PAGES[page](document.getElementById('main'));
+  document.getElementById('main').append(activityCard());
 }
 
 document.addEventListener('DOMContentLoaded', async () => {
