@@ -224,12 +224,15 @@ async function operatorWalkThrough(browser) {
   await place.getByText('FAILED', { exact: true }).waitFor();
   assert.match(await place.innerText(), /no site can host the application/);
   assert.match(await op.locator('[data-step="apply"]').innerText(), /NOT_STARTED/);
-  const failing = page.locator('tr[data-op-row]').first();
+  // its row, once the operations table shows it (the live update may come after the toast)
+  const waiting = page.locator('tr[data-op-row]', { hasText: 'FAILED_TEMP' }).first();
+  await waiting.waitFor();
+  const opId = await waiting.getAttribute('data-op-row');
+  const failing = page.locator(`tr[data-op-row="${opId}"]`);
   await failing.getByRole('button', { name: 'Details' }).click();
   const details = page.getByLabel('Operation details');
   await details.locator('[data-step="place"]').getByText('FAILED', { exact: true }).waitFor();
   await shot(page, 'operation-failed-temp');
-  const opId = await failing.getAttribute('data-op-row');
   await details.getByRole('button', { name: 'Retry' }).click();
   // the retry runs the operation again (the operator's change to PROCESSING) and it pauses again
   await feed.locator(`li[data-resource="${opId}"]`, { hasText: 'operator' }).filter({ hasText: 'PROCESSING' }).waitFor();

@@ -916,6 +916,19 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
 
 on_both_dbs!(cancel_graceful_terminate_and_anti_affinity);
 
+/// `GET /inventory/v1/site_cleanups`.
+async fn site_cleanups(ctx: &Ctx) -> Value {
+    let url = format!("{}/inventory/v1/site_cleanups", ctx.base);
+    let r = ctx
+        .http
+        .get(url)
+        .bearer_auth(&ctx.token)
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
 /// A site deleted by force while it hosts an instance: the instance is not lost (it becomes
 /// NOT_INSTANTIATED and can be instantiated elsewhere), its workload is listed for clean-up,
 /// and once a site of that id answers again its reconciliation removes the workload and the
@@ -936,7 +949,6 @@ async fn a_site_deleted_by_force_leaves_its_workloads_for_cleanup(db: Db) {
     let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), on_a).await;
     assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
     let name = vim_adapters::workload_name(&id);
-    let cleanups = format!("{}/inventory/v1/site_cleanups", ctx.base);
 
     let r = ctx.delete_site("a-1").await;
     assert_eq!(r.status(), 409);
@@ -955,16 +967,7 @@ async fn a_site_deleted_by_force_leaves_its_workloads_for_cleanup(db: Db) {
         .await
         .unwrap();
     assert_eq!(instance["instantiationState"], "NOT_INSTANTIATED");
-    let left: Value = ctx
-        .http
-        .get(&cleanups)
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let left = site_cleanups(&ctx).await;
     assert_eq!(left[0]["siteId"], "a-1", "{left}");
     assert_eq!(left[0]["appInstanceId"], id.as_str());
     assert_eq!(left[0]["workloadName"], name.as_str());
@@ -981,21 +984,11 @@ async fn a_site_deleted_by_force_leaves_its_workloads_for_cleanup(db: Db) {
 
     // the site comes back (from the configuration, at restart): its leftover goes
     ctx.restart().await;
-    let cleanups = format!("{}/inventory/v1/site_cleanups", ctx.base);
     eventually(
         "the leftover workload and its record gone",
         EVENTUALLY,
         async || {
-            let left: Value = ctx
-                .http
-                .get(&cleanups)
-                .bearer_auth(&ctx.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let left = site_cleanups(&ctx).await;
             let running = std::fs::read_to_string(&state).unwrap_or_default();
             if left == json!([]) && !running.contains(&name) {
                 Ok(())
