@@ -9,6 +9,9 @@ bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 run() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+# the directory is wiped: refuse anything that is not a directory (say /dev/null, given by
+# mistake, would become one)
+if [ -e "$dir" ] && [ ! -d "$dir" ]; then echo "$0: $dir exists and is not a directory" >&2; exit 1; fi
 rm -rf "$dir" && mkdir -p "$dir"
 [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
 run "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 ||

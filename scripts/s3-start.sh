@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 dir=${1:?data dir}
 port=${2:-57070}
 versitygw=$(scripts/go-tool.sh github.com/versity/versitygw/cmd/versitygw@v1.8.0)
+# the directory is wiped: refuse anything that is not a directory (say /dev/null, given by
+# mistake, would become one)
+if [ -e "$dir" ] && [ ! -d "$dir" ]; then echo "$0: $dir exists and is not a directory" >&2; exit 1; fi
 rm -rf "$dir" && mkdir -p "$dir/root/mecplane-test" "$dir/meta"
 access=mecplane-test secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 ROOT_ACCESS_KEY_ID=$access ROOT_SECRET_ACCESS_KEY=$secret setsid "$versitygw" --quiet \
