@@ -110,6 +110,39 @@ pub fn link_configs(
     (meao, mep)
 }
 
+/// The `[auth]` (the OSS client `oss`/`oss-secret`, as in [`meao_config`]), `[outbound]`
+/// (loopback) and `[mep_link]` sections of a MEAO's TOML configuration file, for tests that run
+/// the binary; the link as [`link_configs`] made it.
+pub fn meao_toml_sections(link: &meao::mep_link::MepLinkConfig) -> String {
+    let ca = link
+        .tls
+        .client_ca_file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    format!(
+        r#"[auth]
+signing_key = "meao-key"
+[[auth.clients]]
+client_id = "oss"
+client_secret = "oss-secret"
+scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
+[outbound]
+allow = ["127.0.0.0/8"]
+[mep_link]
+listen = "{listen}"
+tls = {{ cert_file = "{cert}", key_file = "{key}", client_ca_file = "{ca}" }}
+resend_secs = {resend}
+ack_timeout_secs = {ack}
+"#,
+        listen = link.listen,
+        cert = link.tls.cert_file.display(),
+        key = link.tls.key_file.display(),
+        resend = link.resend_secs,
+        ack = link.ack_timeout_secs,
+    )
+}
+
 /// An OAuth 2.0 access token (client credentials) from the server at `base`.
 pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
     let r: Value = http

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use api_specs::mp1::workload;
-use e2e::{Service, link_configs, onboard_example, wait_op};
+use e2e::{Service, link_configs, meao_toml_sections, onboard_example, wait_op};
 use futures::StreamExt;
 use meao::events::testing::free_port;
 use serde_json::{Value, json};
@@ -126,18 +126,7 @@ reconcile_interval_secs = {reconcile}
 [telemetry]
 filter = "info"
 json = true
-[auth]
-signing_key = "crash-drill"
-[[auth.clients]]
-client_id = "oss"
-client_secret = "oss-secret"
-scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
-[mep_link]
-listen = "127.0.0.1:{port}"
-tls = {{ cert_file = "{cert}", key_file = "{key}", client_ca_file = "{ca}" }}
-resend_secs = 1
-ack_timeout_secs = 30
-[[sites]]
+{sections}[[sites]]
 id = "{SITE}"
 location = {{ latitude = 48.86, longitude = 2.35 }}
 zone = "paris"
@@ -152,10 +141,7 @@ services = ["RNIS"]
 vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {startup}, stateFile = "{spare}" }}
 "#,
             db = self.database_url,
-            port = self.link_port,
-            cert = meao_link.tls.cert_file.display(),
-            key = meao_link.tls.key_file.display(),
-            ca = self.pki.ca_file().display(),
+            sections = meao_toml_sections(&meao_link),
             mep = self.mep.api_root,
             state = self.state_file(SITE).display(),
             spare = self.state_file(SPARE).display(),

@@ -21,7 +21,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use e2e::{Service, create_instance, get_json, link_configs, onboard_example, token, wait_op};
+use e2e::{
+    Service, create_instance, get_json, link_configs, meao_toml_sections, onboard_example, token,
+    wait_op,
+};
 use meao::events::testing::free_port;
 use serde_json::{Value, json};
 use server_kit::testing::{Callback, EVENTUALLY, TestPki, eventually};
@@ -276,20 +279,7 @@ tls = {{ cert_file = "{cert}", key_file = "{key}", ca_file = "{ca}" }}
             r#"listen = "127.0.0.1:0"
 database_url = "sqlite://{dir}/meao.db?mode=rwc"
 data_dir = "{dir}/data"
-{telemetry}[auth]
-signing_key = "meao-key"
-[[auth.clients]]
-client_id = "oss"
-client_secret = "oss-secret"
-scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
-[outbound]
-allow = ["127.0.0.0/8"]
-[mep_link]
-listen = "127.0.0.1:{link_port}"
-tls = {{ cert_file = "{cert}", key_file = "{key}", client_ca_file = "{ca}" }}
-resend_secs = 1
-ack_timeout_secs = 30
-[[sites]]
+{telemetry}{sections}[[sites]]
 id = "paris-1"
 location = {{ latitude = 48.86, longitude = 2.35 }}
 zone = "paris"
@@ -299,9 +289,7 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768 }}
 "#,
             dir = dir.path().display(),
             telemetry = telemetry(&collector.endpoint),
-            cert = meao_link.tls.cert_file.display(),
-            key = meao_link.tls.key_file.display(),
-            ca = meao_link.tls.client_ca_file.as_ref().unwrap().display(),
+            sections = meao_toml_sections(&meao_link),
         ),
     )
     .unwrap();
