@@ -97,17 +97,20 @@ impl Store {
         site: &str,
         remaining: &BTreeSet<String>,
     ) -> Result<usize, StoreError> {
+        let recorded = sqlx::query("SELECT workload FROM site_cleanups WHERE site_id = $1")
+            .bind(site)
+            .fetch_all(&self.pool)
+            .await?;
         let mut done = 0;
-        for row in self
-            .site_cleanups()
-            .await?
-            .into_iter()
-            .filter(|r| r.site_id == site && !remaining.contains(&r.workload))
-        {
+        for row in &recorded {
+            let workload: String = row.try_get(0)?;
+            if remaining.contains(&workload) {
+                continue;
+            }
             let deleted =
                 sqlx::query("DELETE FROM site_cleanups WHERE site_id = $1 AND workload = $2")
                     .bind(site)
-                    .bind(&row.workload)
+                    .bind(&workload)
                     .execute(&self.pool)
                     .await?;
             done += usize::try_from(deleted.rows_affected()).unwrap_or(0);
