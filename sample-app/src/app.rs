@@ -280,13 +280,22 @@ impl App {
         Ok(())
     }
 
-    /// Handles one notification; `Some` when the application is to end.
+    /// Handles one notification, then counts it; `Some` when the application is to end.
     async fn notified(
         &mut self,
         notification: Notification,
         ser_instance_id: &str,
     ) -> anyhow::Result<Option<Exit>> {
+        let outcome = self.handle(notification, ser_instance_id).await;
         http::update(&self.status, |s| s.notifications += 1);
+        outcome
+    }
+
+    async fn handle(
+        &mut self,
+        notification: Notification,
+        ser_instance_id: &str,
+    ) -> anyhow::Result<Option<Exit>> {
         match notification {
             Notification::ServiceAvailability(n) => {
                 for changed in self.deps.notified(&n) {

@@ -24,7 +24,7 @@ pub struct Status {
     pub service: Option<RegisteredService>,
     /// The services it requires and their known instances.
     pub required: Dependencies,
-    /// Notifications received from the MEP.
+    /// Notifications from the MEP it has handled (logged and acted on).
     pub notifications: u64,
 }
 

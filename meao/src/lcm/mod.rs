@@ -536,8 +536,18 @@ impl Lcm {
             tracing::error!(op_occ = %id, error = %e, "cannot record PROCESSING");
             return;
         }
-        match self.executor.run(id).await {
-            Ok(status) => self.settle(id, status).await,
+        self.conclude(id, self.executor.run(id).await).await;
+    }
+
+    /// Records what running an occurrence's saga came to. The executor's own failures leave
+    /// the saga as it is, for the next recovery; a fault drill's simulated crash aborts the
+    /// process, whichever path ran the saga.
+    async fn conclude(&self, id: &str, outcome: Result<SagaStatus, SagaError>) {
+        match outcome {
+            Ok(status) => {
+                tracing::info!(op_occ = %id, ?status, "LCM saga ended");
+                self.settle(id, status).await;
+            }
             Err(SagaError::Leased(_)) => {}
             Err(SagaError::Crashed) => {
                 tracing::error!(op_occ = %id, "fault drill: the process aborts here, as in a crash");
@@ -1115,10 +1125,7 @@ impl Lcm {
                 let Some(_driving) = this.driving(&id) else {
                     return;
                 };
-                match this.executor.retry(&id).await {
-                    Ok(status) => this.settle(&id, status).await,
-                    Err(e) => tracing::error!(op_occ = %id, error = %e, "retry failed"),
-                }
+                this.conclude(&id, this.executor.retry(&id).await).await;
             }
             .instrument(span),
         );
@@ -1158,18 +1165,8 @@ impl Lcm {
             let Some(_driving) = self.driving(&id) else {
                 continue;
             };
-            let resume = async {
-                match self.executor.run(&id).await {
-                    Ok(status) => {
-                        tracing::info!(op_occ = %id, ?status, "resumed LCM operation");
-                        self.settle(&id, status).await;
-                    }
-                    Err(SagaError::Leased(_)) => {}
-                    Err(e) => {
-                        tracing::error!(op_occ = %id, error = %e, "resuming the LCM operation failed")
-                    }
-                }
-            };
+            tracing::info!(op_occ = %id, "resuming an LCM operation");
+            let resume = async { self.conclude(&id, self.executor.run(&id).await).await };
             resume.instrument(self.op_span(&id).await?).await;
         }
         for op in self.store.op_occ_list().await? {
