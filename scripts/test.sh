@@ -6,19 +6,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI=${CI:-true}
+timings=()
+lap_at=0
+# lap NAME: records the time since the previous lap as the set-up step NAME
+lap() {
+  timings+=("$(printf '%5ds  %-6s %s' $((SECONDS - lap_at)) set-up "$1")")
+  lap_at=$SECONDS
+}
 scripts/install-deps.sh
 export MECPLANE_PYTHON=${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/python
 export MECPLANE_KAFKA
 MECPLANE_KAFKA=$(tests/kafka/fetch.sh)
+lap "packages, tools and the Kafka broker"
 
 failed=()
-# check NAME COMMAND...: runs one check (in the background, so that `set -e` holds inside it)
-# and records its failure instead of stopping the run.
+# check NAME COMMAND...: runs one check (in the background, so that `set -e` holds inside it),
+# records its failure instead of stopping the run, and how long it took.
 check() {
-  local name=$1; shift
+  local name=$1 start=$SECONDS verdict=ok; shift
   echo "== $name"
   "$@" &
-  wait $! || failed+=("$name")
+  wait $! || { failed+=("$name"); verdict=FAILED; }
+  timings+=("$(printf '%5ds  %-6s %s' $((SECONDS - start)) "$verdict" "$name")")
+  echo "== $name: $verdict after $((SECONDS - start))s"
+  lap_at=$SECONDS
 }
 
 check format cargo fmt --all -- --check
@@ -31,13 +42,18 @@ chmod 755 "$pgdir"
 pgenv=$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")
 eval "$pgenv"
 [ -n "${MECPLANE_TEST_PG_URL:-}" ] || { echo "PostgreSQL did not start" >&2; exit 1; }
+lap PostgreSQL
 k8sdir=""
 S3_TEST_PID=""
+s3dir=""
+# stops what the run started and removes its state (databases, buckets, clusters: gigabytes
+# a machine that runs CI again and again would otherwise keep)
 cleanup() {
   [ -z "$k8sdir" ] || tests/k8s-env/down.sh "$k8sdir" 2>/dev/null || true
   [ -z "$S3_TEST_PID" ] || kill "$S3_TEST_PID" 2>/dev/null || true
   runuser -u postgres -- "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 ||
     "$PG_TEST_BIN/pg_ctl" -D "$PG_TEST_DIR/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$pgdir" ${s3dir:+"$s3dir"} ${k8sdir:+"$k8sdir"}
 }
 trap cleanup EXIT
 
@@ -50,11 +66,13 @@ if s3env=$(scripts/s3-start.sh "$s3dir/s3" "${MECPLANE_TEST_S3_PORT:-57070}"); t
 else
   echo "the S3-compatible server did not start: the S3 tests will fail" >&2
 fi
+lap "S3-compatible server"
 
 echo "== Kubernetes test clusters (tests/k8s-env: built from Go modules once, then cached)"
 k8sdir=$(mktemp -d /tmp/mecplane-k8s.XXXXXX)
 tests/k8s-env/up.sh "$k8sdir"
 export MECPLANE_K8S_ENV=$k8sdir
+lap "Kubernetes test clusters"
 
 images() {
   "${MECPLANE_VENV:-$HOME/.cache/mecplane-venv}/bin/hadolint" deploy/images/Dockerfile
@@ -97,6 +115,8 @@ fuzz() {
 }
 check "fuzzing (bounded)" fuzz
 
+echo "== time per check (of ${SECONDS}s in all):"
+printf '%s\n' "${timings[@]}"
 if ((${#failed[@]})); then
   echo "== FAILED: ${failed[*]}"
   if [[ " ${failed[*]} " == *" tests "* ]]; then

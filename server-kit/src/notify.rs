@@ -238,12 +238,18 @@ impl<O: Outbox> Deliverer<O> {
         Ok(n)
     }
 
-    /// Runs until `shutdown` resolves.
+    /// Runs until `shutdown` resolves. Deliveries under way then are dropped: their claim
+    /// expires and they are attempted again (at least once, as after a crash), so a subscriber
+    /// that does not answer cannot hold up the shutdown.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let mut shutdown = std::pin::pin!(shutdown);
         let poll = Duration::from_millis(self.config.poll_interval_ms.max(10));
         loop {
-            match self.run_once().await {
+            let batch = tokio::select! {
+                batch = self.run_once() => batch,
+                () = &mut shutdown => return,
+            };
+            match batch {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "cannot read the notification outbox"),

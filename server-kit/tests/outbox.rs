@@ -84,3 +84,53 @@ async fn deliverers_share_one_outbox(db: Db) {
 }
 
 on_both_dbs!(deliverers_share_one_outbox);
+
+/// A subscriber that accepts the connection and never answers does not hold up a stopping
+/// service: the delivery under way is dropped and stays queued for the next run.
+async fn a_stopping_deliverer_leaves_a_hanging_delivery_queued(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "hang", dir.path()).await;
+    static SCHEMA: sqlx::migrate::Migrator = sqlx::migrate!("../mep/migrations");
+    let pool = server_kit::db::connect(&url, &SCHEMA).await.unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let row = NotificationRow {
+        id: "n-1".into(),
+        subscription_id: "s".into(),
+        callback_uri: format!("http://{}/cb", silent.local_addr().unwrap()),
+        body: "{}".into(),
+        created_at: 0,
+    };
+    let mut tx = pool.begin().await.unwrap();
+    SqlOutbox::enqueue(&mut tx, &row).await.unwrap();
+    tx.commit().await.unwrap();
+    let policy = OutboundPolicy {
+        allow: vec!["127.0.0.0/8".into()],
+        ..OutboundPolicy::default()
+    };
+    let deliverer = Deliverer::new(
+        Arc::new(SqlOutbox::new(pool.clone())),
+        DeliveryConfig {
+            timeout_ms: 600_000,
+            ..DeliveryConfig::default()
+        },
+        &Destinations::new(&policy).unwrap(),
+        &Metrics::new("test"),
+    )
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(deliverer.run(async {
+        let _ = stopped.await;
+    }));
+    // the delivery is under way once the subscriber holds its connection
+    let (_held, _) = silent.accept().await.unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), running)
+        .await
+        .expect("the deliverer ends at shutdown, long before its 600 s POST timeout")
+        .unwrap();
+    let outbox = SqlOutbox::new(pool);
+    assert_eq!(outbox.count("DELIVERED").await.unwrap(), 0);
+    assert_eq!(outbox.count("PENDING").await.unwrap(), 1);
+}
+
+on_both_dbs!(a_stopping_deliverer_leaves_a_hanging_delivery_queued);
