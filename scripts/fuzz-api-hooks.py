@@ -14,6 +14,9 @@ ETSI_CONDITIONS = (
     "exactly one of uris, fqdn, addresses or alternative shall be present",
     "one of transportId or transportInfo shall be present",
     "endpoint shall be present when isInsByMec is FALSE",
+    # MEC 011 AppInfo: isInsByMec TRUE says MEC management instantiated the application, whose
+    # AppInfo it then provisions; an application registering itself cannot claim it
+    "an application registering itself was not instantiated by MEC management",
     "action needs a dstInterface",
     # MEC 011 DnsRule: the address is of the ipAddressType given
     "does not match ipAddressType",
@@ -48,7 +51,8 @@ def filter_failure(context, failure, case, response):
         # Conditions ETSI states in its data models' text, not in its schemas (nor, so, in
         # ours): MEC 011 EndPointInfo has exactly one member, ServiceInfo a transportId or a
         # transportInfo, AppInfo an endpoint when isInsByMec is FALSE, a forwarding
-        # TrafficRule a dstInterface; and the checksum's length its algorithm's.
+        # TrafficRule a dstInterface; a self-registration no isInsByMec TRUE; and the
+        # checksum's length its algorithm's.
         if any(phrase in detail for phrase in ETSI_CONDITIONS):
             return False
         # JSON Schema counts 198.0 as an integer; like most JSON APIs the services take

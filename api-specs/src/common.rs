@@ -97,7 +97,15 @@ pub fn id_schema() -> utoipa::openapi::Object {
 
 /// [`id_schema`], or null: an optional identifier [`check_optional_text`] accepts.
 pub fn optional_id_schema() -> utoipa::openapi::Object {
-    let mut schema = id_schema();
+    nullable(id_schema())
+}
+
+/// [`name_schema`], or null: an optional name [`check_optional_text`] accepts.
+pub fn optional_name_schema() -> utoipa::openapi::Object {
+    nullable(name_schema())
+}
+
+fn nullable(mut schema: utoipa::openapi::Object) -> utoipa::openapi::Object {
     schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
         utoipa::openapi::schema::Type::String,
         utoipa::openapi::schema::Type::Null,
@@ -108,20 +116,69 @@ pub fn optional_id_schema() -> utoipa::openapi::Object {
 /// Longest callback URI accepted.
 pub const MAX_URI: usize = 2048;
 
-/// The schema of a callback URI the services accept: an absolute http or https URI of at most
+/// What a callback URI the services accept looks like: http or https, a host name or an IP
+/// literal (no user information), a port up to 65535, a path and a query of RFC 3986
+/// characters (percent-encoded otherwise), no fragment. The same pattern in the documents and
+/// in [`check_callback_uri`].
+pub const CALLBACK_URI_PATTERN: &str = concat!(
+    r"^[hH][tT][tT][pP][sS]?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])",
+    // a port is at most 65535
+    r"(:([0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*)?",
+    r"(\?[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$",
+);
+
+/// The schema of a callback URI the services accept: [`CALLBACK_URI_PATTERN`], at most
 /// [`MAX_URI`] characters (whose destination the outbound policy may still refuse).
 pub fn callback_uri_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
         .max_length(Some(MAX_URI))
-        .pattern(Some(concat!(
-            r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+",
-            // a port is at most 65535
-            r"(:([0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
-            r"(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$",
-        )))
+        .pattern(Some(CALLBACK_URI_PATTERN))
         .build()
+}
+
+/// Checks a callback URI against [`callback_uri_schema`] (`field` names it in the message).
+pub fn check_callback_uri(field: &str, uri: &str) -> Result<(), String> {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(CALLBACK_URI_PATTERN).ok());
+    if uri.len() > MAX_URI {
+        return Err(format!("{field} is longer than {MAX_URI} characters"));
+    }
+    match &*PATTERN {
+        Some(pattern) if pattern.is_match(uri) => Ok(()),
+        _ => Err(format!(
+            "{field} shall be an absolute http or https URI (a host or an IP literal, an \
+             optional port, path and query; no user information or fragment)"
+        )),
+    }
+}
+
+/// A schema written as JSON (for the shapes utoipa's attributes cannot state: several types,
+/// alternatives); `{}` (anything) should the JSON not be a schema, which the document's
+/// checked-in copy would show.
+pub fn schema_of(json: serde_json::Value) -> utoipa::openapi::Schema {
+    serde_json::from_value(json)
+        .unwrap_or_else(|_| utoipa::openapi::Schema::Object(utoipa::openapi::Object::new()))
+}
+
+/// The schema of a DNS name [`crate::mp1::app_support::validate_dns_target`] accepts: labels
+/// of 1 to 63 letters, digits, `-` or `_`, at most 253 characters (and a final dot).
+pub fn fqdn_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(254))
+        .pattern(Some(r"^[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?$"))
+        .build()
+}
+
+/// The schema of an IPv4 or IPv6 address.
+pub fn ip_address_schema() -> utoipa::openapi::Schema {
+    schema_of(serde_json::json!({
+        "type": "string",
+        "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+    }))
 }
 
 /// The schema of a string that has one value (ETSI: "Shall be set to ...").
@@ -144,10 +201,13 @@ pub struct CategoryRef {
     /// Reference of the catalogue.
     pub href: String,
     /// Unique identifier of the category.
+    #[schema(schema_with = id_schema)]
     pub id: String,
     /// Name of the category.
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// Category version.
+    #[schema(schema_with = name_schema)]
     pub version: String,
 }
 

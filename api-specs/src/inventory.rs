@@ -15,12 +15,14 @@ use utoipa::ToSchema;
 use crate::meplink::InstanceStatus;
 
 /// Where a site or a user is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeoPoint {
     /// Latitude (degrees).
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub latitude: f64,
     /// Longitude (degrees).
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub longitude: f64,
 }
 
@@ -68,7 +70,6 @@ pub struct SiteSpec<V> {
     #[serde(default)]
     pub name: String,
     /// Location of the site.
-    #[schema(value_type = Object)]
     pub location: GeoPoint,
     /// ISO 3166-1 alpha-2 code of the site's country (for `locationConstraints.countryCode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +143,6 @@ pub struct PlacementQuery {
     pub app_d_id: String,
     /// Where the users are.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub user_location: Option<GeoPoint>,
     /// Where the instance may run, as an instantiation's `locationConstraints` says (its
     /// users' position, when given, stands for `userLocation`).

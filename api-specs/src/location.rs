@@ -124,6 +124,15 @@ impl From<Polygon> for GeoJsonPolygon {
     }
 }
 
+/// The schema of `area`: the Polygon object, or its JSON text (accepted as well), or null.
+fn area_schema() -> utoipa::openapi::Schema {
+    crate::common::schema_of(serde_json::json!({
+        "type": ["object", "string", "null"],
+        "description": "Only sites inside this area: a GeoJSON Polygon (RFC 7946), as an object \
+            or as its JSON text (absent when civicAddressElement is given).",
+    }))
+}
+
 impl Polygon {
     /// Whether `point` lies inside the exterior ring and outside every hole (even-odd rule on
     /// longitude and latitude as plane coordinates, as RFC 7946 3.1.9 treats edges).
@@ -157,7 +166,7 @@ pub struct LocationConstraints {
     /// Only sites inside this area, a GeoJSON Polygon (absent when civicAddressElement is
     /// given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = area_schema)]
     pub area: Option<Polygon>,
     /// Latitude of the users (degrees; mecplane extension, with `longitude`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -53,6 +53,9 @@ pub enum StartError {
     /// The Kafka producer could not be created.
     #[error(transparent)]
     Events(#[from] crate::events::EventsError),
+    /// The API document's request schemas do not compile.
+    #[error(transparent)]
+    Schema(#[from] server_kit::request_schema::SchemaError),
 }
 
 /// A running MEAO.
@@ -200,7 +203,7 @@ impl Server {
             plumbing.metrics.clone(),
             plumbing.ready.clone(),
             config.max_body_bytes,
-        );
+        )?;
 
         let mut tasks = Tasks::default();
         let gauges = crate::gauges::StateGauges::new(&plumbing.metrics);

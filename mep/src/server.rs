@@ -40,6 +40,9 @@ pub enum StartError {
     /// The stored state could not be loaded.
     #[error("cannot load the platform state")]
     Platform(#[from] crate::platform::MepError),
+    /// The API document's request schemas do not compile.
+    #[error(transparent)]
+    Schema(#[from] server_kit::request_schema::SchemaError),
     /// The MEAO link's TLS material is unusable.
     #[error("cannot set up the MEAO link")]
     Link(#[from] server_kit::serve::TlsError),
@@ -127,7 +130,7 @@ impl Server {
             HttpLimits {
                 max_body_bytes: config.max_body_bytes,
             },
-        );
+        )?;
 
         let steering = crate::steering::SteeringMetrics::new(&plumbing.metrics);
         let steered = crate::steering::SteeringStatus::default();

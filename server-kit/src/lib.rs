@@ -2,7 +2,8 @@
 //!
 //! - [`problem`]: the one error type at the API edge and its RFC 7807 rendering, plus the JSON,
 //!   query and path extractors whose rejections render the same way; [`accept`]: content
-//!   negotiation (406 when the client's `Accept` excludes what a resource offers).
+//!   negotiation (406 when the client's `Accept` excludes what a resource offers);
+//!   [`request_schema`]: JSON request bodies held to the served OpenAPI document.
 //! - [`auth`]: OAuth 2.0 client credentials (ETSI GS MEC 009): a token endpoint issuing signed
 //!   bearer tokens, per-API scopes, and binding of app clients to their app instance.
 //! - [`serve`]: the HTTP(S) accept loop with TLS via openssl and graceful shutdown.
@@ -23,6 +24,7 @@ pub mod grpc;
 pub mod notify;
 pub mod outbound;
 pub mod problem;
+pub mod request_schema;
 pub mod runtime;
 pub mod selectors;
 pub mod serve;

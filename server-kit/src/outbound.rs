@@ -183,15 +183,11 @@ impl Destinations {
         }
     }
 
-    /// Checks a URI a client gives the service to call (`field` names it in the message): at
-    /// most 2048 characters, absolute http(s), not an address the policy refuses.
+    /// Checks a URI a client gives the service to call (`field` names it in the message): as
+    /// documented ([`api_specs::common::check_callback_uri`]: at most 2048 characters, absolute
+    /// http(s), ...), and not an address the policy refuses.
     pub fn check_client_uri(&self, field: &str, uri: &str) -> Result<(), String> {
-        if uri.len() > api_specs::common::MAX_URI {
-            return Err(format!(
-                "{field} is longer than {} characters",
-                api_specs::common::MAX_URI
-            ));
-        }
+        api_specs::common::check_callback_uri(field, uri)?;
         self.check_uri(uri).map_err(|e| match e {
             OutboundError::Refused => {
                 format!("{field} names a destination the outbound policy does not allow")
@@ -265,6 +261,44 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn callback_uris_are_checked_as_documented() {
+        let documented = serde_json::to_value(api_specs::common::callback_uri_schema()).unwrap();
+        let schema = jsonschema::options()
+            .should_validate_formats(false)
+            .build(&documented)
+            .unwrap();
+        let d = Destinations::new(&OutboundPolicy {
+            allow: vec!["0.0.0.0/0".into(), "::/0".into()],
+            ..OutboundPolicy::default()
+        })
+        .unwrap();
+        let long = format!("https://a.example/{}", "x".repeat(2048));
+        for (uri, accepted) in [
+            ("https://a.example/cb", true),
+            ("HTTP://a.example:8080", true),
+            ("https://a.example/cb?x=1&y=%20z", true),
+            ("http://[fd00::1]:9000/cb", true),
+            ("http://10.0.0.1/n/%C3%A9", true),
+            ("https://rf.64w8.test*", false),
+            ("https://user:pw@a.example/cb", false),
+            ("https://a.example/cb#part", false),
+            ("https://a.example:65536/cb", false),
+            ("https://a.example/c b", false),
+            ("ftp://a.example/cb", false),
+            ("/cb", false),
+            ("", false),
+            (&long, false),
+        ] {
+            assert_eq!(
+                d.check_client_uri("callbackUri", uri).is_ok(),
+                accepted,
+                "{uri}"
+            );
+            assert_eq!(schema.is_valid(&uri.into()), accepted, "documented: {uri}");
+        }
     }
 
     #[test]

@@ -189,11 +189,27 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A `Location` header for `href`.
+/// What a URI cannot hold as it is: controls, space, non-ASCII (always encoded) and the
+/// characters RFC 3986 leaves out.
+const NOT_IN_URI: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A `Location` header for `href`, percent-encoded where an identifier in it holds what a URI
+/// cannot (a header value is bytes: raw UTF-8 there reads as Latin-1 to many clients).
 pub fn location(href: &str) -> (header::HeaderName, HeaderValue) {
+    let encoded = percent_encoding::utf8_percent_encode(href, NOT_IN_URI).to_string();
     (
         header::LOCATION,
-        HeaderValue::from_str(href).unwrap_or(HeaderValue::from_static("/")),
+        HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static("/")),
     )
 }
 
@@ -267,8 +283,8 @@ pub fn inline_strict_bases(openapi: &mut utoipa::openapi::OpenApi) {
 /// error response is `application/problem+json` (not `application/json`), and an operation
 /// lists 400 when it takes parameters or a body, 415 when it takes a body, 404 when its path
 /// has parameters, 406 when it is a GET, 401 and 403 when it is secured. Every path parameter
-/// is documented as [`ApiPath`] accepts it ([`path_parameter_schema`]). Call it once every
-/// path is in.
+/// is documented as [`ApiPath`] accepts it ([`path_parameter_schema`]), every request body as
+/// required. Call it once every path is in.
 pub fn document_problems(openapi: &mut utoipa::openapi::OpenApi) {
     use serde_json::{Value, json};
     let Ok(mut doc) = serde_json::to_value(&*openapi) else {
@@ -287,6 +303,11 @@ pub fn document_problems(openapi: &mut utoipa::openapi::OpenApi) {
                 continue;
             };
             let body = op.contains_key("requestBody");
+            // every body an operation documents is one it needs (utoipa leaves `required`
+            // out where the body has no schema type, as for a package upload)
+            if let Some(request_body) = op.get_mut("requestBody").and_then(Value::as_object_mut) {
+                request_body.entry("required").or_insert(Value::Bool(true));
+            }
             let params = op
                 .get("parameters")
                 .and_then(Value::as_array)
@@ -461,6 +482,12 @@ mod tests {
             let accepted = api_specs::common::check_text("id", value, MAX_PATH_PARAM).is_ok();
             assert_eq!(schema.is_valid(&value.into()), accepted, "{value:?}");
         }
+    }
+
+    #[test]
+    fn locations_are_uris() {
+        let (_, value) = location("http://h/a/é x|1%41");
+        assert_eq!(value, "http://h/a/%C3%A9%20x%7C1%41");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub struct CreateAppInstanceRequest {
     pub app_d_id: String,
     /// Name of the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_name_schema)]
     pub app_instance_name: Option<String>,
     /// Description of the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,8 +49,26 @@ pub struct MecHostInformation {
     /// `{"siteId": "…"}` (or `{"id": "…"}`) names the site, and the site id alone is accepted
     /// as a string.
     #[serde(deserialize_with = "host_id")]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = host_id_schema)]
     pub host_id: String,
+}
+
+/// The schema of what [`host_id`] accepts: an object with a string `siteId` or `id` (other
+/// members allowed), or the site id as a string.
+fn host_id_schema() -> utoipa::openapi::Schema {
+    let id = serde_json::to_value(crate::common::id_schema()).unwrap_or_default();
+    crate::common::schema_of(serde_json::json!({
+        "description": "Host (site) identifier: `{\"siteId\": \"…\"}` (or `{\"id\": \"…\"}`), \
+            or the site id as a string.",
+        "oneOf": [
+            id,
+            {
+                "type": "object",
+                "properties": {"siteId": id, "id": id},
+                "anyOf": [{"required": ["siteId"]}, {"required": ["id"]}],
+            },
+        ],
+    }))
 }
 
 fn host_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -397,7 +416,7 @@ pub enum AppInstanceState {
 pub struct AppInstanceSubscriptionFilter {
     /// Selector type.
     #[serde(default)]
-    #[schema(maximum = 255)]
+    #[schema(maximum = 4)]
     pub app_inst_selector_type: u8,
     /// Values the selector matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

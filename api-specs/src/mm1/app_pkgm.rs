@@ -10,9 +10,12 @@ use crate::common::{LinkType, TimeStamp};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Checksum {
-    /// Hash algorithm, e.g. "SHA-256" or "SHA-512".
+    /// Hash algorithm: SHA-224, SHA-256, SHA-384, SHA-512 or SHA3-224 to SHA3-512 (in any
+    /// case, the hyphen optional).
+    #[schema(pattern = r"^[Ss][Hh][Aa]([-_]?3)?[-_]?(224|256|384|512)$")]
     pub algorithm: String,
-    /// Hex-encoded hash.
+    /// Hex-encoded hash (as many digits as the algorithm's digest has).
+    #[schema(pattern = r"^[0-9A-Fa-f]{56,128}$")]
     pub hash: String,
 }
 

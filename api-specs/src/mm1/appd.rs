@@ -225,7 +225,8 @@ pub struct TrafficRuleDescriptor {
     /// Priority, 0 (highest) to 255.
     #[schema(maximum = 255)]
     pub priority: u8,
-    /// Filters.
+    /// Filters (at least one).
+    #[schema(min_items = 1)]
     pub traffic_filter: Vec<TrafficFilter>,
     /// Action.
     pub action: TrafficRuleAction,
@@ -241,10 +242,12 @@ pub struct DnsRuleDescriptor {
     /// Identifier.
     pub dns_rule_id: String,
     /// FQDN.
+    #[schema(schema_with = crate::common::fqdn_schema)]
     pub domain_name: String,
     /// Address family.
     pub ip_address_type: crate::mp1::app_support::IpAddressType,
-    /// Address.
+    /// Address (of the family `ipAddressType` names).
+    #[schema(schema_with = crate::common::ip_address_schema)]
     pub ip_address: String,
     /// TTL (seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]

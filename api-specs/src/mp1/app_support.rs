@@ -80,14 +80,17 @@ pub struct TrafficFilter {
     /// Outer destination ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_tunnel_port: Option<Vec<String>>,
-    /// QoS class identifier.
+    /// QoS class identifier (3GPP TS 23.203: 0 to 255).
     #[serde(rename = "qCI", default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 255)]
     pub q_ci: Option<u32>,
-    /// DiffServ code point (IPv4).
+    /// DiffServ code point (IPv4, 6 bits).
     #[serde(rename = "dSCP", default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 63)]
     pub d_scp: Option<u32>,
-    /// Traffic class (IPv6).
+    /// Traffic class (IPv6, 8 bits).
     #[serde(rename = "tC", default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 255)]
     pub t_c: Option<u32>,
 }
 
@@ -158,7 +161,8 @@ pub struct TrafficRule {
     /// Priority, 0 (highest) to 255 (lowest).
     #[schema(maximum = 255)]
     pub priority: u8,
-    /// Filters; a packet matching any of them matches the rule.
+    /// Filters (at least one); a packet matching any of them matches the rule.
+    #[schema(min_items = 1)]
     pub traffic_filter: Vec<TrafficFilter>,
     /// Action on matching packets.
     pub action: TrafficRuleAction,
@@ -188,10 +192,12 @@ pub struct DnsRule {
     /// Identifier of the rule.
     pub dns_rule_id: String,
     /// FQDN resolved by the rule.
+    #[schema(schema_with = crate::common::fqdn_schema)]
     pub domain_name: String,
     /// Address family.
     pub ip_address_type: IpAddressType,
-    /// Address the FQDN resolves to.
+    /// Address the FQDN resolves to (of the family `ipAddressType` names).
+    #[schema(schema_with = crate::common::ip_address_schema)]
     pub ip_address: String,
     /// Time to live in seconds; the rule does not expire when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -507,8 +513,18 @@ impl AppInfo {
 }
 
 impl TrafficFilter {
-    /// Checks addresses (IP, CIDR prefix or `a-b` range) and ports (port or `a-b` range).
+    /// Checks addresses (IP, CIDR prefix or `a-b` range), ports (port or `a-b` range) and the
+    /// ranges of `qCI` (0-255), `dSCP` (0-63) and `tC` (0-255).
     pub fn validate(&self) -> Result<(), String> {
+        for (field, value, max) in [
+            ("qCI", self.q_ci, 255),
+            ("dSCP", self.d_scp, 63),
+            ("tC", self.t_c, 255),
+        ] {
+            if value.is_some_and(|v| v > max) {
+                return Err(format!("{field} shall be 0 to {max}"));
+            }
+        }
         for address in self.src_address.iter().chain(&self.dst_address).flatten() {
             if !valid_address(address) {
                 return Err(format!("{address} is not an IP address, prefix or range"));

@@ -55,6 +55,7 @@ pub struct ServiceInfoLinks {
 pub struct ServiceInfo {
     /// Identifier assigned by the platform; absent in registration requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub ser_instance_id: Option<String>,
     /// Name of the service.
     #[schema(schema_with = crate::common::name_schema)]

@@ -19,6 +19,7 @@ use server_kit::auth::{Authority, token_endpoint};
 use server_kit::problem::{
     ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
 };
+use server_kit::request_schema::{RequestSchemas, SchemaError, check_request_body};
 use server_kit::selectors::{Filter, Selector};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -175,8 +176,13 @@ pub fn router(
     metrics: Arc<Metrics>,
     ready: ReadinessCheck,
     max_body_bytes: usize,
-) -> Router {
+) -> Result<Router, SchemaError> {
     let (pkgm, lcm_routes, sites, _) = parts();
+    // JSON bodies are held to the served document once the client is authorized
+    let checked = {
+        let schemas = RequestSchemas::of(&openapi())?;
+        move || from_fn_with_state(schemas.clone(), check_request_body)
+    };
     let scope = |scope| {
         from_fn_with_state(
             Edge {
@@ -188,19 +194,26 @@ pub fn router(
         )
     };
     let sites = sites
+        .route_layer(checked())
         .layer(scope(SCOPE_INVENTORY))
         .with_state(sites::Sites {
             inventory,
             packages: packages.clone(),
             mep_link: lcm.mep_link(),
         });
-    Router::new()
-        .nest(APP_PKGM_BASE, pkgm.layer(scope(SCOPE_APP_PKGM)))
+    Ok(Router::new()
+        .nest(
+            APP_PKGM_BASE,
+            pkgm.route_layer(checked()).layer(scope(SCOPE_APP_PKGM)),
+        )
         .with_state(packages)
         .nest(sites::INVENTORY_BASE, sites)
         .nest(
             APP_LCM_BASE,
-            lcm_routes.layer(scope(SCOPE_APP_LCM)).with_state(lcm),
+            lcm_routes
+                .route_layer(checked())
+                .layer(scope(SCOPE_APP_LCM))
+                .with_state(lcm),
         )
         .route("/oauth2/token", post(token_endpoint).with_state(authority))
         .merge(crate::portal::router(portal))
@@ -211,5 +224,5 @@ pub fn router(
         .layer(from_fn(accept_middleware))
         .layer(from_fn(problem_middleware))
         .layer(from_fn_with_state(metrics, admin::track_http))
-        .layer(from_fn(server_kit::telemetry::trace_http))
+        .layer(from_fn(server_kit::telemetry::trace_http)))
 }

@@ -76,9 +76,12 @@ pub enum LcmError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateCredentialsRequest {
     /// Seconds the replaced secret keeps working (default 300).
-    #[schema(maximum = 86400)]
+    #[schema(maximum = 86400, minimum = 0)]
     pub grace_period: Option<u32>,
 }
+
+/// The longest grace period of a credential rotation (s): a day.
+pub const MAX_GRACE_PERIOD: u32 = 86_400;
 
 /// An instance's Mp1 client at its site's MEP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -664,6 +667,15 @@ impl Lcm {
         id: &str,
         request: api_specs::mm1::appd::ConfigPlatformForAppRequest,
     ) -> Result<String, LcmError> {
+        let mut problems = Vec::new();
+        crate::package::appd::rule_problems(
+            &request.app_traffic_rule,
+            &request.app_dns_rule,
+            &mut |at, detail| problems.push(format!("{at}: {detail}")),
+        );
+        if !problems.is_empty() {
+            return Err(LcmError::Invalid(problems.join("; ")));
+        }
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "INSTANTIATED" {
             return Err(LcmError::NotAllowed(format!(
@@ -688,6 +700,11 @@ impl Lcm {
         id: &str,
         request: RotateCredentialsRequest,
     ) -> Result<String, LcmError> {
+        if request.grace_period.is_some_and(|g| g > MAX_GRACE_PERIOD) {
+            return Err(LcmError::Invalid(format!(
+                "gracePeriod shall be at most {MAX_GRACE_PERIOD} seconds"
+            )));
+        }
         let instance = self.instance_row(id).await?;
         if instance.instantiation_state != "INSTANTIATED" {
             return Err(LcmError::NotAllowed(format!(

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use api_specs::mm1::appd::AppD;
+use api_specs::mm1::appd::{AppD, DnsRuleDescriptor, TrafficRuleDescriptor};
 use api_specs::mp1::app_support::validate_dns_target;
 use serde_json::Value;
 use utoipa::openapi::RefOr;
@@ -182,6 +182,44 @@ fn duplicates<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
     ids.filter(|id| !seen.insert(*id)).collect()
 }
 
+/// What is wrong with traffic and DNS rules (of an AppD, or of a request that configures the
+/// platform for an instance), each problem with its JSON pointer.
+pub fn rule_problems(
+    traffic: &[TrafficRuleDescriptor],
+    dns: &[DnsRuleDescriptor],
+    problem: &mut impl FnMut(String, String),
+) {
+    for id in duplicates(traffic.iter().map(|r| &r.traffic_rule_id)) {
+        problem(
+            "/appTrafficRule".into(),
+            format!("duplicate trafficRuleId {id}"),
+        );
+    }
+    for (i, rule) in traffic.iter().enumerate() {
+        if rule.traffic_filter.is_empty() {
+            problem(
+                format!("/appTrafficRule/{i}/trafficFilter"),
+                "at least one filter is required".into(),
+            );
+        }
+        for (j, filter) in rule.traffic_filter.iter().enumerate() {
+            if let Err(e) = filter.validate() {
+                problem(format!("/appTrafficRule/{i}/trafficFilter/{j}"), e);
+            }
+        }
+    }
+    for id in duplicates(dns.iter().map(|r| &r.dns_rule_id)) {
+        problem("/appDNSRule".into(), format!("duplicate dnsRuleId {id}"));
+    }
+    for (i, rule) in dns.iter().enumerate() {
+        if let Err(e) =
+            validate_dns_target(&rule.domain_name, rule.ip_address_type, &rule.ip_address)
+        {
+            problem(format!("/appDNSRule/{i}"), e);
+        }
+    }
+}
+
 /// Rules beyond the schema.
 fn semantic(path: &str, appd: &AppD) -> Vec<PackageProblem> {
     let mut problems = Vec::new();
@@ -242,35 +280,7 @@ fn semantic(path: &str, appd: &AppD) -> Vec<PackageProblem> {
             format!("duplicate osContainerDescId {id}"),
         );
     }
-    for id in duplicates(appd.app_traffic_rule.iter().map(|r| &r.traffic_rule_id)) {
-        problem(
-            "/appTrafficRule".into(),
-            format!("duplicate trafficRuleId {id}"),
-        );
-    }
-    for (i, rule) in appd.app_traffic_rule.iter().enumerate() {
-        if rule.traffic_filter.is_empty() {
-            problem(
-                format!("/appTrafficRule/{i}/trafficFilter"),
-                "at least one filter is required".into(),
-            );
-        }
-        for (j, filter) in rule.traffic_filter.iter().enumerate() {
-            if let Err(e) = filter.validate() {
-                problem(format!("/appTrafficRule/{i}/trafficFilter/{j}"), e);
-            }
-        }
-    }
-    for id in duplicates(appd.app_dns_rule.iter().map(|r| &r.dns_rule_id)) {
-        problem("/appDNSRule".into(), format!("duplicate dnsRuleId {id}"));
-    }
-    for (i, rule) in appd.app_dns_rule.iter().enumerate() {
-        if let Err(e) =
-            validate_dns_target(&rule.domain_name, rule.ip_address_type, &rule.ip_address)
-        {
-            problem(format!("/appDNSRule/{i}"), e);
-        }
-    }
+    rule_problems(&appd.app_traffic_rule, &appd.app_dns_rule, &mut problem);
     if appd
         .app_latency
         .as_ref()

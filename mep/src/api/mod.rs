@@ -20,6 +20,7 @@ use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
 use server_kit::problem::{
     ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
 };
+use server_kit::request_schema::{RequestSchemas, SchemaError, check_request_body};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -141,8 +142,13 @@ pub fn router(
     metrics: Arc<Metrics>,
     ready: ReadinessCheck,
     limits: HttpLimits,
-) -> Router {
+) -> Result<Router, SchemaError> {
     let (svc, _, sup, mgmt) = parts();
+    // JSON bodies are held to the served document once the client is authorized
+    let checked = {
+        let schemas = RequestSchemas::of(&openapi())?;
+        move || from_fn_with_state(schemas.clone(), check_request_body)
+    };
     let scope = |scope| {
         from_fn_with_state(
             RequireScope {
@@ -153,17 +159,27 @@ pub fn router(
         )
     };
     let apis = Router::new()
-        .nest(SERVICE_MGMT_BASE, svc.layer(scope(SCOPE_SERVICE_MGMT)))
-        .nest(APP_SUPPORT_BASE, sup.layer(scope(SCOPE_APP_SUPPORT)))
-        .nest(MGMT_BASE, mgmt.layer(scope(SCOPE_MGMT)))
+        .nest(
+            SERVICE_MGMT_BASE,
+            svc.route_layer(checked()).layer(scope(SCOPE_SERVICE_MGMT)),
+        )
+        .nest(
+            APP_SUPPORT_BASE,
+            sup.route_layer(checked()).layer(scope(SCOPE_APP_SUPPORT)),
+        )
+        .nest(
+            MGMT_BASE,
+            mgmt.route_layer(checked()).layer(scope(SCOPE_MGMT)),
+        )
         .with_state(platform)
         .route("/oauth2/token", post(token_endpoint).with_state(authority));
-    apis.merge(admin::router(metrics.clone(), ready))
+    Ok(apis
+        .merge(admin::router(metrics.clone(), ready))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(from_fn(accept_middleware))
         .layer(from_fn(problem_middleware))
         .layer(from_fn_with_state(metrics, admin::track_http))
-        .layer(from_fn(server_kit::telemetry::trace_http))
+        .layer(from_fn(server_kit::telemetry::trace_http)))
 }
