@@ -30,13 +30,16 @@ const MAX_PROBLEM_CHARS: usize = 240;
 /// route (`/app_lcm/v1/app_instances/{appInstanceId}/instantiate`, as axum matches it).
 #[derive(Clone, Default)]
 pub struct RequestSchemas {
-    by_route: Arc<HashMap<(Method, String), jsonschema::Validator>>,
+    by_route: Arc<HashMap<String, HashMap<Method, jsonschema::Validator>>>,
 }
 
 impl std::fmt::Debug for RequestSchemas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestSchemas")
-            .field("operations", &self.by_route.len())
+            .field(
+                "operations",
+                &self.by_route.values().map(HashMap::len).sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -54,8 +57,9 @@ impl RequestSchemas {
     /// The validators of `openapi`'s `application/json` request bodies.
     pub fn of(openapi: &utoipa::openapi::OpenApi) -> Result<Self, SchemaError> {
         let doc = serde_json::to_value(openapi).unwrap_or_default();
-        let components = doc.get("components").cloned().unwrap_or(Value::Null);
-        let mut by_route = HashMap::new();
+        let mut components = doc.get("components").cloned().unwrap_or(Value::Null);
+        optional_as_else(&mut components);
+        let mut by_route: HashMap<String, HashMap<Method, jsonschema::Validator>> = HashMap::new();
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             for (method, operation) in item.as_object().into_iter().flatten() {
                 let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
@@ -67,6 +71,7 @@ impl RequestSchemas {
                     continue;
                 };
                 let mut root = schema.clone();
+                optional_as_else(&mut root);
                 if let Value::Object(map) = &mut root {
                     map.insert("components".into(), components.clone());
                 }
@@ -80,7 +85,10 @@ impl RequestSchemas {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                by_route.insert((method, path.clone()), validator);
+                by_route
+                    .entry(path.clone())
+                    .or_default()
+                    .insert(method, validator);
             }
         }
         Ok(Self {
@@ -95,7 +103,7 @@ impl RequestSchemas {
     /// refuses what no alternative describes).
     pub fn problems(&self, method: &Method, route: &str, body: &Value) -> Vec<String> {
         use jsonschema::error::ValidationErrorKind as Kind;
-        let Some(validator) = self.by_route.get(&(method.clone(), route.to_owned())) else {
+        let Some(validator) = self.by_route.get(route).and_then(|m| m.get(method)) else {
             return Vec::new();
         };
         let errors: Vec<_> = validator.iter_errors(body).take(MAX_PROBLEMS).collect();
@@ -118,6 +126,34 @@ impl RequestSchemas {
                 format!("{}: {message}", if at.is_empty() { "/" } else { &at })
             })
             .collect()
+    }
+}
+
+/// `X` when `schema` is `oneOf: [{type: null}, X]` (in either order): utoipa's `Option<X>`.
+pub fn optional_of(schema: &serde_json::Map<String, Value>) -> Option<Value> {
+    match schema.get("oneOf")?.as_array()?.as_slice() {
+        [a, b] if a.get("type") == Some(&Value::from("null")) => Some(b.clone()),
+        [a, b] if b.get("type") == Some(&Value::from("null")) => Some(a.clone()),
+        _ => None,
+    }
+}
+
+/// Rewrites `oneOf: [{type: null}, X]` (how utoipa spells an `Option<X>` of an object) as
+/// `if: {type: null}, else: X`: the same values are valid, but a value that is not null is held
+/// to `X` itself, so its problems are told at their own paths instead of as one "matches no
+/// alternative" (which [`RequestSchemas::problems`] leaves to the handler).
+fn optional_as_else(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(inner) = optional_of(map) {
+                map.remove("oneOf");
+                map.insert("if".into(), serde_json::json!({"type": "null"}));
+                map.insert("else".into(), inner);
+            }
+            map.values_mut().for_each(optional_as_else);
+        }
+        Value::Array(items) => items.iter_mut().for_each(optional_as_else),
+        _ => {}
     }
 }
 
@@ -224,15 +260,23 @@ mod tests {
                     "properties": {
                         "n": {"type": "integer", "maximum": 1},
                         "v": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id"]}]},
+                        "o": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/O"}]},
                     },
                 }}}},
                 "responses": {"204": {"description": "done"}},
             }}},
+            "components": {"schemas": {"O": {"type": "object", "required": ["id"]}}},
         }))
         .unwrap();
         let schemas = RequestSchemas::of(&doc).unwrap();
         let problems = |body: Value| schemas.problems(&Method::PUT, "/x", &body);
         assert!(problems(serde_json::json!({"v": {"name": "a"}})).is_empty());
+        // an optional object (utoipa's oneOf of null and the object) is one alternative only
+        assert!(problems(serde_json::json!({"o": null})).is_empty());
+        assert!(problems(serde_json::json!({"o": {"id": 1}})).is_empty());
+        let array = problems(serde_json::json!({"o": [null, null]}));
+        assert_eq!(array.len(), 1, "{array:?}");
+        assert!(array[0].starts_with("/o: "), "{array:?}");
         // with another problem, both are told
         assert_eq!(problems(serde_json::json!({"n": 2, "v": {}})).len(), 2);
     }

@@ -43,15 +43,7 @@ fn validator() -> Option<&'static jsonschema::Validator> {
 fn unwrap_optional(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            let inner = map
-                .get("oneOf")
-                .and_then(Value::as_array)
-                .and_then(|alternatives| match alternatives.as_slice() {
-                    [a, b] if a.get("type") == Some(&Value::from("null")) => Some(b.clone()),
-                    [a, b] if b.get("type") == Some(&Value::from("null")) => Some(a.clone()),
-                    _ => None,
-                });
-            if let Some(inner) = inner {
+            if let Some(inner) = server_kit::request_schema::optional_of(map) {
                 map.remove("oneOf");
                 if let Value::Object(inner) = inner {
                     map.extend(inner);
