@@ -99,19 +99,8 @@ impl Ctx {
         self.server = Some(server);
     }
 
-    pub async fn token(&self, (id, secret): (&str, &str)) -> String {
-        let r: Value = self
-            .http
-            .post(format!("{}/oauth2/token", self.base))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .expect("token request")
-            .json()
-            .await
-            .expect("token json");
-        r["access_token"].as_str().expect("access_token").to_owned()
+    pub async fn token(&self, client: (&str, &str)) -> String {
+        token(&self.http, &self.base, client).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -171,4 +160,19 @@ pub fn app_config(id: &str) -> Value {
 pub fn service(name: &str) -> Value {
     json!({"serName": name, "version": "1.0", "state": "ACTIVE", "serializer": "JSON",
            "transportId": "mep-rest-http", "serCategory": {"href": "http://cat/1", "id": "cat-video", "name": "video", "version": "1"}})
+}
+
+/// A bearer token for `client` from the MEP at `base`.
+pub async fn token(http: &reqwest::Client, base: &str, (id, secret): (&str, &str)) -> String {
+    let r: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token json");
+    r["access_token"].as_str().expect("access_token").to_owned()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
 
-use super::common::{Db, service};
+use super::common::{Db, service, token};
 
 on_both_dbs!(acknowledged_registrations_survive_kill_9);
 
@@ -66,17 +66,7 @@ async fn acknowledged_registrations_survive_kill_9(db: Db) {
     .unwrap();
     let http = reqwest::Client::new();
     let mep = start(&config, &base, &http).await;
-    let token: Value = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth("op", Some("op"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token = token(&http, &base, ("op", "op")).await;
     let r = http
         .put(format!("{base}/mep_mgmt/v1/app_instances/crash"))
         .bearer_auth(&token)
