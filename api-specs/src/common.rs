@@ -95,14 +95,19 @@ pub fn id_schema() -> utoipa::openapi::Object {
     text_schema(MAX_ID)
 }
 
+/// [`text_schema`], or null: an optional text [`check_optional_text`] accepts with `max`.
+pub fn optional_text_schema(max: usize) -> utoipa::openapi::Object {
+    nullable(text_schema(max))
+}
+
 /// [`id_schema`], or null: an optional identifier [`check_optional_text`] accepts.
 pub fn optional_id_schema() -> utoipa::openapi::Object {
-    nullable(id_schema())
+    optional_text_schema(MAX_ID)
 }
 
 /// [`name_schema`], or null: an optional name [`check_optional_text`] accepts.
 pub fn optional_name_schema() -> utoipa::openapi::Object {
-    nullable(name_schema())
+    optional_text_schema(MAX_NAME)
 }
 
 fn nullable(mut schema: utoipa::openapi::Object) -> utoipa::openapi::Object {
@@ -155,12 +160,21 @@ pub fn check_callback_uri(field: &str, uri: &str) -> Result<(), String> {
     }
 }
 
+/// What [`schema_of`] gives for JSON utoipa cannot read as a schema (the documents' tests
+/// look for it).
+pub const NOT_A_SCHEMA: &str = "mecplane: this schema, written as JSON, is not one utoipa reads";
+
 /// A schema written as JSON (for the shapes utoipa's attributes cannot state: several types,
-/// alternatives); `{}` (anything) should the JSON not be a schema, which the document's
-/// checked-in copy would show.
+/// alternatives); an object described as [`NOT_A_SCHEMA`] should utoipa not read the JSON
+/// (every member schema needs a `type`, `$ref` or combinator).
 pub fn schema_of(json: serde_json::Value) -> utoipa::openapi::Schema {
-    serde_json::from_value(json)
-        .unwrap_or_else(|_| utoipa::openapi::Schema::Object(utoipa::openapi::Object::new()))
+    serde_json::from_value(json).unwrap_or_else(|_| {
+        utoipa::openapi::Schema::Object(
+            utoipa::openapi::ObjectBuilder::new()
+                .description(Some(NOT_A_SCHEMA))
+                .build(),
+        )
+    })
 }
 
 /// The schema of a DNS name [`crate::mp1::app_support::validate_dns_target`] accepts: labels
@@ -173,12 +187,164 @@ pub fn fqdn_schema() -> utoipa::openapi::Object {
         .build()
 }
 
-/// The schema of an IPv4 or IPv6 address.
-pub fn ip_address_schema() -> utoipa::openapi::Schema {
-    schema_of(serde_json::json!({
-        "type": "string",
-        "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
-    }))
+/// An IPv4 address in dotted decimal, without leading zeros.
+macro_rules! ipv4 {
+    () => {
+        r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}"
+    };
+}
+
+/// An IPv6 address in the RFC 4291 text forms (with `::`, and with a final IPv4 address after
+/// `::`, `::ffff:`, one to four groups and `::`, or six groups), without a zone.
+macro_rules! ipv6 {
+    () => {
+        concat!(
+            r"(([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
+            r"|([0-9A-Fa-f]{1,4}:){1,7}:",
+            r"|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
+            r"|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}",
+            r"|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}",
+            r"|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}",
+            r"|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}",
+            r"|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}",
+            r"|:((:[0-9A-Fa-f]{1,4}){1,7}|:)",
+            r"|::([Ff]{4}(:0{1,4})?:)?",
+            ipv4!(),
+            r"|([0-9A-Fa-f]{1,4}:){1,4}:",
+            ipv4!(),
+            r"|([0-9A-Fa-f]{1,4}:){6}",
+            ipv4!(),
+            ")"
+        )
+    };
+}
+
+/// A port number, 0 to 65535 (leading zeros allowed).
+macro_rules! port {
+    () => {
+        r"([0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+    };
+}
+
+/// What an IP address the services accept looks like: IPv4 or IPv6 ([`check_ip_address`]).
+pub const IP_ADDRESS_PATTERN: &str = concat!("^(", ipv4!(), "|", ipv6!(), ")$");
+
+/// What a traffic filter's address looks like: an IPv4 or IPv6 address, a prefix (address and
+/// length) or a range of two addresses of one family (`first-last`).
+pub const FILTER_ADDRESS_PATTERN: &str = concat!(
+    "^(",
+    ipv4!(),
+    r"(/(3[0-2]|[12]?[0-9]))?|",
+    ipv6!(),
+    r"(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?|",
+    ipv4!(),
+    "-",
+    ipv4!(),
+    "|",
+    ipv6!(),
+    "-",
+    ipv6!(),
+    ")$"
+);
+
+/// What a traffic filter's port looks like: a port or a range of ports (`first-last`).
+pub const FILTER_PORT_PATTERN: &str = concat!("^", port!(), "(-", port!(), ")?$");
+
+/// True if `value` matches `pattern` (one of this module's patterns, compiled once per call
+/// site's `cell`).
+fn matches(cell: &std::sync::OnceLock<Option<regex::Regex>>, pattern: &str, value: &str) -> bool {
+    cell.get_or_init(|| regex::Regex::new(pattern).ok())
+        .as_ref()
+        .is_some_and(|r| r.is_match(value))
+}
+
+/// The IP address `value`, if it is one in the form [`IP_ADDRESS_PATTERN`] states.
+pub fn check_ip_address(value: &str) -> Option<std::net::IpAddr> {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    matches(&PATTERN, IP_ADDRESS_PATTERN, value)
+        .then(|| value.parse().ok())
+        .flatten()
+}
+
+/// True if `value` is a traffic filter address in the form [`FILTER_ADDRESS_PATTERN`] states.
+pub fn is_filter_address(value: &str) -> bool {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    matches(&PATTERN, FILTER_ADDRESS_PATTERN, value)
+}
+
+/// True if `value` is a traffic filter port in the form [`FILTER_PORT_PATTERN`] states.
+pub fn is_filter_port(value: &str) -> bool {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    matches(&PATTERN, FILTER_PORT_PATTERN, value)
+}
+
+fn string_schema(pattern: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .build()
+}
+
+/// The schema of an IPv4 or IPv6 address ([`IP_ADDRESS_PATTERN`]).
+pub fn ip_address_schema() -> utoipa::openapi::Object {
+    string_schema(IP_ADDRESS_PATTERN)
+}
+
+/// The schema of a traffic filter's optional list of addresses ([`FILTER_ADDRESS_PATTERN`]).
+pub fn filter_addresses_schema() -> utoipa::openapi::Schema {
+    optional_list_of(string_schema(FILTER_ADDRESS_PATTERN))
+}
+
+/// The schema of a traffic filter's optional list of ports ([`FILTER_PORT_PATTERN`]).
+pub fn filter_ports_schema() -> utoipa::openapi::Schema {
+    optional_list_of(string_schema(FILTER_PORT_PATTERN))
+}
+
+fn optional_list_of(item: utoipa::openapi::Object) -> utoipa::openapi::Schema {
+    let item = serde_json::to_value(item).unwrap_or_default();
+    schema_of(serde_json::json!({"type": ["array", "null"], "items": item}))
+}
+
+/// The schema of an internally tagged union of structs (serde's `tag = "…"`), as serde reads it:
+/// one closed object per variant, with the variant's members and the tag naming it. (utoipa's
+/// derive would combine each variant's closed object with the tag in an `allOf`, which no value
+/// can satisfy.)
+pub fn tagged_union<const N: usize>(
+    tag: &str,
+    variants: [(&str, utoipa::openapi::RefOr<utoipa::openapi::Schema>); N],
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, AllOfBuilder, OneOfBuilder, Schema};
+    let tag_object = |name: &str| {
+        utoipa::openapi::ObjectBuilder::new()
+            .property(tag, single_value_schema(name))
+            .required(tag)
+            .build()
+    };
+    let items = variants.into_iter().map(|(name, schema)| match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            object
+                .properties
+                .insert(tag.to_owned(), single_value_schema(name).into());
+            object.required.push(tag.to_owned());
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            Schema::Object(object)
+        }
+        // not an inline struct: its schema and the tag
+        other => Schema::AllOf(
+            AllOfBuilder::new()
+                .item(other)
+                .item(tag_object(name))
+                .build(),
+        ),
+    });
+    RefOr::T(Schema::OneOf(
+        items
+            .fold(OneOfBuilder::new(), OneOfBuilder::item)
+            .description(Some(description))
+            .build(),
+    ))
 }
 
 /// The schema of a string that has one value (ETSI: "Shall be set to ...").
@@ -393,4 +559,94 @@ pub struct SelfLink {
     /// Self-referring URI.
     #[serde(rename = "self")]
     pub self_: LinkType,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strings made of address-like pieces, deterministic: enough of them match the patterns.
+    fn address_like() -> impl Iterator<Item = String> {
+        const PIECES: [&str; 14] = [
+            "0", "1", "ab", "ffff", "FFFF", "1234", "::", ":", ".", "1.2.3.4", "255", "256", "/",
+            "-",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        (0..30_000).map(move |_| {
+            let mut s = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for i in 0..(state % 12) {
+                s.push_str(PIECES[((state >> (4 * i + 8)) % 14) as usize]);
+            }
+            s
+        })
+    }
+
+    #[test]
+    fn what_the_address_patterns_admit_parses() {
+        let (mut addresses, mut filters, mut ports) = (0, 0, 0);
+        let address = regex::Regex::new(IP_ADDRESS_PATTERN).unwrap();
+        for s in address_like() {
+            if address.is_match(&s) {
+                assert!(s.parse::<std::net::IpAddr>().is_ok(), "{s} does not parse");
+                addresses += 1;
+            }
+            if is_filter_address(&s) {
+                filters += 1;
+                let parses = |a: &str| a.parse::<std::net::IpAddr>().is_ok();
+                let ok = match (s.split_once('/'), s.split_once('-')) {
+                    (Some((a, len)), _) => parses(a) && len.parse::<u8>().is_ok(),
+                    (None, Some((a, b))) => parses(a) && parses(b),
+                    (None, None) => parses(&s),
+                };
+                assert!(
+                    ok,
+                    "{s} matches the filter address pattern but does not parse"
+                );
+            }
+            if is_filter_port(&s) {
+                ports += 1;
+                assert!(s.split('-').all(|p| p.parse::<u16>().is_ok()), "{s}");
+            }
+        }
+        // the check is not vacuous
+        assert!(
+            addresses > 100 && filters > addresses && ports > 100,
+            "{addresses} {filters} {ports}"
+        );
+        for ok in [
+            "10.0.0.1",
+            "::",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:10.1.2.3",
+            "1:2:3:4:5:6:7:8",
+        ] {
+            assert!(check_ip_address(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "010.0.0.1",
+            "1.2.3",
+            "::1%eth0",
+            "1:2:3:4:5:6:7:8:9",
+            "10.0.0.1\n",
+            "",
+        ] {
+            assert!(check_ip_address(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn written_schemas_keep_every_keyword() {
+        for schema in [
+            filter_addresses_schema(),
+            filter_ports_schema(),
+            utoipa::openapi::Schema::Object(ip_address_schema()),
+        ] {
+            let text = serde_json::to_string(&schema).unwrap();
+            assert!(text.contains("pattern"), "{text}");
+        }
+    }
 }

@@ -147,6 +147,7 @@ pub struct PlacementQuery {
     /// Where the instance may run, as an instantiation's `locationConstraints` says (its
     /// users' position, when given, stands for `userLocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::location::optional_location_constraints_schema)]
     pub location_constraints: Option<crate::location::LocationConstraints>,
     /// Only these zones.
     #[serde(default)]

@@ -124,12 +124,71 @@ impl From<Polygon> for GeoJsonPolygon {
     }
 }
 
-/// The schema of `area`: the Polygon object, or its JSON text (accepted as well), or null.
-fn area_schema() -> utoipa::openapi::Schema {
+/// The schema of an optional [`LocationConstraints`] with the rule its members' schemas cannot
+/// state: `latitude` and `longitude` are given together (both, or neither).
+pub fn optional_location_constraints_schema() -> utoipa::openapi::Schema {
     crate::common::schema_of(serde_json::json!({
-        "type": ["object", "string", "null"],
-        "description": "Only sites inside this area: a GeoJSON Polygon (RFC 7946), as an object \
-            or as its JSON text (absent when civicAddressElement is given).",
+        "oneOf": [
+            {"type": "null"},
+            {
+                "allOf": [
+                    {"$ref": "#/components/schemas/LocationConstraints"},
+                    {
+                        "anyOf": [
+                            {"type": "object", "required": ["latitude", "longitude"]},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "area": {"type": ["object", "string", "null"]},
+                                    "civicAddressElement": {"type": "array"},
+                                    "countryCode": {"type": ["string", "null"]},
+                                },
+                                "additionalProperties": false,
+                            },
+                        ],
+                    },
+                ],
+            },
+        ],
+    }))
+}
+
+/// The schema of `area`: the Polygon object (the bounds [`Polygon`] checks, but for its rings'
+/// closure and [`MAX_POSITIONS`]), or its JSON text (accepted as well), or null.
+fn area_schema() -> utoipa::openapi::Schema {
+    let position = serde_json::json!({
+        "type": "array",
+        "prefixItems": [
+            {"type": "number", "minimum": -180, "maximum": 180},
+            {"type": "number", "minimum": -90, "maximum": 90},
+            {"type": "number"},
+        ],
+        "items": false,
+        "minItems": 2,
+    });
+    crate::common::schema_of(serde_json::json!({
+        "description": "Only sites inside this area: a GeoJSON Polygon (RFC 7946: each linear ring \
+            closed, its last position its first), as an object or as its JSON text (absent when \
+            civicAddressElement is given).",
+        "oneOf": [
+            {"type": "null"},
+            {"type": "string", "maxLength": MAX_POSITIONS * 64},
+            {
+                "type": "object",
+                "required": ["type", "coordinates"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["Polygon"]},
+                    "coordinates": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_RINGS,
+                        "items": {"type": "array", "minItems": 4, "items": position},
+                    },
+                    "bbox": {"type": "array", "items": {"type": "number"}},
+                },
+                "additionalProperties": false,
+            },
+        ],
     }))
 }
 
@@ -159,6 +218,7 @@ impl Polygon {
 pub struct LocationConstraints {
     /// ISO 3166-1 alpha-2 country code in capitals: only sites in this country.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country_code: Option<String>,
     /// Only sites whose civic address has every one of these elements.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -170,9 +230,11 @@ pub struct LocationConstraints {
     pub area: Option<Polygon>,
     /// Latitude of the users (degrees; mecplane extension, with `longitude`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, required = false, minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
     /// Longitude of the users (degrees; mecplane extension, with `latitude`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = f64, required = false, minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
 }
 

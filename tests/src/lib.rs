@@ -34,7 +34,11 @@ pub async fn demo(
     meao.data_dir = dir.join("data");
     meao.mep_link = Some(meao_link);
     for site in &mut meao.sites {
-        if let meao::inventory::VimConnection::Simulated { state_file, .. } = &mut site.vim {
+        if let meao::inventory::VimConnection::Simulated(meao::inventory::SimulatedCluster {
+            state_file,
+            ..
+        }) = &mut site.vim
+        {
             *state_file = Some(dir.join(format!("{}.json", site.id)));
         }
         if site.mep_url.is_some() {

@@ -32,10 +32,15 @@ pub struct CreateAppInstanceRequest {
     pub app_instance_name: Option<String>,
     /// Description of the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = optional_description_schema)]
     pub app_instance_description: Option<String>,
     /// Where the instance shall run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_placement_info: Option<MepInformation>,
+}
+
+fn optional_description_schema() -> utoipa::openapi::Object {
+    crate::common::optional_text_schema(crate::common::MAX_DESCRIPTION)
 }
 
 /// A MEC host chosen by the requester (`MECHostInformation`).
@@ -53,41 +58,46 @@ pub struct MecHostInformation {
     pub host_id: String,
 }
 
-/// The schema of what [`host_id`] accepts: an object with a string `siteId` or `id` (other
-/// members allowed), or the site id as a string.
+/// The schema of what [`host_id`] accepts: the site id as a string, or an object with the
+/// site id as `siteId` or `id` (both strings when present; other members allowed).
 fn host_id_schema() -> utoipa::openapi::Schema {
     let id = serde_json::to_value(crate::common::id_schema()).unwrap_or_default();
+    let object = |required: &str| {
+        serde_json::json!({
+            "type": "object",
+            "properties": {"siteId": id, "id": id},
+            "required": [required],
+        })
+    };
     crate::common::schema_of(serde_json::json!({
         "description": "Host (site) identifier: `{\"siteId\": \"…\"}` (or `{\"id\": \"…\"}`), \
             or the site id as a string.",
-        "oneOf": [
-            id,
-            {
-                "type": "object",
-                "properties": {"siteId": id, "id": id},
-                "anyOf": [{"required": ["siteId"]}, {"required": ["id"]}],
-            },
-        ],
+        "anyOf": [id, object("siteId"), object("id")],
     }))
 }
 
 fn host_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Form {
         Text(String),
         Object(serde_json::Map<String, serde_json::Value>),
     }
-    match Form::deserialize(d)? {
-        Form::Text(id) => Ok(id),
-        Form::Object(o) => ["siteId", "id"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(serde_json::Value::as_str))
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                serde::de::Error::custom("hostId: an object naming the site in siteId (or id)")
-            }),
-    }
+    let o = match Form::deserialize(d)? {
+        Form::Text(id) => return Ok(id),
+        Form::Object(o) => o,
+    };
+    let member = |key: &str| match o.get(key) {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(D::Error::custom(format!("hostId.{key} shall be a string"))),
+    };
+    let (site_id, id) = (member("siteId")?, member("id")?);
+    site_id
+        .or(id)
+        .cloned()
+        .ok_or_else(|| D::Error::custom("hostId: an object naming the site in siteId (or id)"))
 }
 
 pub use crate::location::LocationConstraints;
@@ -107,6 +117,7 @@ pub struct InstantiateAppRequest {
     pub selected_mec_host_info: Vec<MecHostInformation>,
     /// Where the users are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::location::optional_location_constraints_schema)]
     pub location_constraints: Option<LocationConstraints>,
     /// Prefer sites running these applications (AppD ids; mecplane extension).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

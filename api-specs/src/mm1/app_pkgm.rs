@@ -19,6 +19,30 @@ pub struct Checksum {
     pub hash: String,
 }
 
+/// The schema of `appPkgPath`: a URI the MEAO may fetch from ([`crate::common::callback_uri_schema`]),
+/// empty, or null.
+fn app_pkg_path_schema() -> utoipa::openapi::Object {
+    let mut schema = crate::common::callback_uri_schema();
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    schema.pattern = Some(format!("^$|{}", crate::common::CALLBACK_URI_PATTERN));
+    schema.format = None;
+    schema
+}
+
+/// The schema of a package's [`Checksum`] as shown: as the request's, but with an empty hash
+/// while a package created without a checksum has no content.
+fn package_checksum_schema() -> utoipa::openapi::Schema {
+    let mut schema =
+        serde_json::to_value(<Checksum as utoipa::PartialSchema>::schema()).unwrap_or_default();
+    if let Some(hash) = schema.pointer_mut("/properties/hash/pattern") {
+        *hash = serde_json::json!(format!("^$|{}", hash.as_str().unwrap_or_default()));
+    }
+    crate::common::schema_of(schema)
+}
+
 /// Request to create a package resource (`CreateAppPkg`).
 ///
 /// `appPkgPath` and `checksum` are required by the OAS for fetch-from-URI onboarding; mecplane
@@ -38,8 +62,9 @@ pub struct CreateAppPkg {
     /// Checksum the content must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Checksum>,
-    /// Where the MEAO fetches the package from.
+    /// Where the MEAO fetches the package from (empty or absent: the content is uploaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = app_pkg_path_schema)]
     pub app_pkg_path: Option<String>,
     /// Free-form data kept with the package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +184,9 @@ pub struct AppPkgInfo {
     /// AppD version.
     #[serde(rename = "appDVersion")]
     pub app_d_version: String,
-    /// Checksum of the package content.
+    /// Checksum of the package content: its SHA-256 once onboarded; before, the one given at
+    /// creation, or an empty hash.
+    #[schema(schema_with = package_checksum_schema)]
     pub checksum: Checksum,
     /// Certificate that signed the package (PEM), if signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -219,6 +219,7 @@ pub struct InterfaceDescriptor {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficRuleDescriptor {
     /// Identifier.
+    #[schema(schema_with = crate::common::id_schema)]
     pub traffic_rule_id: String,
     /// Filter type.
     pub filter_type: FilterType,
@@ -240,6 +241,7 @@ pub struct TrafficRuleDescriptor {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DnsRuleDescriptor {
     /// Identifier.
+    #[schema(schema_with = crate::common::id_schema)]
     pub dns_rule_id: String,
     /// FQDN.
     #[schema(schema_with = crate::common::fqdn_schema)]

@@ -52,15 +52,19 @@ pub enum TrafficRuleAction {
 pub struct TrafficFilter {
     /// Source addresses or prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::filter_addresses_schema)]
     pub src_address: Option<Vec<String>>,
     /// Destination addresses or prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::filter_addresses_schema)]
     pub dst_address: Option<Vec<String>>,
     /// Source ports or port ranges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::filter_ports_schema)]
     pub src_port: Option<Vec<String>>,
     /// Destination ports or port ranges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::filter_ports_schema)]
     pub dst_port: Option<Vec<String>>,
     /// Protocols.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +159,7 @@ pub struct DestinationInterface {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficRule {
     /// Identifier of the rule.
+    #[schema(schema_with = crate::common::id_schema)]
     pub traffic_rule_id: String,
     /// Filter type.
     pub filter_type: FilterType,
@@ -190,6 +195,7 @@ pub enum IpAddressType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DnsRule {
     /// Identifier of the rule.
+    #[schema(schema_with = crate::common::id_schema)]
     pub dns_rule_id: String,
     /// FQDN resolved by the rule.
     #[schema(schema_with = crate::common::fqdn_schema)]
@@ -459,12 +465,14 @@ pub struct AppInfo {
     pub app_name: String,
     /// Provider of the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_name_schema)]
     pub app_provider: Option<String>,
     /// Category of the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_category: Option<CategoryRef>,
     /// AppD identifier, when instantiated by MEC management.
     #[serde(rename = "appDId", default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_id_schema)]
     pub app_d_id: Option<String>,
     /// Application instance identifier, when instantiated by MEC management.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -526,41 +534,23 @@ impl TrafficFilter {
             }
         }
         for address in self.src_address.iter().chain(&self.dst_address).flatten() {
-            if !valid_address(address) {
+            if !crate::common::is_filter_address(address) {
                 return Err(format!("{address} is not an IP address, prefix or range"));
             }
         }
         for port in self.src_port.iter().chain(&self.dst_port).flatten() {
-            if !valid_port(port) {
+            if !crate::common::is_filter_port(port) {
                 return Err(format!("{port} is not a port or port range"));
+            }
+            if let Some((first, last)) = port.split_once('-')
+                && first.parse::<u16>().ok() > last.parse::<u16>().ok()
+            {
+                return Err(format!(
+                    "port range {port} is reversed: its first port is the lower"
+                ));
             }
         }
         Ok(())
-    }
-}
-
-fn valid_address(s: &str) -> bool {
-    use std::net::IpAddr;
-    if let Some((ip, len)) = s.split_once('/') {
-        return match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(_)) => len.parse::<u8>().is_ok_and(|l| l <= 32),
-            Ok(IpAddr::V6(_)) => len.parse::<u8>().is_ok_and(|l| l <= 128),
-            Err(_) => false,
-        };
-    }
-    if let Some((a, b)) = s.split_once('-') {
-        return a.trim().parse::<IpAddr>().is_ok() && b.trim().parse::<IpAddr>().is_ok();
-    }
-    s.parse::<IpAddr>().is_ok()
-}
-
-fn valid_port(s: &str) -> bool {
-    match s.split_once('-') {
-        Some((a, b)) => matches!(
-            (a.trim().parse::<u16>(), b.trim().parse::<u16>()),
-            (Ok(a), Ok(b)) if a <= b
-        ),
-        None => s.trim().parse::<u16>().is_ok(),
     }
 }
 
@@ -580,9 +570,8 @@ pub fn validate_dns_target(
     if domain.is_empty() || domain.len() > 253 || !domain.split('.').all(valid_label) {
         return Err(format!("domainName {domain_name} is not a valid FQDN"));
     }
-    let ip: std::net::IpAddr = ip_address
-        .parse()
-        .map_err(|_| format!("ipAddress {ip_address} is not an IP address"))?;
+    let ip = crate::common::check_ip_address(ip_address)
+        .ok_or_else(|| format!("ipAddress {ip_address} is not an IP address"))?;
     match (ip_address_type, ip) {
         (IpAddressType::IpV4, std::net::IpAddr::V4(_))
         | (IpAddressType::IpV6, std::net::IpAddr::V6(_)) => Ok(()),
@@ -598,19 +587,34 @@ mod tests {
 
     #[test]
     fn addresses_and_ports() {
+        let filter = |address: &str, port: &str| TrafficFilter {
+            dst_address: Some(vec![address.into()]),
+            dst_port: Some(vec![port.into()]),
+            ..TrafficFilter::default()
+        };
         for ok in [
             "10.0.0.1",
             "10.0.0.0/8",
             "2001:db8::/32",
             "10.0.0.1-10.0.0.9",
+            "::ffff:10.0.0.1",
         ] {
-            assert!(valid_address(ok), "{ok}");
+            assert!(filter(ok, "80").validate().is_ok(), "{ok}");
         }
-        for bad in ["10.0.0.0/33", "host", "10.0.0.1-x", ""] {
-            assert!(!valid_address(bad), "{bad}");
+        for bad in [
+            "10.0.0.0/33",
+            "host",
+            "10.0.0.1-x",
+            "",
+            "10.0.0.1-::1",
+            " 10.0.0.1",
+        ] {
+            assert!(filter(bad, "80").validate().is_err(), "{bad}");
         }
-        assert!(valid_port("80") && valid_port("1000-2000"));
-        assert!(!valid_port("2000-1000") && !valid_port("70000") && !valid_port("http"));
+        assert!(filter("10.0.0.1", "1000-2000").validate().is_ok());
+        for bad in ["2000-1000", "70000", "http", " 80"] {
+            assert!(filter("10.0.0.1", bad).validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

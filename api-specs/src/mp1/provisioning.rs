@@ -82,11 +82,36 @@ fn lowest_priority() -> u8 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppClient {
-    /// The client id the instance presents at the token endpoint.
+    /// The client id the instance presents at the token endpoint: 1 to 256 characters, no
+    /// `:` (RFC 6749 Basic authentication) or control characters.
+    #[schema(max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F:]+$")]
     pub client_id: String,
     /// The accepted secrets: the current one and, during a rotation, the previous one until
-    /// its `notAfter`.
+    /// its `notAfter` (one to [`MAX_CREDENTIALS`], with distinct ids).
+    #[schema(min_items = 1, max_items = 4)]
     pub credentials: Vec<AppCredential>,
+}
+
+/// Credentials one client may hold at once (current, previous in its grace period, spare).
+pub const MAX_CREDENTIALS: usize = 4;
+
+/// Longest credential id.
+pub const MAX_CREDENTIAL_ID: usize = 128;
+
+/// What a secret digest looks like: 32 bytes in base64url without padding (43 characters, the
+/// last of which carries 2 zero bits).
+pub const SECRET_DIGEST_PATTERN: &str = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$";
+
+fn credential_id_schema() -> utoipa::openapi::Object {
+    crate::common::text_schema(MAX_CREDENTIAL_ID)
+}
+
+fn secret_digest_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(SECRET_DIGEST_PATTERN))
+        .write_only(Some(true))
+        .build()
 }
 
 /// One accepted secret of an [`AppClient`].
@@ -94,10 +119,12 @@ pub struct AppClient {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppCredential {
     /// Identifier of the credential (named in the tokens issued for it).
+    #[schema(schema_with = credential_id_schema)]
     pub credential_id: String,
-    /// SHA-256 of the secret, base64url without padding. Present when the configuration is
-    /// provisioned; platforms never show it back.
+    /// SHA-256 of the secret, base64url without padding. Required when the configuration is
+    /// provisioned (write-only: platforms never show it back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = secret_digest_schema, required = true)]
     pub secret_digest: Option<String>,
     /// The secret is accepted until then (the end of a rotation's grace period); for ever
     /// when absent.

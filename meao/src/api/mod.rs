@@ -111,6 +111,8 @@ impl ListQuery {
         api_specs::mm1::app_lcm::LcmNotification,
         // a site's VIM connection, generic in api-specs' SiteSpec
         crate::inventory::VimConnection,
+        // referred to by the location constraints' schema with the latitude-longitude rule
+        api_specs::location::LocationConstraints,
     )),
     tags(
         (name = "app-pkgm", description = "Application package management (ETSI GS MEC 010-2 clause 6)"),

@@ -22,38 +22,69 @@ use crate::placement::{PlacementDecision, PlacementRequest, SiteView, place};
 use crate::store::{SiteDeletion, SiteRow, Store, StoreError};
 use api_specs::location::LocationConstraints;
 
-/// How the MEAO reaches a site's VIM.
+/// A simulated cluster with these resources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulatedCluster {
+    /// CPU (millicores).
+    pub cpu_millis: u64,
+    /// Memory (MiB).
+    pub memory_mib: u64,
+    /// GPUs.
+    #[serde(default)]
+    pub gpus: u32,
+    /// Node architectures.
+    #[serde(default = "default_architectures")]
+    pub architectures: Vec<String>,
+    /// Time a workload takes to become ready (ms).
+    #[serde(default)]
+    pub startup_ms: u64,
+    /// Simulates an outage of the site.
+    #[serde(default)]
+    pub offline: bool,
+    /// File keeping the simulated cluster's workloads across restarts (operator configuration
+    /// only).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub state_file: Option<std::path::PathBuf>,
+}
+
+/// How the MEAO reaches a site's VIM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum VimConnection {
     /// A simulated cluster with these resources.
-    #[serde(rename_all = "camelCase")]
-    Simulated {
-        /// CPU (millicores).
-        cpu_millis: u64,
-        /// Memory (MiB).
-        memory_mib: u64,
-        /// GPUs.
-        #[serde(default)]
-        gpus: u32,
-        /// Node architectures.
-        #[serde(default = "default_architectures")]
-        architectures: Vec<String>,
-        /// Time a workload takes to become ready (ms).
-        #[serde(default)]
-        startup_ms: u64,
-        /// Simulates an outage of the site.
-        #[serde(default)]
-        offline: bool,
-        /// File keeping the simulated cluster's workloads across restarts.
-        #[serde(default)]
-        #[schema(value_type = Option<String>)]
-        state_file: Option<std::path::PathBuf>,
-    },
+    Simulated(SimulatedCluster),
     /// A Kubernetes, K3s or KubeEdge cluster: `kubeconfig`, optional `context`, `namespace`
     /// (default `mec-apps`) and `flavour` (`kubernetes`, `k3s` or `kubeEdge`; detected when
     /// absent).
     Kubernetes(ClusterConnection),
+}
+
+/// The document states the union as serde reads it: one closed object per `kind`.
+impl utoipa::PartialSchema for VimConnection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        api_specs::common::tagged_union(
+            "kind",
+            [
+                ("simulated", SimulatedCluster::schema()),
+                ("kubernetes", ClusterConnection::schema()),
+            ],
+            "How the MEAO reaches a site's VIM.",
+        )
+    }
+}
+
+impl ToSchema for VimConnection {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        SimulatedCluster::schemas(schemas);
+        ClusterConnection::schemas(schemas);
+    }
 }
 
 fn default_architectures() -> Vec<String> {
@@ -82,16 +113,16 @@ fn keep_server_paths(
     previous: Option<&VimConnection>,
 ) -> Result<(), InventoryError> {
     match (vim, previous) {
-        (VimConnection::Simulated { state_file, .. }, previous) => {
+        (VimConnection::Simulated(SimulatedCluster { state_file, .. }), previous) => {
             if state_file.is_some() {
                 return Err(InventoryError::Invalid(
                     "stateFile names a file on the server: only the MEAO's configuration may"
                         .into(),
                 ));
             }
-            if let Some(VimConnection::Simulated {
+            if let Some(VimConnection::Simulated(SimulatedCluster {
                 state_file: kept, ..
-            }) = previous
+            })) = previous
             {
                 state_file.clone_from(kept);
             }
@@ -162,7 +193,7 @@ impl std::fmt::Debug for Inventory {
 
 fn connect(spec: &SiteSpec) -> Result<Arc<dyn Vim>, vim_adapters::VimError> {
     match &spec.vim {
-        VimConnection::Simulated {
+        VimConnection::Simulated(SimulatedCluster {
             cpu_millis,
             memory_mib,
             gpus,
@@ -170,7 +201,7 @@ fn connect(spec: &SiteSpec) -> Result<Arc<dyn Vim>, vim_adapters::VimError> {
             startup_ms,
             offline,
             state_file,
-        } => {
+        }) => {
             let total = Capacity {
                 cpu_millis: *cpu_millis,
                 memory_mib: *memory_mib,
@@ -246,10 +277,10 @@ impl Inventory {
         };
         let mut state_files = std::collections::BTreeSet::new();
         for spec in configured {
-            if let VimConnection::Simulated {
+            if let VimConnection::Simulated(SimulatedCluster {
                 state_file: Some(file),
                 ..
-            } = &spec.vim
+            }) = &spec.vim
                 && !state_files.insert(file.clone())
             {
                 return Err(InventoryError::Invalid(format!(
@@ -424,7 +455,7 @@ impl Inventory {
     fn info(row: &SiteRow) -> Option<SiteInfo> {
         let mut spec: SiteSpec = serde_json::from_str(&row.spec).ok()?;
         match &mut spec.vim {
-            VimConnection::Simulated { state_file, .. } => *state_file = None,
+            VimConnection::Simulated(SimulatedCluster { state_file, .. }) => *state_file = None,
             VimConnection::Kubernetes(cluster) => {
                 cluster.kubeconfig = None;
                 cluster.kubeconfig_content = None;
@@ -551,13 +582,13 @@ impl Inventory {
             .into_iter()
             .map(|s| {
                 let total = match &s.spec.vim {
-                    VimConnection::Simulated {
+                    VimConnection::Simulated(SimulatedCluster {
                         cpu_millis,
                         memory_mib,
                         gpus,
                         architectures,
                         ..
-                    } => Capacity {
+                    }) => Capacity {
                         cpu_millis: *cpu_millis,
                         memory_mib: *memory_mib,
                         gpus: *gpus,

@@ -187,7 +187,11 @@ pub fn rule_problems(
             format!("duplicate trafficRuleId {id}"),
         );
     }
+    use api_specs::common::{MAX_ID, check_text};
     for (i, rule) in traffic.iter().enumerate() {
+        if let Err(e) = check_text("trafficRuleId", &rule.traffic_rule_id, MAX_ID) {
+            problem(format!("/appTrafficRule/{i}/trafficRuleId"), e);
+        }
         if rule.traffic_filter.is_empty() {
             problem(
                 format!("/appTrafficRule/{i}/trafficFilter"),
@@ -204,6 +208,9 @@ pub fn rule_problems(
         problem("/appDNSRule".into(), format!("duplicate dnsRuleId {id}"));
     }
     for (i, rule) in dns.iter().enumerate() {
+        if let Err(e) = check_text("dnsRuleId", &rule.dns_rule_id, MAX_ID) {
+            problem(format!("/appDNSRule/{i}/dnsRuleId"), e);
+        }
         if let Err(e) =
             validate_dns_target(&rule.domain_name, rule.ip_address_type, &rule.ip_address)
         {

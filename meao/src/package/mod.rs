@@ -634,7 +634,11 @@ impl Packages {
             }
             if writer.size() == 0 {
                 writer.abort().await;
-                return Err(PackageError::Invalid("the package content is empty".into()));
+                // not a package, like any other content that is not one
+                return Err(PackageError::Rejected(vec![PackageProblem::new(
+                    "",
+                    "the package content is empty".into(),
+                )]));
             }
             let other = match other.map(app_package::digest::Digest::finish).transpose() {
                 Ok(o) => o,

@@ -40,7 +40,7 @@ pub(super) async fn lcm(
     if let Some(b) = body {
         r = r.json(&b);
     }
-    r.send().await.unwrap()
+    ctx.send(r).await
 }
 
 /// Creates an instance of the video analytics package; its id.
@@ -802,7 +802,11 @@ on_both_dbs!(instantiate_request_attributes);
 
 async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
     let mut slow = site("slow-1", 16000, &["RNIS"]);
-    if let meao::inventory::VimConnection::Simulated { startup_ms, .. } = &mut slow.vim {
+    if let meao::inventory::VimConnection::Simulated(meao::inventory::SimulatedCluster {
+        startup_ms,
+        ..
+    }) = &mut slow.vim
+    {
         *startup_ms = 3000;
     }
     let ctx = start(db, vec![slow, site("fast-1", 16000, &["RNIS"])]).await;

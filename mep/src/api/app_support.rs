@@ -298,6 +298,7 @@ async fn dns_rule_get(
 #[utoipa::path(put, path = "/applications/{appInstanceId}/dns_rules/{dnsRuleId}", tag = "dnsRules",
     params(("appInstanceId" = String, Path), ("dnsRuleId" = String, Path)), request_body = DnsRule,
     responses((status = 200, body = DnsRule), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails),
+        (status = 409, description = "The domain name is answered for another application instance", body = ProblemDetails),
         (status = 412, body = ProblemDetails)),
     security(("oauth2" = ["mec_app_support"])))]
 async fn dns_rule_put(

@@ -6,16 +6,13 @@
 
 use std::collections::HashMap;
 
-use api_specs::mp1::provisioning::AppClient;
+use api_specs::mp1::provisioning::{AppClient, MAX_CREDENTIAL_ID, MAX_CREDENTIALS};
 use server_kit::auth::{RegisteredClient, RegisteredCredential, parse_secret_digest};
 
 use super::{MepError, Platform, State};
 
 /// The scopes of an instance's own client: the Mp1 APIs.
 pub const APP_CLIENT_SCOPES: [&str; 2] = ["mec_app_support", "mec_service_mgmt"];
-
-/// Credentials one client may hold at once (current, previous in its grace period, spare).
-const MAX_CREDENTIALS: usize = 4;
 
 /// Checks a provisioned client: a usable id, one to four credentials with unique ids and
 /// well-formed digests, no clash with a configured client or another instance's client.
@@ -26,7 +23,11 @@ pub(super) fn validate_client(
     client: &AppClient,
 ) -> Result<(), MepError> {
     let id = &client.client_id;
-    if id.is_empty() || id.len() > 256 || id.contains(':') || id.chars().any(char::is_control) {
+    if id.is_empty()
+        || id.chars().count() > 256
+        || id.contains(':')
+        || id.chars().any(char::is_control)
+    {
         return Err(MepError::Invalid(
             "oauth2Client.clientId: 1 to 256 characters, no ':' or control characters".into(),
         ));
@@ -51,9 +52,15 @@ pub(super) fn validate_client(
     let mut seen = std::collections::HashSet::new();
     for credential in &client.credentials {
         let cid = &credential.credential_id;
-        if cid.is_empty() || cid.len() > 128 || !seen.insert(cid) {
+        api_specs::common::check_text(
+            "oauth2Client.credentials[].credentialId",
+            cid,
+            MAX_CREDENTIAL_ID,
+        )
+        .map_err(MepError::Invalid)?;
+        if !seen.insert(cid) {
             return Err(MepError::Invalid(format!(
-                "oauth2Client.credentials: credentialId {cid:?} is empty, too long or repeated"
+                "oauth2Client.credentials: credentialId {cid:?} is repeated"
             )));
         }
         if credential
