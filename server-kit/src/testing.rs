@@ -243,28 +243,61 @@ pub fn assert_errors_documented_as_problems(doc: &Value) {
 }
 
 /// An ETSI OpenAPI document prepared for validating responses: the generator artefacts listed
-/// in `api-specs/etsi/SOURCES.md` are neutralised, nothing else. An enum `[SEE_DESCRIPTION]`
-/// becomes the values its description defines, one `VALUE:` per line (when it names at least
-/// two); other single-value enums (a placeholder, or one value of a longer list) are dropped;
+/// in `api-specs/etsi/SOURCES.md` are neutralised, nothing else. ETSI's generator writes each
+/// enumeration as a one-value enum (`[SEE_DESCRIPTION]`, or one of the values) and lists the
+/// values in the description: such an enum becomes the values its description defines (at
+/// least two), a one-value enum whose description defines none stays as it is, and an
+/// enumeration the description leaves open ("e.g. TUNNEL, MAC, IP, etc.") is dropped.
 /// `OAuth2Info.grantTypes` typed as a string becomes the list its description defines.
 pub struct EtsiSchemas {
     doc: Value,
 }
 
-/// The values a `SEE_DESCRIPTION` enum's description defines: lines `VALUE: meaning`.
-fn described_values(description: &str) -> Vec<Value> {
-    description
-        .lines()
-        .filter_map(|line| line.trim().split_once(':'))
-        .map(|(name, _)| name.trim())
-        .filter(|name| {
-            name.len() > 1
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        })
-        .map(|name| Value::String(name.to_owned()))
-        .collect()
+/// The values an ETSI description defines: lines that start with a value (`VALUE`, `VALUE:`,
+/// `VALUE -`, `VALUE,` or `VALUE.`), a list after a colon (`state: ACTIVE, INACTIVE`), or two
+/// values joined by "or" (`per FLOW or PACKET`). None when the list is open ("etc.").
+fn described_values(description: &str) -> Option<Vec<String>> {
+    fn value(word: &str) -> Option<&str> {
+        let word = word.trim().trim_end_matches(['.', ',']);
+        (word.len() > 1
+            && word.starts_with(|c: char| c.is_ascii_uppercase())
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
+        .then_some(word)
+    }
+    if description.contains("etc.") {
+        return None;
+    }
+    let mut values: Vec<String> = Vec::new();
+    let mut add = |v: &str| {
+        if !values.iter().any(|x| x == v) {
+            values.push(v.to_owned());
+        }
+    };
+    for line in description.lines() {
+        let head = line.split([':', ' ']).next().unwrap_or_default();
+        if let Some(v) = value(head).filter(|_| {
+            let rest = line.trim()[head.len()..].trim_start();
+            rest.is_empty() || rest.starts_with([':', '-', ',', '.'])
+        }) {
+            add(v);
+        }
+        if let Some((_, list)) = line.split_once(": ") {
+            let items: Vec<&str> = list.split(',').map(str::trim).collect();
+            if items.len() > 1 && items.iter().all(|i| value(i).is_some()) {
+                items.iter().filter_map(|i| value(i)).for_each(&mut add);
+            }
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for w in words.windows(3).filter(|w| w[1] == "or") {
+            if let (Some(a), Some(b)) = (value(w[0]), value(w[2])) {
+                add(a);
+                add(b);
+            }
+        }
+    }
+    Some(values)
 }
 
 fn neutralise_artefacts(value: &mut Value) {
@@ -276,14 +309,20 @@ fn neutralise_artefacts(value: &mut Value) {
                 .filter(|e| e.len() == 1)
                 .map(|e| e[0].clone())
             {
-                let described = match (single.as_str(), map.get("description")) {
-                    (Some("SEE_DESCRIPTION"), Some(Value::String(d))) => described_values(d),
-                    _ => Vec::new(),
-                };
-                if described.len() > 1 {
-                    map.insert("enum".into(), Value::Array(described));
-                } else {
-                    map.remove("enum");
+                let description = map.get("description").and_then(Value::as_str);
+                match description.map(described_values) {
+                    // an open list
+                    Some(None) => {
+                        map.remove("enum");
+                    }
+                    Some(Some(values)) if values.len() > 1 => {
+                        map.insert("enum".into(), serde_json::json!(values));
+                    }
+                    _ if single == "SEE_DESCRIPTION" => {
+                        map.remove("enum");
+                    }
+                    // a real one-value enum
+                    _ => {}
                 }
             }
             if let Some(grant) = map.get_mut("grantTypes").filter(|g| g["type"] == "string") {
@@ -309,6 +348,11 @@ impl EtsiSchemas {
         };
         neutralise_artefacts(&mut doc);
         Self { doc }
+    }
+
+    /// The prepared document.
+    pub fn document(&self) -> &Value {
+        &self.doc
     }
 
     /// The validation errors of `instance` against `components/schemas/{schema}`.
@@ -469,5 +513,272 @@ impl TestPki {
         write(&cert_file, cert.to_pem());
         write(&key_file, key.private_key_to_pem_pkcs8());
         (cert_file, key_file)
+    }
+}
+
+/// The responses an OpenAPI document promises, to check every response a test receives against
+/// (method, path, status, content type and body): the service's own checked-in document, whose
+/// every status must be documented, or an ETSI document, whose schemas are checked where ETSI
+/// defines the operation and the status.
+pub struct ResponseContract {
+    name: String,
+    doc: Value,
+    /// The path the document's `paths` are relative to (its first server's).
+    base: String,
+    /// Whether a status the document does not list is an error (the service's own document).
+    own: bool,
+    /// Errors tolerated: a part of their message.
+    exceptions: Vec<&'static str>,
+    validators: Mutex<std::collections::HashMap<String, Arc<jsonschema::Validator>>>,
+}
+
+impl ResponseContract {
+    /// The service's own document (JSON): every response's status and body as it says.
+    pub fn own(path: &std::path::Path) -> Self {
+        let doc = match std::fs::read_to_string(path).map(|t| serde_json::from_str(&t)) {
+            Ok(Ok(doc)) => doc,
+            other => panic!("{} is not a JSON document: {other:?}", path.display()),
+        };
+        Self::new(path, doc, true)
+    }
+
+    /// An ETSI document (YAML, prepared as [`EtsiSchemas`] prepares it): the bodies of the
+    /// operations and statuses it defines.
+    pub fn etsi(path: &std::path::Path) -> Self {
+        Self::new(path, EtsiSchemas::load(path).doc, false)
+    }
+
+    /// Tolerates the errors that contain `message`: a deviation the service's own document
+    /// states as an extension (the caller says which), never a silent one.
+    pub fn except(mut self, message: &'static str) -> Self {
+        self.exceptions.push(message);
+        self
+    }
+
+    fn new(path: &std::path::Path, mut doc: Value, own: bool) -> Self {
+        responses_only(&mut doc);
+        let base = doc
+            .pointer("/servers/0/url")
+            .and_then(Value::as_str)
+            .and_then(|u| u.split_once("://").map(|(_, rest)| rest).or(Some(u)))
+            .and_then(|rest| {
+                rest.find('/')
+                    .map(|i| rest[i..].trim_end_matches('/').to_owned())
+            })
+            .unwrap_or_default();
+        Self {
+            name: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into()),
+            doc,
+            base,
+            own,
+            exceptions: Vec::new(),
+            validators: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The document's path template that `path` (without query) matches, if any.
+    fn template(&self, path: &str) -> Option<String> {
+        let relative = path.strip_prefix(self.base.as_str())?;
+        let segments: Vec<&str> = relative.split('/').collect();
+        let paths = self.doc["paths"].as_object()?;
+        // a literal segment beats a parameter: the template with the most literal matches
+        paths
+            .keys()
+            .filter_map(|template| {
+                let parts: Vec<&str> = template.split('/').collect();
+                (parts.len() == segments.len()).then_some(())?;
+                let mut literal = 0;
+                for (t, s) in parts.iter().zip(&segments) {
+                    if t.starts_with('{') && t.ends_with('}') && !s.is_empty() {
+                        continue;
+                    }
+                    (t == s).then_some(())?;
+                    literal += 1;
+                }
+                Some((literal, template.clone()))
+            })
+            .max()
+            .map(|(_, t)| t)
+    }
+
+    /// What is wrong with a response: `method` and `path` of the request (path without query),
+    /// the response's status, content type and body.
+    pub fn errors(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Vec<String> {
+        let at = format!("{} {method} {path} {status}", self.name);
+        let Some(template) = self.template(path) else {
+            // an API's path the document does not list (the admin and portal paths are not APIs)
+            let api = |p: &str| p.split('/').take(3).collect::<Vec<_>>().join("/");
+            let documented_api = self.doc["paths"]
+                .as_object()
+                .is_some_and(|paths| paths.keys().any(|t| api(t) == api(path)));
+            // (an unknown path of a documented API is answered 404 or 405, as it should be)
+            return if self.own && documented_api && ![404, 405].contains(&status) {
+                vec![format!("{at}: the path is not documented")]
+            } else {
+                Vec::new()
+            };
+        };
+        let escaped = template.replace('~', "~0").replace('/', "~1");
+        let operation = format!("/paths/{escaped}/{}", method.to_ascii_lowercase());
+        if self.doc.pointer(&operation).is_none() {
+            return if self.own && status != 405 {
+                vec![format!("{at}: the operation is not documented")]
+            } else {
+                Vec::new()
+            };
+        }
+        let responses = format!("{operation}/responses");
+        let response = [
+            status.to_string(),
+            format!("{}XX", status / 100),
+            "default".into(),
+        ]
+        .into_iter()
+        .map(|s| format!("{responses}/{s}"))
+        .find(|p| self.doc.pointer(p).is_some());
+        let Some(response) = response else {
+            return if self.own {
+                vec![format!("{at}: the status is not documented")]
+            } else {
+                Vec::new()
+            };
+        };
+        let media = content_type
+            .and_then(|c| c.split(';').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        let content = format!("{response}/content");
+        let Some(documented) = self.doc.pointer(&content).and_then(Value::as_object) else {
+            return if self.own && !body.is_empty() {
+                vec![format!(
+                    "{at}: a body ({media}) where the document has none"
+                )]
+            } else {
+                Vec::new()
+            };
+        };
+        let Some(entry) = documented.get(media) else {
+            return if self.own && !(body.is_empty() && status == 204) {
+                vec![format!(
+                    "{at}: content type {media:?}, documented: {:?}",
+                    documented.keys().collect::<Vec<_>>()
+                )]
+            } else {
+                Vec::new()
+            };
+        };
+        if entry.get("schema").is_none() || !media.ends_with("json") {
+            return Vec::new();
+        }
+        let instance: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return vec![format!("{at}: the body is not JSON: {e}")],
+        };
+        let pointer = format!("{content}/{}/schema", media.replace('/', "~1"));
+        match self.validator(&pointer) {
+            Ok(v) => v
+                .iter_errors(&instance)
+                .map(|e| format!("{e} at {}", e.instance_path))
+                .filter(|e| !self.exceptions.iter().any(|m| e.contains(m)))
+                .take(8)
+                .map(|e| format!("{at}: {e}"))
+                .collect(),
+            Err(e) => vec![format!("{at}: {e}")],
+        }
+    }
+
+    fn validator(&self, pointer: &str) -> Result<Arc<jsonschema::Validator>, String> {
+        let mut cache = self.validators.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = cache.get(pointer) {
+            return Ok(v.clone());
+        }
+        let mut root = self.doc.pointer(pointer).cloned().unwrap_or_default();
+        if let Value::Object(map) = &mut root {
+            map.insert("components".into(), self.doc["components"].clone());
+        }
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .map_err(|e| format!("the schema at {pointer} does not compile: {e}"))?;
+        let validator = Arc::new(validator);
+        cache.insert(pointer.to_owned(), validator.clone());
+        Ok(validator)
+    }
+}
+
+/// A document as its responses are to be read (OpenAPI 3.1 4.8.24.4): a required property that
+/// is `writeOnly` is required in requests only.
+fn responses_only(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let write_only: Vec<String> = map
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(_, p)| p["writeOnly"] == true)
+                .map(|(name, _)| name.clone())
+                .collect();
+            if let Some(Value::Array(required)) = map.get_mut("required") {
+                required.retain(|r| {
+                    !r.as_str()
+                        .is_some_and(|r| write_only.iter().any(|w| w == r))
+                });
+            }
+            map.values_mut().for_each(responses_only);
+        }
+        Value::Array(items) => items.iter_mut().for_each(responses_only),
+        _ => {}
+    }
+}
+
+/// Several [`ResponseContract`]s that every response of a test suite's helpers is checked
+/// against.
+pub struct Contracts(pub Vec<ResponseContract>);
+
+impl Contracts {
+    /// Fails the test if the response breaks a contract; the response, buffered, otherwise.
+    pub async fn checked(&self, method: &str, response: reqwest::Response) -> reqwest::Response {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let path = response.url().path().to_owned();
+        // an attribute selector (ETSI GS MEC 009 6.18) asks for a partial representation: the
+        // attributes it removes are absent, required or not
+        let partial = response
+            .url()
+            .query_pairs()
+            .any(|(k, _)| ["fields", "exclude_fields", "exclude_default"].contains(&k.as_ref()));
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => panic!("the response body: {e}"),
+        };
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let errors: Vec<String> = self
+            .0
+            .iter()
+            .flat_map(|c| c.errors(method, &path, status.as_u16(), content_type, &body))
+            .filter(|e| !(partial && e.contains("is a required property")))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "the response breaks its documents:\n{}\n{}",
+            errors.join("\n"),
+            String::from_utf8_lossy(&body[..body.len().min(2000)])
+        );
+        let mut rebuilt = http::Response::new(body);
+        *rebuilt.status_mut() = status;
+        *rebuilt.headers_mut() = headers;
+        reqwest::Response::from(rebuilt)
     }
 }

@@ -9,7 +9,21 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 pub use server_kit::testing::{Callback, Db};
-use server_kit::testing::{EVENTUALLY, eventually};
+use server_kit::testing::{Contracts, EVENTUALLY, ResponseContract, eventually};
+
+/// What every response the helpers receive is checked against: the checked-in document, and
+/// ETSI MEC 010-2's package management and lifecycle documents.
+static CONTRACTS: std::sync::LazyLock<Contracts> = std::sync::LazyLock::new(|| {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    Contracts(vec![
+        ResponseContract::own(&repo.join("api-specs/openapi/meao.json")),
+        ResponseContract::etsi(&repo.join("api-specs/etsi/MEC01002_AppPkgMgmt.yaml")),
+        // a mecplane extension, documented in meao.json: without selectedMECHostInfo the
+        // placement engine chooses the host
+        ResponseContract::etsi(&repo.join("api-specs/etsi/MEC01002_AppLcm.yaml"))
+            .except("\"selectedMECHostInfo\" is a required property"),
+    ])
+});
 
 pub struct Ctx {
     pub server: Option<RunningServer>,
@@ -176,12 +190,20 @@ impl Ctx {
 
     /// `DELETE /inventory/v1/sites/{id}`.
     pub async fn delete_site(&self, id: &str) -> reqwest::Response {
-        self.http
-            .delete(format!("{}/inventory/v1/sites/{id}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
+        self.send(
+            self.http
+                .delete(format!("{}/inventory/v1/sites/{id}", self.base))
+                .bearer_auth(&self.token),
+        )
+        .await
+    }
+
+    /// Sends `request`; fails the test if the response breaks the API's documents.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let request = request.build().expect("a request");
+        let method = request.method().to_string();
+        let response = self.http.execute(request).await.expect("a response");
+        CONTRACTS.checked(&method, response).await
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
@@ -192,7 +214,7 @@ impl Ctx {
         if let Some(b) = body {
             r = r.json(&b);
         }
-        r.send().await.unwrap()
+        self.send(r).await
     }
 
     pub async fn json(&self, path: &str) -> Value {
@@ -219,14 +241,14 @@ impl Ctx {
 
     /// Uploads raw zip content.
     pub async fn upload(&self, id: &str, content: Vec<u8>) -> reqwest::Response {
-        self.http
-            .put(self.url(&format!("/app_packages/{id}/package_content")))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/zip")
-            .body(content)
-            .send()
-            .await
-            .unwrap()
+        self.send(
+            self.http
+                .put(self.url(&format!("/app_packages/{id}/package_content")))
+                .bearer_auth(&self.token)
+                .header("content-type", "application/zip")
+                .body(content),
+        )
+        .await
     }
 
     /// Creates and uploads; returns (id, upload status).

@@ -7,6 +7,18 @@ use serde_json::{Value, json};
 use server_kit::auth::{ClientConfig, Secret};
 
 pub use server_kit::testing::{Callback, Db};
+use server_kit::testing::{Contracts, ResponseContract};
+
+/// What every response the helpers receive is checked against: the checked-in document, and
+/// ETSI MEC 011's application support and service management documents.
+static CONTRACTS: std::sync::LazyLock<Contracts> = std::sync::LazyLock::new(|| {
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    Contracts(vec![
+        ResponseContract::own(&repo.join("api-specs/openapi/mep.json")),
+        ResponseContract::etsi(&repo.join("api-specs/etsi/MecAppSupportApi.yaml")),
+        ResponseContract::etsi(&repo.join("api-specs/etsi/MecServiceMgmtApi.yaml")),
+    ])
+});
 
 /// A running MEP and what tests need around it.
 pub struct Ctx {
@@ -119,7 +131,15 @@ impl Ctx {
         if let Some(b) = body {
             r = r.json(&b);
         }
-        r.send().await.expect("request")
+        self.send(r).await
+    }
+
+    /// Sends `request`; fails the test if the response breaks the API's documents.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let request = request.build().expect("a request");
+        let method = request.method().to_string();
+        let response = self.http.execute(request).await.expect("request");
+        CONTRACTS.checked(&method, response).await
     }
 
     /// Provisions app instance `id` with one DNS rule and one traffic rule, as the operator.

@@ -21,6 +21,10 @@ fn checked_in_openapi_matches_the_code() {
     if std::env::var("UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &generated).unwrap();
     }
+    assert!(
+        !generated.contains(api_specs::common::NOT_A_SCHEMA),
+        "a schema written as JSON is not read by utoipa"
+    );
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         checked_in == generated,
@@ -50,6 +54,49 @@ fn checked_in_openapi_matches_the_code() {
 
 fn etsi(file: &str) -> EtsiSchemas {
     EtsiSchemas::load(&repo().join("api-specs/etsi").join(file))
+}
+
+/// ETSI's one-value enums become the enumerations their descriptions define, so the responses
+/// are checked against every value ETSI lists (and no other).
+#[test]
+fn etsi_enumerations_are_read_from_their_descriptions() {
+    let support = etsi("MecAppSupportApi.yaml");
+    let doc = support.document();
+    let values = |schema: &str, property: &str| {
+        doc.pointer(&format!(
+            "/components/schemas/{schema}/properties/{property}/enum"
+        ))
+        .cloned()
+    };
+    assert_eq!(
+        values("DnsRule", "ipAddressType"),
+        Some(json!(["IP_V6", "IP_V4"]))
+    );
+    assert_eq!(
+        values("TrafficRule", "state"),
+        Some(json!(["ACTIVE", "INACTIVE"]))
+    );
+    assert_eq!(
+        values("TrafficRule", "filterType"),
+        Some(json!(["FLOW", "PACKET"]))
+    );
+    assert_eq!(
+        values("TrafficRule", "action").map(|v| v.as_array().unwrap().len()),
+        Some(6)
+    );
+    assert_eq!(
+        values("CurrentTime", "timeSourceStatus"),
+        Some(json!(["TRACEABLE", "NONTRACEABLE"]))
+    );
+    assert_eq!(
+        values("AppTerminationNotification", "operationAction"),
+        Some(json!(["STOPPING", "TERMINATING"]))
+    );
+    // "e.g. GTP_U, GRE, etc.": an open list, no enumeration
+    assert_eq!(values("TunnelInfo", "tunnelType"), None);
+    assert!(
+        !support.errors("DnsRule", &json!({"dnsRuleId": "d", "domainName": "a.example", "ipAddressType": "IP_V5", "ipAddress": "10.0.0.1"})).is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
