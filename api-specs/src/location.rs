@@ -184,7 +184,7 @@ fn area_schema() -> utoipa::openapi::Schema {
                         "maxItems": MAX_RINGS,
                         "items": {"type": "array", "minItems": 4, "items": position},
                     },
-                    "bbox": {"type": "array", "items": {"type": "number"}},
+                    "bbox": {"type": ["array", "null"], "items": {"type": "number"}},
                 },
                 "additionalProperties": false,
             },

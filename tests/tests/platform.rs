@@ -223,8 +223,47 @@ async fn instantiate_configures_the_mep_and_terminate_removes_it() {
     assert_eq!(reported["status"]["activeDnsRules"], 1, "{reported:#}");
     assert_eq!(reported["ackedVersion"], reported["version"]);
 
-    // configure_platform_for_app moves the DNS rule and the camera port
+    // a platform configuration needing a transport the MEP does not provide stops with the
+    // MEP's reason (FAILED_TEMP: the client decides), and leaves the instance as it was
+    let mqtt = json!([{"transport": {"name": "events", "type": "MB_TOPIC_BASED", "protocol": "MQTT",
+        "version": "3.1.1", "security": {}}, "serializers": ["JSON"], "labels": ["events"]}]);
+    let op = run_op(
+        &http,
+        &m,
+        &oss,
+        &id,
+        "configure_platform_for_app",
+        json!({"transportDependencies": mqtt}),
+    )
+    .await;
+    assert_eq!(op["operationState"], "FAILED_TEMP", "{op:#}");
+    assert!(
+        op["error"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("provides no MB_TOPIC_BASED transport MQTT 3.1.1")),
+        "{op:#}"
+    );
+    let failed = http
+        .post(format!(
+            "{m}/app_lcm/v1/app_lcm_op_occs/{}/fail",
+            op["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&oss)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 200);
+    assert_eq!(
+        resolve(dns, "detections.va.mec.example.").await,
+        Ok(vec!["10.100.0.10".to_owned()]),
+        "the rules before the failed configuration"
+    );
+
+    // configure_platform_for_app moves the DNS rule and the camera port, on the MEP's REST
+    // transport
     let body = json!({
+        "transportDependencies": [{"transport": {"name": "detections", "type": "REST_HTTP",
+            "protocol": "HTTP", "version": "2.0", "security": {}}, "serializers": ["JSON"], "labels": ["api"]}],
         "appDNSRule": [{"dnsRuleId": "detections", "domainName": "detections.va.mec.example", "ipAddressType": "IP_V4", "ipAddress": "10.100.0.11"}],
         "appTrafficRule": [{"trafficRuleId": "camera-rtsp", "filterType": "FLOW", "priority": 5,
             "trafficFilter": [{"dstAddress": ["203.0.113.0/24"], "dstPort": ["9554"], "protocol": ["TCP"]}],

@@ -455,6 +455,10 @@ pub struct ConfigPlatformForAppRequest {
     /// Features used when available.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_feature_optional: Vec<FeatureDependency>,
+    /// Transports the platform shall provide for the services the application produces: the
+    /// site's MEP refuses the configuration unless it provides each (type, protocol, version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transport_dependencies: Vec<TransportDependency>,
     /// Traffic rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_traffic_rule: Vec<TrafficRuleDescriptor>,

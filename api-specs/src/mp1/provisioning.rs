@@ -9,6 +9,7 @@ use crate::common::TimeStamp;
 use crate::mm1::appd::ServiceDescriptor;
 use crate::mp1::app_support::{
     AppInfo, DestinationInterface, DnsRule, TrafficFilter, TrafficRule, TrafficRuleAction,
+    TransportDependency,
 };
 
 /// The desired configuration of one application instance at a platform.
@@ -27,6 +28,12 @@ pub struct AppInstanceConfig {
     /// may register only these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_service_produced: Vec<ServiceDescriptor>,
+    /// The transports it requires the platform to provide for the services it produces (its
+    /// AppD's or its platform configuration's `transportDependencies`): the platform refuses
+    /// the configuration (409) unless one of its transports has each one's type, protocol and
+    /// version. Checked when provisioned; not kept, so not shown back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transport_dependencies: Vec<TransportDependency>,
     /// The OAuth 2.0 client (ETSI GS MEC 009 client credentials) the instance authenticates
     /// with at this platform, issued by MEC management; without it the instance has no Mp1
     /// credential of its own (unless one is configured at the platform).

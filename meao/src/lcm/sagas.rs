@@ -521,6 +521,7 @@ pub fn platform_config(
     let produced = request.map_or(&appd.app_service_produced, |r| &r.app_service_produced);
     let features = request.map_or(&appd.app_feature_required, |r| &r.app_feature_required);
     let features_optional = request.map_or(&appd.app_feature_optional, |r| &r.app_feature_optional);
+    let transports = request.map_or(&appd.transport_dependencies, |r| &r.transport_dependencies);
     fn some<T: Clone>(v: &[T]) -> Option<Vec<T>> {
         (!v.is_empty()).then(|| v.to_vec())
     }
@@ -545,6 +546,7 @@ pub fn platform_config(
             .collect(),
         app_dns_rule: dns.iter().map(|r| r.to_rule(RuleState::Active)).collect(),
         app_service_produced: produced.clone(),
+        transport_dependencies: transports.clone(),
         oauth2_client: None,
         app_rule_policy: None,
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use api_specs::common::LinkType;
+use api_specs::common::{LinkType, TransportInfo};
 use api_specs::mp1::app_support::{
     AppTerminationNotification, AppTerminationNotificationLinks, OperationActionType, RuleState,
 };
@@ -89,7 +89,7 @@ impl Platform {
         app_instance_id: &str,
         config: AppInstanceConfig,
     ) -> Result<(AppInstanceRecord, bool), MepError> {
-        let config = validated(app_instance_id, config)?;
+        let config = validated(app_instance_id, config, &self.settings.transports)?;
         let id = app_instance_id.to_owned();
         let created = self
             .write(|state, now| {
@@ -116,9 +116,11 @@ impl Platform {
         desired: Desired,
     ) -> Result<u64, MepError> {
         let desired = match desired {
-            Desired::Config(config) => {
-                Desired::Config(Box::new(validated(app_instance_id, *config)?))
-            }
+            Desired::Config(config) => Desired::Config(Box::new(validated(
+                app_instance_id,
+                *config,
+                &self.settings.transports,
+            )?)),
             removal @ Desired::Removal { .. } => removal,
         };
         let stored = i64::try_from(version)
@@ -242,6 +244,8 @@ impl Platform {
                     .map(|r| r.value.clone())
                     .collect(),
                 app_service_produced: app.produced.clone(),
+                // checked when provisioned, not kept
+                transport_dependencies: Vec::new(),
                 oauth2_client: app.client.as_ref().map(redacted),
                 app_rule_policy: Some(app.policy.clone()),
             },
@@ -396,11 +400,30 @@ pub(super) fn app_row(id: &str, app: &AppInstance, now: i64) -> AppRow {
     }
 }
 
-/// The checks of a provisioned configuration; fills in the instance id.
+/// The checks of a provisioned configuration (against the platform's `transports` too); fills
+/// in the instance id.
 pub(super) fn validated(
     app_instance_id: &str,
     mut config: AppInstanceConfig,
+    transports: &[TransportInfo],
 ) -> Result<AppInstanceConfig, MepError> {
+    for needed in &config.transport_dependencies {
+        let t = &needed.transport;
+        if !transports.iter().any(|p| {
+            p.transport_type == t.transport_type
+                && p.protocol == t.protocol
+                && p.version == t.version
+        }) {
+            let kind = serde_json::to_value(t.transport_type).unwrap_or_default();
+            return Err(MepError::Conflict(format!(
+                "transportDependencies: this platform provides no {} transport {} {} ({})",
+                kind.as_str().unwrap_or_default(),
+                t.protocol,
+                t.version,
+                t.name
+            )));
+        }
+    }
     if let Some(id) = config
         .app_info
         .app_instance_id

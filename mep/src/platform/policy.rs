@@ -296,6 +296,7 @@ mod tests {
             )],
             app_dns_rule: vec![],
             app_service_produced: vec![],
+            transport_dependencies: vec![],
             oauth2_client: None,
             app_rule_policy: None,
         };

@@ -13,7 +13,62 @@ use serde_json::{Value, json};
 use super::common::{APP1, APP2, Ctx, Db};
 use server_kit::on_both_dbs;
 
-on_both_dbs!(readiness_and_rules, dns_rules_answer_while_active, timing);
+on_both_dbs!(
+    readiness_and_rules,
+    dns_rules_answer_while_active,
+    timing,
+    transports_an_instance_depends_on
+);
+
+/// An instance's `transportDependencies` (its AppD's, or MEC 010-2 configure_platform_for_app's)
+/// name transports the platform shall provide: provisioned when the platform has each (type,
+/// protocol, version), refused with the one it lacks otherwise.
+async fn transports_an_instance_depends_on(db: Db) {
+    let ctx = Ctx::start(db).await;
+    let op = ctx.token(super::common::OPERATOR).await;
+    let depending_on = |kind: &str, protocol: &str, version: &str| {
+        let mut config = super::common::app_config("t1");
+        config["transportDependencies"] = json!([{
+            "transport": {"name": "api", "type": kind, "protocol": protocol, "version": version,
+                "security": {}},
+            "serializers": ["JSON"], "labels": ["api"]
+        }]);
+        config
+    };
+    let path = "/mep_mgmt/v1/app_instances/t1";
+    let r = ctx
+        .call(
+            Method::PUT,
+            path,
+            &op,
+            Some(depending_on("MB_TOPIC_BASED", "MQTT", "3.1.1")),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("provides no MB_TOPIC_BASED transport MQTT 3.1.1"),
+        "{problem}"
+    );
+    assert_eq!(
+        ctx.call(Method::GET, path, &op, None).await.status(),
+        404,
+        "nothing kept"
+    );
+    // the platform's own REST transport (GET /transports)
+    let r = ctx
+        .call(
+            Method::PUT,
+            path,
+            &op,
+            Some(depending_on("REST_HTTP", "HTTP", "2.0")),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
 
 async fn readiness_and_rules(db: Db) {
     let ctx = Ctx::start(db).await;
