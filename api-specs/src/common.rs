@@ -278,6 +278,34 @@ pub fn is_filter_port(value: &str) -> bool {
     matches(&PATTERN, FILTER_PORT_PATTERN, value)
 }
 
+/// What a packet label looks like: an IPv6 flow label (20 bits), in decimal or `0x` hex.
+pub const PACKET_LABEL_PATTERN: &str = concat!(
+    r"^(0[xX][0-9A-Fa-f]{1,5}|[0-9]{1,6}|10[0-3][0-9]{4}|104[0-7][0-9]{3}",
+    r"|1048[0-4][0-9]{2}|10485[0-6][0-9]|104857[0-5])$"
+);
+
+/// The IPv6 flow label a packet label ([`PACKET_LABEL_PATTERN`]) names.
+pub fn flow_label(value: &str) -> Option<u32> {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    if !matches(&PATTERN, PACKET_LABEL_PATTERN, value) {
+        return None;
+    }
+    match value.get(..2) {
+        Some("0x" | "0X") => u32::from_str_radix(&value[2..], 16).ok(),
+        _ => value.parse().ok(),
+    }
+}
+
+/// The schema of a traffic filter's optional list of packet labels ([`PACKET_LABEL_PATTERN`]).
+pub fn filter_packet_labels_schema() -> utoipa::openapi::Schema {
+    optional_list_of(string_schema(PACKET_LABEL_PATTERN))
+}
+
+/// The schema of a traffic filter's optional list of URIs ([`text_schema`] of [`MAX_URI`]).
+pub fn filter_uris_schema() -> utoipa::openapi::Schema {
+    optional_list_of(text_schema(MAX_URI))
+}
+
 fn string_schema(pattern: &str) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)

@@ -90,6 +90,8 @@ pub struct Pdr {
     pub flows: Vec<String>,
     /// ToS / traffic class match (value, mask).
     pub tos: Option<(u8, u8)>,
+    /// IPv6 flow labels (the filter's `packetLabel`s): one SDF filter per flow and label.
+    pub flow_labels: Vec<u32>,
     /// The FAR applied.
     pub far_id: u32,
 }
@@ -221,6 +223,50 @@ fn flows(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<String>, CompileEr
         }
     }
     Ok(out)
+}
+
+/// The IPv6 flow labels a filter's `packetLabel`s name (IPv6 only: refused with IPv4
+/// addresses); its `uri`s are refused, as the session's PDRs detect packets, not application
+/// requests. `flows` SDF filters each carry every label.
+fn flow_labels(
+    rule: &TrafficRule,
+    f: &TrafficFilter,
+    flows: usize,
+) -> Result<Vec<u32>, CompileError> {
+    if f.uri.as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(invalid(
+            rule,
+            "uri filters need application detection, which the UPF's packet detection rules do not do",
+        ));
+    }
+    let labels: Vec<u32> = f
+        .packet_label
+        .iter()
+        .flatten()
+        .map(|l| {
+            api_specs::common::flow_label(l)
+                .ok_or_else(|| invalid(rule, format!("packetLabel {l} is not an IPv6 flow label")))
+        })
+        .collect::<Result<_, _>>()?;
+    let ipv4 = f
+        .src_address
+        .iter()
+        .chain(&f.dst_address)
+        .flatten()
+        .any(|a| !a.contains(':'));
+    if !labels.is_empty() && ipv4 {
+        return Err(invalid(
+            rule,
+            "packetLabel (an IPv6 flow label) with IPv4 addresses",
+        ));
+    }
+    if flows.saturating_mul(labels.len()) > MAX_SDF_FILTERS {
+        return Err(invalid(
+            rule,
+            format!("expands to more than {MAX_SDF_FILTERS} SDF filters"),
+        ));
+    }
+    Ok(labels)
 }
 
 /// The ToS/traffic class match of a filter (DSCP preferred).
@@ -365,6 +411,7 @@ pub fn compile(
             let precedence = base + u32::try_from(i.min(255)).unwrap_or(255);
             let tos = tos(rule, f)?;
             let flows = flows(rule, f)?;
+            let flow_labels = flow_labels(rule, f, flows.len())?;
             let downlink = downlink_far.map(|far| Pdr {
                 id: pdr_id.wrapping_add(1),
                 traffic_rule_id: rule.traffic_rule_id.clone(),
@@ -373,6 +420,7 @@ pub fn compile(
                 network_instance: Some(steering.app_network_instance.clone()),
                 flows: flows.clone(),
                 tos,
+                flow_labels: flow_labels.clone(),
                 far_id: far,
             });
             plan.pdrs.push(Pdr {
@@ -383,6 +431,7 @@ pub fn compile(
                 network_instance: None,
                 flows,
                 tos,
+                flow_labels,
                 far_id: uplink_far,
             });
             pdr_id = pdr_id.wrapping_add(1);
@@ -418,7 +467,12 @@ impl Pdr {
                     pdi.network_instance(ni);
                 }
                 for flow in &self.flows {
-                    pdi.sdf_filter(Some(flow), self.tos, None);
+                    if self.flow_labels.is_empty() {
+                        pdi.sdf_filter(Some(flow), self.tos, None, None);
+                    }
+                    for label in &self.flow_labels {
+                        pdi.sdf_filter(Some(flow), self.tos, Some(*label), None);
+                    }
                 }
             });
             pdr.far_id(self.far_id);
@@ -542,6 +596,34 @@ mod tests {
         let fwd = far.forwarding.as_ref().unwrap();
         assert_eq!(fwd.destination, Interface::SgiLanN6Lan);
         assert_eq!(fwd.network_instance.as_deref(), Some("mec"));
+    }
+
+    #[test]
+    fn packet_labels_are_ipv6_flow_labels_and_uris_are_refused() {
+        let labelled = |dst: &str| TrafficFilter {
+            dst_address: Some(vec![dst.into()]),
+            packet_label: Some(vec!["0xfffff".into(), "42".into()]),
+            ..TrafficFilter::default()
+        };
+        let plan = compile(
+            &[rule(TrafficRuleAction::Drop, labelled("2001:db8::/32"))],
+            &steering(),
+            1,
+            1,
+        )
+        .unwrap();
+        assert_eq!(plan.pdrs[0].flow_labels, [0xf_ffff, 42]);
+        let refused = |f: TrafficFilter| {
+            compile(&[rule(TrafficRuleAction::Drop, f)], &steering(), 1, 1)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(labelled("10.0.0.0/8")).contains("IPv4"));
+        let uri = TrafficFilter {
+            uri: Some(vec!["/video".into()]),
+            ..TrafficFilter::default()
+        };
+        assert!(refused(uri).contains("application detection"));
     }
 
     #[test]

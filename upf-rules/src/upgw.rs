@@ -114,6 +114,22 @@ fn matches(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<(bool, String)>,
             "tag, tunnel and QCI filters need a UPF, not the UPGW",
         ));
     }
+    if f.uri.as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(invalid(
+            rule,
+            "uri filters need application detection, which the UPGW (layers 3 and 4) does not do",
+        ));
+    }
+    let labels: Vec<String> = f
+        .packet_label
+        .iter()
+        .flatten()
+        .map(|l| {
+            api_specs::common::flow_label(l)
+                .map(|v| v.to_string())
+                .ok_or_else(|| invalid(rule, format!("packetLabel {l} is not an IPv6 flow label")))
+        })
+        .collect::<Result<_, _>>()?;
     let split = |v: &Option<Vec<String>>| -> Result<(Vec<String>, Vec<String>), CompileError> {
         let all: Vec<String> = v
             .iter()
@@ -154,13 +170,14 @@ fn matches(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<(bool, String)>,
     for (family, src, dst) in [("ip", &src4, &dst4), ("ip6", &src6, &dst6)] {
         let other_has =
             |mine: &Vec<String>, theirs: &Vec<String>| mine.is_empty() && !theirs.is_empty();
-        // A side given only in the other family rules this family out.
         let (osrc, odst) = if family == "ip" {
             (&src6, &dst6)
         } else {
             (&src4, &dst4)
         };
-        if other_has(src, osrc) || other_has(dst, odst) {
+        // A side given only in the other family rules this family out; packet labels (IPv6
+        // flow labels) rule IPv4 out.
+        if other_has(src, osrc) || other_has(dst, odst) || (family == "ip" && !labels.is_empty()) {
             continue;
         }
         let mut m = Vec::new();
@@ -178,6 +195,9 @@ fn matches(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<(bool, String)>,
                 return Err(invalid(rule, format!("traffic class {t} out of range")));
             }
             _ => {}
+        }
+        if family == "ip6" && !labels.is_empty() {
+            m.push(format!("ip6 flowlabel {}", set(&labels)));
         }
         m.extend(l4.iter().cloned());
         out.push((family == "ip6", m.join(" ")));
@@ -537,6 +557,21 @@ mod tests {
                 ),
             }]
         );
+    }
+
+    #[test]
+    fn packet_labels_match_ipv6_flow_labels() {
+        let mut labelled = rule(TrafficRuleAction::Drop, 5, "2001:db8::/32");
+        labelled.traffic_filter[0].packet_label = Some(vec!["0x10".into(), "17".into()]);
+        let found = matches(&labelled, &labelled.traffic_filter[0]).unwrap();
+        assert_eq!(found.len(), 1, "IPv6 only: {found:?}");
+        assert!(
+            found[0].0 && found[0].1.contains("ip6 flowlabel { 16, 17 }"),
+            "{found:?}"
+        );
+        labelled.traffic_filter[0].uri = Some(vec!["/x".into()]);
+        let refused = matches(&labelled, &labelled.traffic_filter[0]).unwrap_err();
+        assert!(refused.to_string().contains("application detection"));
     }
 
     #[test]

@@ -305,3 +305,57 @@ fn tshark_decodes_every_message_type_cleanly() {
         ["127.0.0.1"]
     );
 }
+
+/// A filter's `packetLabel`s are IPv6 flow labels: one SDF filter per flow and label, with the
+/// FL flag and the label as Wireshark reads them.
+#[test]
+fn packet_labels_are_sdf_flow_labels() {
+    let mut steer = rules().remove(0);
+    steer.traffic_filter = vec![TrafficFilter {
+        dst_address: Some(vec!["2001:db8:10::/48".into()]),
+        protocol: Some(vec!["UDP".into()]),
+        packet_label: Some(vec!["0x12345".into(), "7".into()]),
+        ..TrafficFilter::default()
+    }];
+    let plan = compile(
+        &[steer],
+        &Steering {
+            app_network_instance: "mec.edge.example".into(),
+        },
+        1,
+        1,
+    )
+    .unwrap();
+    let mut ies = Ies::new();
+    ies.node_id(Address::V4(CP)).f_seid(1, Address::V4(CP));
+    plan.write_create(&mut ies);
+    let m = Message::new(MessageType::SessionEstablishmentRequest, 0, 1, ies);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labels.pcap");
+    std::fs::write(&path, pcap(&[m.encode().unwrap()])).unwrap();
+    let problems = tshark(
+        &path,
+        &[
+            "-Y",
+            "_ws.malformed || _ws.expert.severity >= 0x600000",
+            "-V",
+        ],
+    );
+    assert!(
+        problems.trim().is_empty(),
+        "tshark found problems:\n{problems}"
+    );
+    let labels = tshark(
+        &path,
+        &[
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-e",
+            "pfcp.flow_label",
+        ],
+    );
+    // uplink and downlink PDRs, each with an SDF filter per label
+    assert_eq!(labels.trim(), "0x012345,0x000007,0x012345,0x000007");
+}

@@ -72,6 +72,19 @@ pub struct TrafficFilter {
     /// Tags (v2.1.1 called this `token`, accepted as an alias).
     #[serde(default, alias = "token", skip_serializing_if = "Option::is_none")]
     pub tag: Option<Vec<String>>,
+    /// Application-layer URI labels (ETSI GS MEC 010-2 `TrafficFilter.uri`; carried to the
+    /// platform as a mecplane extension of MEC 011's): a data plane that cannot match them
+    /// refuses the rule with its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::filter_uris_schema)]
+    pub uri: Option<Vec<String>>,
+    /// Network-layer packet labels (ETSI GS MEC 010-2 `TrafficFilter.packetLabel`, "as defined
+    /// by the owner of the MEC platform"; a mecplane extension of MEC 011's): mecplane's are
+    /// IPv6 flow labels, 0 to 1048575 in decimal or `0x` and up to five hex digits, so a filter
+    /// with labels matches IPv6 packets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::filter_packet_labels_schema)]
+    pub packet_label: Option<Vec<String>>,
     /// Outer (GTP-U) source addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_tunnel_address: Option<Vec<String>>,
@@ -521,8 +534,9 @@ impl AppInfo {
 }
 
 impl TrafficFilter {
-    /// Checks addresses (IP, CIDR prefix or `a-b` range), ports (port or `a-b` range) and the
-    /// ranges of `qCI` (0-255), `dSCP` (0-63) and `tC` (0-255).
+    /// Checks addresses (IP, CIDR prefix or `a-b` range), ports (port or `a-b` range), packet
+    /// labels (IPv6 flow labels), URIs (text) and the ranges of `qCI` (0-255), `dSCP` (0-63)
+    /// and `tC` (0-255).
     pub fn validate(&self) -> Result<(), String> {
         for (field, value, max) in [
             ("qCI", self.q_ci, 255),
@@ -537,6 +551,16 @@ impl TrafficFilter {
             if !crate::common::is_filter_address(address) {
                 return Err(format!("{address} is not an IP address, prefix or range"));
             }
+        }
+        for label in self.packet_label.iter().flatten() {
+            if crate::common::flow_label(label).is_none() {
+                return Err(format!(
+                    "packetLabel {label} is not an IPv6 flow label (0 to 1048575, or 0x and 1 to 5 hex digits)"
+                ));
+            }
+        }
+        for uri in self.uri.iter().flatten() {
+            crate::common::check_text("uri", uri, crate::common::MAX_URI)?;
         }
         for port in self.src_port.iter().chain(&self.dst_port).flatten() {
             if !crate::common::is_filter_port(port) {

@@ -323,16 +323,18 @@ impl Ies {
     }
 
     /// SDF Filter with a flow description (IPFilterRule of RFC 6733), optionally a ToS/Traffic
-    /// Class match (value, mask) and an SDF filter id.
+    /// Class match (value, mask), an IPv6 flow label (20 bits) and an SDF filter id.
     pub fn sdf_filter(
         &mut self,
         flow: Option<&str>,
         tos: Option<(u8, u8)>,
+        flow_label: Option<u32>,
         filter_id: Option<u32>,
     ) -> &mut Self {
         let start = self.open(types::SDF_FILTER);
         let flags = u8::from(flow.is_some())
             | (u8::from(tos.is_some()) << 1)
+            | (u8::from(flow_label.is_some()) << 3)
             | (u8::from(filter_id.is_some()) << 4);
         self.buf.extend_from_slice(&[flags, 0]);
         if let Some(flow) = flow {
@@ -344,6 +346,10 @@ impl Ies {
         }
         if let Some((value, mask)) = tos {
             self.buf.extend_from_slice(&[value, mask]);
+        }
+        if let Some(label) = flow_label {
+            self.buf
+                .extend_from_slice(&(label & 0xf_ffff).to_be_bytes()[1..]);
         }
         if let Some(id) = filter_id {
             self.buf.extend_from_slice(&id.to_be_bytes());
@@ -551,7 +557,7 @@ mod tests {
         let mut ies = Ies::new();
         ies.pdr_id(1).grouped(types::CREATE_PDR, |pdr| {
             for _ in 0..300 {
-                pdr.sdf_filter(Some(&"x".repeat(250)), None, None);
+                pdr.sdf_filter(Some(&"x".repeat(250)), None, None, None);
             }
         });
         assert!(ies.is_too_long());

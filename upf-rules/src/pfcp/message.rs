@@ -240,6 +240,7 @@ mod tests {
                         Some(&"permit out ip from any to any ".repeat(8)),
                         None,
                         None,
+                        None,
                     );
                 });
             });
