@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A PFCP UP-function peer for tests, built on scapy's PFCP codec (scapy.contrib.pfcp).
 
-It answers heartbeat, association setup/release and session establishment/modification/
-deletion requests, keeps the sessions' PDRs and FARs as scapy decoded them, and writes its
-whole state as JSON to STATE_FILE after every change, so a test can see what the UPF holds.
+It answers heartbeat, PFD management, association setup/release and session establishment/
+modification/deletion requests, keeps the applications' PFDs (their URLs) and the sessions'
+PDRs and FARs as scapy decoded them, and writes its whole state as JSON to STATE_FILE after
+every change, so a test can see what the UPF holds.
 Every start takes a new Recovery Time Stamp, as a restarted UPF does, and forgets all
 sessions.
 
@@ -16,6 +17,8 @@ import sys
 import time
 
 from scapy.contrib.pfcp import (
+    IE_ApplicationId, IE_ApplicationID_PFDs, IE_PFDContents, IE_PFDContext,
+    PFCPPFDManagementResponse,
     IE_ApplyAction, IE_Cause, IE_CreateFAR, IE_CreatePDR, IE_DuplicatingParameters,
     IE_FAR_Id, IE_FSEID, IE_ForwardingParameters, IE_NetworkInstance, IE_NodeId,
     IE_OuterHeaderCreation, IE_PDI, IE_PDR_Id, IE_Precedence, IE_RecoveryTimeStamp,
@@ -30,7 +33,7 @@ RECOVERY = int(time.time()) + 2208988800 + int.from_bytes(os.urandom(2), "big")
 NODE = IE_NodeId(id_type="IPv4", ipv4=ADDRESS)
 ACCEPTED, NOT_FOUND, NO_ASSOCIATION = 1, 65, 72
 
-state = {"recovery": RECOVERY, "associated": False, "messages": 0, "sessions": {}}
+state = {"recovery": RECOVERY, "associated": False, "messages": 0, "sessions": {}, "applications": {}}
 next_seid = 1
 
 
@@ -63,6 +66,23 @@ def forwarding(params):
     return out
 
 
+def text(ie, field="id"):
+    if ie is None:
+        return None
+    value = getattr(ie, field)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def provision(ies):
+    # PFD management: each application's PFDs replace those it had (none: it is removed)
+    for app in ies:
+        if isinstance(app, IE_ApplicationID_PFDs):
+            urls = [text(contents, "url")
+                    for context in children(app, IE_PFDContext)
+                    for contents in children(context, IE_PFDContents) if contents.URL]
+            state["applications"][text(first(app, IE_ApplicationId))] = urls
+
+
 def install(session, ies):
     for ie in ies:
         if isinstance(ie, IE_CreatePDR):
@@ -72,6 +92,7 @@ def install(session, ies):
                 "far": first(ie, IE_FAR_Id).id,
                 "source": first(pdi, IE_SourceInterface).interface,
                 "flows": [f.flow_description.decode() for f in children(pdi, IE_SDF_Filter)],
+                "application": text(first(pdi, IE_ApplicationId)),
             }
         elif isinstance(ie, IE_CreateFAR):
             action = first(ie, IE_ApplyAction)
@@ -92,6 +113,9 @@ def answer(req):
     node_msg = lambda cls, l: PFCP(version=1, S=0, seq=seq) / cls(IE_list=l)
     if t == 1:
         return node_msg(PFCPHeartbeatResponse, [IE_RecoveryTimeStamp(timestamp=RECOVERY)])
+    if t == 3:
+        provision(ies)
+        return node_msg(PFCPPFDManagementResponse, [IE_Cause(cause=ACCEPTED)])
     if t == 5:
         state["associated"] = True
         return node_msg(PFCPAssociationSetupResponse, [NODE, IE_Cause(cause=ACCEPTED), IE_RecoveryTimeStamp(timestamp=RECOVERY)])

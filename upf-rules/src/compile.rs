@@ -17,8 +17,14 @@
 //!
 //! FLOW rules that steer traffic to the application also get a downlink PDR (source N6-LAN)
 //! forwarding the application's answers to Access. INACTIVE rules are not installed.
+//!
+//! A filter's `packetLabel`s (IPv6 flow labels) go into its SDF filters; its `uri`s make an
+//! application the PDR detects (Application ID), whose PFDs (one URL each) the session's
+//! [`Plan::applications`] lists for PFD management.
 
 use std::net::IpAddr;
+
+use std::collections::BTreeMap;
 
 use api_specs::mp1::app_support::{
     FilterType, RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelInfo, TunnelType,
@@ -92,6 +98,8 @@ pub struct Pdr {
     pub tos: Option<(u8, u8)>,
     /// IPv6 flow labels (the filter's `packetLabel`s): one SDF filter per flow and label.
     pub flow_labels: Vec<u32>,
+    /// The application it detects (the filter's `uri`s), by Application ID.
+    pub application_id: Option<String>,
     /// The FAR applied.
     pub far_id: u32,
 }
@@ -103,6 +111,22 @@ pub struct Plan {
     pub pdrs: Vec<Pdr>,
     /// FARs.
     pub fars: Vec<Far>,
+    /// The applications the PDRs detect (filters' `uri`s): Application ID and the URLs of its
+    /// PFDs, to provision at the UP function (PFD management) before the session.
+    pub applications: BTreeMap<String, Vec<String>>,
+}
+
+/// The Application ID of the application whose PFDs are `urls`: named by their content, so
+/// the same URLs are one application at the node whichever session uses them.
+pub fn application_id(urls: &[String]) -> String {
+    // FNV-1a, 64 bits
+    let hash = urls
+        .iter()
+        .flat_map(|u| u.bytes().chain([b'\n']))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    format!("mecplane-uri-{hash:016x}")
 }
 
 pub(crate) fn invalid(rule: &TrafficRule, detail: impl Into<String>) -> CompileError {
@@ -226,19 +250,12 @@ fn flows(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<String>, CompileEr
 }
 
 /// The IPv6 flow labels a filter's `packetLabel`s name (IPv6 only: refused with IPv4
-/// addresses); its `uri`s are refused, as the session's PDRs detect packets, not application
-/// requests. `flows` SDF filters each carry every label.
+/// addresses); `flows` SDF filters each carry every label.
 fn flow_labels(
     rule: &TrafficRule,
     f: &TrafficFilter,
     flows: usize,
 ) -> Result<Vec<u32>, CompileError> {
-    if f.uri.as_ref().is_some_and(|u| !u.is_empty()) {
-        return Err(invalid(
-            rule,
-            "uri filters need application detection, which the UPF's packet detection rules do not do",
-        ));
-    }
     let labels: Vec<u32> = f
         .packet_label
         .iter()
@@ -412,6 +429,11 @@ pub fn compile(
             let tos = tos(rule, f)?;
             let flows = flows(rule, f)?;
             let flow_labels = flow_labels(rule, f, flows.len())?;
+            let application_id = f.uri.as_ref().filter(|u| !u.is_empty()).map(|urls| {
+                let id = application_id(urls);
+                plan.applications.insert(id.clone(), urls.clone());
+                id
+            });
             let downlink = downlink_far.map(|far| Pdr {
                 id: pdr_id.wrapping_add(1),
                 traffic_rule_id: rule.traffic_rule_id.clone(),
@@ -421,6 +443,7 @@ pub fn compile(
                 flows: flows.clone(),
                 tos,
                 flow_labels: flow_labels.clone(),
+                application_id: application_id.clone(),
                 far_id: far,
             });
             plan.pdrs.push(Pdr {
@@ -432,6 +455,7 @@ pub fn compile(
                 flows,
                 tos,
                 flow_labels,
+                application_id,
                 far_id: uplink_far,
             });
             pdr_id = pdr_id.wrapping_add(1);
@@ -465,6 +489,9 @@ impl Pdr {
                 pdi.source_interface(self.source);
                 if let Some(ni) = &self.network_instance {
                     pdi.network_instance(ni);
+                }
+                if let Some(app) = &self.application_id {
+                    pdi.application_id(app);
                 }
                 for flow in &self.flows {
                     if self.flow_labels.is_empty() {
@@ -599,7 +626,7 @@ mod tests {
     }
 
     #[test]
-    fn packet_labels_are_ipv6_flow_labels_and_uris_are_refused() {
+    fn packet_labels_are_ipv6_flow_labels_and_uris_detected_applications() {
         let labelled = |dst: &str| TrafficFilter {
             dst_address: Some(vec![dst.into()]),
             packet_label: Some(vec!["0xfffff".into(), "42".into()]),
@@ -619,11 +646,25 @@ mod tests {
                 .to_string()
         };
         assert!(refused(labelled("10.0.0.0/8")).contains("IPv4"));
-        let uri = TrafficFilter {
-            uri: Some(vec!["/video".into()]),
+        let uri = |urls: &[&str]| TrafficFilter {
+            uri: Some(urls.iter().map(|u| (*u).to_owned()).collect()),
             ..TrafficFilter::default()
         };
-        assert!(refused(uri).contains("application detection"));
+        let rules = [
+            rule(TrafficRuleAction::Drop, uri(&["http://cdn.example/video"])),
+            rule(TrafficRuleAction::Drop, uri(&["http://cdn.example/video"])),
+            rule(TrafficRuleAction::Drop, uri(&["http://cdn.example/audio"])),
+        ];
+        let plan = compile(&rules, &steering(), 1, 1).unwrap();
+        let video = application_id(&["http://cdn.example/video".into()]);
+        assert_eq!(plan.pdrs[0].application_id.as_deref(), Some(video.as_str()));
+        assert_eq!(
+            plan.pdrs[1].application_id, plan.pdrs[0].application_id,
+            "same URLs"
+        );
+        assert_ne!(plan.pdrs[2].application_id, plan.pdrs[0].application_id);
+        assert_eq!(plan.applications.len(), 2);
+        assert_eq!(plan.applications[&video], ["http://cdn.example/video"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The CP side of N4 towards one UPF: association setup and release, heartbeats that detect a
 //! UPF restart (a new Recovery Time Stamp) and then re-associate and re-install every session,
-//! and one PFCP session per application instance carrying its compiled traffic rules.
+//! and one PFCP session per application instance carrying its compiled traffic rules (after
+//! the PFDs of the applications its rules detect by URI).
 //!
 //! Requests are retransmitted every `t1` up to `n1` times (TS 29.244 6.4) and matched to
 //! responses by sequence number; the UPF's own heartbeat requests are answered.
@@ -286,8 +287,25 @@ impl N4Client {
         Ok(Heartbeat::Restarted)
     }
 
+    /// Provisions the PFDs of the applications `plan` detects (PFD Management, TS 29.244
+    /// 6.2.5): each application with its URLs, before a session refers to it.
+    async fn provision_pfds(&self, plan: &Plan) -> Result<(), N4Error> {
+        if plan.applications.is_empty() {
+            return Ok(());
+        }
+        let mut ies = Ies::new();
+        for (id, urls) in &plan.applications {
+            ies.application_pfds(id, urls);
+        }
+        let response = self
+            .request(MessageType::PfdManagementRequest, 0, ies)
+            .await?;
+        Self::accepted(&response)
+    }
+
     async fn establish(&self, cp_seid: u64, rules: &[TrafficRule]) -> Result<(u64, Plan), N4Error> {
         let plan = compile(rules, &self.config.steering, 1, 1)?;
+        self.provision_pfds(&plan).await?;
         let mut ies = Ies::with_capacity(2048);
         ies.node_id(self.node).f_seid(cp_seid, self.node);
         plan.write_create(&mut ies);
@@ -326,6 +344,7 @@ impl N4Client {
             Some(session) => {
                 let (pdr, far) = session.plan.next_ids().unwrap_or((1, 1));
                 let plan = compile(rules, &self.config.steering, pdr, far)?;
+                self.provision_pfds(&plan).await?;
                 let mut ies = Ies::with_capacity(2048);
                 session.plan.write_remove(&mut ies);
                 plan.write_create(&mut ies);

@@ -117,7 +117,7 @@ fn matches(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<(bool, String)>,
     if f.uri.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(invalid(
             rule,
-            "uri filters need application detection, which the UPGW (layers 3 and 4) does not do",
+            "uri filters need a UPF's application detection, not the UPGW (layers 3 and 4)",
         ));
     }
     let labels: Vec<String> = f

@@ -306,17 +306,27 @@ fn tshark_decodes_every_message_type_cleanly() {
     );
 }
 
-/// A filter's `packetLabel`s are IPv6 flow labels: one SDF filter per flow and label, with the
-/// FL flag and the label as Wireshark reads them.
+/// A filter's `packetLabel`s are IPv6 flow labels (one SDF filter per flow and label, the FL
+/// flag set) and its `uri`s an application the PDR detects, whose PFDs a PFD Management
+/// Request provisions: all as Wireshark reads them.
 #[test]
-fn packet_labels_are_sdf_flow_labels() {
+fn packet_labels_and_uris_as_wireshark_reads_them() {
     let mut steer = rules().remove(0);
-    steer.traffic_filter = vec![TrafficFilter {
-        dst_address: Some(vec!["2001:db8:10::/48".into()]),
-        protocol: Some(vec!["UDP".into()]),
-        packet_label: Some(vec!["0x12345".into(), "7".into()]),
-        ..TrafficFilter::default()
-    }];
+    steer.traffic_filter = vec![
+        TrafficFilter {
+            dst_address: Some(vec!["2001:db8:10::/48".into()]),
+            protocol: Some(vec!["UDP".into()]),
+            packet_label: Some(vec!["0x12345".into(), "7".into()]),
+            ..TrafficFilter::default()
+        },
+        TrafficFilter {
+            uri: Some(vec![
+                "http://cdn.example/video".into(),
+                "http://cdn.example/live".into(),
+            ]),
+            ..TrafficFilter::default()
+        },
+    ];
     let plan = compile(
         &[steer],
         &Steering {
@@ -326,13 +336,24 @@ fn packet_labels_are_sdf_flow_labels() {
         1,
     )
     .unwrap();
+    let mut pfds = Ies::new();
+    for (id, urls) in &plan.applications {
+        pfds.application_pfds(id, urls);
+    }
     let mut ies = Ies::new();
     ies.node_id(Address::V4(CP)).f_seid(1, Address::V4(CP));
     plan.write_create(&mut ies);
-    let m = Message::new(MessageType::SessionEstablishmentRequest, 0, 1, ies);
+    let messages = [
+        Message::new(MessageType::PfdManagementRequest, 0, 1, pfds),
+        Message::new(MessageType::SessionEstablishmentRequest, 0, 2, ies),
+    ];
+    let datagrams: Vec<Vec<u8>> = messages.iter().map(|m| m.encode().unwrap()).collect();
+    for (m, d) in messages.iter().zip(&datagrams) {
+        assert_eq!(&Message::decode(d).unwrap(), m, "own decoder round trip");
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("labels.pcap");
-    std::fs::write(&path, pcap(&[m.encode().unwrap()])).unwrap();
+    std::fs::write(&path, pcap(&datagrams)).unwrap();
     let problems = tshark(
         &path,
         &[
@@ -345,17 +366,42 @@ fn packet_labels_are_sdf_flow_labels() {
         problems.trim().is_empty(),
         "tshark found problems:\n{problems}"
     );
-    let labels = tshark(
-        &path,
-        &[
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=a",
-            "-e",
-            "pfcp.flow_label",
-        ],
+    let field = |name: &str| -> Vec<String> {
+        tshark(
+            &path,
+            &[
+                "-T",
+                "fields",
+                "-E",
+                "occurrence=a",
+                "-E",
+                "separator=;",
+                "-e",
+                name,
+            ],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    };
+    // uplink and downlink PDRs of the first filter, each with an SDF filter per label
+    assert_eq!(
+        field("pfcp.flow_label")[1],
+        "0x012345,0x000007,0x012345,0x000007"
     );
-    // uplink and downlink PDRs, each with an SDF filter per label
-    assert_eq!(labels.trim(), "0x012345,0x000007,0x012345,0x000007");
+    assert_eq!(
+        field("pfcp.url")[0],
+        "http://cdn.example/video,http://cdn.example/live"
+    );
+    let app = upf_rules::compile::application_id(&[
+        "http://cdn.example/video".into(),
+        "http://cdn.example/live".into(),
+    ]);
+    let apps = field("pfcp.application_id_str");
+    assert_eq!(apps[0], app, "the PFDs' application");
+    assert_eq!(
+        apps[1],
+        format!("{app},{app}"),
+        "the uplink and downlink PDRs detect it"
+    );
 }

@@ -116,6 +116,28 @@ async fn sessions_follow_the_rules_and_survive_a_upf_restart() {
     assert_eq!(sessions[0]["fars"].as_object().unwrap().len(), 1);
     n4.apply("app-2", &video).await.unwrap();
     assert_eq!(peer.sessions().len(), 2);
+
+    // A rule with URIs detects an application: its PFDs are provisioned first, the PDR names it.
+    let mut cdn = rule("cdn", TrafficRuleAction::ForwardDecapsulated, 30, "80");
+    cdn.traffic_filter[0].uri = Some(vec![
+        "http://cdn.example/video".into(),
+        "http://cdn.example/live".into(),
+    ]);
+    n4.apply("app-3", &[cdn.clone()]).await.unwrap();
+    let app = upf_rules::compile::application_id(cdn.traffic_filter[0].uri.as_ref().unwrap());
+    assert_eq!(
+        peer.state()["applications"][&app],
+        serde_json::json!(["http://cdn.example/video", "http://cdn.example/live"])
+    );
+    let cdn_session = peer.sessions().into_iter().find(|s| {
+        s["pdrs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|p| p["application"] == app)
+    });
+    assert!(cdn_session.is_some(), "{:#}", peer.state());
+    n4.remove("app-3").await.unwrap();
     assert_eq!(n4.heartbeat().await.unwrap(), Heartbeat::Alive);
 
     // The UPF restarts and forgets everything; the next heartbeat puts it all back.

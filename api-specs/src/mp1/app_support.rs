@@ -73,8 +73,9 @@ pub struct TrafficFilter {
     #[serde(default, alias = "token", skip_serializing_if = "Option::is_none")]
     pub tag: Option<Vec<String>>,
     /// Application-layer URI labels (ETSI GS MEC 010-2 `TrafficFilter.uri`; carried to the
-    /// platform as a mecplane extension of MEC 011's): a data plane that cannot match them
-    /// refuses the rule with its reason.
+    /// platform as a mecplane extension of MEC 011's): a UPF detects them as an application
+    /// (PFCP Application ID with one PFD per URL); the UPGW, which filters layers 3 and 4,
+    /// refuses the rule with that reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::common::filter_uris_schema)]
     pub uri: Option<Vec<String>>,

@@ -31,12 +31,16 @@ pub mod types {
     pub const SOURCE_INTERFACE: u16 = 20;
     pub const NETWORK_INSTANCE: u16 = 22;
     pub const SDF_FILTER: u16 = 23;
+    pub const APPLICATION_ID: u16 = 24;
     pub const PRECEDENCE: u16 = 29;
     pub const DESTINATION_INTERFACE: u16 = 42;
     pub const APPLY_ACTION: u16 = 44;
     pub const PDR_ID: u16 = 56;
+    pub const APPLICATION_IDS_PFDS: u16 = 58;
+    pub const PFD_CONTEXT: u16 = 59;
     pub const F_SEID: u16 = 57;
     pub const NODE_ID: u16 = 60;
+    pub const PFD_CONTENTS: u16 = 61;
     pub const OUTER_HEADER_CREATION: u16 = 84;
     pub const RECOVERY_TIME_STAMP: u16 = 96;
     pub const FAR_ID: u16 = 108;
@@ -54,6 +58,8 @@ fn grouped(ie_type: u16) -> bool {
             | FORWARDING_PARAMETERS
             | DUPLICATING_PARAMETERS
             | CREATE_QER
+            | APPLICATION_IDS_PFDS
+            | PFD_CONTEXT
             | UPDATE_PDR
             | UPDATE_FAR
             | UPDATE_FORWARDING_PARAMETERS
@@ -355,6 +361,32 @@ impl Ies {
             self.buf.extend_from_slice(&id.to_be_bytes());
         }
         self.close(start)
+    }
+
+    /// Application ID (an application whose packets the UP function detects by its PFDs).
+    pub fn application_id(&mut self, id: &str) -> &mut Self {
+        self.octets(types::APPLICATION_ID, id.as_bytes())
+    }
+
+    /// Application ID's PFDs: the application and one PFD context per URL (TS 29.244 7.4.3.1,
+    /// PFD Contents with the URL flag).
+    pub fn application_pfds(&mut self, id: &str, urls: &[String]) -> &mut Self {
+        self.grouped(types::APPLICATION_IDS_PFDS, |app| {
+            app.application_id(id);
+            for url in urls {
+                app.grouped(types::PFD_CONTEXT, |context| {
+                    let start = context.open(types::PFD_CONTENTS);
+                    let url = url.as_bytes();
+                    let url = url.get(..usize::from(u16::MAX)).unwrap_or(url);
+                    context.buf.extend_from_slice(&[0x02, 0]);
+                    context
+                        .buf
+                        .extend_from_slice(&(url.len() as u16).to_be_bytes());
+                    context.buf.extend_from_slice(url);
+                    context.close(start);
+                });
+            }
+        })
     }
 
     /// Apply Action (see [`apply_action`]).

@@ -9,6 +9,8 @@ use super::ie::{IeRef, Ies};
 pub enum MessageType {
     HeartbeatRequest = 1,
     HeartbeatResponse = 2,
+    PfdManagementRequest = 3,
+    PfdManagementResponse = 4,
     AssociationSetupRequest = 5,
     AssociationSetupResponse = 6,
     AssociationReleaseRequest = 9,
@@ -28,6 +30,8 @@ impl MessageType {
         [
             HeartbeatRequest,
             HeartbeatResponse,
+            PfdManagementRequest,
+            PfdManagementResponse,
             AssociationSetupRequest,
             AssociationSetupResponse,
             AssociationReleaseRequest,
@@ -54,6 +58,7 @@ impl MessageType {
         matches!(
             self,
             HeartbeatRequest
+                | PfdManagementRequest
                 | AssociationSetupRequest
                 | AssociationReleaseRequest
                 | SessionEstablishmentRequest
