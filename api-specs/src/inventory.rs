@@ -164,10 +164,11 @@ pub struct PlacementQuery {
 }
 
 /// A ranked placement candidate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     /// Site id.
+    #[schema(value_type = String)]
     pub site_id: Arc<str>,
     /// Score, higher is better.
     pub score: f64,
@@ -177,15 +178,17 @@ pub struct Candidate {
 
 /// The outcome of placement: the answer of `POST /placement` and the `placement` of an
 /// instantiation's LCM operation occurrence.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementDecision {
     /// The chosen site.
+    #[schema(value_type = Option<String>)]
     pub chosen: Option<Arc<str>>,
     /// The best candidates, best first.
     pub ranked: Vec<Candidate>,
     /// Rejected sites, grouped by reason (site ids shared with the placement engine's view of
     /// the sites, as a decision names most of them).
+    #[schema(value_type = std::collections::BTreeMap<String, Vec<String>>)]
     pub rejected: BTreeMap<String, Vec<Arc<str>>>,
     /// Attributes of the instantiation request accepted but not applied, each with why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

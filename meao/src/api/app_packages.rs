@@ -211,7 +211,9 @@ async fn appd(state: &AppState, r: PkgRef<'_>, headers: &HeaderMap) -> Result<Re
 
 /// The AppD of a package.
 #[utoipa::path(get, path = "/app_packages/{appPkgId}/appd", tag = "app-pkgm", params(("appPkgId" = String, Path)),
-    responses((status = 200, body = api_specs::mm1::appd::AppD), (status = 404, body = ProblemDetails),
+    responses((status = 200, description = "the AppD as JSON, or as written (YAML) for `Accept: text/plain`",
+            content((api_specs::mm1::appd::AppD = "application/json"), (String = "text/plain"))),
+        (status = 404, body = ProblemDetails),
         (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn appd_get(
@@ -224,7 +226,9 @@ async fn appd_get(
 
 /// The AppD of an onboarded package by AppD id.
 #[utoipa::path(get, path = "/onboarded_app_packages/{appDId}/appd", tag = "app-pkgm", params(("appDId" = String, Path)),
-    responses((status = 200, body = api_specs::mm1::appd::AppD), (status = 404, body = ProblemDetails),
+    responses((status = 200, description = "the AppD as JSON, or as written (YAML) for `Accept: text/plain`",
+            content((api_specs::mm1::appd::AppD = "application/json"), (String = "text/plain"))),
+        (status = 404, body = ProblemDetails),
         (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
 async fn onboarded_appd_get(
@@ -356,7 +360,8 @@ async fn upload(state: &AppState, r: PkgRef<'_>, request: Request) -> Result<Sta
 
 /// The package content (`Range` supported).
 #[utoipa::path(get, path = "/app_packages/{appPkgId}/package_content", tag = "app-pkgm", params(("appPkgId" = String, Path)),
-    responses((status = 200, description = "the package (application/zip)"), (status = 206, description = "part of the package"),
+    responses((status = 200, description = "the package", content_type = "application/zip"),
+        (status = 206, description = "part of the package", content_type = "application/zip"),
         (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails),
         (status = 416, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]
@@ -384,7 +389,8 @@ async fn content_put(
 
 /// The package content by AppD id.
 #[utoipa::path(get, path = "/onboarded_app_packages/{appDId}/package_content", tag = "app-pkgm", params(("appDId" = String, Path)),
-    responses((status = 200, description = "the package (application/zip)"), (status = 206, description = "part of the package"),
+    responses((status = 200, description = "the package", content_type = "application/zip"),
+        (status = 206, description = "part of the package", content_type = "application/zip"),
         (status = 404, body = ProblemDetails), (status = 406, body = ProblemDetails), (status = 403, description = "not allowed in the current state (type urn:mecplane:problem:not-allowed-in-current-state), or the token lacks the scope", body = ProblemDetails),
         (status = 416, body = ProblemDetails)),
     security(("oauth2" = ["app_pkgm"])))]

@@ -149,7 +149,7 @@ async fn site_mep_get(
 
 /// Where an onboarded application would be placed now, and why every other site was not chosen.
 #[utoipa::path(post, path = "/placement", tag = "inventory", request_body = PlacementQuery,
-    responses((status = 200, description = "the placement decision"), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
+    responses((status = 200, description = "the placement decision", body = api_specs::inventory::PlacementDecision), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)),
     security(("oauth2" = ["mecplane_inventory"])))]
 async fn placement_post(
     State(s): State<Sites>,

@@ -111,17 +111,17 @@ async fn archives_that_attack_the_reader() {
     let r = ctx.upload(&ctx.create("empty").await, Vec::new()).await;
     assert_eq!(r.status(), 400);
     let r = ctx
-        .http
-        .put(ctx.url(&format!(
-            "/app_packages/{}/package_content",
-            ctx.create("typed").await
-        )))
-        .bearer_auth(&ctx.token)
-        .header("content-type", "text/plain")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(ctx.url(&format!(
+                    "/app_packages/{}/package_content",
+                    ctx.create("typed").await
+                )))
+                .bearer_auth(&ctx.token)
+                .header("content-type", "text/plain")
+                .body("x"),
+        )
+        .await;
     assert_eq!(r.status(), 415);
 }
 

@@ -116,13 +116,13 @@ async fn sites_and_placement(db: Db) {
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
     let query = json!({"appDId": "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51", "userLocation": {"latitude": 48.85, "longitude": 2.35}});
     let r = ctx
-        .http
-        .post(format!("{}/inventory/v1/placement", ctx.base))
-        .bearer_auth(&ctx.token)
-        .json(&query)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(format!("{}/inventory/v1/placement", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&query),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let decision: Value = r.json().await.unwrap();
     assert_eq!(decision["chosen"], "paris-1", "{decision:#}");
@@ -137,13 +137,13 @@ async fn sites_and_placement(db: Db) {
         json!(["north-1"])
     );
     let r = ctx
-        .http
-        .post(format!("{}/inventory/v1/placement", ctx.base))
-        .bearer_auth(&ctx.token)
-        .json(&json!({"appDId": "unknown"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(format!("{}/inventory/v1/placement", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&json!({"appDId": "unknown"})),
+        )
+        .await;
     assert_eq!(r.status(), 404);
 
     // sites added through the API survive a restart; a narrower token is refused
@@ -151,23 +151,23 @@ async fn sites_and_placement(db: Db) {
     let listed: Value = get(&ctx, "/sites").await.json().await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 5);
     let narrow: Value = ctx
-        .http
-        .post(format!("{}/oauth2/token", ctx.base))
-        .basic_auth("oss", Some("oss-secret"))
-        .form(&[("grant_type", "client_credentials"), ("scope", "app_pkgm")])
-        .send()
+        .send(
+            ctx.http
+                .post(format!("{}/oauth2/token", ctx.base))
+                .basic_auth("oss", Some("oss-secret"))
+                .form(&[("grant_type", "client_credentials"), ("scope", "app_pkgm")]),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let r = ctx
-        .http
-        .request(Method::GET, format!("{}/inventory/v1/sites", ctx.base))
-        .bearer_auth(narrow["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .request(Method::GET, format!("{}/inventory/v1/sites", ctx.base))
+                .bearer_auth(narrow["access_token"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(r.status(), 403);
 }
 
@@ -432,13 +432,13 @@ async fn etsi_location_constraints(db: Db) {
     assert_eq!(ctx.onboard("iot", example("iot-gateway")).await.1, 202);
     let appd = "iot-gateway-fieldbus-0.3";
     let place = async |constraints: Value| {
-        ctx.http
-            .post(format!("{}/inventory/v1/placement", ctx.base))
-            .bearer_auth(&ctx.token)
-            .json(&json!({"appDId": appd, "locationConstraints": constraints}))
-            .send()
-            .await
-            .unwrap()
+        ctx.send(
+            ctx.http
+                .post(format!("{}/inventory/v1/placement", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&json!({"appDId": appd, "locationConstraints": constraints})),
+        )
+        .await
     };
     let around_paris = json!({"type": "Polygon", "coordinates": [
         [[2.0, 48.5], [2.7, 48.5], [2.7, 49.1], [2.0, 49.1], [2.0, 48.5]]]});
@@ -505,28 +505,28 @@ async fn etsi_location_constraints(db: Db) {
 
     // the same constraint on an instantiation
     let created: Value = ctx
-        .http
-        .post(format!("{}/app_lcm/v1/app_instances", ctx.base))
-        .bearer_auth(&ctx.token)
-        .json(&json!({"appDId": appd}))
-        .send()
+        .send(
+            ctx.http
+                .post(format!("{}/app_lcm/v1/app_instances", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&json!({"appDId": appd})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let id = created["id"].as_str().unwrap();
     let instantiate = async |body: Value| {
-        ctx.http
-            .post(format!(
-                "{}/app_lcm/v1/app_instances/{id}/instantiate",
-                ctx.base
-            ))
-            .bearer_auth(&ctx.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        ctx.send(
+            ctx.http
+                .post(format!(
+                    "{}/app_lcm/v1/app_instances/{id}/instantiate",
+                    ctx.base
+                ))
+                .bearer_auth(&ctx.token)
+                .json(&body),
+        )
+        .await
     };
     let r = instantiate(json!({"locationConstraints": {"civicAddressElement": []}})).await;
     assert_eq!(r.status(), 400);
@@ -535,12 +535,12 @@ async fn etsi_location_constraints(db: Db) {
     let op = r.headers()["location"].to_str().unwrap().to_owned();
     eventually("instantiated in Germany", EVENTUALLY, async || {
         let occ: Value = ctx
-            .http
-            .get(format!("{}{op}", ctx.base))
-            .bearer_auth(&ctx.token)
-            .send()
+            .send(
+                ctx.http
+                    .get(format!("{}{op}", ctx.base))
+                    .bearer_auth(&ctx.token),
+            )
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();

@@ -287,13 +287,13 @@ async fn failed_temp_retry_and_fail(db: Db) {
     let op_path = format!("/app_lcm_op_occs/{}", op["id"].as_str().unwrap());
     // capacity arrives: a bigger site joins the inventory; retry completes
     let r = ctx
-        .http
-        .put(format!("{}/inventory/v1/sites/big-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .json(&site("big-1", 16000, &["RNIS"]))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(format!("{}/inventory/v1/sites/big-1", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&site("big-1", 16000, &["RNIS"])),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     assert_eq!(
         lcm(&ctx, Method::POST, &format!("{op_path}/retry"), None)
@@ -320,13 +320,13 @@ async fn failed_temp_retry_and_fail(db: Db) {
     let b_id = b["id"].as_str().unwrap().to_owned();
     // (big-1 hosts a, so it cannot be deleted: it shrinks)
     let r = ctx
-        .http
-        .put(format!("{}/inventory/v1/sites/big-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .json(&site("big-1", 1000, &["RNIS"]))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(format!("{}/inventory/v1/sites/big-1", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&site("big-1", 1000, &["RNIS"])),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let op = run(
         &ctx,
@@ -569,13 +569,13 @@ async fn instances_move_off_a_failed_site(db: Db) {
     let mut down = serde_json::to_value(site("a-1", 16000, &["RNIS"])).unwrap();
     down["vim"]["offline"] = json!(true);
     let r = ctx
-        .http
-        .put(format!("{}/inventory/v1/sites/a-1", ctx.base))
-        .bearer_auth(&ctx.token)
-        .json(&down)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(format!("{}/inventory/v1/sites/a-1", ctx.base))
+                .bearer_auth(&ctx.token)
+                .json(&down),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let inventory = &ctx.server.as_ref().unwrap().inventory;
     let b = inventory.vim("b-1").unwrap();
@@ -708,11 +708,11 @@ async fn workloads_are_reconciled(db: Db) {
     })
     .await;
     let metrics = ctx
-        .http
-        .get(format!("{}/metrics", ctx.base.trim_end_matches('/')))
-        .send()
+        .send(
+            ctx.http
+                .get(format!("{}/metrics", ctx.base.trim_end_matches('/'))),
+        )
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -923,13 +923,7 @@ on_both_dbs!(cancel_graceful_terminate_and_anti_affinity);
 /// `GET /inventory/v1/site_cleanups`.
 async fn site_cleanups(ctx: &Ctx) -> Value {
     let url = format!("{}/inventory/v1/site_cleanups", ctx.base);
-    let r = ctx
-        .http
-        .get(url)
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap();
+    let r = ctx.send(ctx.http.get(url).bearer_auth(&ctx.token)).await;
     r.json().await.unwrap()
 }
 

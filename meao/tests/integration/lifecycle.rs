@@ -177,7 +177,7 @@ async fn enable_disable_delete_with_notifications(db: Db, storage: Storage) {
     assert_eq!(ctx.call(Method::GET, &sub_path, None).await.status(), 404);
 
     // no token, no access
-    let r = ctx.http.get(ctx.url("/app_packages")).send().await.unwrap();
+    let r = ctx.send(ctx.http.get(ctx.url("/app_packages"))).await;
     assert_eq!(r.status(), 401);
 }
 

@@ -58,13 +58,13 @@ async fn examples_onboard_and_are_served(db: Db, storage: Storage) {
         reqwest::multipart::Part::bytes(example("cdn-cache")).file_name("cdn-cache.zip"),
     );
     let r = ctx
-        .http
-        .put(ctx.url(&format!("/app_packages/{cdn}/package_content")))
-        .bearer_auth(&ctx.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(ctx.url(&format!("/app_packages/{cdn}/package_content")))
+                .bearer_auth(&ctx.token)
+                .multipart(form),
+        )
+        .await;
     assert_eq!(r.status(), 202);
     let (iot, status) = ctx.onboard("iot-gateway", example("iot-gateway")).await;
     assert_eq!(status, 202);
@@ -84,46 +84,46 @@ async fn examples_onboard_and_are_served(db: Db, storage: Storage) {
         .await;
     assert_eq!(appd["appDNSRule"][1]["ipAddressType"], "IP_V6");
     let text = ctx
-        .http
-        .get(ctx.url(&format!("/app_packages/{va}/appd")))
-        .bearer_auth(&ctx.token)
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .get(ctx.url(&format!("/app_packages/{va}/appd")))
+                .bearer_auth(&ctx.token)
+                .header("accept", "text/plain"),
+        )
+        .await;
     assert_eq!(text.status(), 200);
     assert!(text.text().await.unwrap().starts_with("# Video analytics"));
     let r = ctx
-        .http
-        .get(ctx.url(&format!("/app_packages/{va}/appd")))
-        .bearer_auth(&ctx.token)
-        .header("accept", "image/png")
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .get(ctx.url(&format!("/app_packages/{va}/appd")))
+                .bearer_auth(&ctx.token)
+                .header("accept", "image/png"),
+        )
+        .await;
     assert_eq!(r.status(), 406);
 
     // content, whole and ranged
     let whole = ctx
-        .http
-        .get(ctx.url(&format!("/app_packages/{va}/package_content")))
-        .bearer_auth(&ctx.token)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .get(ctx.url(&format!("/app_packages/{va}/package_content")))
+                .bearer_auth(&ctx.token),
+        )
+        .await;
     assert_eq!(whole.headers()["content-type"], "application/zip");
     assert_eq!(whole.bytes().await.unwrap().as_ref(), zip.as_slice());
     let part = ctx
-        .http
-        .get(ctx.url(&format!(
-            "/onboarded_app_packages/{}/package_content",
-            "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"
-        )))
-        .bearer_auth(&ctx.token)
-        .header("range", "bytes=10-19")
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .get(ctx.url(&format!(
+                    "/onboarded_app_packages/{}/package_content",
+                    "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"
+                )))
+                .bearer_auth(&ctx.token)
+                .header("range", "bytes=10-19"),
+        )
+        .await;
     assert_eq!(part.status(), 206);
     assert_eq!(
         part.headers()["content-range"],
@@ -133,13 +133,13 @@ async fn examples_onboard_and_are_served(db: Db, storage: Storage) {
 
     // a representation the client's Accept excludes is not sent: 406
     let get = async |path: &str, accept: &str| {
-        ctx.http
-            .get(ctx.url(path))
-            .bearer_auth(&ctx.token)
-            .header("accept", accept)
-            .send()
-            .await
-            .unwrap()
+        ctx.send(
+            ctx.http
+                .get(ctx.url(path))
+                .bearer_auth(&ctx.token)
+                .header("accept", accept),
+        )
+        .await
     };
     let content = format!("/app_packages/{va}/package_content");
     let package = format!("/app_packages/{va}");
@@ -160,13 +160,13 @@ async fn examples_onboard_and_are_served(db: Db, storage: Storage) {
         }
     }
     let bad = ctx
-        .http
-        .get(ctx.url(&format!("/app_packages/{va}/package_content")))
-        .bearer_auth(&ctx.token)
-        .header("range", "bytes=999999-")
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .get(ctx.url(&format!("/app_packages/{va}/package_content")))
+                .bearer_auth(&ctx.token)
+                .header("range", "bytes=999999-"),
+        )
+        .await;
     assert_eq!(bad.status(), 416);
 
     // a package without content has no AppD or content yet

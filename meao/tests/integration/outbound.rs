@@ -136,13 +136,10 @@ async fn fetches_and_callbacks_stay_where_the_policy_allows() {
         let r = ctx.call(Method::POST, path, Some(body)).await;
         assert_eq!(r.status(), 400);
     }
-    let lcm = ctx
-        .http
+    let lcm = ctx.send(ctx.http
         .post(format!("{}/app_lcm/v1/subscriptions", ctx.base))
         .bearer_auth(&ctx.token)
         .json(&json!({"callbackUri": "http://192.168.1.1/cb", "subscriptionType": "AppInstanceStateChangeSubscription"}))
-        .send()
-        .await
-        .unwrap();
+        ).await;
     assert_eq!(lcm.status(), 400);
 }

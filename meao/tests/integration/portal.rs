@@ -61,12 +61,12 @@ async fn start() -> Ctx {
 /// Signs in; the session cookie and the session as answered.
 async fn sign_in(ctx: &Ctx, user: &str, pw: &str) -> (StatusCode, Option<String>, Value) {
     let r = ctx
-        .http
-        .post(format!("{}/portal/session", ctx.base))
-        .json(&json!({"user": user, "password": pw}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(format!("{}/portal/session", ctx.base))
+                .json(&json!({"user": user, "password": pw})),
+        )
+        .await;
     let status = r.status();
     let cookie = r
         .headers()
@@ -127,24 +127,20 @@ async fn sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it() {
     let session_url = format!("{}/portal/session", ctx.base);
     assert_eq!(call(Method::DELETE, &session_url, None).await, 403);
     let r = ctx
-        .http
-        .delete(&session_url)
-        .header(header::COOKIE, &pair)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .delete(&session_url)
+                .header(header::COOKIE, &pair)
+                .header("x-csrf-token", &csrf),
+        )
+        .await;
     assert_eq!(r.status(), 204);
     let cleared = r.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     for url in [&packages, &session_url] {
         let r = ctx
-            .http
-            .get(url)
-            .header(header::COOKIE, &pair)
-            .send()
-            .await
-            .unwrap();
+            .send(ctx.http.get(url).header(header::COOKIE, &pair))
+            .await;
         assert_eq!(r.status(), 401, "{url} after sign-out");
     }
 }
@@ -250,33 +246,33 @@ async fn sign_in_refuses_wrong_passwords_unknown_users_foreign_origins_and_throt
     );
     // a form post from another site: not JSON, and not from here
     let r = ctx
-        .http
-        .post(format!("{}/portal/session", ctx.base))
-        .form(&[("user", "operator"), ("password", &password("operator"))])
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(format!("{}/portal/session", ctx.base))
+                .form(&[("user", "operator"), ("password", &password("operator"))]),
+        )
+        .await;
     assert_eq!(r.status(), 415);
     let r = ctx
-        .http
-        .post(format!("{}/portal/session", ctx.base))
-        .header(header::ORIGIN, "http://evil.example")
-        .json(&json!({"user": "operator", "password": password("operator")}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(format!("{}/portal/session", ctx.base))
+                .header(header::ORIGIN, "http://evil.example")
+                .json(&json!({"user": "operator", "password": password("operator")})),
+        )
+        .await;
     assert_eq!(r.status(), 403);
     // the third failure of a user blocks it for the rest of the minute, the right password too
     sign_in(&ctx, "operator", "wrong").await;
     let (status, _, _) = sign_in(&ctx, "operator", "wrong").await;
     assert_eq!(status, 401);
     let r = ctx
-        .http
-        .post(format!("{}/portal/session", ctx.base))
-        .json(&json!({"user": "operator", "password": password("operator")}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(format!("{}/portal/session", ctx.base))
+                .json(&json!({"user": "operator", "password": password("operator")})),
+        )
+        .await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key(header::RETRY_AFTER));
     let (status, _, _) = sign_in(&ctx, "viewer", &password("viewer")).await;
@@ -291,12 +287,7 @@ async fn portal_pages_carry_a_strict_content_security_policy() {
         ("/portal/portal.js", "text/javascript"),
         ("/portal/portal.css", "text/css"),
     ] {
-        let r = ctx
-            .http
-            .get(format!("{}{path}", ctx.base))
-            .send()
-            .await
-            .unwrap();
+        let r = ctx.send(ctx.http.get(format!("{}{path}", ctx.base))).await;
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers();
         assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with(kind));
@@ -310,11 +301,8 @@ async fn portal_pages_carry_a_strict_content_security_policy() {
         assert_eq!(h["x-frame-options"], "DENY");
     }
     let html = ctx
-        .http
-        .get(format!("{}/portal/", ctx.base))
-        .send()
+        .send(ctx.http.get(format!("{}/portal/", ctx.base)))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -323,10 +311,7 @@ async fn portal_pages_carry_a_strict_content_security_policy() {
         "no inline script or style"
     );
     let r = ctx
-        .http
-        .get(format!("{}/portal/nothing.js", ctx.base))
-        .send()
-        .await
-        .unwrap();
+        .send(ctx.http.get(format!("{}/portal/nothing.js", ctx.base)))
+        .await;
     assert_eq!(r.status(), 404);
 }

@@ -32,13 +32,13 @@ async fn provision(ctx: &Ctx, id: &str, body: Value) -> StatusCode {
 
 async fn token_status(ctx: &Ctx, client: &str, secret: &str) -> (StatusCode, Value) {
     let r = ctx
-        .http
-        .post(ctx.url("/oauth2/token"))
-        .basic_auth(client, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(ctx.url("/oauth2/token"))
+                .basic_auth(client, Some(secret))
+                .form(&[("grant_type", "client_credentials")]),
+        )
+        .await;
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 

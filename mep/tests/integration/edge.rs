@@ -85,11 +85,8 @@ async fn auth_and_scopes(db: Db) {
     let ctx = Ctx::start(db).await;
     ctx.provision("i1").await;
     let r = ctx
-        .http
-        .get(ctx.url("/mec_service_mgmt/v1/services"))
-        .send()
-        .await
-        .unwrap();
+        .send(ctx.http.get(ctx.url("/mec_service_mgmt/v1/services")))
+        .await;
     assert!(
         r.headers()["www-authenticate"]
             .to_str()
@@ -98,12 +95,12 @@ async fn auth_and_scopes(db: Db) {
     );
     assert_problem(r, 401).await;
     let r = ctx
-        .http
-        .get(ctx.url("/mec_service_mgmt/v1/services"))
-        .bearer_auth("a.b.c")
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .get(ctx.url("/mec_service_mgmt/v1/services"))
+                .bearer_auth("a.b.c"),
+        )
+        .await;
     assert_problem(r, 401).await;
 
     let token = |id: &str, secret: &str, extra: &[(&str, &str)]| {
@@ -122,30 +119,26 @@ async fn auth_and_scopes(db: Db) {
     let r = token("app1", "app1-secret", &[("scope", "mep_mgmt")]).await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
     let r = ctx
-        .http
-        .post(ctx.url("/oauth2/token"))
-        .basic_auth("app1", Some("app1-secret"))
-        .form(&[("grant_type", "password")])
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .post(ctx.url("/oauth2/token"))
+                .basic_auth("app1", Some("app1-secret"))
+                .form(&[("grant_type", "password")]),
+        )
+        .await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"],
         "unsupported_grant_type"
     );
     // credentials in the form body work too, and a narrower scope is honoured
     let r = ctx
-        .http
-        .post(ctx.url("/oauth2/token"))
-        .form(&[
+        .send(ctx.http.post(ctx.url("/oauth2/token")).form(&[
             ("grant_type", "client_credentials"),
             ("client_id", "app1"),
             ("client_secret", "app1-secret"),
             ("scope", "mec_service_mgmt"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ]))
+        .await;
     let narrow: Value = r.json().await.unwrap();
     assert_eq!(narrow["scope"], "mec_service_mgmt");
     let narrow = narrow["access_token"].as_str().unwrap().to_owned();
@@ -452,14 +445,14 @@ async fn hostile_bodies_never_break_the_server() {
         for (method, path) in &targets {
             let body = garbage(&mut seed, 1 + round * 7);
             let r = ctx
-                .http
-                .request(method.clone(), ctx.url(path))
-                .bearer_auth(&op)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+                .send(
+                    ctx.http
+                        .request(method.clone(), ctx.url(path))
+                        .bearer_auth(&op)
+                        .header("content-type", "application/json")
+                        .body(body),
+                )
+                .await;
             assert!(
                 r.status().is_client_error(),
                 "{method} {path}: {}",

@@ -173,12 +173,8 @@ async fn responses_validate_against_etsi_schemas() {
     }
     let liveness = created["_links"]["liveness"]["href"].as_str().unwrap();
     let info: Value = ctx
-        .http
-        .get(liveness)
-        .bearer_auth(&a1)
-        .send()
+        .send(ctx.http.get(liveness).bearer_auth(&a1))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

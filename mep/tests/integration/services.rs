@@ -103,29 +103,29 @@ async fn register_discover_update_delete(db: Db) {
     let mut update = created.clone();
     update["state"] = json!("INACTIVE");
     let stale = ctx
-        .http
-        .put(ctx.url(&format!(
-            "/mec_service_mgmt/v1/applications/i1/services/{id}"
-        )))
-        .bearer_auth(&app)
-        .header("if-match", "\"99\"")
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(ctx.url(&format!(
+                    "/mec_service_mgmt/v1/applications/i1/services/{id}"
+                )))
+                .bearer_auth(&app)
+                .header("if-match", "\"99\"")
+                .json(&update),
+        )
+        .await;
     assert_eq!(stale.status(), 412);
     assert_eq!(stale.headers()["content-type"], "application/problem+json");
     let ok = ctx
-        .http
-        .put(ctx.url(&format!(
-            "/mec_service_mgmt/v1/applications/i1/services/{id}"
-        )))
-        .bearer_auth(&app)
-        .header("if-match", &etag)
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .put(ctx.url(&format!(
+                    "/mec_service_mgmt/v1/applications/i1/services/{id}"
+                )))
+                .bearer_auth(&app)
+                .header("if-match", &etag)
+                .json(&update),
+        )
+        .await;
     assert_eq!(ok.status(), 200);
     assert_ne!(ok.headers()["etag"].to_str().unwrap(), etag);
     let updated: Value = ok.json().await.unwrap();
@@ -286,12 +286,8 @@ async fn liveness_suspends_and_recovers(db: Db) {
         .expect("liveness link")
         .to_owned();
     let info: Value = ctx
-        .http
-        .get(&liveness)
-        .bearer_auth(&app)
-        .send()
+        .send(ctx.http.get(&liveness).bearer_auth(&app))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -306,12 +302,8 @@ async fn liveness_suspends_and_recovers(db: Db) {
         EVENTUALLY,
         async || {
             let info: Value = ctx
-                .http
-                .get(&liveness)
-                .bearer_auth(&app)
-                .send()
+                .send(ctx.http.get(&liveness).bearer_auth(&app))
                 .await
-                .unwrap()
                 .json()
                 .await
                 .unwrap();
@@ -324,30 +316,26 @@ async fn liveness_suspends_and_recovers(db: Db) {
     )
     .await;
     let bad = ctx
-        .http
-        .patch(&liveness)
-        .bearer_auth(&app)
-        .json(&json!({"state": "INACTIVE"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .patch(&liveness)
+                .bearer_auth(&app)
+                .json(&json!({"state": "INACTIVE"})),
+        )
+        .await;
     assert_eq!(bad.status(), 400);
     let beat = ctx
-        .http
-        .patch(&liveness)
-        .bearer_auth(&app)
-        .json(&json!({"state": "ACTIVE"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            ctx.http
+                .patch(&liveness)
+                .bearer_auth(&app)
+                .json(&json!({"state": "ACTIVE"})),
+        )
+        .await;
     assert_eq!(beat.status(), 204);
     let info: Value = ctx
-        .http
-        .get(&liveness)
-        .bearer_auth(&app)
-        .send()
+        .send(ctx.http.get(&liveness).bearer_auth(&app))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
