@@ -69,6 +69,31 @@ fn tshark(pcap_path: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The tshark display filter of a problem: a malformed packet, expert info of warning severity
+/// or worse.
+const PROBLEMS: [&str; 3] = [
+    "-Y",
+    "_ws.malformed || _ws.expert.severity >= 0x600000",
+    "-V",
+];
+
+/// `messages` encoded (each read back by the own decoder) into a capture at `dir/name`, which
+/// tshark reads without a problem.
+fn capture(messages: &[Message], dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let datagrams: Vec<Vec<u8>> = messages.iter().map(|m| m.encode().unwrap()).collect();
+    for (m, d) in messages.iter().zip(&datagrams) {
+        assert_eq!(&Message::decode(d).unwrap(), m, "own decoder round trip");
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, pcap(&datagrams)).unwrap();
+    let problems = tshark(&path, &PROBLEMS);
+    assert!(
+        problems.trim().is_empty(),
+        "tshark found problems:\n{problems}"
+    );
+    path
+}
+
 fn rules() -> Vec<TrafficRule> {
     let filter = TrafficFilter {
         src_address: Some(vec!["10.64.0.0/10".into()]),
@@ -204,25 +229,9 @@ fn tshark_decodes_every_message_type_cleanly() {
             ies(&ok),
         ),
     ];
-    let datagrams: Vec<Vec<u8>> = messages.iter().map(|m| m.encode().unwrap()).collect();
-    for (m, d) in messages.iter().zip(&datagrams) {
-        assert_eq!(&Message::decode(d).unwrap(), m, "own decoder round trip");
-    }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pfcp.pcap");
-    std::fs::write(&path, pcap(&datagrams)).unwrap();
-
     // No malformed packets, no expert info of warning severity or worse.
-    let check = [
-        "-Y",
-        "_ws.malformed || _ws.expert.severity >= 0x600000",
-        "-V",
-    ];
-    let problems = tshark(&path, &check);
-    assert!(
-        problems.trim().is_empty(),
-        "tshark found problems:\n{problems}"
-    );
+    let path = capture(&messages, dir.path(), "pfcp.pcap");
     // The check does catch a bad IE: a Recovery Time Stamp of two octets.
     let bad = Message::new(
         MessageType::HeartbeatRequest,
@@ -235,7 +244,7 @@ fn tshark_decodes_every_message_type_cleanly() {
     let bad_path = dir.path().join("bad.pcap");
     std::fs::write(&bad_path, pcap(&[bad.encode().unwrap()])).unwrap();
     assert!(
-        !tshark(&bad_path, &check).trim().is_empty(),
+        !tshark(&bad_path, &PROBLEMS).trim().is_empty(),
         "tshark flags a short IE"
     );
 
@@ -347,25 +356,8 @@ fn packet_labels_and_uris_as_wireshark_reads_them() {
         Message::new(MessageType::PfdManagementRequest, 0, 1, pfds),
         Message::new(MessageType::SessionEstablishmentRequest, 0, 2, ies),
     ];
-    let datagrams: Vec<Vec<u8>> = messages.iter().map(|m| m.encode().unwrap()).collect();
-    for (m, d) in messages.iter().zip(&datagrams) {
-        assert_eq!(&Message::decode(d).unwrap(), m, "own decoder round trip");
-    }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("labels.pcap");
-    std::fs::write(&path, pcap(&datagrams)).unwrap();
-    let problems = tshark(
-        &path,
-        &[
-            "-Y",
-            "_ws.malformed || _ws.expert.severity >= 0x600000",
-            "-V",
-        ],
-    );
-    assert!(
-        problems.trim().is_empty(),
-        "tshark found problems:\n{problems}"
-    );
+    let path = capture(&messages, dir.path(), "labels.pcap");
     let field = |name: &str| -> Vec<String> {
         tshark(
             &path,
