@@ -94,6 +94,24 @@ fn capture(messages: &[Message], dir: &std::path::Path, name: &str) -> std::path
     path
 }
 
+/// The values of `field` in the packets of the capture at `path` that match `filter`: one line
+/// per packet, occurrences separated by commas.
+fn fields(path: &std::path::Path, filter: &str, field: &str) -> Vec<String> {
+    let args = [
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "separator=;",
+        "-e",
+        field,
+    ];
+    tshark(path, &args).lines().map(str::to_owned).collect()
+}
+
 fn rules() -> Vec<TrafficRule> {
     let filter = TrafficFilter {
         src_address: Some(vec!["10.64.0.0/10".into()]),
@@ -248,26 +266,7 @@ fn tshark_decodes_every_message_type_cleanly() {
         "tshark flags a short IE"
     );
 
-    let fields = |filter: &str, field: &str| -> Vec<String> {
-        tshark(
-            &path,
-            &[
-                "-Y",
-                filter,
-                "-T",
-                "fields",
-                "-E",
-                "occurrence=a",
-                "-E",
-                "separator=;",
-                "-e",
-                field,
-            ],
-        )
-        .lines()
-        .map(str::to_owned)
-        .collect()
-    };
+    let fields = |filter: &str, field: &str| fields(&path, filter, field);
     let types = fields("pfcp", "pfcp.msg_type");
     assert_eq!(
         types,
@@ -358,24 +357,7 @@ fn packet_labels_and_uris_as_wireshark_reads_them() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = capture(&messages, dir.path(), "labels.pcap");
-    let field = |name: &str| -> Vec<String> {
-        tshark(
-            &path,
-            &[
-                "-T",
-                "fields",
-                "-E",
-                "occurrence=a",
-                "-E",
-                "separator=;",
-                "-e",
-                name,
-            ],
-        )
-        .lines()
-        .map(str::to_owned)
-        .collect()
-    };
+    let field = |name: &str| fields(&path, "pfcp", name);
     // uplink and downlink PDRs of the first filter, each with an SDF filter per label
     assert_eq!(
         field("pfcp.flow_label")[1],
