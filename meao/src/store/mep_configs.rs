@@ -131,7 +131,10 @@ impl Store {
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
-    /// The MEP holds `version` of the instance's configuration.
+    /// The MEP holds `version` of the instance's configuration. When that version is the
+    /// desired removal, the instance is gone from the MEP, and so is the status it reported:
+    /// the MEP reports ABSENT only on the stream it removed the instance on, which a cut can
+    /// lose, and a new stream reports only the instances the MEP holds.
     pub async fn mep_config_acked(
         &self,
         site_id: &str,
@@ -139,7 +142,9 @@ impl Store {
         version: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE mep_configs SET acked_version = $3 \
+            "UPDATE mep_configs SET acked_version = $3, \
+             status = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status END, \
+             status_at = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status_at END \
              WHERE site_id = $1 AND app_instance_id = $2 AND acked_version < $3",
         )
         .bind(site_id)

@@ -17,7 +17,8 @@ use super::lcm::{lcm, run, site};
 
 on_both_dbs!(
     state_changes_reach_kafka_as_cloudevents,
-    replicas_publish_each_event_once
+    replicas_publish_each_event_once,
+    an_acknowledged_removal_clears_the_reported_status
 );
 
 fn field<'a>(events: &'a [Value], name: &str) -> Vec<&'a str> {
@@ -208,4 +209,48 @@ fn uuid_like() -> String {
             .unwrap()
             .subsec_nanos()
     )
+}
+
+/// An instance's status at a MEP goes with its acknowledged removal: the MEP's ABSENT report
+/// can be lost with a cut stream, and a new stream reports only what the MEP holds.
+async fn an_acknowledged_removal_clears_the_reported_status(db: Db) {
+    let ctx = Ctx::start(db).await;
+    let store = meao::store::Store::connect(&ctx.config.database_url)
+        .await
+        .unwrap();
+    let desired = store
+        .mep_config_desire("paris-1", "i1", Some("{}"), 10, None, 1)
+        .await
+        .unwrap();
+    store
+        .mep_config_acked("paris-1", "i1", desired.version)
+        .await
+        .unwrap();
+    store
+        .mep_config_status("paris-1", "i1", r#"{"readiness":"READY"}"#, 2)
+        .await
+        .unwrap();
+    let removal = store
+        .mep_config_desire("paris-1", "i1", None, 10, None, 3)
+        .await
+        .unwrap();
+    let held = store
+        .mep_config_get("paris-1", "i1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        held.status.is_some(),
+        "kept until the MEP acknowledges the removal"
+    );
+    store
+        .mep_config_acked("paris-1", "i1", removal.version)
+        .await
+        .unwrap();
+    let held = store
+        .mep_config_get("paris-1", "i1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((held.status, held.status_at), (None, None));
 }
