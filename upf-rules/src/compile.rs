@@ -249,12 +249,11 @@ fn flows(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<String>, CompileEr
     Ok(out)
 }
 
-/// The IPv6 flow labels a filter's `packetLabel`s name (IPv6 only: refused with IPv4
-/// addresses); `flows` SDF filters each carry every label.
-fn flow_labels(
+/// The IPv6 flow labels a filter's `packetLabel`s name; refused with IPv4 addresses (a flow
+/// label is IPv6's). Both data planes read them so.
+pub(crate) fn packet_labels(
     rule: &TrafficRule,
     f: &TrafficFilter,
-    flows: usize,
 ) -> Result<Vec<u32>, CompileError> {
     let labels: Vec<u32> = f
         .packet_label
@@ -277,6 +276,16 @@ fn flow_labels(
             "packetLabel (an IPv6 flow label) with IPv4 addresses",
         ));
     }
+    Ok(labels)
+}
+
+/// [`packet_labels`], for `flows` SDF filters that each carry every label.
+fn flow_labels(
+    rule: &TrafficRule,
+    f: &TrafficFilter,
+    flows: usize,
+) -> Result<Vec<u32>, CompileError> {
+    let labels = packet_labels(rule, f)?;
     if flows.saturating_mul(labels.len()) > MAX_SDF_FILTERS {
         return Err(invalid(
             rule,

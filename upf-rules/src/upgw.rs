@@ -17,7 +17,7 @@ use api_specs::mp1::app_support::{
     RuleState, TrafficFilter, TrafficRule, TrafficRuleAction, TunnelType,
 };
 
-use crate::compile::{CompileError, address, invalid, ports, protocol, tunnel_info};
+use crate::compile::{CompileError, address, invalid, packet_labels, ports, protocol, tunnel_info};
 
 /// First firewall mark of steered packets.
 const MARK_BASE: u32 = 0x4d45_0000;
@@ -120,16 +120,7 @@ fn matches(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<(bool, String)>,
             "uri filters need a UPF's application detection, not the UPGW (layers 3 and 4)",
         ));
     }
-    let labels: Vec<String> = f
-        .packet_label
-        .iter()
-        .flatten()
-        .map(|l| {
-            api_specs::common::flow_label(l)
-                .map(|v| v.to_string())
-                .ok_or_else(|| invalid(rule, format!("packetLabel {l} is not an IPv6 flow label")))
-        })
-        .collect::<Result<_, _>>()?;
+    let labels: Vec<String> = packet_labels(rule, f)?.iter().map(u32::to_string).collect();
     let split = |v: &Option<Vec<String>>| -> Result<(Vec<String>, Vec<String>), CompileError> {
         let all: Vec<String> = v
             .iter()
@@ -176,7 +167,7 @@ fn matches(rule: &TrafficRule, f: &TrafficFilter) -> Result<Vec<(bool, String)>,
             (&src4, &dst4)
         };
         // A side given only in the other family rules this family out; packet labels (IPv6
-        // flow labels) rule IPv4 out.
+        // flow labels, refused with IPv4 addresses) rule IPv4 out.
         if other_has(src, osrc) || other_has(dst, odst) || (family == "ip" && !labels.is_empty()) {
             continue;
         }
@@ -568,6 +559,13 @@ mod tests {
         assert!(
             found[0].0 && found[0].1.contains("ip6 flowlabel { 16, 17 }"),
             "{found:?}"
+        );
+        let mut v4 = rule(TrafficRuleAction::Drop, 5, "10.0.0.0/8");
+        v4.traffic_filter[0].packet_label = Some(vec!["16".into()]);
+        let refused = matches(&v4, &v4.traffic_filter[0]).unwrap_err();
+        assert!(
+            refused.to_string().contains("IPv4"),
+            "as the UPF refuses it"
         );
         labelled.traffic_filter[0].uri = Some(vec!["/x".into()]);
         let refused = matches(&labelled, &labelled.traffic_filter[0]).unwrap_err();

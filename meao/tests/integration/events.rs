@@ -234,23 +234,21 @@ async fn an_acknowledged_removal_clears_the_reported_status(db: Db) {
         .mep_config_desire("paris-1", "i1", None, 10, None, 3)
         .await
         .unwrap();
-    let held = store
-        .mep_config_get("paris-1", "i1")
-        .await
-        .unwrap()
-        .unwrap();
+    let held = async || {
+        store
+            .mep_config_get("paris-1", "i1")
+            .await
+            .unwrap()
+            .unwrap()
+    };
     assert!(
-        held.status.is_some(),
+        held().await.status.is_some(),
         "kept until the MEP acknowledges the removal"
     );
     store
         .mep_config_acked("paris-1", "i1", removal.version)
         .await
         .unwrap();
-    let held = store
-        .mep_config_get("paris-1", "i1")
-        .await
-        .unwrap()
-        .unwrap();
+    let held = held().await;
     assert_eq!((held.status, held.status_at), (None, None));
 }
