@@ -105,7 +105,8 @@ pub fn tls_acceptor(config: &TlsConfig) -> Result<Arc<SslAcceptor>, TlsError> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
-/// (up to `grace`). Every request carries its [`PeerAddr`] (and, under mutual TLS, the
+/// (up to `grace`) and closes those still open: none outlives the call, so a long-lived
+/// stream (a MEP's link) ends with it and its client reconnects elsewhere. Every request carries its [`PeerAddr`] (and, under mutual TLS, the
 /// client's [`PeerIdentity`](crate::grpc::PeerIdentity)); `limits` bound connections,
 /// handshakes and header reads.
 pub async fn serve(
@@ -132,7 +133,9 @@ pub async fn serve(
     let handshake_timeout = Duration::from_secs(limits.tls_handshake_timeout_secs.max(1));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         // a connection is accepted only once a slot is free: the rest wait in the backlog
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -157,7 +160,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             let result = match tls {
                 None => {
@@ -203,8 +206,9 @@ pub async fn serve(
     }
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing connections"),
+        () = tokio::time::sleep(grace) => tracing::warn!(open = connections.len(), "grace period over, closing connections"),
     }
+    connections.shutdown().await;
 }
 
 /// `app` with the connection's peer address (and verified client identity) in every request.

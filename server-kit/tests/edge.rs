@@ -171,3 +171,46 @@ async fn a_request_without_a_token_is_challenged_without_an_error_code() {
         "Bearer realm=\"mecplane\", error=\"invalid_token\""
     );
 }
+
+#[tokio::test]
+async fn connections_still_open_after_the_grace_period_are_closed() {
+    // a response that never ends, as a MEP's link stream
+    let endless = Router::new().route(
+        "/",
+        get(|| async {
+            axum::body::Body::from_stream(futures::stream::pending::<
+                Result<axum::body::Bytes, std::io::Error>,
+            >())
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        endless,
+        None,
+        ServeLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_millis(300),
+    ));
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (closed, head) = read_until_closed(&mut client, Duration::from_millis(500)).await;
+    assert!(
+        !closed && head.starts_with(b"HTTP/1.1 200"),
+        "the stream is open"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns once the grace period is over")
+        .unwrap();
+    let (closed, _) = read_until_closed(&mut client, Duration::from_secs(1)).await;
+    assert!(closed, "a connection outlived the server");
+}
