@@ -18,7 +18,7 @@ use server_kit::admin::Metrics;
 use vim_adapters::workload_name;
 
 use super::sagas::{LcmCtx, deploy_at};
-use crate::store::StoreError;
+use crate::store::{InstanceRow, StoreError};
 
 /// What one pass repaired.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -91,15 +91,9 @@ impl Reconciler {
                 }
             };
             let mut repairs = Repairs::default();
-            // names no pass may remove: instances placed here, and any being operated on
-            let mut keep: BTreeSet<String> = busy.iter().map(|i| workload_name(i)).collect();
-            for instance in instances
-                .iter()
-                .filter(|i| i.instantiation_state == "INSTANTIATED")
-                .filter(|i| i.site_id.as_deref() == Some(site.id.as_str()))
-            {
+            let keep = Self::kept(&busy, &instances, &site.id);
+            for instance in placed(&instances, &site.id) {
                 let name = workload_name(&instance.id);
-                keep.insert(name.clone());
                 if busy.contains(&instance.id) {
                     continue;
                 }
@@ -113,6 +107,11 @@ impl Reconciler {
                         continue;
                     }
                 };
+                // an operation may have started since the pass read the store: it owns the
+                // workload now (what it leaves, the next pass looks at)
+                if store.instances_in_flight().await?.contains(&instance.id) {
+                    continue;
+                }
                 let credential = store.credential_get(&instance.id, &site.id).await?;
                 let applied = deploy_at(
                     &self.ctx,
@@ -139,8 +138,20 @@ impl Reconciler {
                     (Ok(_), None) => {}
                 }
             }
+            let mut strays: Vec<&String> = owned.iter().filter(|n| !keep.contains(*n)).collect();
+            if !strays.is_empty() {
+                // the workloads were listed after the pass read the store: one an operation
+                // applied since (its instance in flight or instantiated here by now) is not
+                // a stray, which the store as it is after the listing tells
+                let kept = Self::kept(
+                    &store.instances_in_flight().await?,
+                    &store.instance_list().await?,
+                    &site.id,
+                );
+                strays.retain(|n| !kept.contains(*n));
+            }
             let mut remaining: BTreeSet<String> = owned.iter().cloned().collect();
-            for name in owned.iter().filter(|n| !keep.contains(*n)) {
+            for name in strays {
                 match vim.delete(name).await {
                     Ok(()) => {
                         remaining.remove(name);
@@ -170,7 +181,27 @@ impl Reconciler {
         Ok(total)
     }
 
+    /// The workload names no pass may remove from `site`: its instances', and any being
+    /// operated on.
+    fn kept(busy: &BTreeSet<String>, instances: &[InstanceRow], site: &str) -> BTreeSet<String> {
+        busy.iter()
+            .map(|i| workload_name(i))
+            .chain(placed(instances, site).map(|i| workload_name(&i.id)))
+            .collect()
+    }
+
     fn count(&self, repair: &'static str) {
         self.repairs.get_or_create(&RepairLabels { repair }).inc();
     }
+}
+
+/// The instances instantiated at `site`.
+fn placed<'a>(
+    instances: &'a [InstanceRow],
+    site: &'a str,
+) -> impl Iterator<Item = &'a InstanceRow> {
+    instances
+        .iter()
+        .filter(|i| i.instantiation_state == "INSTANTIATED")
+        .filter(move |i| i.site_id.as_deref() == Some(site))
 }
