@@ -29,14 +29,6 @@ struct Mep {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Mep {
     async fn start(tweak: impl FnOnce(&mut mep::config::MepConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -444,7 +436,7 @@ async fn notifications_reach_the_listener_and_termination_revokes_the_credential
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_of_a_restarted_mep_are_replaced_transparently() {
-    let port = free_port();
+    let port = server_kit::testing::free_port();
     let mut mep = Mep::start(|c| {
         c.listen = ([127, 0, 0, 1], port).into();
         c.auth.signing_key = None; // a new key per process: old tokens die with it

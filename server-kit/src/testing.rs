@@ -68,6 +68,34 @@ macro_rules! on_both_dbs {
     )*};
 }
 
+/// A free TCP port on loopback that stays free across restarts of what listens on it: taken
+/// below the kernel's ephemeral range (`ip_local_port_range`), where the ports the system hands
+/// out to outgoing connections and to binds on port 0 never land, so a process restarted on
+/// it does not find it taken (or a client connected to itself on it) meanwhile; and below the
+/// test clusters' ports (`tests/k8s-env`, 26400 and up), which stop and start again too.
+pub fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.clamp(10_001, 26_000));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 32;
+    for _ in 0..1000 {
+        // xorshift: distinct tests (and processes) start at distinct ports
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = low + (seed % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range {ephemeral_low}")
+}
+
 /// The PostgreSQL admin URL; under `CI=true` its absence fails the test instead of skipping.
 pub fn pg_admin_url() -> Option<String> {
     match std::env::var("MECPLANE_TEST_PG_URL") {

@@ -173,14 +173,7 @@ impl Drop for Broker {
     }
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use server_kit::testing::free_port;
 
 /// Consumes the event topics until `done` holds for what arrived (by topic, then key), or
 /// 120 s; each event once (at least once delivery: repeats are told by their CloudEvent id).
