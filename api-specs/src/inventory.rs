@@ -73,9 +73,11 @@ pub struct SiteSpec<V> {
     pub location: GeoPoint,
     /// ISO 3166-1 alpha-2 code of the site's country (for `locationConstraints.countryCode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country_code: Option<String>,
     /// The site's civic address (for `locationConstraints.civicAddressElement`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 32)]
     pub civic_address: Vec<crate::location::CivicAddressElement>,
     /// Zone.
     pub zone: String,

@@ -24,6 +24,7 @@ pub struct CivicAddressElement {
     #[schema(maximum = 65535)]
     pub ca_type: u16,
     /// Its value.
+    #[schema(schema_with = crate::common::name_schema)]
     pub ca_value: String,
 }
 
@@ -222,6 +223,7 @@ pub struct LocationConstraints {
     pub country_code: Option<String>,
     /// Only sites whose civic address has every one of these elements.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 32)]
     pub civic_address_element: Vec<CivicAddressElement>,
     /// Only sites inside this area, a GeoJSON Polygon (absent when civicAddressElement is
     /// given).
@@ -343,6 +345,16 @@ pub fn check_civic_address(field: &str, elements: &[CivicAddressElement]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documented_bounds_are_the_checked_ones() {
+        use utoipa::PartialSchema;
+        let constraints = serde_json::to_value(LocationConstraints::schema()).unwrap();
+        assert_eq!(
+            constraints["properties"]["civicAddressElement"]["maxItems"],
+            MAX_CIVIC_ELEMENTS
+        );
+    }
 
     fn square() -> serde_json::Value {
         // around Paris, with a hole around its centre
