@@ -23,12 +23,14 @@ MECPLANE_KAFKA=$(tests/kafka/fetch.sh)
 lap "packages, tools and the Kafka broker"
 
 failed=()
+# each check's output, for the end of a failed run (a long run's log is read from its end)
+checks_log=$(mktemp -d /tmp/mecplane-checks.XXXXXX)
 # check NAME COMMAND...: runs one check (in the background, so that `set -e` holds inside it),
 # records its failure instead of stopping the run, and how long it took.
 check() {
   local name=$1 start=$SECONDS verdict=ok; shift
   echo "== $name"
-  "$@" &
+  { "$@" 2>&1 | tee "$checks_log/${name//[^a-zA-Z0-9]/_}.log"; } &
   wait $! || { failed+=("$name"); verdict=FAILED; }
   timings+=("$(printf '%5ds  %-6s %s' $((SECONDS - start)) "$verdict" "$name")")
   echo "== $name: $verdict after $((SECONDS - start))s"
@@ -127,10 +129,15 @@ echo "== time per check (of ${SECONDS}s in all):"
 printf '%s\n' "${timings[@]}"
 if ((${#failed[@]})); then
   echo "== FAILED: ${failed[*]}"
-  if [[ " ${failed[*]} " == *" tests "* ]]; then
-    echo "-- failed tests (full output in $tests_log):"
-    scripts/test-summary.sh "$tests_log"
-  fi
+  for name in "${failed[@]}"; do
+    if [ "$name" = tests ]; then
+      echo "-- failed tests (full output in $tests_log):"
+      scripts/test-summary.sh "$tests_log"
+    else
+      echo "-- the end of $name (full output in $checks_log):"
+      tail -n 40 "$checks_log/${name//[^a-zA-Z0-9]/_}.log"
+    fi
+  done
   exit 1
 fi
 echo "== all checks passed"
