@@ -329,11 +329,13 @@ impl Service {
             .unwrap()
             .as_nanos();
         let log = dir.join(format!("{binary}-{stamp}.log"));
+        // stderr too: a start-up error is printed there, not logged
+        let file = std::fs::File::create(&log).unwrap();
         let child = std::process::Command::new(workspace_binary(binary))
             .arg("--config")
             .arg(config)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::process::Stdio::null())
+            .stderr(file.try_clone().unwrap())
+            .stdout(file)
             .spawn()
             .unwrap();
         let mut service = Self {
