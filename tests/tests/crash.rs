@@ -1,8 +1,9 @@
 //! The crash drill, with a linked MEP, on SQLite and PostgreSQL: the real MEAO process is
-//! aborted at every step boundary of the LCM sagas (instantiate and its undo, terminate,
-//! operate, credential rotation, and the relocation a site failure starts) (the `fault_drill` setting aborts it there,
-//! as `kill -9` would), before and after the step's progress is recorded, going forward and
-//! undoing, restarted, and must end the operation as an uninterrupted run ends it: the site
+//! aborted at every step boundary of the LCM sagas (instantiate, terminate, operate,
+//! credential rotation, and the relocation a site failure starts) (the `fault_drill` setting
+//! aborts it there, as `kill -9` would), before and after the step's progress is recorded,
+//! going forward and undoing (after a cancellation, or after a step the drill fails), restarted,
+//! and must end the operation as an uninterrupted run ends it: the site
 //! holding the workload or nothing, the MEP holding the instance's configuration or nothing, and
 //! exactly one valid Mp1 secret — the workload's — while every other secret the workload ever
 //! held is refused by the MEP.
@@ -45,6 +46,8 @@ struct Fault {
     step: usize,
     undo: bool,
     after_record: bool,
+    /// The forward step the drill fails, to undo from there (none: an undo drill cancels).
+    fail_at: Option<usize>,
 }
 
 impl std::fmt::Display for Fault {
@@ -55,7 +58,11 @@ impl std::fmt::Display for Fault {
             f,
             "{} {way} step {} ({when} recording)",
             self.kind, self.step
-        )
+        )?;
+        match self.fail_at {
+            Some(at) => write!(f, " after step {at} failed"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -154,6 +161,9 @@ vim = {{ kind = "simulated", cpuMillis = 16000, memoryMib = 32768, startupMs = {
                 "[fault_drill]\nkind = \"{}\"\nstep = {}\nundo = {}\nafter_record = {}\n",
                 f.kind, f.step, f.undo, f.after_record
             ));
+            if let Some(at) = f.fail_at {
+                toml.push_str(&format!("fail_at = {at}\n"));
+            }
         }
         let path = self.dir.path().join("meao.toml");
         std::fs::write(&path, toml).unwrap();
@@ -357,7 +367,8 @@ fn task_of(kind: &str) -> (&'static str, Value) {
 
 async fn drill(db: Db, fault: Fault) {
     let what = format!("{fault} on {db:?}");
-    let mut bench = Bench::new(db, if fault.undo { STARTUP_MS } else { 0 }).await;
+    let cancelled = fault.undo && fault.fail_at.is_none();
+    let mut bench = Bench::new(db, if cancelled { STARTUP_MS } else { 0 }).await;
     let relocation = fault.kind == RELOCATE;
 
     // set-up without a drill: the package, the instance (instantiated on SITE unless that is
@@ -385,7 +396,7 @@ async fn drill(db: Db, fault: Fault) {
         let meao = bench.start(Some(fault), false, false).await;
         let (task, body) = task_of(fault.kind);
         let op = meao.task(&instance, task, body, &what).await;
-        if fault.undo {
+        if cancelled {
             // cancel the instantiation while it waits for the workload: everything is undone
             for _ in 0..200 {
                 if !bench.workloads(SITE).is_empty() {
@@ -423,6 +434,8 @@ async fn drill(db: Db, fault: Fault) {
     .await;
     let (state, instantiation, replicas) = match (fault.kind, fault.undo) {
         (INSTANTIATE, true) => ("FAILED_TEMP", "NOT_INSTANTIATED", None),
+        // undone: as before the operation, the instance at SITE, started
+        (OPERATE | ROTATE | RELOCATE, true) => ("FAILED_TEMP", "INSTANTIATED", Some(1)),
         (INSTANTIATE | ROTATE, false) => ("COMPLETED", "INSTANTIATED", Some(1)),
         (OPERATE, false) => ("COMPLETED", "INSTANTIATED", Some(0)),
         (TERMINATE, false) => ("COMPLETED", "NOT_INSTANTIATED", None),
@@ -438,7 +451,14 @@ async fn drill(db: Db, fault: Fault) {
         // the rotated-out secret is accepted for its grace period only
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    if relocation {
+    if relocation && fault.undo {
+        // undone: nothing at the spare site (the secrets are checked at SITE below)
+        let left = bench.workloads(SPARE);
+        assert!(
+            left.is_empty(),
+            "{what}: the spare site still holds {left:?}"
+        );
+    } else if relocation {
         // the instance runs at the spare site, and once SITE is back its reconciler removes
         // the copy the failed site still held
         bench.check(&instance, SPARE, Some(1), &what).await;
@@ -463,7 +483,13 @@ const AT_ONCE: usize = 3;
 
 /// Every boundary of `kind`'s first `steps` steps, forward (or undoing), before and after
 /// recording, each in a world of its own.
-async fn every_boundary(db: Db, kind: &'static str, steps: usize, undo: bool) {
+async fn every_boundary(
+    db: Db,
+    kind: &'static str,
+    steps: usize,
+    undo: bool,
+    fail_at: Option<usize>,
+) {
     if db == Db::Postgres && pg_admin_url().is_none() {
         return;
     }
@@ -473,6 +499,7 @@ async fn every_boundary(db: Db, kind: &'static str, steps: usize, undo: bool) {
             step,
             undo,
             after_record,
+            fail_at,
         })
     });
     futures::stream::iter(faults)
@@ -483,16 +510,16 @@ async fn every_boundary(db: Db, kind: &'static str, steps: usize, undo: bool) {
 }
 
 macro_rules! drills {
-    ($($name:ident: $kind:expr, $steps:expr, $undo:expr;)*) => {$(
+    ($($name:ident: $kind:expr, $steps:expr, $undo:expr, $fail_at:expr;)*) => {$(
         mod $name {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                every_boundary(Db::Sqlite, $kind, $steps, $undo).await
+                every_boundary(Db::Sqlite, $kind, $steps, $undo, $fail_at).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                every_boundary(Db::Postgres, $kind, $steps, $undo).await
+                every_boundary(Db::Postgres, $kind, $steps, $undo, $fail_at).await
             }
         }
     )*};
@@ -500,15 +527,23 @@ macro_rules! drills {
 
 drills! {
     // place, issue-credential, apply, await-ready, configure-platform, commit
-    instantiate: INSTANTIATE, 6, false;
+    instantiate: INSTANTIATE, 6, false, None;
     // cancelled at await-ready: undo await-ready, apply, issue-credential, place
-    instantiate_undo: INSTANTIATE, 4, true;
-    // release-platform, drain, remove, commit
-    terminate: TERMINATE, 4, false;
+    instantiate_undo: INSTANTIATE, 4, true, None;
+    // commit failed: undo every step from commit back to place
+    instantiate_failed: INSTANTIATE, 6, true, Some(5);
+    // release-platform, drain, remove, commit (no step undoes)
+    terminate: TERMINATE, 4, false, None;
     // scale, commit
-    operate: OPERATE, 2, false;
+    operate: OPERATE, 2, false, None;
+    // commit failed: undo commit, scale
+    operate_undo: OPERATE, 2, true, Some(1);
     // place, issue-credential, apply, await-ready, configure-platform, commit, release-old
-    relocate: RELOCATE, 7, false;
+    relocate: RELOCATE, 7, false, None;
+    // release-old failed: undo every step back to place, the instance stays at its site
+    relocate_undo: RELOCATE, 7, true, Some(6);
     // announce, apply-secret, commit
-    rotate_credentials: ROTATE, 3, false;
+    rotate_credentials: ROTATE, 3, false, None;
+    // commit failed: undo commit, apply-secret, announce
+    rotate_credentials_undo: ROTATE, 3, true, Some(2);
 }

@@ -132,6 +132,10 @@ pub struct Fault {
     pub undo: bool,
     /// After recording progress (true) or before (false).
     pub after_record: bool,
+    /// The forward step of this index fails permanently instead of running, as a refusal
+    /// would: the saga turns to undoing what it did, so a drill reaches any saga's undo path.
+    #[serde(default)]
+    pub fail_at: Option<usize>,
 }
 
 /// An executor failure (not a step failure, which the saga records).
@@ -281,6 +285,12 @@ impl<C: Send + Sync + 'static> Executor<C> {
         }
     }
 
+    fn fails(&self, kind: &str, step: usize) -> bool {
+        self.fault
+            .as_ref()
+            .is_some_and(|f| f.kind == kind && f.fail_at == Some(step))
+    }
+
     /// Runs `step` while renewing the saga's lease every third of its length; gives up the step
     /// (and reports the saga leased) if the lease is lost to another executor.
     async fn leased<T>(
@@ -365,9 +375,14 @@ impl<C: Send + Sync + 'static> Executor<C> {
                             params: &params,
                             outputs: &outputs,
                         };
-                        let name = format!("{} {}", kind.name, step.name);
-                        let forward = traced(id, name, (step.forward)(&self.ctx, ctx));
-                        match self.leased(id, forward).await? {
+                        let outcome = if self.fails(kind.name, cursor) {
+                            Err(StepError::Permanent("fault drill: the step failed".into()))
+                        } else {
+                            let name = format!("{} {}", kind.name, step.name);
+                            let forward = traced(id, name, (step.forward)(&self.ctx, ctx));
+                            self.leased(id, forward).await?
+                        };
+                        match outcome {
                             Ok(out) => {
                                 outputs.insert(step.name.to_owned(), out);
                                 row.cursor += 1;

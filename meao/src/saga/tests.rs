@@ -314,16 +314,14 @@ async fn crash_at_every_step_boundary_then_recover() {
                 for after_record in [false, true] {
                     let (store, _dir) = store_on(db).await;
                     let world = Arc::new(World::new(false));
-                    if undo {
-                        *world.fail_at.lock().unwrap() =
-                            Some(("verify", StepError::Permanent("boom".into())));
-                    }
-                    // a 1 ms lease: the dead executor's lease has expired by the time the next looks
+                    // a 1 ms lease: the dead executor's lease has expired by the time the next
+                    // looks; undoing, the drill fails the last step (verify)
                     let crashing = executor(&store, &world, "a", 1).with_fault(Some(Fault {
                         kind: "deploy".into(),
                         step,
                         undo,
                         after_record,
+                        fail_at: undo.then_some(STEPS - 1),
                     }));
                     crashing
                         .create("deploy", "s1", json!({"instance": "i1"}))
@@ -369,6 +367,7 @@ async fn crash_after_the_first_step(
         step: 0,
         undo: false,
         after_record: true,
+        fail_at: None,
     }));
     crashing
         .create("deploy", id, json!({ "instance": instance }))
