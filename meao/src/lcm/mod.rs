@@ -603,10 +603,15 @@ impl Lcm {
             None => None,
         };
         let state = parse(state_of(status)).unwrap_or(LcmOperationState::Failed);
-        if let Err(e) = self.transition(id, state, error.as_deref()).await {
-            tracing::error!(op_occ = %id, error = %e, "cannot record the outcome");
+        match self.transition(id, state, error.as_deref()).await {
+            Ok(true) => {
+                tracing::info!(op_occ = %id, state = state_of(status), "LCM operation ended")
+            }
+            Ok(false) => {
+                tracing::debug!(op_occ = %id, state = state_of(status), "LCM operation's end already recorded")
+            }
+            Err(e) => tracing::error!(op_occ = %id, error = %e, "cannot record the outcome"),
         }
-        tracing::info!(op_occ = %id, state = state_of(status), "LCM operation ended");
     }
 
     /// Instantiates an instance on the best site.
@@ -803,12 +808,14 @@ impl Lcm {
 
     /// Records an occurrence's new state with its notifications: to occurrence subscribers,
     /// and, when it completed, to instance state subscribers.
+    /// Moves an occurrence to `state`, with its notifications; whether it moved (see
+    /// [`Store::op_occ_set_state`]).
     async fn transition(
         &self,
         id: &str,
         state: LcmOperationState,
         error: Option<&str>,
-    ) -> Result<(), LcmError> {
+    ) -> Result<bool, LcmError> {
         let op = self.op_occ_row(id).await?;
         let instance = self.instance_row(&op.app_instance_id).await?;
         let body: InstanceBody =
@@ -873,7 +880,8 @@ impl Lcm {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        self.store
+        let changed = self
+            .store
             .op_occ_set_state(
                 id,
                 &state_name,
@@ -882,10 +890,10 @@ impl Lcm {
                 server_kit::unix_millis_now(),
             )
             .await?;
-        if !notifications.is_empty() {
+        if changed && !notifications.is_empty() {
             self.wake.notify_one();
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Notifications of `kind` about `instance` for every matching subscription.
@@ -1132,8 +1140,14 @@ impl Lcm {
     /// Retries a FAILED_TEMP occurrence.
     pub async fn retry(self: &Arc<Self>, id: &str) -> Result<(), LcmError> {
         self.failed_temp(id).await?;
-        self.transition(id, LcmOperationState::Processing, None)
-            .await?;
+        if !self
+            .transition(id, LcmOperationState::Processing, None)
+            .await?
+        {
+            return Err(LcmError::NotAllowed(format!(
+                "occurrence {id} is no longer FAILED_TEMP"
+            )));
+        }
         let span = self.op_span(id).await?;
         let this = self.clone();
         let id = id.to_owned();

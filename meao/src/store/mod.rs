@@ -1283,7 +1283,9 @@ impl Store {
     }
 
     /// Sets the state (and error) of an operation occurrence, queuing `notifications` in the
-    /// same transaction.
+    /// same transaction; whether it changed. An occurrence already in `state`, or in a final
+    /// one (COMPLETED, FAILED), is left as it is, its event and notifications not written: of
+    /// two replicas recording one outcome (the saga's own and a recovery pass), one does.
     pub async fn op_occ_set_state(
         &self,
         id: &str,
@@ -1291,21 +1293,29 @@ impl Store {
         error: Option<&str>,
         notifications: &[NotificationRow],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE app_lcm_op_occs SET state = $1, error = $2, state_entered = $3 WHERE id = $4",
+        // PostgreSQL re-reads the row after a concurrent update's commit, so the second of two
+        // writers finds the state already set
+        let changed = sqlx::query(
+            "UPDATE app_lcm_op_occs SET state = $1, error = $2, state_entered = $3 \
+             WHERE id = $4 AND state <> $1 AND state NOT IN ('COMPLETED', 'FAILED')",
         )
         .bind(state)
         .bind(error)
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !changed {
+            return Ok(false);
+        }
         self.report(&mut tx, EventKind::LcmOpOcc, id, now, notifications)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Records the placement decision of an operation occurrence.

@@ -18,7 +18,8 @@ use super::lcm::{lcm, run, site};
 on_both_dbs!(
     state_changes_reach_kafka_as_cloudevents,
     replicas_publish_each_event_once,
-    an_acknowledged_removal_clears_the_reported_status
+    an_acknowledged_removal_clears_the_reported_status,
+    an_outcome_is_recorded_once
 );
 
 fn field<'a>(events: &'a [Value], name: &str) -> Vec<&'a str> {
@@ -251,4 +252,54 @@ async fn an_acknowledged_removal_clears_the_reported_status(db: Db) {
         .unwrap();
     let held = held().await;
     assert_eq!((held.status, held.status_at), (None, None));
+}
+
+/// Two replicas may record one operation's outcome (the saga's executor and a recovery pass
+/// that finds the saga ended): the second write changes nothing and queues no event or
+/// notification, and a final state is never left.
+async fn an_outcome_is_recorded_once(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server_kit::testing::fresh_database(db, "meao", dir.path()).await;
+    let mut config = test_config(url, dir.path());
+    config.sites = vec![site("paris-1", 16000, &["RNIS"])];
+    let ctx = Ctx::start_with(config, dir).await;
+    assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
+    let r = lcm(
+        &ctx,
+        Method::POST,
+        "/app_instances",
+        Some(json!({"appDId": "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"})),
+    )
+    .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
+    assert_eq!(op["operationState"], "COMPLETED");
+    let op_id = op["id"].as_str().unwrap();
+    let store = meao::store::Store::connect(&ctx.config.database_url)
+        .await
+        .unwrap();
+    for state in ["COMPLETED", "PROCESSING", "FAILED_TEMP"] {
+        assert!(
+            !store
+                .op_occ_set_state(op_id, state, None, &[], 1)
+                .await
+                .unwrap(),
+            "a COMPLETED occurrence moved to {state}"
+        );
+    }
+    let again = lcm(
+        &ctx,
+        Method::GET,
+        &format!("/app_lcm_op_occs/{op_id}"),
+        None,
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap();
+    assert_eq!(again["operationState"], "COMPLETED");
+    assert_eq!(again["stateEnteredTime"], op["stateEnteredTime"]);
 }
