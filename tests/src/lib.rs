@@ -507,3 +507,110 @@ impl Drop for SampleApp {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP relay to one or more upstream ports (a load balancer: each connection goes to the
+/// next upstream that accepts it, round robin), whose connections can all be cut at once and
+/// which can refuse new ones.
+pub struct Relay {
+    /// The port it listens on (loopback).
+    pub port: u16,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying to `upstreams` (loopback ports).
+    pub async fn start(upstreams: Vec<u16>) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (held, refusing) = (connections.clone(), blocked.clone());
+        let upstreams = std::sync::Arc::new(upstreams);
+        let accept = tokio::spawn(async move {
+            let mut next = 0usize;
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
+                next = next.wrapping_add(1);
+                let (first, upstreams) = (next, upstreams.clone());
+                let relay = tokio::spawn(async move {
+                    for i in 0..upstreams.len() {
+                        let upstream = upstreams[(first + i) % upstreams.len()];
+                        if let Ok(mut up) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                            return;
+                        }
+                    }
+                });
+                held.lock().unwrap().push(relay);
+            }
+        });
+        Self {
+            port,
+            connections,
+            blocked,
+            accept,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Relay::unblock`].
+    pub fn block(&self) {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// Accepts new connections again.
+    pub fn unblock(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Drops every open connection (both sockets close mid-stream); how many were open.
+    pub fn cut(&self) -> usize {
+        let open: Vec<_> = self.connections.lock().unwrap().drain(..).collect();
+        let live = open.iter().filter(|c| !c.is_finished()).count();
+        open.iter().for_each(tokio::task::JoinHandle::abort);
+        live
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// xorshift64*: reproducible randomness from a printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from the clock; the seed is printed, to replay a run.
+    pub fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        println!("seed {seed}");
+        Self(seed)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}

@@ -10,101 +10,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_specs::mp1::provisioning::AppInstanceConfig;
-use e2e::{link_configs, meao_config, resolve};
+use e2e::{Relay, Rng, link_configs, meao_config, resolve};
 use futures::StreamExt;
 use meao::events::testing::free_port;
 use meao::mep_link::{Desired, MepLink};
 use serde_json::json;
 use server_kit::testing::{Db, EVENTUALLY, TestPki, eventually, fresh_database};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 const SITE: &str = "edge-1";
 const VA: &str = "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51";
 const INSTANCES: u64 = 20;
 const UPDATES: u64 = 1000;
-
-/// A TCP relay whose connections can all be cut at once, and which can refuse new ones.
-struct Relay {
-    port: u16,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    blocked: Arc<AtomicBool>,
-    accept: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let blocked = Arc::new(AtomicBool::new(false));
-        let (held, refusing) = (connections.clone(), blocked.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut down, _)) = listener.accept().await else {
-                    continue;
-                };
-                if refusing.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let relay = tokio::spawn(async move {
-                    if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                    }
-                });
-                held.lock().unwrap().push(relay);
-            }
-        });
-        Self {
-            port,
-            connections,
-            blocked,
-            accept,
-        }
-    }
-
-    /// Cuts every connection and refuses new ones until [`Relay::unblock`].
-    fn block(&self) {
-        self.blocked.store(true, Ordering::SeqCst);
-        self.cut();
-    }
-
-    fn unblock(&self) {
-        self.blocked.store(false, Ordering::SeqCst);
-    }
-
-    /// Drops every open connection (both sockets close mid-stream).
-    fn cut(&self) -> usize {
-        let open: Vec<_> = self.connections.lock().unwrap().drain(..).collect();
-        let live = open.iter().filter(|c| !c.is_finished()).count();
-        open.iter().for_each(JoinHandle::abort);
-        live
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-/// xorshift64*: reproducible randomness from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 fn instance(k: u64) -> String {
     format!("app-{k:02}")
@@ -198,7 +117,7 @@ async fn link_survives_cuts_and_outages(db: Db) {
     let mep_db = fresh_database(db, "mep", dir.path()).await;
     let (meao_link, mut mep_link) =
         link_configs(&TestPki::new(dir.path(), "link CA"), SITE, free_port());
-    let relay = Relay::start(meao_link.listen.port()).await;
+    let relay = Relay::start(vec![meao_link.listen.port()]).await;
     mep_link.url = format!("https://127.0.0.1:{}", relay.port);
 
     let meao = start_meao(&meao_db, dir.path(), &meao_link).await;
@@ -217,13 +136,7 @@ async fn link_survives_cuts_and_outages(db: Db) {
         .await
         .unwrap();
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_clock();
     let mut latest = Latest::new();
     let (mut cuts, mut live_cut) = (0, 0);
     let started = Instant::now();
@@ -471,7 +384,7 @@ async fn a_relocated_instance_leaves_the_failed_sites_mep() {
     let port = free_port();
     let (_, mut link_a) = link_configs(&pki, "a-1", port);
     let (meao_link, link_b) = link_configs(&pki, "b-1", port);
-    let relay = Relay::start(port).await;
+    let relay = Relay::start(vec![port]).await;
     link_a.url = format!("https://127.0.0.1:{}", relay.port);
     let mut meps = Vec::new();
     for (site, link) in [("a-1", link_a), ("b-1", link_b)] {
