@@ -218,9 +218,15 @@ impl Callback {
         }
     }
 
+    /// The next notification if one arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        let received = tokio::time::timeout(wait, self.rx.recv()).await;
+        received.ok().flatten().map(|(v, _)| v)
+    }
+
     /// Fails the test if a notification arrives within `wait`.
     pub async fn none_within(&mut self, wait: Duration) {
-        if let Ok(Some((v, _))) = tokio::time::timeout(wait, self.rx.recv()).await {
+        if let Some(v) = self.next_within(wait).await {
             panic!("unexpected notification {v}");
         }
     }
