@@ -125,15 +125,7 @@ pub fn meao_toml_sections(link: &meao::mep_link::MepLinkConfig) -> String {
         .map(|f| f.display().to_string())
         .unwrap_or_default();
     format!(
-        r#"[auth]
-signing_key = "meao-key"
-[[auth.clients]]
-client_id = "oss"
-client_secret = "oss-secret"
-scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
-[outbound]
-allow = ["127.0.0.0/8"]
-[mep_link]
+        r#"{oss}[mep_link]
 listen = "{listen}"
 tls = {{ cert_file = "{cert}", key_file = "{key}", client_ca_file = "{ca}" }}
 resend_secs = {resend}
@@ -144,8 +136,21 @@ ack_timeout_secs = {ack}
         key = link.tls.key_file.display(),
         resend = link.resend_secs,
         ack = link.ack_timeout_secs,
+        oss = OSS_TOML_SECTIONS,
     )
 }
+
+/// The MEAO configuration sections of the suites' OSS client (`oss`, secret `oss-secret`,
+/// every Mm1 scope) and of callbacks to loopback.
+pub const OSS_TOML_SECTIONS: &str = r#"[auth]
+signing_key = "meao-key"
+[[auth.clients]]
+client_id = "oss"
+client_secret = "oss-secret"
+scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
+[outbound]
+allow = ["127.0.0.0/8"]
+"#;
 
 /// An OAuth 2.0 access token (client credentials) from the server at `base`.
 pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {

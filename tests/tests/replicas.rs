@@ -271,15 +271,7 @@ reconcile_interval_secs = 2
 [telemetry]
 filter = "info"
 json = true
-[auth]
-signing_key = "replicas-key"
-[[auth.clients]]
-client_id = "oss"
-client_secret = "oss-secret"
-scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
-[outbound]
-allow = ["127.0.0.0/8"]
-[kafka]
+{oss}[kafka]
 brokers = "{brokers}"
 topic_prefix = "{prefix}"
 poll_interval_ms = 50
@@ -290,6 +282,7 @@ zone = "paris"
 services = ["RNIS", "video-detections"]
 vim = {{ kind = "kubernetes", kubeconfig = "{kubeconfig}", namespace = "{namespace}" }}
 "#,
+                oss = e2e::OSS_TOML_SECTIONS,
                 data = dir.join("data").display(),
                 kubeconfig = k8s.kubeconfig.as_ref().unwrap().display(),
                 namespace = k8s.namespace,

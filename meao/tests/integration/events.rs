@@ -13,7 +13,7 @@ use server_kit::on_both_dbs;
 use server_kit::testing::{EVENTUALLY, eventually};
 
 use super::common::{Ctx, Db, example, test_config};
-use super::lcm::{lcm, run, site};
+use super::lcm::{create_va, lcm, run, site};
 
 on_both_dbs!(
     state_changes_reach_kafka_as_cloudevents,
@@ -40,17 +40,7 @@ async fn state_changes_reach_kafka_as_cloudevents(db: Db) {
     let (pkg, status) = ctx.onboard("va", example("video-analytics")).await;
     assert_eq!(status, 202);
     ctx.wait_state(&pkg, "ONBOARDED").await;
-    let r = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"})),
-    )
-    .await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_va(&ctx).await;
     let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
     assert_eq!(op["operationState"], "COMPLETED");
     let op = run(
@@ -264,17 +254,7 @@ async fn an_outcome_is_recorded_once(db: Db) {
     config.sites = vec![site("paris-1", 16000, &["RNIS"])];
     let ctx = Ctx::start_with(config, dir).await;
     assert_eq!(ctx.onboard("va", example("video-analytics")).await.1, 202);
-    let r = lcm(
-        &ctx,
-        Method::POST,
-        "/app_instances",
-        Some(json!({"appDId": "7f3c2a1e-5b7d-4e2a-9c11-0a1b2c3d4e51"})),
-    )
-    .await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_va(&ctx).await;
     let op = run(&ctx, &format!("/app_instances/{id}/instantiate"), json!({})).await;
     assert_eq!(op["operationState"], "COMPLETED");
     let op_id = op["id"].as_str().unwrap();

@@ -44,7 +44,7 @@ pub(super) async fn lcm(
 }
 
 /// Creates an instance of the video analytics package; its id.
-async fn create_va(ctx: &Ctx) -> String {
+pub(super) async fn create_va(ctx: &Ctx) -> String {
     let created: Value = lcm(
         ctx,
         Method::POST,
