@@ -106,7 +106,8 @@ pub fn tls_acceptor(config: &TlsConfig) -> Result<Arc<SslAcceptor>, TlsError> {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
 /// (up to `grace`) and closes those still open: none outlives the call, so a long-lived
-/// stream (a MEP's link) ends with it and its client reconnects elsewhere. Every request carries its [`PeerAddr`] (and, under mutual TLS, the
+/// stream (a MEP's link) ends with it and its client reconnects elsewhere. Every request
+/// carries its [`PeerAddr`] (and, under mutual TLS, the
 /// client's [`PeerIdentity`](crate::grpc::PeerIdentity)); `limits` bound connections,
 /// handshakes and header reads.
 pub async fn serve(

@@ -530,7 +530,8 @@ impl Relay {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            std::sync::Arc::default();
         let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (held, refusing) = (connections.clone(), blocked.clone());
         let upstreams = std::sync::Arc::new(upstreams);
@@ -556,7 +557,9 @@ impl Relay {
                         }
                     }
                 });
-                held.lock().unwrap().push(relay);
+                let mut held = held.lock().unwrap();
+                held.retain(|c| !c.is_finished());
+                held.push(relay);
             }
         });
         Self {

@@ -807,9 +807,8 @@ impl Lcm {
     }
 
     /// Records an occurrence's new state with its notifications: to occurrence subscribers,
-    /// and, when it completed, to instance state subscribers.
-    /// Moves an occurrence to `state`, with its notifications; whether it moved (see
-    /// [`Store::op_occ_set_state`]).
+    /// and, when it completed, to instance state subscribers. Whether it moved: not when it
+    /// was in that state already, or in a final one ([`Store::op_occ_set_state`]).
     async fn transition(
         &self,
         id: &str,

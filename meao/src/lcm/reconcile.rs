@@ -109,7 +109,7 @@ impl Reconciler {
                 };
                 // an operation may have started since the pass read the store: it owns the
                 // workload now (what it leaves, the next pass looks at)
-                if store.instances_in_flight().await?.contains(&instance.id) {
+                if store.instance_in_flight(&instance.id).await? {
                     continue;
                 }
                 let credential = store.credential_get(&instance.id, &site.id).await?;

@@ -1252,6 +1252,18 @@ impl Store {
             .collect()
     }
 
+    /// Whether the instance has an operation in flight (as [`Store::instances_in_flight`]).
+    pub async fn instance_in_flight(&self, app_instance_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM app_lcm_op_occs WHERE app_instance_id = $1 \
+             AND state IN ('STARTING', 'PROCESSING', 'FAILED_TEMP')",
+        )
+        .bind(app_instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// One operation occurrence.
     pub async fn op_occ_get(&self, id: &str) -> Result<Option<OpOccRow>, StoreError> {
         let row = sqlx::query(&format!(
