@@ -3,7 +3,7 @@
 # Usage: eval "$(scripts/pg-start.sh DIR PORT)"  (exports MECPLANE_TEST_PG_URL, PG_TEST_DIR)
 set -euo pipefail
 dir=${1:?data dir}
-port=${2:-55432}
+port=${2:-28432}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$bin/initdb" ] || { echo "PostgreSQL server binaries not found" >&2; exit 1; }
 run() {

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:?data dir}
-port=${2:-57070}
+port=${2:-28070}
 versitygw=$(scripts/go-tool.sh github.com/versity/versitygw/cmd/versitygw@v1.8.0)
 # the directory is wiped: refuse anything that is not a directory (say /dev/null, given by
 # mistake, would become one)

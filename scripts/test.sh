@@ -44,7 +44,7 @@ check layout scripts/check-layout.sh
 echo "== PostgreSQL"
 pgdir=$(mktemp -d /tmp/mecplane-pg.XXXXXX)
 chmod 755 "$pgdir"
-pgenv=$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-55432}")
+pgenv=$(scripts/pg-start.sh "$pgdir/pg" "${MECPLANE_TEST_PG_PORT:-28432}")
 eval "$pgenv"
 [ -n "${MECPLANE_TEST_PG_URL:-}" ] || { echo "PostgreSQL did not start" >&2; exit 1; }
 lap PostgreSQL
@@ -66,7 +66,7 @@ trap cleanup EXIT
 # then cached); without it those tests fail under CI=true
 echo "== S3-compatible server (versitygw)"
 s3dir=$(mktemp -d /tmp/mecplane-s3.XXXXXX)
-if s3env=$(scripts/s3-start.sh "$s3dir/s3" "${MECPLANE_TEST_S3_PORT:-57070}"); then
+if s3env=$(scripts/s3-start.sh "$s3dir/s3" "${MECPLANE_TEST_S3_PORT:-28070}"); then
   eval "$s3env"
 else
   echo "the S3-compatible server did not start: the S3 tests will fail" >&2
@@ -102,6 +102,13 @@ check "OpenTelemetry Collector (tests/otelcol)" otelcol
 export MECPLANE_OTELCOL
 MECPLANE_OTELCOL=$(cat "$otelcol_path")
 rm -f "$otelcol_path"
+
+# the CNCF distribution registry the image tests push to and resolve at (built from Go modules
+# once, then cached); without it those tests fail under CI=true
+export MECPLANE_REGISTRY
+MECPLANE_REGISTRY=$(scripts/go-tool.sh github.com/distribution/distribution/v3/cmd/registry@v3.0.0) ||
+  echo "the distribution registry did not build: the image tests will fail" >&2
+lap "distribution registry"
 
 # every test binary runs even when one fails; what failed is listed at the end
 tests_log=$(mktemp /tmp/mecplane-tests.XXXXXX.log)

@@ -96,6 +96,14 @@ pub struct SiteSpec<V> {
     /// URL of the site's MEP; its rules are not configured when absent.
     #[serde(default)]
     pub mep_url: Option<String>,
+    /// The registry the site's nodes pull from (`host[:port][/prefix]`): images shipped in
+    /// packages are pushed there before their workloads are applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 253,
+        pattern = "^(localhost(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?|[A-Za-z0-9-]*\\.[A-Za-z0-9.-]*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?|[A-Za-z0-9.-]+:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$"
+    )]
+    pub image_registry: Option<String>,
     /// Whether placement may choose the site (the default). Out of service (`false`), e.g.
     /// for maintenance, nothing new is placed there; what runs there stays.
     #[serde(default = "in_service")]

@@ -37,6 +37,8 @@ pub struct MeaoConfig {
     pub auth: AuthConfig,
     /// The operator portal's users and sessions.
     pub portal: crate::portal::PortalConfig,
+    /// How images are pinned and pushed.
+    pub images: crate::images::ImagesConfig,
     /// Package onboarding policy and limits.
     pub packages: PackageConfig,
     /// Edge sites to register at start (more can be added through the inventory API).
@@ -93,6 +95,7 @@ impl Default for MeaoConfig {
             tls: None,
             auth: AuthConfig::default(),
             portal: crate::portal::PortalConfig::default(),
+            images: crate::images::ImagesConfig::default(),
             packages: PackageConfig::default(),
             sites: Vec::new(),
             site_refresh_secs: 15,

@@ -20,6 +20,7 @@ pub mod api;
 pub mod config;
 pub mod events;
 pub mod gauges;
+pub mod images;
 pub mod inventory;
 pub mod lcm;
 pub mod mep_link;

@@ -50,6 +50,9 @@ pub enum StartError {
     /// The key of the applications' Mp1 credentials is unusable.
     #[error(transparent)]
     Credentials(#[from] CredentialKeyError),
+    /// The image registries are misconfigured.
+    #[error("images: {0}")]
+    Images(#[from] crate::images::ImageError),
     /// The Kafka producer could not be created.
     #[error(transparent)]
     Events(#[from] crate::events::EventsError),
@@ -173,6 +176,11 @@ impl Server {
                     .as_ref()
                     .map(|(_, link, timeout)| (link.clone(), *timeout)),
                 credentials,
+                images: Arc::new(crate::images::Images::new(
+                    &config.images,
+                    &plumbing.destinations,
+                    config.data_dir.join("image-spool"),
+                )?),
                 destinations: plumbing.destinations.clone(),
             },
         ));

@@ -68,6 +68,8 @@ pub fn meao_config(dir: &std::path::Path) -> meao::config::MeaoConfig {
     };
     config.auth.signing_key = Some(server_kit::auth::Secret::new("meao-key"));
     config.outbound.allow = vec!["127.0.0.0/8".into()];
+    // the example packages name registries the test machines cannot reach
+    config.images.pin_digests = false;
     config.auth.clients = vec![server_kit::auth::ClientConfig {
         client_id: "oss".into(),
         client_secret: server_kit::auth::Secret::new("oss-secret"),
@@ -141,7 +143,8 @@ ack_timeout_secs = {ack}
 }
 
 /// The MEAO configuration sections of the suites' OSS client (`oss`, secret `oss-secret`,
-/// every Mm1 scope) and of callbacks to loopback.
+/// every Mm1 scope), of callbacks to loopback and of images deployed as written (the example
+/// packages name registries the test machines cannot reach).
 pub const OSS_TOML_SECTIONS: &str = r#"[auth]
 signing_key = "meao-key"
 [[auth.clients]]
@@ -150,6 +153,8 @@ client_secret = "oss-secret"
 scopes = ["app_pkgm", "app_lcm", "mecplane_inventory"]
 [outbound]
 allow = ["127.0.0.0/8"]
+[images]
+pin_digests = false
 "#;
 
 /// An OAuth 2.0 access token (client credentials) from the server at `base`.
@@ -188,15 +193,27 @@ pub async fn wait_op(http: &reqwest::Client, meao: &str, token: &str, location: 
     panic!("{location} did not finish");
 }
 
+/// The directory of the example package `deploy/examples/packages/<name>`.
+pub fn example_dir(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/examples/packages")
+        .join(name)
+}
+
 /// Builds the example package `deploy/examples/packages/<name>` and onboards it.
 pub async fn onboard_example(http: &reqwest::Client, meao: &str, token: &str, name: &str) {
-    let zip = app_package::build::build(
-        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/examples/packages")
-            .join(name),
-        None,
-    )
-    .unwrap();
+    onboard_dir(http, meao, token, name, &example_dir(name)).await;
+}
+
+/// Builds the package in `dir` and onboards it as `name`.
+pub async fn onboard_dir(
+    http: &reqwest::Client,
+    meao: &str,
+    token: &str,
+    name: &str,
+    dir: &std::path::Path,
+) {
+    let zip = app_package::build::build(dir, None).unwrap();
     let pkg: Value = http
         .post(format!("{meao}/app_pkgm/v1/app_packages"))
         .bearer_auth(token)

@@ -526,22 +526,23 @@ macro_rules! drills {
 }
 
 drills! {
-    // place, issue-credential, apply, await-ready, configure-platform, commit
-    instantiate: INSTANTIATE, 6, false, None;
-    // cancelled at await-ready: undo await-ready, apply, issue-credential, place
-    instantiate_undo: INSTANTIATE, 4, true, None;
+    // place, pin-images, issue-credential, apply, await-ready, configure-platform, commit
+    instantiate: INSTANTIATE, 7, false, None;
+    // cancelled at await-ready: undo await-ready, apply, issue-credential, pin-images, place
+    instantiate_undo: INSTANTIATE, 5, true, None;
     // commit failed: undo every step from commit back to place
-    instantiate_failed: INSTANTIATE, 6, true, Some(5);
+    instantiate_failed: INSTANTIATE, 7, true, Some(6);
     // release-platform, drain, remove, commit (no step undoes)
     terminate: TERMINATE, 4, false, None;
     // scale, commit
     operate: OPERATE, 2, false, None;
     // commit failed: undo commit, scale
     operate_undo: OPERATE, 2, true, Some(1);
-    // place, issue-credential, apply, await-ready, configure-platform, commit, release-old
-    relocate: RELOCATE, 7, false, None;
+    // place, pin-images, issue-credential, apply, await-ready, configure-platform, commit,
+    // release-old
+    relocate: RELOCATE, 8, false, None;
     // release-old failed: undo every step back to place, the instance stays at its site
-    relocate_undo: RELOCATE, 7, true, Some(6);
+    relocate_undo: RELOCATE, 8, true, Some(7);
     // announce, apply-secret, commit
     rotate_credentials: ROTATE, 3, false, None;
     // commit failed: undo commit, apply-secret, announce

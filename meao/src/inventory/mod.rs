@@ -255,6 +255,13 @@ fn validate(spec: &SiteSpec) -> Result<(), InventoryError> {
     }
     api_specs::location::check_civic_address("civicAddress", &spec.civic_address)
         .map_err(InventoryError::Invalid)?;
+    if let Some(r) = &spec.image_registry
+        && !crate::images::registry_prefix(r)
+    {
+        return Err(InventoryError::Invalid(
+            "imageRegistry: host[:port][/prefix], the host with a '.' or ':' (or localhost)".into(),
+        ));
+    }
     if !(-90.0..=90.0).contains(&spec.location.latitude)
         || !(-180.0..=180.0).contains(&spec.location.longitude)
     {

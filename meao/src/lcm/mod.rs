@@ -139,6 +139,8 @@ pub struct LcmSettings {
     pub mep_link: Option<(Arc<crate::mep_link::MepLink>, Duration)>,
     /// Derives the instances' Mp1 secrets.
     pub credentials: Arc<credentials::CredentialKey>,
+    /// Pins and pushes the instances' images.
+    pub images: Arc<crate::images::Images>,
     /// Where subscriptions may have notifications sent.
     pub destinations: server_kit::outbound::Destinations,
 }
@@ -220,6 +222,7 @@ impl Lcm {
             ready_timeout: settings.ready_timeout,
             mep_link: settings.mep_link,
             credentials: settings.credentials,
+            images: settings.images,
         });
         let executor = Arc::new(
             Executor::new(

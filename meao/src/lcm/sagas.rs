@@ -1,5 +1,5 @@
-//! The LCM sagas, one linear step list each: instantiate (place, issue the Mp1 credential,
-//! apply, await ready, configure the MEP, commit), terminate (release at the MEP, drain,
+//! The LCM sagas, one linear step list each: instantiate (place, pin the images, issue the Mp1
+//! credential, apply, await ready, configure the MEP, commit), terminate (release at the MEP, drain,
 //! remove, commit), operate (scale, commit), relocate and rotation of the Mp1 credential.
 //! Steps are idempotent: workload names derive from the instance id, credential ids from the
 //! operation, applies replace, deletes accept "already gone".
@@ -17,12 +17,13 @@ use vim_adapters::{
     Container, DeviceRequest, Port, Protocol, Traced, Vim, Workload, WorkloadPhase, workload_name,
 };
 
+use crate::images::{ImageError, Images};
 use crate::inventory::{Inventory, PlacementQuery, request_for};
 use crate::lcm::credentials::CredentialKey;
 use crate::mep_link::{Desired, LinkError, MepLink};
 use crate::package::{Packages, PkgRef};
 use crate::saga::{SagaKind, Step, StepContext, StepError};
-use crate::store::{CredentialRow, Store};
+use crate::store::{CredentialRow, InstanceDoc, Store};
 use api_specs::mm1::appd::ConfigPlatformForAppRequest;
 use api_specs::mp1::app_support::{AppInfo, RuleState};
 use api_specs::mp1::provisioning::AppInstanceConfig;
@@ -42,6 +43,8 @@ pub struct LcmCtx {
     pub mep_link: Option<(Arc<MepLink>, Duration)>,
     /// Derives the instances' Mp1 secrets.
     pub credentials: Arc<CredentialKey>,
+    /// Pins and pushes the instances' images.
+    pub images: Arc<Images>,
 }
 
 fn retryable(e: impl std::fmt::Display) -> StepError {
@@ -97,7 +100,7 @@ async fn instance_appd(c: &LcmCtx, instance: &str, app_d_id: &str) -> Result<App
     let mut appd = appd(c, app_d_id).await?;
     let stored = c
         .store
-        .instance_overrides(instance)
+        .instance_doc(instance, InstanceDoc::Overrides)
         .await
         .map_err(retryable)?;
     if let Some(json) = stored {
@@ -130,14 +133,15 @@ fn vim(c: &LcmCtx, site: &str) -> Result<Traced, StepError> {
 /// descriptors, the ports its traffic rules steer to it, a StatefulSet for a stateful
 /// application, and the devices it requests as additional capabilities named `device:<model>`.
 /// Its configuration names the instance and AppD (`MEC_APP_INSTANCE_ID`, `MEC_APP_D_ID`); the
-/// apply step adds the site's MEP (`MEC_MEP_URL`).
-pub fn workload_for(instance_id: &str, appd: &AppD) -> Workload {
+/// apply step adds the site's MEP (`MEC_MEP_URL`). An image in `pinned` (by software image
+/// descriptor id) is deployed by that reference.
+pub fn workload_for(instance_id: &str, appd: &AppD, pinned: &PinnedImages) -> Workload {
     let image_of = |id: &str| {
         appd.sw_image_descriptor
             .iter()
             .find(|i| i.id == id)
             .or(appd.sw_image_descriptor.first())
-            .map(image_ref)
+            .map(|i| pinned.get(&i.id).cloned().unwrap_or_else(|| image_ref(i)))
             .unwrap_or_default()
     };
     let request = request_for(
@@ -269,7 +273,12 @@ fn place<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value,
             let overrides =
                 Overrides::of(&request).map(|o| serde_json::to_string(&o).unwrap_or_default());
             c.store
-                .instance_set_overrides(instance, overrides.as_deref())
+                .instance_set_doc(instance, InstanceDoc::Overrides, overrides.as_deref())
+                .await
+                .map_err(retryable)?;
+            // a new instantiation pins its images afresh
+            c.store
+                .instance_set_doc(instance, InstanceDoc::PinnedImages, None)
                 .await
                 .map_err(retryable)?;
         }
@@ -362,7 +371,8 @@ pub(super) async fn deploy_at(
     replicas: u32,
 ) -> Result<String, StepError> {
     let appd = instance_appd(c, instance, app_d_id).await?;
-    let mut workload = workload_for(instance, &appd);
+    let pinned = pinned_images(c, instance).await?;
+    let mut workload = workload_for(instance, &appd, &pinned);
     workload.replicas = replicas;
     if let Some(mciop) = &appd.mciop_id {
         let chart = c
@@ -380,6 +390,107 @@ pub(super) async fn deploy_at(
     }
     vim(c, site)?.apply(&workload).await?;
     Ok(workload.name)
+}
+
+// === images ===
+
+/// An instance's images pinned by digest: software image descriptor id to reference.
+pub type PinnedImages = std::collections::BTreeMap<String, String>;
+
+async fn pinned_images(c: &LcmCtx, instance: &str) -> Result<PinnedImages, StepError> {
+    match c
+        .store
+        .instance_doc(instance, InstanceDoc::PinnedImages)
+        .await
+        .map_err(retryable)?
+    {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StepError::Permanent(format!("stored pinned images unreadable: {e}"))),
+        None => Ok(PinnedImages::new()),
+    }
+}
+
+fn image_failure(e: ImageError) -> StepError {
+    if e.retryable() {
+        StepError::Retryable(e.to_string())
+    } else {
+        StepError::Permanent(e.to_string())
+    }
+}
+
+/// Pins the instance's images for the step's site: a referenced image's tag resolved to its
+/// digest (once: a relocation keeps the digest its instantiation pinned), an image shipped in
+/// the package pushed to the site's registry. Recorded with the instance before any workload
+/// names them.
+fn pin_images<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        let (instance, app_d_id) = (param(&ctx, "appInstanceId"), param(&ctx, "appDId"));
+        let appd = instance_appd(c, instance, app_d_id).await?;
+        let mut pinned = pinned_images(c, instance).await?;
+        let registry = c
+            .inventory
+            .get(site(&ctx))
+            .await
+            .map_err(retryable)?
+            .spec
+            .image_registry;
+        for image in &appd.sw_image_descriptor {
+            let shipped = c
+                .packages
+                .file(PkgRef::AppDId(app_d_id), &image.sw_image)
+                .await
+                .map_err(|e| StepError::Permanent(e.to_string()))?;
+            match (shipped, &registry) {
+                (Some(file), Some(registry)) => {
+                    let dir = c.images.spool_dir();
+                    tokio::fs::create_dir_all(dir).await.map_err(retryable)?;
+                    let spooled = tempfile_in(dir).map_err(retryable)?;
+                    c.packages
+                        .spool(&file, spooled.path())
+                        .await
+                        .map_err(|e| StepError::Permanent(e.to_string()))?;
+                    let reference = c
+                        .images
+                        .push(spooled.path(), registry, &image.name, &image.version)
+                        .await
+                        .map_err(image_failure)?;
+                    pinned.insert(image.id.clone(), reference);
+                }
+                (Some(_), None) if c.images.pins_digests() => {
+                    return Err(StepError::Permanent(format!(
+                        "site {} has no imageRegistry to push the package's image {} to",
+                        site(&ctx),
+                        image.id
+                    )));
+                }
+                // the site is expected to hold it already, by name and version
+                (Some(_), None) => {
+                    pinned.remove(&image.id);
+                }
+                (None, _) if pinned.contains_key(&image.id) => {}
+                (None, _) => {
+                    let reference = c.images.pin(&image.sw_image).await.map_err(image_failure)?;
+                    if reference != image.sw_image {
+                        pinned.insert(image.id.clone(), reference);
+                    }
+                }
+            }
+        }
+        let recorded = serde_json::to_string(&pinned).unwrap_or_default();
+        c.store
+            .instance_set_doc(instance, InstanceDoc::PinnedImages, Some(&recorded))
+            .await
+            .map_err(retryable)?;
+        Ok(json!({ "images": pinned }))
+    })
+}
+
+/// A spool file under `dir`, removed when dropped.
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix("image-")
+        .suffix(".tar")
+        .tempfile_in(dir)
 }
 
 // === Mp1 credentials ===
@@ -954,12 +1065,18 @@ pub const TERMINATE: &str = "app-terminate";
 /// Saga kind names.
 pub const OPERATE: &str = "app-operate";
 
-/// The steps that put an instance on a site: place, apply, await ready, configure the MEP.
+/// The steps that put an instance on a site: place, pin the images, issue the credential, apply,
+/// await ready, configure the MEP.
 fn deploy_steps() -> Vec<Step<LcmCtx>> {
     vec![
         Step {
             name: "place",
             forward: place,
+            undo: no_undo,
+        },
+        Step {
+            name: "pin-images",
+            forward: pin_images,
             undo: no_undo,
         },
         Step {
@@ -1100,7 +1217,11 @@ mod tests {
 
     #[test]
     fn workloads_follow_the_appd() {
-        let va = workload_for("I-1", &example("video-analytics/Definitions/appd.yaml"));
+        let va = workload_for(
+            "I-1",
+            &example("video-analytics/Definitions/appd.yaml"),
+            &PinnedImages::new(),
+        );
         assert_eq!(va.name, "mec-i-1");
         let c = &va.containers[0];
         assert_eq!(
@@ -1117,8 +1238,22 @@ mod tests {
         assert!(va.ports.iter().all(|p| p.protocol == Protocol::Tcp));
         assert_eq!(va.config["MEC_APP_INSTANCE_ID"], "I-1");
         assert!(!va.stateful && va.devices.is_empty());
+        // a pinned image is deployed by its digest
+        let digest = format!("sha256:{}", "5".repeat(64));
+        let pinned = PinnedImages::from([(
+            "va-image".to_owned(),
+            format!("registry.acme.example/vision/video-analytics:2.3.0@{digest}"),
+        )]);
+        let appd = example("video-analytics/Definitions/appd.yaml");
+        assert_eq!(appd.sw_image_descriptor[0].id, "va-image");
+        let pinned = workload_for("I-1", &appd, &pinned);
+        assert!(pinned.containers[0].image.ends_with(&digest), "{pinned:?}");
 
-        let iot = workload_for("I-2", &example("iot-gateway/Definitions/iot-gateway.json"));
+        let iot = workload_for(
+            "I-2",
+            &example("iot-gateway/Definitions/iot-gateway.json"),
+            &PinnedImages::new(),
+        );
         assert_eq!(
             iot.containers[0].image, "fieldbus/iot-agent:0.3.0",
             "an included image"
@@ -1147,7 +1282,7 @@ mod tests {
             }))
             .unwrap(),
         );
-        let w = workload_for("I-3", &appd);
+        let w = workload_for("I-3", &appd, &PinnedImages::new());
         assert!(w.stateful);
         assert_eq!(
             w.devices,

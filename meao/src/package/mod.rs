@@ -16,7 +16,7 @@ pub mod chart;
 pub mod onboard;
 pub mod signature;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use api_specs::ProblemDetails;
@@ -926,6 +926,54 @@ impl Packages {
                 row.id, row.onboarding_state
             ))),
         }
+    }
+
+    /// The stored file at `path` of an onboarded package, if it has one.
+    pub async fn file(
+        &self,
+        r: PkgRef<'_>,
+        path: &str,
+    ) -> Result<Option<StoredFile>, PackageError> {
+        self.content(r).await?;
+        let row = self.row(r).await?;
+        let details: Details = row
+            .details
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .ok_or_else(|| {
+                PackageError::Storage(format!("package {} has no readable record", row.id))
+            })?;
+        Ok(details.files.into_iter().find(|f| f.path == path))
+    }
+
+    /// Copies a stored `file` to `dest`, checking its content against its recorded sha256.
+    pub async fn spool(&self, file: &StoredFile, dest: &Path) -> Result<(), PackageError> {
+        use tokio::io::AsyncWriteExt;
+        let storage =
+            |e: std::io::Error| PackageError::Storage(format!("cannot copy {}: {e}", file.path));
+        let blob = file
+            .blob_id()
+            .ok_or_else(|| PackageError::Storage(format!("{} is stored unreadably", file.path)))?;
+        let mut stream = self
+            .blobs
+            .stream(&blob, 0..file.size)
+            .await
+            .map_err(storage)?;
+        let mut out = tokio::fs::File::create(dest).await.map_err(storage)?;
+        let mut hasher = openssl::sha::Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(storage)?;
+            hasher.update(&chunk);
+            out.write_all(&chunk).await.map_err(storage)?;
+        }
+        out.flush().await.map_err(storage)?;
+        if app_package::hex(&hasher.finish()) != file.sha256 {
+            return Err(PackageError::Storage(format!(
+                "{} does not match its recorded checksum",
+                file.path
+            )));
+        }
+        Ok(())
     }
 
     /// The packaged Helm chart (`.tgz`) of an onboarded package whose AppD names `mciop_id`.

@@ -124,6 +124,24 @@ impl Events {
     }
 }
 
+/// The JSON documents the LCM steps keep with an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceDoc {
+    /// The descriptors its instantiation put in place of the AppD's.
+    Overrides,
+    /// Its images pinned by digest: software image descriptor id to reference.
+    PinnedImages,
+}
+
+impl InstanceDoc {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Overrides => "instantiation_overrides",
+            Self::PinnedImages => "pinned_images",
+        }
+    }
+}
+
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -1090,26 +1108,37 @@ impl Store {
         Ok(rows.iter().map(instance_row).collect::<Result<_, _>>()?)
     }
 
-    /// Records the descriptors an instantiation put in place of the AppD's (JSON, or none).
-    pub async fn instance_set_overrides(
+    /// Records one of an instance's step-written documents (JSON, or none).
+    pub async fn instance_set_doc(
         &self,
         id: &str,
-        overrides: Option<&str>,
+        doc: InstanceDoc,
+        value: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE app_instances SET instantiation_overrides = $1 WHERE id = $2")
-            .bind(overrides)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE app_instances SET {} = $1 WHERE id = $2",
+            doc.column()
+        ))
+        .bind(value)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// The descriptors the instance's instantiation put in place of the AppD's (JSON).
-    pub async fn instance_overrides(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT instantiation_overrides FROM app_instances WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+    /// One of an instance's step-written documents (JSON).
+    pub async fn instance_doc(
+        &self,
+        id: &str,
+        doc: InstanceDoc,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM app_instances WHERE id = $1",
+            doc.column()
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row
             .map(|r| r.try_get::<Option<String>, _>(0))
             .transpose()?

@@ -55,6 +55,8 @@ pub fn test_config(database_url: String, data_dir: &Path) -> MeaoConfig {
     c.delivery.poll_interval_ms = 50;
     // callbacks and package servers of the tests listen on loopback
     c.outbound.allow = vec!["127.0.0.0/8".into()];
+    // the test packages name registries that do not exist (tests/images.rs pins by digest)
+    c.images.pin_digests = false;
     c.delivery.initial_backoff_ms = 100;
     c.packages.limits.max_entries = 50;
     c.packages.limits.max_descriptor_bytes = 64 * 1024;

@@ -49,6 +49,12 @@ async fn sites_and_placement(db: Db) {
     assert_eq!(listed[0]["id"], "paris-1");
     assert_eq!(listed[0]["healthy"], true);
     assert_eq!(listed[0]["freeCapacity"]["cpuMillis"], 16000);
+    let mut with_registry = site("reg-1", 48.8, 1000, "x86_64", &[]);
+    with_registry["imageRegistry"] = json!("registry.site1.example:5000/mec");
+    assert_eq!(put(&ctx, with_registry).await.status(), 201);
+    let shown: Value = get(&ctx, "/sites/reg-1").await.json().await.unwrap();
+    assert_eq!(shown["imageRegistry"], "registry.site1.example:5000/mec");
+    assert_eq!(ctx.delete_site("reg-1").await.status(), 204);
 
     for (body, why) in [
         (site("bad id!", 0.0, 1, "x86_64", &[]), "id"),
@@ -64,6 +70,14 @@ async fn sites_and_placement(db: Db) {
                 s
             },
             "unknown field",
+        ),
+        (
+            {
+                let mut s = site("reg", 0.0, 1, "x86_64", &[]);
+                s["imageRegistry"] = json!("no-host/Apps");
+                s
+            },
+            "imageRegistry",
         ),
     ] {
         let r = put(&ctx, body).await;
