@@ -157,6 +157,18 @@ allow = ["127.0.0.0/8"]
 pin_digests = false
 "#;
 
+/// Starts a MEAO in this process with `config` (from [`meao_config`]); returns it, an HTTP
+/// client, its API root and the OSS client's token.
+pub async fn start_meao(
+    config: meao::config::MeaoConfig,
+) -> (meao::server::RunningServer, reqwest::Client, String, String) {
+    let meao = meao::server::Server::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    let m = meao.api_root.clone();
+    let oss = token(&http, &m, "oss", "oss-secret").await;
+    (meao, http, m, oss)
+}
+
 /// An OAuth 2.0 access token (client credentials) from the server at `base`.
 pub async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
     let r: Value = http

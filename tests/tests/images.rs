@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use e2e::{create_instance, example_dir, meao_config, onboard_dir, run_op, token};
+use e2e::{create_instance, example_dir, meao_config, onboard_dir, run_op, start_meao};
 use meao::events::testing::free_port;
 use meao::images::{ImageArchive, ImageRef, Registries, RegistryConfig, testing};
 use serde_json::{Value, json};
@@ -231,10 +231,7 @@ async fn images_are_deployed_by_digest() {
         }))
         .unwrap(),
     ];
-    let meao = meao::server::Server::start(config).await.unwrap();
-    let http = reqwest::Client::new();
-    let m = meao.api_root.clone();
-    let oss = token(&http, &m, "oss", "oss-secret").await;
+    let (_meao, http, m, oss) = start_meao(config).await;
     let (pkg, _) = package(&format!("{host}/vendor/app:1.0"), SAMPLE);
     onboard_dir(&http, &m, &oss, "sample-app-images", pkg.path()).await;
 

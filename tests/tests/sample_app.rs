@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use api_specs::mp1::service_mgmt::{ServiceInfo, ServiceQuery};
-use e2e::{SampleApp, create_instance, link_configs, meao_config, onboard_example, resolve, token};
+use e2e::{
+    SampleApp, create_instance, link_configs, meao_config, onboard_example, resolve, start_meao,
+};
 use meao::events::testing::free_port;
 use mp1_client::{Error, Mp1Client, Settings};
 use reqwest::{Method, StatusCode};
@@ -271,10 +273,7 @@ async fn a_deployed_application_uses_its_mep_as_itself() {
         }))
         .unwrap(),
     ];
-    let meao = meao::server::Server::start(config).await.unwrap();
-    let http = reqwest::Client::new();
-    let m = meao.api_root.clone();
-    let oss = token(&http, &m, "oss", "oss-secret").await;
+    let (meao, http, m, oss) = start_meao(config).await;
     onboard_example(&http, &m, &oss, "sample-app").await;
     onboard_example(&http, &m, &oss, "video-analytics").await;
     let on_site = json!({"selectedMECHostInfo": [{"hostId": SITE}]});

@@ -432,17 +432,7 @@ impl Registries {
                         .body(body))
                 })
                 .await?;
-            if done.status() != StatusCode::CREATED {
-                let status = done.status();
-                let text = String::from_utf8_lossy(
-                    &bounded(done, 4096, &ep.host).await.unwrap_or_default(),
-                )
-                .into_owned();
-                return Err(refused(
-                    &ep.host,
-                    format!("blob {} refused ({status}): {text}", blob.digest),
-                ));
-            }
+            created(done, &ep.host, || format!("blob {}", blob.digest)).await?;
         }
         let manifests = archive.manifests();
         for (i, m) in manifests.iter().enumerate() {
@@ -463,17 +453,7 @@ impl Registries {
                         .body(m.bytes.clone()))
                 })
                 .await?;
-            if put.status() != StatusCode::CREATED {
-                let status = put.status();
-                let text = String::from_utf8_lossy(
-                    &bounded(put, 4096, &ep.host).await.unwrap_or_default(),
-                )
-                .into_owned();
-                return Err(refused(
-                    &ep.host,
-                    format!("manifest {} refused ({status}): {text}", m.digest),
-                ));
-            }
+            let put = created(put, &ep.host, || format!("manifest {}", m.digest)).await?;
             if let Some(answered) = put
                 .headers()
                 .get(CONTENT_DIGEST)
@@ -491,6 +471,27 @@ impl Registries {
             .map(|m| m.digest.clone())
             .ok_or_else(|| ImageError::Invalid("the image has no manifest".into()))
     }
+}
+
+/// `response` if it says 201 Created, else the refusal of `what` with the registry's words.
+async fn created(
+    response: Response,
+    host: &str,
+    what: impl FnOnce() -> String,
+) -> Result<Response, ImageError> {
+    if response.status() == StatusCode::CREATED {
+        return Ok(response);
+    }
+    let status = response.status();
+    let text = bounded(response, 4096, host).await.unwrap_or_default();
+    Err(refused(
+        host,
+        format!(
+            "{} refused ({status}): {}",
+            what(),
+            String::from_utf8_lossy(&text)
+        ),
+    ))
 }
 
 /// The body of `response`, at most `limit` bytes.
