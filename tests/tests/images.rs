@@ -226,7 +226,7 @@ async fn images_are_deployed_by_digest() {
     config.sites = vec![
         serde_json::from_value(json!({
             "id": "k8s-1", "location": {"latitude": 48.86, "longitude": 2.35}, "zone": "paris",
-            "imageRegistry": format!("{host}/site1"),
+            "imageRegistry": format!("{host}/site1"), "services": ["video-detections"],
             "vim": {"kind": "kubernetes", "kubeconfig": k8s.kubeconfig, "namespace": ns}
         }))
         .unwrap(),
@@ -298,18 +298,20 @@ async fn images_are_deployed_by_digest() {
         format!("{host}/vendor/app:1.0@{vendor_v2}")
     );
 
-    // A tag the registry does not have: the instantiation fails and says why.
+    // A tag the registry does not have: the instantiation is rolled back (FAILED_TEMP, for
+    // the operator to retry or fail) and says why.
     let (missing, _) = package(&format!("{host}/vendor/app:9.9"), "images-missing-tag");
     onboard_dir(&http, &m, &oss, "missing-tag", missing.path()).await;
     let third = create_instance(&http, &m, &oss, "images-missing-tag").await;
     let op = run_op(&http, &m, &oss, &third, "instantiate", body).await;
-    assert_eq!(op["operationState"], "FAILED", "{op:#}");
+    assert_eq!(op["operationState"], "FAILED_TEMP", "{op:#}");
     let detail = op["error"]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("vendor/app:9.9"), "{op:#}");
     assert!(images(&env, &ns, &third).is_empty());
 
     for id in [&first, &second] {
-        let op = run_op(&http, &m, &oss, id, "terminate", json!({})).await;
+        let forceful = json!({"terminationType": "FORCEFUL"});
+        let op = run_op(&http, &m, &oss, id, "terminate", forceful).await;
         assert_eq!(op["operationState"], "COMPLETED", "{op:#}");
     }
 }
