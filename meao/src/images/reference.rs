@@ -54,7 +54,11 @@ pub fn digest(s: &str) -> bool {
 
 /// Whether `s` is a registry host: a DNS name or IPv4 address with an optional port.
 fn host(s: &str) -> bool {
-    let (name, port) = s.split_once(':').unwrap_or((s, ""));
+    let (name, port) = match s.split_once(':') {
+        Some((name, port)) if !port.is_empty() => (name, port),
+        Some(_) => return false,
+        None => (s, ""),
+    };
     !name.is_empty()
         && name.len() <= 253
         && name
@@ -186,6 +190,7 @@ mod tests {
             "reg.example//a",
             "reg.example:0",
             "reg.example:05000",
+            "reg.example:",
         ] {
             assert!(!registry_prefix(bad), "{bad}");
         }
