@@ -110,10 +110,13 @@ impl Images {
     /// `reference` with the digest its tag names now appended (as written when it carries a
     /// digest already or digests are not pinned).
     pub async fn pin(&self, reference: &str) -> Result<String, ImageError> {
+        if !self.pin_digests {
+            return Ok(reference.to_owned());
+        }
         let image = ImageRef::parse(reference).ok_or_else(|| {
             ImageError::Invalid(format!("{reference:?} is not an image reference"))
         })?;
-        if image.digest.is_some() || !self.pin_digests {
+        if image.digest.is_some() {
             return Ok(reference.to_owned());
         }
         let digest = self.registries.resolve(&image).await?;

@@ -210,14 +210,7 @@ impl Registries {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
             .cloned();
-        let mut request = build(&ep.client)?;
-        if let Some(a) = &cached {
-            request = request.header(AUTHORIZATION, a);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unavailable(&ep.host, Destinations::describe(&e)))?;
+        let response = dispatch(&ep.host, build(&ep.client)?, cached.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -228,11 +221,7 @@ impl Registries {
             .unwrap_or_default()
             .to_owned();
         let authorization = self.authenticate(ep, &header, scope).await?;
-        let response = build(&ep.client)?
-            .header(AUTHORIZATION, &authorization)
-            .send()
-            .await
-            .map_err(|e| unavailable(&ep.host, Destinations::describe(&e)))?;
+        let response = dispatch(&ep.host, build(&ep.client)?, Some(&authorization)).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             return Err(refused(
                 &ep.host,
@@ -279,14 +268,7 @@ impl Registries {
                     url.query_pairs_mut().append_pair("service", service);
                 }
                 url.query_pairs_mut().append_pair("scope", scope);
-                let mut request = ep.client.get(url);
-                if let Some(b) = &basic {
-                    request = request.header(AUTHORIZATION, b);
-                }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(&ep.host, Destinations::describe(&e)))?;
+                let response = dispatch(&ep.host, ep.client.get(url), basic.as_deref()).await?;
                 if !response.status().is_success() {
                     return Err(refused(
                         &ep.host,
@@ -471,6 +453,21 @@ impl Registries {
             .map(|m| m.digest.clone())
             .ok_or_else(|| ImageError::Invalid("the image has no manifest".into()))
     }
+}
+
+/// Sends `request` to `host`, with `authorization` when given.
+async fn dispatch(
+    host: &str,
+    mut request: RequestBuilder,
+    authorization: Option<&str>,
+) -> Result<Response, ImageError> {
+    if let Some(a) = authorization {
+        request = request.header(AUTHORIZATION, a);
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| unavailable(host, Destinations::describe(&e)))
 }
 
 /// `response` if it says 201 Created, else the refusal of `what` with the registry's words.

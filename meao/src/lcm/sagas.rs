@@ -434,19 +434,20 @@ fn pin_images<'a>(c: &'a LcmCtx, ctx: StepContext<'a>) -> BoxFuture<'a, Result<V
             .map_err(retryable)?
             .spec
             .image_registry;
+        let files = c
+            .packages
+            .files(PkgRef::AppDId(app_d_id))
+            .await
+            .map_err(|e| StepError::Permanent(e.to_string()))?;
         for image in &appd.sw_image_descriptor {
-            let shipped = c
-                .packages
-                .file(PkgRef::AppDId(app_d_id), &image.sw_image)
-                .await
-                .map_err(|e| StepError::Permanent(e.to_string()))?;
+            let shipped = files.iter().find(|f| f.path == image.sw_image);
             match (shipped, &registry) {
                 (Some(file), Some(registry)) => {
                     let dir = c.images.spool_dir();
                     tokio::fs::create_dir_all(dir).await.map_err(retryable)?;
                     let spooled = tempfile_in(dir).map_err(retryable)?;
                     c.packages
-                        .spool(&file, spooled.path())
+                        .spool(file, spooled.path())
                         .await
                         .map_err(|e| StepError::Permanent(e.to_string()))?;
                     let reference = c

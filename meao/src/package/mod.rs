@@ -928,14 +928,15 @@ impl Packages {
         }
     }
 
-    /// The stored file at `path` of an onboarded package, if it has one.
-    pub async fn file(
-        &self,
-        r: PkgRef<'_>,
-        path: &str,
-    ) -> Result<Option<StoredFile>, PackageError> {
-        self.content(r).await?;
+    /// The stored files of an onboarded package.
+    pub async fn files(&self, r: PkgRef<'_>) -> Result<Vec<StoredFile>, PackageError> {
         let row = self.row(r).await?;
+        if row.onboarding_state != "ONBOARDED" {
+            return Err(PackageError::NotAllowed(format!(
+                "package {} is {}, not ONBOARDED",
+                row.id, row.onboarding_state
+            )));
+        }
         let details: Details = row
             .details
             .as_deref()
@@ -943,7 +944,7 @@ impl Packages {
             .ok_or_else(|| {
                 PackageError::Storage(format!("package {} has no readable record", row.id))
             })?;
-        Ok(details.files.into_iter().find(|f| f.path == path))
+        Ok(details.files)
     }
 
     /// Copies a stored `file` to `dest`, checking its content against its recorded sha256.
