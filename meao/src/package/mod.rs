@@ -162,6 +162,14 @@ fn blobs_of(
     Ok(blobs)
 }
 
+/// Why a package that is not ONBOARDED cannot serve a request.
+fn not_onboarded(row: &PackageRow) -> PackageError {
+    PackageError::NotAllowed(format!(
+        "package {} is {}, not ONBOARDED",
+        row.id, row.onboarding_state
+    ))
+}
+
 /// Results of onboarding, stored with the package.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -907,10 +915,7 @@ impl Packages {
             (Some(appd), Some(d)) if row.onboarding_state == "ONBOARDED" => {
                 Ok((appd, d.appd_source))
             }
-            _ => Err(PackageError::NotAllowed(format!(
-                "package {} is {}, not ONBOARDED",
-                row.id, row.onboarding_state
-            ))),
+            _ => Err(not_onboarded(&row)),
         }
     }
 
@@ -921,10 +926,7 @@ impl Packages {
             (Some(content), "ONBOARDED") => BlobId::parse(content).ok_or_else(|| {
                 PackageError::Storage(format!("package {} names its content unreadably", row.id))
             }),
-            _ => Err(PackageError::NotAllowed(format!(
-                "package {} is {}, not ONBOARDED",
-                row.id, row.onboarding_state
-            ))),
+            _ => Err(not_onboarded(&row)),
         }
     }
 
@@ -932,10 +934,7 @@ impl Packages {
     pub async fn files(&self, r: PkgRef<'_>) -> Result<Vec<StoredFile>, PackageError> {
         let row = self.row(r).await?;
         if row.onboarding_state != "ONBOARDED" {
-            return Err(PackageError::NotAllowed(format!(
-                "package {} is {}, not ONBOARDED",
-                row.id, row.onboarding_state
-            )));
+            return Err(not_onboarded(&row));
         }
         let details: Details = row
             .details
@@ -1007,10 +1006,7 @@ impl Packages {
     ) -> Result<(), PackageError> {
         let row = self.row(r).await?;
         if row.onboarding_state != "ONBOARDED" {
-            return Err(PackageError::NotAllowed(format!(
-                "package {} is {}, not ONBOARDED",
-                row.id, row.onboarding_state
-            )));
+            return Err(not_onboarded(&row));
         }
         if row.operational_state == state_name(state) {
             // idempotent: the package is in the state asked for, nothing changes or is notified
