@@ -110,6 +110,30 @@ pub fn optional_name_schema() -> utoipa::openapi::Object {
     optional_text_schema(MAX_NAME)
 }
 
+/// The schema of a list of identifiers [`check_text`] accepts ([`MAX_ID`] each).
+pub fn id_list_schema() -> utoipa::openapi::Schema {
+    let item = serde_json::to_value(id_schema()).unwrap_or_default();
+    schema_of(serde_json::json!({"type": "array", "items": item}))
+}
+
+/// [`id_list_schema`], or null.
+pub fn optional_id_list_schema() -> utoipa::openapi::Schema {
+    optional_list_of(id_schema())
+}
+
+/// A list of names [`check_text`] accepts ([`MAX_NAME`] each), or null.
+pub fn optional_name_list_schema() -> utoipa::openapi::Schema {
+    optional_list_of(name_schema())
+}
+
+/// [`check_text`] of each value of an optional list.
+pub fn check_text_list(field: &str, values: Option<&[String]>, max: usize) -> Result<(), String> {
+    values
+        .unwrap_or_default()
+        .iter()
+        .try_for_each(|value| check_text(field, value, max))
+}
+
 fn nullable(mut schema: utoipa::openapi::Object) -> utoipa::openapi::Object {
     schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
         utoipa::openapi::schema::Type::String,

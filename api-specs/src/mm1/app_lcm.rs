@@ -431,7 +431,22 @@ pub struct AppInstanceSubscriptionFilter {
     pub app_inst_selector_type: u8,
     /// Values the selector matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::common::id_list_schema)]
     pub app_instances: Vec<String>,
+}
+
+impl AppInstanceSubscriptionFilter {
+    /// Checks the selector type and, as [`crate::common::check_text`] does, its values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.app_inst_selector_type > 4 {
+            return Err("appInstSelectorType shall be 0 to 4".into());
+        }
+        crate::common::check_text_list(
+            "appInstances",
+            Some(&self.app_instances),
+            crate::common::MAX_ID,
+        )
+    }
 }
 
 /// Which operation occurrences a subscription covers (`AppLcmOpOccSubscriptionFilter`).

@@ -241,18 +241,23 @@ pub enum AppPkgSubscriptionType {
 pub struct AppPkgFilter {
     /// Package id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_id_schema)]
     pub app_pkg_info_id: Option<String>,
     /// AppD id.
     #[serde(rename = "appDId", default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_id_schema)]
     pub app_d_id: Option<String>,
     /// Provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_name_schema)]
     pub app_provider: Option<String>,
     /// Application name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_name_schema)]
     pub app_name: Option<String>,
     /// Software version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_name_schema)]
     pub app_software_version: Option<String>,
     /// AppD version.
     #[serde(
@@ -260,6 +265,7 @@ pub struct AppPkgFilter {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(schema_with = crate::common::optional_name_schema)]
     pub app_d_version: Option<String>,
     /// Operational state (change subscriptions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,6 +273,23 @@ pub struct AppPkgFilter {
     /// Usage state (change subscriptions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_state: Option<UsageState>,
+}
+
+impl AppPkgFilter {
+    /// Checks the filter's identifiers and names as [`crate::common::check_text`] does.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::common::{MAX_ID, MAX_NAME, check_optional_text};
+        check_optional_text("appPkgInfoId", self.app_pkg_info_id.as_deref(), MAX_ID)?;
+        check_optional_text("appDId", self.app_d_id.as_deref(), MAX_ID)?;
+        check_optional_text("appProvider", self.app_provider.as_deref(), MAX_NAME)?;
+        check_optional_text("appName", self.app_name.as_deref(), MAX_NAME)?;
+        check_optional_text(
+            "appSoftwareVersion",
+            self.app_software_version.as_deref(),
+            MAX_NAME,
+        )?;
+        check_optional_text("appDVersion", self.app_d_version.as_deref(), MAX_NAME)
+    }
 }
 
 /// A package subscription request (`AppPkgSubscription`).

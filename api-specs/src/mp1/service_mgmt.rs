@@ -265,9 +265,11 @@ pub struct ServiceLivenessUpdate {
 pub struct FilteringCriteria {
     /// Service instance ids (exclusive with `serNames` and `serCategories`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_id_list_schema)]
     pub ser_instance_ids: Option<Vec<String>>,
     /// Service names (exclusive with the other selectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::common::optional_name_list_schema)]
     pub ser_names: Option<Vec<String>>,
     /// Service categories (exclusive with the other selectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]

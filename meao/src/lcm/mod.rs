@@ -981,15 +981,11 @@ impl Lcm {
                 .as_ref()
                 .and_then(|f| f.app_instance_subscription_filter.as_ref()),
         ];
-        if selectors
+        selectors
             .into_iter()
             .flatten()
-            .any(|f| f.app_inst_selector_type > 4)
-        {
-            return Err(LcmError::Invalid(
-                "appInstSelectorType shall be 0 to 4".into(),
-            ));
-        }
+            .try_for_each(AppInstanceSubscriptionFilter::validate)
+            .map_err(LcmError::Invalid)?;
         let id = uuid::Uuid::new_v4().to_string();
         let info = AppInstSubscriptionInfo {
             links: SelfOnlyLinks {

@@ -1097,6 +1097,11 @@ impl Packages {
         self.destinations
             .check_client_uri("callbackUri", &request.callback_uri)
             .map_err(PackageError::Invalid)?;
+        request
+            .app_pkg_filter
+            .iter()
+            .try_for_each(AppPkgFilter::validate)
+            .map_err(PackageError::Invalid)?;
         let id = uuid::Uuid::new_v4().to_string();
         let info = AppPkgSubscriptionInfo {
             links: SelfOnlyLinks {

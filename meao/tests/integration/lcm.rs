@@ -492,6 +492,13 @@ async fn notifications_follow_the_lifecycle(db: Db) {
     }
     let r = subscribe(json!({"subscriptionType": "Nope", "callbackUri": created.url})).await;
     assert_eq!(r.status(), 400);
+    let r = subscribe(
+        json!({"subscriptionType": "AppInstanceStateChangeSubscription",
+        "callbackUri": created.url,
+        "appInstanceSubscriptionFilter": {"appInstSelectorType": 1, "appInstances": ["a\u{7}"]}}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
     let list: Value = lcm(
         &ctx,
         Method::GET,

@@ -59,6 +59,19 @@ async fn enable_disable_delete_with_notifications(db: Db, storage: Storage) {
         )
         .await;
     assert_eq!(r.status(), 400);
+    // a filter's ids and names are checked as ids in paths are (the fuzzer linked one to a path)
+    let r = ctx
+        .call(
+            Method::POST,
+            "/subscriptions",
+            Some(json!({"callbackUri": onboarded.url, "subscriptionType": "AppPackageChangeSubscription",
+                        "appPkgFilter": [{"appPkgInfoId": "O\u{a2}\u{81}"}]})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let problem: Value = r.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("/appPkgFilter/0/appPkgInfoId"), "{detail}");
 
     let (va, _) = ctx
         .onboard("video-analytics", example("video-analytics"))

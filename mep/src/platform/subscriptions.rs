@@ -315,5 +315,8 @@ pub(super) fn validate_filter(f: &FilteringCriteria) -> Result<(), MepError> {
             "serInstanceIds, serNames and serCategories are mutually exclusive".into(),
         ));
     }
-    Ok(())
+    use api_specs::common::{MAX_ID, MAX_NAME, check_text_list};
+    check_text_list("serInstanceIds", f.ser_instance_ids.as_deref(), MAX_ID)
+        .and_then(|()| check_text_list("serNames", f.ser_names.as_deref(), MAX_NAME))
+        .map_err(MepError::Invalid)
 }

@@ -35,6 +35,8 @@ async fn availability_notifications_follow_filters(db: Db) {
         json!({"subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": "not a uri"}),
         json!({"subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url,
                "filteringCriteria": {"serNames": ["a"], "serInstanceIds": ["b"]}}),
+        json!({"subscriptionType": "SerAvailabilityNotificationSubscription", "callbackReference": cb.url,
+               "filteringCriteria": {"serInstanceIds": ["b\u{85}"]}}),
     ] {
         let r = ctx
             .call(
