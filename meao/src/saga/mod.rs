@@ -332,27 +332,48 @@ impl<C: Send + Sync + 'static> Executor<C> {
             .await?)
     }
 
+    /// Takes (or renews) the saga's lease for this executor and reads it; None if another
+    /// executor holds it or it no longer runs.
+    async fn claim(&self, id: &str) -> Result<Option<SagaRow>, SagaError> {
+        let now = server_kit::unix_millis_now();
+        let until = now.saturating_add(lease_ms(self.lease));
+        if !self.store.saga_claim(id, &self.owner, now, until).await? {
+            return Ok(None);
+        }
+        self.store
+            .saga_get(id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| SagaError::NotFound(id.to_owned()))
+    }
+
+    /// The status of a saga this executor could not claim: leased while another runs it.
+    async fn ended(&self, id: &str) -> Result<SagaStatus, SagaError> {
+        let row = self
+            .store
+            .saga_get(id)
+            .await?
+            .ok_or_else(|| SagaError::NotFound(id.to_owned()))?;
+        match SagaStatus::parse(&row.status) {
+            SagaStatus::Running => Err(SagaError::Leased(id.to_owned())),
+            done => Ok(done),
+        }
+    }
+
     /// Runs a saga until it succeeds, pauses or fails; returns its status.
     pub async fn run(&self, id: &str) -> Result<SagaStatus, SagaError> {
+        // the row as this executor last committed it, while it holds the lease: the next step
+        // starts from it without claiming and reading again (a cancel meanwhile fails the
+        // next commit, which reloads)
+        let mut committed: Option<SagaRow> = None;
         loop {
-            let now = server_kit::unix_millis_now();
-            let until = now.saturating_add(lease_ms(self.lease));
-            if !self.store.saga_claim(id, &self.owner, now, until).await? {
-                let row = self
-                    .store
-                    .saga_get(id)
-                    .await?
-                    .ok_or_else(|| SagaError::NotFound(id.to_owned()))?;
-                return match SagaStatus::parse(&row.status) {
-                    SagaStatus::Running => Err(SagaError::Leased(id.to_owned())),
-                    done => Ok(done),
-                };
-            }
-            let mut row = self
-                .store
-                .saga_get(id)
-                .await?
-                .ok_or_else(|| SagaError::NotFound(id.to_owned()))?;
+            let mut row = match committed.take() {
+                Some(row) => row,
+                None => match self.claim(id).await? {
+                    Some(row) => row,
+                    None => return self.ended(id).await,
+                },
+            };
             let kind = self
                 .kinds
                 .get(row.kind.as_str())
@@ -445,17 +466,15 @@ impl<C: Send + Sync + 'static> Executor<C> {
                 .saga_advance(&row, &loaded_direction, &self.owner, until, now)
                 .await?
             {
-                // cancelled meanwhile (reload and undo) or the lease was lost
-                if self.store.saga_claim(id, &self.owner, now, until).await? {
-                    continue;
-                }
-                return Err(SagaError::Leased(id.to_owned()));
+                // cancelled meanwhile (claim again, reload and undo) or the lease was lost
+                continue;
             }
             self.crash(kind.name, step_index, undo, true)?;
             let status = SagaStatus::parse(&row.status);
             if status != SagaStatus::Running {
                 return Ok(status);
             }
+            committed = Some(row);
         }
     }
 
