@@ -144,14 +144,36 @@ struct LinkMetrics {
     refused: Counter,
 }
 
+/// Acknowledgement notices kept for waiters that have not looked yet; one that misses more
+/// checks the store.
+const ACK_NOTICES: usize = 1024;
+
 /// The MEP link's server side.
 pub struct MepLink {
     store: Store,
     sessions: Mutex<HashMap<String, Session>>,
     next_session: AtomicU64,
-    acks: tokio::sync::watch::Sender<u64>,
+    acks: tokio::sync::broadcast::Sender<Acked>,
     resend: Duration,
     metrics: LinkMetrics,
+}
+
+/// What an acknowledgement received on this replica concerns: one instance's configuration at
+/// a site, or every instance's of a site (a MEP's resync).
+#[derive(Debug, Clone)]
+struct Acked {
+    site: Arc<str>,
+    app_instance_id: Option<Arc<str>>,
+}
+
+impl Acked {
+    fn concerns(&self, site: &str, app_instance_id: &str) -> bool {
+        &*self.site == site
+            && self
+                .app_instance_id
+                .as_deref()
+                .is_none_or(|id| id == app_instance_id)
+    }
 }
 
 impl std::fmt::Debug for MepLink {
@@ -200,7 +222,7 @@ impl MepLink {
             store,
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
-            acks: tokio::sync::watch::channel(0).0,
+            acks: tokio::sync::broadcast::channel(ACK_NOTICES).0,
             resend: resend.max(Duration::from_millis(100)),
             metrics: m,
         })
@@ -308,9 +330,15 @@ impl MepLink {
                     connected: self.connected(site),
                 });
             }
-            // An acknowledgement on this replica wakes the wait; another replica's is polled.
+            // An acknowledgement of this instance on this replica wakes the wait (or notices
+            // missed while it checked); another replica's is polled.
             let poll = deadline.min(now + Duration::from_secs(1));
-            let _ = tokio::time::timeout_at(poll, acks.changed()).await;
+            loop {
+                match tokio::time::timeout_at(poll, acks.recv()).await {
+                    Ok(Ok(a)) if !a.concerns(site, app_instance_id) => {}
+                    _ => break,
+                }
+            }
         }
     }
 
@@ -375,7 +403,10 @@ impl MepLink {
                 .mep_config_acked(site, &ack.app_instance_id, version(ack.version))
                 .await?;
         }
-        self.acks.send_modify(|n| *n += 1);
+        let _ = self.acks.send(Acked {
+            site: site.into(),
+            app_instance_id: Some(ack.app_instance_id.as_str().into()),
+        });
         Ok(())
     }
 
@@ -437,7 +468,10 @@ impl MepLink {
                         .map_err(chain)?;
                 }
             }
-            self.acks.send_modify(|n| *n += 1);
+            let _ = self.acks.send(Acked {
+                site: site.as_str().into(),
+                app_instance_id: None,
+            });
             let mut resend = tokio::time::interval(self.resend);
             loop {
                 tokio::select! {

@@ -221,7 +221,9 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let (meao_link, mep_link) = link_configs(&TestPki::new(dir.path(), "bench CA"), SITE, port);
+    let (mut meao_link, mep_link) = link_configs(&TestPki::new(dir.path(), "bench CA"), SITE, port);
+    // unacknowledged configurations are resent at the default interval, not the tests' 1 s
+    meao_link.resend_secs = 5;
     let mut config = meao_config(dir.path());
     if let Ok(url) = std::env::var("MECPLANE_BENCH_DB_URL") {
         config.database_url = url;
