@@ -10,7 +10,7 @@
 //! answers them as before (415, or the syntax error).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, MatchedPath, Request, State};
@@ -27,10 +27,20 @@ const MAX_PROBLEMS: usize = 8;
 const MAX_PROBLEM_CHARS: usize = 240;
 
 /// The validators of every JSON request body an OpenAPI document describes, by method and
-/// route (`/app_lcm/v1/app_instances/{appInstanceId}/instantiate`, as axum matches it).
+/// route (`/app_lcm/v1/app_instances/{appInstanceId}/instantiate`, as axum matches it). Each is
+/// compiled when its operation is first called: a compiled validator holds its own copy of the
+/// document's components and of every pattern, which for all operations at once was most of
+/// an idle MEP's heap.
 #[derive(Clone, Default)]
 pub struct RequestSchemas {
-    by_route: Arc<HashMap<String, HashMap<Method, jsonschema::Validator>>>,
+    by_route: Arc<HashMap<String, HashMap<Method, Operation>>>,
+    components: Arc<Value>,
+}
+
+/// One operation's body schema and, once called, its validator.
+struct Operation {
+    root: Value,
+    validator: OnceLock<Option<jsonschema::Validator>>,
 }
 
 impl std::fmt::Debug for RequestSchemas {
@@ -54,12 +64,13 @@ pub struct SchemaError {
 }
 
 impl RequestSchemas {
-    /// The validators of `openapi`'s `application/json` request bodies.
+    /// The validators of `openapi`'s `application/json` request bodies; each schema is
+    /// compiled once here to check it (one at a time, then dropped) and again on first use.
     pub fn of(openapi: &utoipa::openapi::OpenApi) -> Result<Self, SchemaError> {
         let doc = serde_json::to_value(openapi).unwrap_or_default();
         let mut components = doc.get("components").cloned().unwrap_or(Value::Null);
         optional_as_else(&mut components);
-        let mut by_route: HashMap<String, HashMap<Method, jsonschema::Validator>> = HashMap::new();
+        let mut by_route: HashMap<String, HashMap<Method, Operation>> = HashMap::new();
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             for (method, operation) in item.as_object().into_iter().flatten() {
                 let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
@@ -72,27 +83,23 @@ impl RequestSchemas {
                 };
                 let mut root = schema.clone();
                 optional_as_else(&mut root);
-                if let Value::Object(map) = &mut root {
-                    map.insert("components".into(), components.clone());
-                }
-                let validator = jsonschema::options()
-                    .with_draft(jsonschema::Draft::Draft202012)
-                    .should_validate_formats(true)
-                    .with_pattern_options(jsonschema::PatternOptions::regex())
-                    .build(&root)
-                    .map_err(|e| SchemaError {
-                        method: method.to_string(),
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                by_route
-                    .entry(path.clone())
-                    .or_default()
-                    .insert(method, validator);
+                compile(&root, &components).map_err(|reason| SchemaError {
+                    method: method.to_string(),
+                    path: path.clone(),
+                    reason,
+                })?;
+                by_route.entry(path.clone()).or_default().insert(
+                    method,
+                    Operation {
+                        root,
+                        validator: OnceLock::new(),
+                    },
+                );
             }
         }
         Ok(Self {
             by_route: Arc::new(by_route),
+            components: Arc::new(components),
         })
     }
 
@@ -103,7 +110,14 @@ impl RequestSchemas {
     /// refuses what no alternative describes).
     pub fn problems(&self, method: &Method, route: &str, body: &Value) -> Vec<String> {
         use jsonschema::error::ValidationErrorKind as Kind;
-        let Some(validator) = self.by_route.get(route).and_then(|m| m.get(method)) else {
+        let Some(operation) = self.by_route.get(route).and_then(|m| m.get(method)) else {
+            return Vec::new();
+        };
+        // compiled at start-up once already, so it compiles
+        let compiled = operation
+            .validator
+            .get_or_init(|| compile(&operation.root, &self.components).ok());
+        let Some(validator) = compiled else {
             return Vec::new();
         };
         let errors: Vec<_> = validator.iter_errors(body).take(MAX_PROBLEMS).collect();
@@ -127,6 +141,20 @@ impl RequestSchemas {
             })
             .collect()
     }
+}
+
+/// The validator of an operation's body schema `root`, whose references name `components`.
+fn compile(root: &Value, components: &Value) -> Result<jsonschema::Validator, String> {
+    let mut root = root.clone();
+    if let Value::Object(map) = &mut root {
+        map.insert("components".into(), components.clone());
+    }
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .build(&root)
+        .map_err(|e| e.to_string())
 }
 
 /// `X` when `schema` is `oneOf: [{type: null}, X]` (in either order): utoipa's `Option<X>`.
