@@ -25,6 +25,7 @@ pub struct TimeStamp {
     /// Seconds since 1970-01-01T00:00:00Z.
     pub seconds: u32,
     /// Nanoseconds part.
+    #[schema(maximum = 999_999_999)]
     pub nano_seconds: u32,
 }
 

@@ -18,6 +18,7 @@ pub struct ProblemDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// The HTTP status code of this occurrence.
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
     /// Human-readable explanation of this occurrence.
     pub detail: String,

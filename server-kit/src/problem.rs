@@ -279,6 +279,46 @@ pub fn inline_strict_bases(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// States the range of every `u32` in `openapi`: utoipa documents one as `format: int32,
+/// minimum: 0`, whose format caps it at 2^31 - 1 while the servers take up to 2^32 - 1 (a
+/// client held to the document would be refused nothing it may send, and the fuzzer's
+/// "invalid" values above 2^31 - 1 were accepted). Such an integer without a maximum becomes
+/// `format: int64, maximum: 4294967295`, which the request validator then enforces. utoipa
+/// spells `u8` and `u16` alike, so fields of those types state their own maximum.
+pub fn document_unsigned_integers(openapi: &mut utoipa::openapi::OpenApi) {
+    use serde_json::Value;
+    fn widen(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let integer = |t: &Value| t == "integer";
+                let typed = match map.get("type") {
+                    Some(Value::Array(types)) => types.iter().any(integer),
+                    Some(t) => integer(t),
+                    None => false,
+                };
+                if typed
+                    && map.get("format") == Some(&Value::from("int32"))
+                    && map.get("minimum") == Some(&Value::from(0))
+                    && !map.contains_key("maximum")
+                {
+                    map.insert("format".into(), "int64".into());
+                    map.insert("maximum".into(), u32::MAX.into());
+                }
+                map.values_mut().for_each(widen);
+            }
+            Value::Array(items) => items.iter_mut().for_each(widen),
+            _ => {}
+        }
+    }
+    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+        return;
+    };
+    widen(&mut doc);
+    if let Ok(fixed) = serde_json::from_value(doc) {
+        *openapi = fixed;
+    }
+}
+
 /// Documents in `openapi` the errors the edge gives every operation, as it gives them: each
 /// error response is `application/problem+json` (not `application/json`), and an operation
 /// lists 400 when it takes parameters or a body, 415 when it takes a body, 404 when its path
@@ -482,6 +522,32 @@ mod tests {
             let accepted = api_specs::common::check_text("id", value, MAX_PATH_PARAM).is_ok();
             assert_eq!(schema.is_valid(&value.into()), accepted, "{value:?}");
         }
+    }
+
+    #[test]
+    fn unsigned_integers_are_documented_with_their_range() {
+        #[derive(utoipa::ToSchema)]
+        #[allow(dead_code)]
+        struct Counts {
+            wide: u32,
+            optional: Option<u32>,
+            #[schema(maximum = 999)]
+            bounded: u32,
+            signed: i32,
+        }
+        #[derive(utoipa::OpenApi)]
+        #[openapi(components(schemas(Counts)))]
+        struct Doc;
+        let mut doc = <Doc as utoipa::OpenApi>::openapi();
+        document_unsigned_integers(&mut doc);
+        let doc = serde_json::to_value(doc).unwrap();
+        let props = &doc["components"]["schemas"]["Counts"]["properties"];
+        assert_eq!(props["wide"]["format"], "int64");
+        assert_eq!(props["wide"]["maximum"], u32::MAX);
+        assert_eq!(props["optional"]["maximum"], u32::MAX);
+        assert_eq!(props["bounded"]["maximum"], 999);
+        assert_eq!(props["bounded"]["format"], "int32");
+        assert!(props["signed"].get("maximum").is_none());
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut api = parts().3;
     server_kit::problem::document_problems(&mut api);
     server_kit::problem::inline_strict_bases(&mut api);
+    server_kit::problem::document_unsigned_integers(&mut api);
     api
 }
 
