@@ -216,11 +216,7 @@ async fn main() {
     .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server_kit::testing::free_port();
     let (mut meao_link, mep_link) = link_configs(&TestPki::new(dir.path(), "bench CA"), SITE, port);
     // unacknowledged configurations are resent at the default interval, not the tests' 1 s
     meao_link.resend_secs = 5;
@@ -244,16 +240,10 @@ async fn main() {
     ];
     let (meao, http, base, token) = start_meao(config).await;
     let link = meao.lcm.mep_link().unwrap();
-    let mep = mep::server::Server::start(mep::config::MepConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
-        meao: Some(mep_link),
-        dns: mep::config::DnsConfig {
-            listen: None,
-            ..Default::default()
-        },
-        ..mep::config::MepConfig::default()
-    })
+    let mep = mep::server::Server::start(e2e::linked_mep_config(
+        format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
+        mep_link,
+    ))
     .await
     .unwrap();
     while !link.connected(SITE) {

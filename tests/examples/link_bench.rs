@@ -58,11 +58,7 @@ async fn main() {
     let instances: usize = args.next().map_or(100, |a| a.parse().unwrap());
     let updates: usize = args.next().map_or(5000, |a| a.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server_kit::testing::free_port();
     let (meao_link, mep_link) = link_configs(&TestPki::new(dir.path(), "bench CA"), SITE, port);
     let mut config = meao_config(dir.path());
     config.mep_link = Some(meao_link);
@@ -73,16 +69,10 @@ async fn main() {
     .unwrap()];
     let meao = meao::server::Server::start(config).await.unwrap();
     let link = meao.lcm.mep_link().unwrap();
-    let mep_config = mep::config::MepConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
-        meao: Some(mep_link),
-        dns: mep::config::DnsConfig {
-            listen: None,
-            ..Default::default()
-        },
-        ..mep::config::MepConfig::default()
-    };
+    let mep_config = e2e::linked_mep_config(
+        format!("sqlite://{}/mep.db?mode=rwc", dir.path().display()),
+        mep_link,
+    );
     let mep = mep::server::Server::start(mep_config.clone())
         .await
         .unwrap();

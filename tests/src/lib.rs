@@ -116,6 +116,24 @@ pub fn link_configs(
     (meao, mep)
 }
 
+/// A MEP configuration for an in-process MEP on loopback port 0 with its store at
+/// `database_url`, linked to the MEAO by `link`, without a DNS server.
+pub fn linked_mep_config(
+    database_url: String,
+    link: mep::link::MeaoLinkConfig,
+) -> mep::config::MepConfig {
+    mep::config::MepConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url,
+        meao: Some(link),
+        dns: mep::config::DnsConfig {
+            listen: None,
+            ..Default::default()
+        },
+        ..mep::config::MepConfig::default()
+    }
+}
+
 /// The `[auth]` (the OSS client `oss`/`oss-secret`, as in [`meao_config`]), `[outbound]`
 /// (loopback) and `[mep_link]` sections of a MEAO's TOML configuration file, for tests that run
 /// the binary; the link as [`link_configs`] made it.

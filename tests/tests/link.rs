@@ -333,16 +333,10 @@ async fn a_refused_configuration_reaches_the_meao() {
     let url = fresh_database(Db::Sqlite, "meao", dir.path()).await;
     let meao = start_meao(&url, dir.path(), &meao_link).await;
     let link = meao.lcm.mep_link().unwrap();
-    let mep = mep::server::Server::start(mep::config::MepConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: fresh_database(Db::Sqlite, "mep", dir.path()).await,
-        meao: Some(mep_link),
-        dns: mep::config::DnsConfig {
-            listen: None,
-            ..Default::default()
-        },
-        ..mep::config::MepConfig::default()
-    })
+    let mep = mep::server::Server::start(e2e::linked_mep_config(
+        fresh_database(Db::Sqlite, "mep", dir.path()).await,
+        mep_link,
+    ))
     .await
     .unwrap();
 
