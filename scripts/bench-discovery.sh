@@ -7,7 +7,7 @@
 # requests/s and p99 of both, the ratio MEP/nginx, and the MEP's VmRSS and VmHWM (idle, with 10
 # and with 1,000 services).
 # Usage: scripts/bench-discovery.sh [duration_secs] [rounds]; BENCH_PORT (18080) is the first of
-# the three local ports it uses.
+# the three local ports it uses; MEP_BIN runs that binary instead of a release build of main.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10}
@@ -18,8 +18,10 @@ nginx_url=http://127.0.0.1:$((port + 2))
 for tool in wrk nginx; do
   command -v $tool >/dev/null || { echo "installing $tool"; apt-get install -y --no-install-recommends wrk nginx-light >/dev/null; }
 done
-cargo build --release -p mep --locked >/dev/null 2>&1
-target=${CARGO_TARGET_DIR:-target}
+if [ -z "${MEP_BIN:-}" ]; then
+  cargo build --release -p mep --locked >/dev/null 2>&1
+  MEP_BIN=${CARGO_TARGET_DIR:-target}/release/mep
+fi
 work=$(mktemp -d /tmp/mep-bench.XXXXXX)
 cleanup() { kill "${mep_pid:-}" 2>/dev/null || true; nginx -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -38,7 +40,7 @@ client_id = "op"
 client_secret = "op"
 scopes = ["mep_mgmt", "mec_service_mgmt", "mec_app_support"]
 TOML
-"$target/release/mep" -c "$work/mep.toml" >"$work/mep.log" 2>&1 &
+"$MEP_BIN" -c "$work/mep.toml" >"$work/mep.log" 2>&1 &
 mep_pid=$!
 for _ in $(seq 50); do curl -sf $api/healthz >/dev/null && break; sleep 0.1; done
 tok=$(curl -s -u op:op -d grant_type=client_credentials $api/oauth2/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')

@@ -25,9 +25,9 @@ use api_specs::meplink::desired_config::Desired as Wire;
 use api_specs::meplink::meao_message::Kind as ToMep;
 use api_specs::meplink::mep_link_server::{MepLink as MepLinkService, MepLinkServer};
 use api_specs::meplink::mep_message::Kind;
-use api_specs::meplink::{Ack, DesiredConfig, HeldVersion, MeaoMessage, MepMessage, Removal};
+use api_specs::meplink::{DesiredConfig, HeldVersion, MeaoMessage, MepMessage, Removal};
 use api_specs::mp1::provisioning::AppInstanceConfig;
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::store::{MepConfigRow, Store, StoreError};
+use crate::store::{MepConfigRow, MepReport, Store, StoreError};
 
 /// The listener MEPs dial.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -382,57 +382,62 @@ impl MepLink {
         Ok(())
     }
 
-    /// Records an acknowledgement (or refusal) and wakes the steps awaiting one.
-    async fn acked(&self, site: &str, ack: Ack) -> Result<(), StoreError> {
+    /// Records a burst of the MEP's messages (ACKs, refusals and status reports) in one
+    /// commit, then wakes the steps awaiting those ACKs. Each ACK's `receive Ack` span, the
+    /// child of the MEP's `send Ack`, lasts until the commit.
+    async fn received(&self, site: &str, messages: Vec<MepMessage>) -> Result<(), StoreError> {
         let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        if !ack.error.is_empty() {
-            self.metrics.refused.inc();
-            tracing::warn!(%site, app_instance_id = %ack.app_instance_id, version = ack.refused_version, error = %ack.error, "the MEP refused a configuration");
-            self.store
-                .mep_config_refused(
-                    site,
-                    &ack.app_instance_id,
-                    version(ack.refused_version),
-                    &ack.error,
-                )
-                .await?;
+        let mut reports = Vec::with_capacity(messages.len());
+        let mut spans = Vec::new();
+        let mut acked = Vec::new();
+        for message in messages {
+            match message.kind {
+                Some(Kind::Ack(mut ack)) => {
+                    let span = tracing::info_span!(
+                        "receive Ack",
+                        otel.kind = "consumer",
+                        site_id = %site,
+                        app_instance_id = %ack.app_instance_id,
+                        version = ack.version,
+                    );
+                    TraceContext::from_fields(std::mem::take(&mut ack.trace_context)).adopt(&span);
+                    if !ack.error.is_empty() {
+                        self.metrics.refused.inc();
+                        span.in_scope(|| tracing::warn!(%site, app_instance_id = %ack.app_instance_id, version = ack.refused_version, error = %ack.error, "the MEP refused a configuration"));
+                        reports.push(MepReport::Refused {
+                            app_instance_id: ack.app_instance_id.clone(),
+                            version: version(ack.refused_version),
+                            error: ack.error,
+                        });
+                    }
+                    if ack.version > 0 {
+                        self.metrics.acked.inc();
+                        reports.push(MepReport::Acked {
+                            app_instance_id: ack.app_instance_id.clone(),
+                            version: version(ack.version),
+                        });
+                    }
+                    acked.push(ack.app_instance_id);
+                    spans.push(span);
+                }
+                Some(Kind::Status(status)) => reports.push(MepReport::Status {
+                    app_instance_id: status.app_instance_id.clone(),
+                    status: serde_json::to_string(&MepInstanceStatus::from(status))
+                        .unwrap_or_default(),
+                    at: server_kit::unix_millis_now(),
+                }),
+                Some(Kind::Hello(_)) | None => {
+                    tracing::warn!(%site, "unexpected message on an open MEP stream ignored");
+                }
+            }
         }
-        if ack.version > 0 {
-            self.metrics.acked.inc();
-            self.store
-                .mep_config_acked(site, &ack.app_instance_id, version(ack.version))
-                .await?;
-        }
-        let _ = self.acks.send(Acked {
-            site: site.into(),
-            app_instance_id: Some(ack.app_instance_id.as_str().into()),
-        });
-        Ok(())
-    }
-
-    async fn received(&self, site: &str, message: MepMessage) -> Result<(), StoreError> {
-        match message.kind {
-            Some(Kind::Ack(mut ack)) => {
-                let span = tracing::info_span!(
-                    "receive Ack",
-                    otel.kind = "consumer",
-                    site_id = %site,
-                    app_instance_id = %ack.app_instance_id,
-                    version = ack.version,
-                );
-                TraceContext::from_fields(std::mem::take(&mut ack.trace_context)).adopt(&span);
-                self.acked(site, ack).instrument(span).await?;
-            }
-            Some(Kind::Status(status)) => {
-                let id = status.app_instance_id.clone();
-                let json =
-                    serde_json::to_string(&MepInstanceStatus::from(status)).unwrap_or_default();
-                let now = server_kit::unix_millis_now();
-                self.store.mep_config_status(site, &id, &json, now).await?;
-            }
-            Some(Kind::Hello(_)) | None => {
-                tracing::warn!(%site, "unexpected message on an open MEP stream ignored");
-            }
+        self.store.mep_config_report(site, &reports).await?;
+        drop(spans);
+        for app_instance_id in acked {
+            let _ = self.acks.send(Acked {
+                site: site.into(),
+                app_instance_id: Some(app_instance_id.as_str().into()),
+            });
         }
         Ok(())
     }
@@ -459,15 +464,23 @@ impl MepLink {
                 .into_iter()
                 .map(|r| (r.app_instance_id, r.acked_version))
                 .collect();
-            for h in &held {
-                let version = i64::try_from(h.version).unwrap_or(i64::MAX);
-                if acked.get(&h.app_instance_id).is_some_and(|a| *a < version) {
-                    self.store
-                        .mep_config_acked(&site, &h.app_instance_id, version)
-                        .await
-                        .map_err(chain)?;
-                }
-            }
+            let newer: Vec<MepReport> = held
+                .into_iter()
+                .filter_map(|h| {
+                    let version = i64::try_from(h.version).unwrap_or(i64::MAX);
+                    acked
+                        .get(&h.app_instance_id)
+                        .is_some_and(|a| *a < version)
+                        .then_some(MepReport::Acked {
+                            app_instance_id: h.app_instance_id,
+                            version,
+                        })
+                })
+                .collect();
+            self.store
+                .mep_config_report(&site, &newer)
+                .await
+                .map_err(chain)?;
             let _ = self.acks.send(Acked {
                 site: site.as_str().into(),
                 app_instance_id: None,
@@ -477,7 +490,13 @@ impl MepLink {
                 tokio::select! {
                     _ = resend.tick() => self.resend(&site).await.map_err(chain)?,
                     message = inbound.message() => match message {
-                        Ok(Some(m)) => self.received(&site, m).await.map_err(chain)?,
+                        Ok(Some(m)) => {
+                            let (burst, end) = burst(m, &mut inbound);
+                            self.received(&site, burst).await.map_err(chain)?;
+                            if let Some(end) = end {
+                                return end;
+                            }
+                        }
                         Ok(None) => return Ok(()),
                         Err(status) => return Err(status.to_string()),
                     },
@@ -492,6 +511,28 @@ impl MepLink {
             Err(e) => tracing::warn!(%site, error = %e, "MEP stream ended"),
         }
     }
+}
+
+/// Most messages recorded in one commit.
+const MAX_BURST: usize = 256;
+
+/// `first` and the messages already received behind it (at most [`MAX_BURST`] in all), and how
+/// the stream ended if it did behind them.
+fn burst(
+    first: MepMessage,
+    inbound: &mut Streaming<MepMessage>,
+) -> (Vec<MepMessage>, Option<Result<(), String>>) {
+    let mut burst = vec![first];
+    while burst.len() < MAX_BURST {
+        // `message` is cancel-safe: an unfinished read stays buffered for the next call
+        match inbound.message().now_or_never() {
+            Some(Ok(Some(m))) => burst.push(m),
+            Some(Ok(None)) => return (burst, Some(Ok(()))),
+            Some(Err(status)) => return (burst, Some(Err(status.to_string()))),
+            None => break,
+        }
+    }
+    (burst, None)
 }
 
 /// The tonic service over the link.

@@ -32,6 +32,36 @@ pub struct MepConfigRow {
     pub trace_context: Option<String>,
 }
 
+/// What a site's MEP reported of one instance it is configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MepReport {
+    /// It holds `version` of the instance's configuration.
+    Acked {
+        /// The instance.
+        app_instance_id: String,
+        /// The version it holds.
+        version: i64,
+    },
+    /// It refused `version`, for `error`.
+    Refused {
+        /// The instance.
+        app_instance_id: String,
+        /// The version refused.
+        version: i64,
+        /// The MEP's reason.
+        error: String,
+    },
+    /// The instance's status there (JSON), reported at `at` (Unix ms).
+    Status {
+        /// The instance.
+        app_instance_id: String,
+        /// The MepInstanceStatus JSON.
+        status: String,
+        /// When (Unix ms).
+        at: i64,
+    },
+}
+
 const COLUMNS: &str = "site_id, app_instance_id, version, config, graceful_timeout, \
     acked_version, refused_version, error, status, status_at, trace_context";
 
@@ -131,69 +161,64 @@ impl Store {
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
-    /// The MEP holds `version` of the instance's configuration. When that version is the
-    /// desired removal, the instance is gone from the MEP, and so is the status it reported:
-    /// the MEP reports ABSENT only on the stream it removed the instance on, which a cut can
-    /// lose, and a new stream reports only the instances the MEP holds.
-    pub async fn mep_config_acked(
+    /// Records what a site's MEP reported, in order and in one transaction: a stream's ACKs
+    /// and status reports arrive in bursts (one per instance the MEP applied), which one commit
+    /// each made the site's stream a queue.
+    pub async fn mep_config_report(
         &self,
         site_id: &str,
-        app_instance_id: &str,
-        version: i64,
+        reports: &[MepReport],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE mep_configs SET acked_version = $3, \
-             status = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status END, \
-             status_at = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status_at END \
-             WHERE site_id = $1 AND app_instance_id = $2 AND acked_version < $3",
-        )
-        .bind(site_id)
-        .bind(app_instance_id)
-        .bind(version)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The MEP refused `version` of the instance's configuration.
-    pub async fn mep_config_refused(
-        &self,
-        site_id: &str,
-        app_instance_id: &str,
-        version: i64,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE mep_configs SET refused_version = $3, error = $4 \
-             WHERE site_id = $1 AND app_instance_id = $2 AND refused_version < $3",
-        )
-        .bind(site_id)
-        .bind(app_instance_id)
-        .bind(version)
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records the status the MEP reported for an instance the MEAO configures there.
-    pub async fn mep_config_status(
-        &self,
-        site_id: &str,
-        app_instance_id: &str,
-        status: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE mep_configs SET status = $3, status_at = $4 \
-             WHERE site_id = $1 AND app_instance_id = $2",
-        )
-        .bind(site_id)
-        .bind(app_instance_id)
-        .bind(status)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for report in reports {
+            let query = match report {
+                // When the acknowledged version is the desired removal, the instance is gone
+                // from the MEP, and so is the status it reported: the MEP reports ABSENT only
+                // on the stream it removed the instance on, which a cut can lose, and a new
+                // stream reports only the instances the MEP holds.
+                MepReport::Acked {
+                    app_instance_id,
+                    version,
+                } => sqlx::query(
+                    "UPDATE mep_configs SET acked_version = $3, \
+                     status = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status END, \
+                     status_at = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status_at END \
+                     WHERE site_id = $1 AND app_instance_id = $2 AND acked_version < $3",
+                )
+                .bind(site_id)
+                .bind(app_instance_id)
+                .bind(version),
+                MepReport::Refused {
+                    app_instance_id,
+                    version,
+                    error,
+                } => sqlx::query(
+                    "UPDATE mep_configs SET refused_version = $3, error = $4 \
+                     WHERE site_id = $1 AND app_instance_id = $2 AND refused_version < $3",
+                )
+                .bind(site_id)
+                .bind(app_instance_id)
+                .bind(version)
+                .bind(error),
+                MepReport::Status {
+                    app_instance_id,
+                    status,
+                    at,
+                } => sqlx::query(
+                    "UPDATE mep_configs SET status = $3, status_at = $4 \
+                     WHERE site_id = $1 AND app_instance_id = $2",
+                )
+                .bind(site_id)
+                .bind(app_instance_id)
+                .bind(status)
+                .bind(at),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

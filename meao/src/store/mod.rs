@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Row};
 pub use self::cleanups::SiteCleanupRow;
 pub use self::credentials::CredentialRow;
 pub use self::events::{ACTOR, ActivityRow, EventKind, EventRow};
-pub use self::mep_configs::MepConfigRow;
+pub use self::mep_configs::{MepConfigRow, MepReport};
 pub use self::sessions::PortalSessionRow;
 
 mod cleanups;

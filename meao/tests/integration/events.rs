@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use meao::events::testing::{Broker, consume, free_port, kafka};
+use meao::store::MepReport;
 use reqwest::Method;
 use serde_json::{Value, json};
 use server_kit::on_both_dbs;
@@ -213,12 +214,17 @@ async fn an_acknowledged_removal_clears_the_reported_status(db: Db) {
         .mep_config_desire("paris-1", "i1", Some("{}"), 10, None, 1)
         .await
         .unwrap();
+    let acked = |version| MepReport::Acked {
+        app_instance_id: "i1".into(),
+        version,
+    };
+    let status = MepReport::Status {
+        app_instance_id: "i1".into(),
+        status: r#"{"readiness":"READY"}"#.into(),
+        at: 2,
+    };
     store
-        .mep_config_acked("paris-1", "i1", desired.version)
-        .await
-        .unwrap();
-    store
-        .mep_config_status("paris-1", "i1", r#"{"readiness":"READY"}"#, 2)
+        .mep_config_report("paris-1", &[acked(desired.version), status])
         .await
         .unwrap();
     let removal = store
@@ -237,7 +243,7 @@ async fn an_acknowledged_removal_clears_the_reported_status(db: Db) {
         "kept until the MEP acknowledges the removal"
     );
     store
-        .mep_config_acked("paris-1", "i1", removal.version)
+        .mep_config_report("paris-1", &[acked(removal.version)])
         .await
         .unwrap();
     let held = held().await;
