@@ -81,6 +81,15 @@ fn row(r: &sqlx::any::AnyRow) -> Result<MepConfigRow, sqlx::Error> {
     })
 }
 
+/// `sql` with `$1` the site and `$2` the instance bound.
+fn of_instance<'q>(
+    sql: &'q str,
+    site_id: &'q str,
+    app_instance_id: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(sql).bind(site_id).bind(app_instance_id)
+}
+
 impl Store {
     /// Records the desired configuration (`None`: removal) of an instance at a site; returns the
     /// row, with a new version only when the configuration changed (a repeat is not a change).
@@ -182,37 +191,37 @@ impl Store {
                 MepReport::Acked {
                     app_instance_id,
                     version,
-                } => sqlx::query(
+                } => of_instance(
                     "UPDATE mep_configs SET acked_version = $3, \
                      status = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status END, \
                      status_at = CASE WHEN config IS NULL AND version <= $3 THEN NULL ELSE status_at END \
                      WHERE site_id = $1 AND app_instance_id = $2 AND acked_version < $3",
+                    site_id,
+                    app_instance_id,
                 )
-                .bind(site_id)
-                .bind(app_instance_id)
                 .bind(version),
                 MepReport::Refused {
                     app_instance_id,
                     version,
                     error,
-                } => sqlx::query(
+                } => of_instance(
                     "UPDATE mep_configs SET refused_version = $3, error = $4 \
                      WHERE site_id = $1 AND app_instance_id = $2 AND refused_version < $3",
+                    site_id,
+                    app_instance_id,
                 )
-                .bind(site_id)
-                .bind(app_instance_id)
                 .bind(version)
                 .bind(error),
                 MepReport::Status {
                     app_instance_id,
                     status,
                     at,
-                } => sqlx::query(
+                } => of_instance(
                     "UPDATE mep_configs SET status = $3, status_at = $4 \
                      WHERE site_id = $1 AND app_instance_id = $2",
+                    site_id,
+                    app_instance_id,
                 )
-                .bind(site_id)
-                .bind(app_instance_id)
                 .bind(status)
                 .bind(at),
             };
