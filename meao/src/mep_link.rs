@@ -433,9 +433,10 @@ impl MepLink {
         }
         self.store.mep_config_report(site, &reports).await?;
         drop(spans);
+        let site: Arc<str> = site.into();
         for app_instance_id in acked {
             let _ = self.acks.send(Acked {
-                site: site.into(),
+                site: site.clone(),
                 app_instance_id: Some(app_instance_id.as_str().into()),
             });
         }
