@@ -72,8 +72,15 @@ macro_rules! on_both_dbs {
 /// below the kernel's ephemeral range (`ip_local_port_range`), where the ports the system hands
 /// out to outgoing connections and to binds on port 0 never land, so a process restarted on
 /// it does not find it taken (or a client connected to itself on it) meanwhile; and below the
-/// test clusters' ports (`tests/k8s-env`, 26400 and up), which stop and start again too.
+/// test clusters' ports (`tests/k8s-env`, 26400 and up), which stop and start again too. A
+/// port is handed out once per process: another test's probe would find it free while the
+/// process it was meant for is down between restarts, and take it.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
@@ -89,7 +96,8 @@ pub fn free_port() -> u16 {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let port = low + (seed % u64::from(high - low)) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
@@ -814,5 +822,17 @@ impl Contracts {
         *rebuilt.status_mut() = status;
         *rebuilt.headers_mut() = headers;
         reqwest::Response::from(rebuilt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_port_never_hands_out_a_port_twice() {
+        // 500 draws from some 16,000 ports collide by chance (birthday bound) unless the ports
+        // handed out are remembered; none of them is bound meanwhile
+        let ports: Vec<u16> = (0..500).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
     }
 }

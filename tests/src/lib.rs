@@ -17,10 +17,7 @@ pub async fn demo(
 ) -> (meao::server::RunningServer, mep::server::RunningServer) {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
     let pki = server_kit::testing::TestPki::new(dir, "demo CA");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = server_kit::testing::free_port();
     let (meao_link, mep_link) = link_configs(&pki, "paris-1", port);
     let mut mep = mep::config::MepConfig::load(Some(&examples.join("mep.toml"))).unwrap();
     mep.listen = "127.0.0.1:0".parse().unwrap();
@@ -465,11 +462,7 @@ impl SampleApp {
         secrets_dir: &std::path::Path,
         log_dir: &std::path::Path,
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = server_kit::testing::free_port();
         let log = log_dir.join(format!("sample-app-{port}.log"));
         let child = std::process::Command::new(binary)
             .env_clear()

@@ -48,11 +48,7 @@ async fn start(config: &std::path::Path, base: &str, http: &reqwest::Client) -> 
 async fn acknowledged_registrations_survive_kill_9(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let url = server_kit::testing::fresh_database(db, "mep", dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server_kit::testing::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("mep.toml");
     std::fs::write(
