@@ -373,7 +373,7 @@ impl Platform {
             published: tokio::sync::watch::channel(0).0,
             published_by: std::sync::Mutex::new(TraceContext::default()),
         };
-        platform.publish();
+        platform.publish(Published::ALL);
         Ok(platform)
     }
 
@@ -424,21 +424,29 @@ impl Platform {
             Ok(mut s) => *s = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
         }
-        self.publish();
+        self.publish(Published::of(&changes));
         if notify {
             self.wake.notify_one();
         }
         Ok(result)
     }
 
-    /// Makes a new state effective: rebuilds the DNS table and tells traffic steering.
-    fn publish(&self) {
-        self.rebuild_dns();
-        self.rebuild_clients(&self.snapshot());
-        if let Ok(mut by) = self.published_by.lock() {
-            *by = TraceContext::current();
+    /// Makes a new state effective in what `scope` says changed: the app clients' table, the
+    /// DNS table, and what traffic steering and the MEAO link are told. Each is O(instances)
+    /// or O(services) to rebuild, so a heartbeat or a subscription rebuilds none of them.
+    fn publish(&self, scope: Published) {
+        if scope.clients {
+            self.rebuild_clients(&self.snapshot());
         }
-        self.published.send_modify(|generation| *generation += 1);
+        if scope.dns {
+            self.rebuild_dns();
+        }
+        if scope.instances {
+            if let Ok(mut by) = self.published_by.lock() {
+                *by = TraceContext::current();
+            }
+            self.published.send_modify(|generation| *generation += 1);
+        }
     }
 
     /// Changes whenever a new state is published (see [`Platform::steered_rules`]).
@@ -467,9 +475,99 @@ impl Platform {
     }
 }
 
+/// What a write changed, of what [`Platform::publish`] derives from the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Published {
+    /// The app instances' OAuth clients (instances added, changed or removed).
+    clients: bool,
+    /// What the DNS server answers (instances or DNS rules).
+    dns: bool,
+    /// What traffic steering installs and the MEAO link reports (instances, their services
+    /// and rules).
+    instances: bool,
+}
+
+impl Published {
+    /// Everything: the state as loaded at start-up.
+    const ALL: Self = Self {
+        clients: true,
+        dns: true,
+        instances: true,
+    };
+
+    /// What `changes` change.
+    fn of(changes: &[Change]) -> Self {
+        let mut scope = Self {
+            clients: false,
+            dns: false,
+            instances: false,
+        };
+        for change in changes {
+            match change {
+                Change::UpsertApp(_) | Change::DeleteApp(_) => return Self::ALL,
+                Change::UpsertDnsRule(_) | Change::DeleteDnsRule { .. } => {
+                    scope.dns = true;
+                    scope.instances = true;
+                }
+                Change::UpsertService(_)
+                | Change::DeleteService(_)
+                | Change::UpsertTrafficRule(_)
+                | Change::DeleteTrafficRule { .. } => scope.instances = true,
+                Change::Heartbeat { .. }
+                | Change::InsertSubscription(_)
+                | Change::DeleteSubscription(_)
+                | Change::Enqueue(_)
+                | Change::DesiredVersion { .. } => {}
+            }
+        }
+        scope
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_publishes_only_what_it_changed() {
+        let heartbeat = Change::Heartbeat {
+            ser_instance_id: "s".into(),
+            at: 1,
+        };
+        let dns = Change::DeleteDnsRule {
+            app_instance_id: "a".into(),
+            rule_id: "r".into(),
+        };
+        let service = Change::DeleteService("s".into());
+        assert_eq!(
+            Published::of(std::slice::from_ref(&heartbeat)),
+            Published {
+                clients: false,
+                dns: false,
+                instances: false
+            }
+        );
+        assert_eq!(
+            Published::of(&[heartbeat.clone(), service]),
+            Published {
+                clients: false,
+                dns: false,
+                instances: true
+            }
+        );
+        assert_eq!(
+            Published::of(&[heartbeat.clone(), dns]),
+            Published {
+                clients: false,
+                dns: true,
+                instances: true
+            }
+        );
+        assert_eq!(
+            Published::of(&[heartbeat, Change::DeleteApp("a".into())]),
+            Published::ALL
+        );
+    }
 
     #[test]
     fn if_match_accepts_current_weak_and_star() {
