@@ -476,7 +476,7 @@ impl Platform {
 }
 
 /// What a write changed, of what [`Platform::publish`] derives from the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Published {
     /// The app instances' OAuth clients (instances added, changed or removed).
     clients: bool,
@@ -497,11 +497,7 @@ impl Published {
 
     /// What `changes` change.
     fn of(changes: &[Change]) -> Self {
-        let mut scope = Self {
-            clients: false,
-            dns: false,
-            instances: false,
-        };
+        let mut scope = Self::default();
         for change in changes {
             match change {
                 Change::UpsertApp(_) | Change::DeleteApp(_) => return Self::ALL,
@@ -541,11 +537,7 @@ mod tests {
         let service = Change::DeleteService("s".into());
         assert_eq!(
             Published::of(std::slice::from_ref(&heartbeat)),
-            Published {
-                clients: false,
-                dns: false,
-                instances: false
-            }
+            Published::default()
         );
         assert_eq!(
             Published::of(&[heartbeat.clone(), service]),
