@@ -1,10 +1,8 @@
 //! Content negotiation (RFC 9110 section 12.5.1): which of the representations a resource
-//! offers the client's `Accept` takes, and a middleware that answers a GET whose only
-//! representation the client excludes with 406 instead of sending it anyway.
+//! offers the client's `Accept` takes, and the answer of 406 to a GET whose only
+//! representation the client excludes instead of sending it anyway.
 
-use axum::extract::Request;
-use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::problem::ApiError;
@@ -91,21 +89,20 @@ fn not_acceptable(offered: &[&str]) -> ApiError {
     ))
 }
 
-/// Middleware: a successful GET (or HEAD) whose representation's media type the request's
-/// `Accept` excludes is answered 406 instead. Errors pass, as `application/problem+json`.
-pub async fn accept_middleware(request: Request, next: Next) -> Response {
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-    let accept = accept_header(request.headers()).map(str::to_owned);
-    let response = next.run(request).await;
-    if !safe || !response.status().is_success() {
+/// What a GET or HEAD sent with `accept` is answered: `response` when it failed or the client
+/// takes its media type, 406 when the client's `Accept` excludes it. Errors pass, as
+/// `application/problem+json`.
+pub fn acceptable(accept: Option<&HeaderValue>, response: Response) -> Response {
+    if !response.status().is_success() {
         return response;
     }
+    let accept = accept.and_then(|v| v.to_str().ok());
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     match content_type {
-        Some(ct) if quality(accept.as_deref(), ct) <= 0.0 => {
+        Some(ct) if quality(accept, ct) <= 0.0 => {
             let essence = ct.split(';').next().unwrap_or(ct).trim();
             not_acceptable(&[essence]).into_response()
         }

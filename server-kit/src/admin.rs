@@ -1,16 +1,15 @@
 //! Operational endpoints outside the ETSI APIs: `/healthz` (the process runs), `/readyz` (its
-//! dependencies answer) and `/metrics` (Prometheus text format), plus the HTTP metrics layer
+//! dependencies answer) and `/metrics` (Prometheus text format), plus the HTTP metrics
 //! and [`probe`], the services' own health check client.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -78,6 +77,26 @@ impl Metrics {
         metric
     }
 
+    /// Counts a request of `method` to `route` (`None`: no route matched) answered with
+    /// `status`, and records its latency.
+    pub fn observe_http(
+        &self,
+        method: &Method,
+        route: Option<&MatchedPath>,
+        status: StatusCode,
+        latency: Duration,
+    ) {
+        let labels = HttpLabels {
+            method: method.as_str().to_owned(),
+            route: route.map_or("unmatched", MatchedPath::as_str).to_owned(),
+            status: status.as_u16(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -86,32 +105,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Middleware: counts requests and records latency by method, matched route and status.
-pub async fn track_http(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let start = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let labels = HttpLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    metrics.requests.get_or_create(&labels).inc();
-    metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
-    response
 }
 
 /// A readiness probe: resolves to an error message when a dependency is down.

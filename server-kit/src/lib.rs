@@ -8,7 +8,8 @@
 //!   bearer tokens, per-API scopes, and binding of app clients to their app instance.
 //! - [`serve`]: the HTTP(S) accept loop with TLS via openssl and graceful shutdown.
 //! - [`config`]: typed configuration from a TOML file plus environment overrides.
-//! - [`telemetry`], [`admin`]: tracing, Prometheus metrics, health and readiness endpoints.
+//! - [`telemetry`], [`admin`]: tracing, Prometheus metrics, health and readiness endpoints;
+//!   [`edge`]: the one middleware around every route (span, metrics, problems, negotiation).
 //! - [`outbound`]: where a service may connect on a client's behalf (SSRF bounds).
 //! - [`notify`]: at-least-once delivery of notifications to subscriber callbacks from an
 //!   outbox table; [`db`]: the sqlx pool over SQLite or PostgreSQL.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod edge;
 pub mod grpc;
 pub mod notify;
 pub mod outbound;

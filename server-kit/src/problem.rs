@@ -6,9 +6,8 @@
 
 use api_specs::ProblemDetails;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// Content type of every error body.
@@ -148,12 +147,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: fills `instance` with the request path and logs server-side errors once, with
-/// their internal message.
-pub async fn problem_middleware(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let mut response = next.run(request).await;
+/// The response to `method` `path` as sent: an [`ApiError`] answer gets `instance` (the
+/// request path) and is logged once, server-side errors with their internal message.
+pub fn render_problem(mut response: Response, method: &Method, path: &str) -> Response {
     let Some(error) = response.extensions_mut().remove::<ApiError>() else {
         return response;
     };
@@ -167,7 +163,7 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
         other => tracing::debug!(%method, %path, error = %other, "request rejected"),
     }
     let mut problem = error.problem();
-    problem.instance = Some(path);
+    problem.instance = Some(path.to_owned());
     let mut rendered = problem_response(error.status(), &problem);
     for (name, value) in response.headers() {
         if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {

@@ -3,21 +3,18 @@
 //!
 //! Spans are plain `tracing` spans; the special fields `otel.name`, `otel.kind` and
 //! `otel.status_code` set the exported span's name, kind and status. A [`TraceContext`] is the
-//! `traceparent`/`tracestate` pair of a span: it travels in HTTP headers ([`trace_http`] takes
+//! `traceparent`/`tracestate` pair of a span: it travels in HTTP headers ([`http_span`] takes
 //! it from requests, notification delivery puts it on callbacks), in MEP link messages and in
 //! stored rows, so that work resumed later or elsewhere joins the trace that asked for it.
 
 use std::collections::HashMap;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -194,40 +191,51 @@ impl TraceContext {
     }
 }
 
-/// Middleware: every API request runs in a server span named `METHOD route` (the OpenTelemetry
-/// HTTP conventions), the child of the caller's `traceparent` when it sends one. The
-/// operational endpoints (`/healthz`, `/readyz`, `/metrics`) are not traced.
-pub async fn trace_http(request: Request, next: Next) -> Response {
+/// The server span of `request`, named `METHOD route` (the OpenTelemetry HTTP conventions)
+/// and the child of the caller's `traceparent` when it sends one; `None` for the operational
+/// endpoints (`/healthz`, `/readyz`, `/metrics`), which are not traced. Nothing is formatted
+/// when the span is disabled.
+pub fn http_span(request: &Request) -> Option<tracing::Span> {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    if route
-        .as_deref()
-        .is_some_and(|r| crate::admin::PATHS.contains(&r))
-    {
-        return next.run(request).await;
+        .map(MatchedPath::as_str);
+    if route.is_some_and(|r| crate::admin::PATHS.contains(&r)) {
+        return None;
     }
-    let method = request.method().as_str().to_owned();
-    let name = match &route {
-        Some(route) => format!("{method} {route}"),
-        None => method.clone(),
-    };
+    let method = request.method();
     let span = tracing::info_span!(
         "HTTP request",
-        otel.name = %name,
+        otel.name = %SpanName(method.as_str(), route),
         otel.kind = "server",
         http.request.method = %method,
-        http.route = route.as_deref(),
+        http.route = route,
         url.path = %request.uri().path(),
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    TraceContext::from_headers(request.headers()).adopt(&span);
-    let response = next.run(request).instrument(span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
-    if response.status().is_server_error() {
+    if !span.is_disabled() {
+        TraceContext::from_headers(request.headers()).adopt(&span);
+    }
+    Some(span)
+}
+
+/// Records the status of the response to the request of `span` ([`http_span`]).
+pub fn record_http_status(span: &tracing::Span, status: http::StatusCode) {
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    response
+}
+
+/// `METHOD route`, or the method alone for an unmatched request.
+struct SpanName<'a>(&'a str, Option<&'a str>);
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(route) => write!(f, "{} {route}", self.0),
+            None => f.write_str(self.0),
+        }
+    }
 }

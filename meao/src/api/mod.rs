@@ -11,14 +11,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::post;
-use server_kit::accept::accept_middleware;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
 use server_kit::auth::{Authority, token_endpoint};
-use server_kit::problem::{
-    ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
-};
+use server_kit::problem::{ApiError, error_chain, location, method_not_allowed, no_route};
 use server_kit::request_schema::{RequestSchemas, SchemaError, check_request_body};
 use server_kit::selectors::{Filter, Selector};
 use utoipa::OpenApi;
@@ -224,8 +221,5 @@ pub fn router(
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(from_fn(accept_middleware))
-        .layer(from_fn(problem_middleware))
-        .layer(from_fn_with_state(metrics, admin::track_http))
-        .layer(from_fn(server_kit::telemetry::trace_http)))
+        .layer(from_fn_with_state(metrics, server_kit::edge::edge)))
 }

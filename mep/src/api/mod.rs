@@ -12,14 +12,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::post;
-use server_kit::accept::accept_middleware;
 use server_kit::admin::{self, Metrics, ReadinessCheck};
 use server_kit::auth::{Authority, RequireScope, require_scope, token_endpoint};
-use server_kit::problem::{
-    ApiError, error_chain, location, method_not_allowed, no_route, problem_middleware,
-};
+use server_kit::problem::{ApiError, error_chain, location, method_not_allowed, no_route};
 use server_kit::request_schema::{RequestSchemas, SchemaError, check_request_body};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -179,8 +176,5 @@ pub fn router(
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(from_fn(accept_middleware))
-        .layer(from_fn(problem_middleware))
-        .layer(from_fn_with_state(metrics, admin::track_http))
-        .layer(from_fn(server_kit::telemetry::trace_http)))
+        .layer(from_fn_with_state(metrics, server_kit::edge::edge)))
 }
