@@ -67,6 +67,9 @@ CFG
 }
 
 mkdir -p "$work/www" "$work/logs"
+# nginx started as root serves as `nobody`, which mktemp's 0700 directory shuts out (every
+# answer was then a 403 page of 153 bytes); each case below checks nginx sends its file
+chmod 755 "$work" "$work/www"
 cat >"$work/nginx.conf" <<CONF
 worker_processes 2;
 pid $work/nginx.pid;
@@ -92,6 +95,8 @@ bench() {
   curl -sf -H "Authorization: Bearer $tok" "$api/mec_service_mgmt/v1/services$query" >"$file"
   local size count m_rps="" n_rps="" m_p99="" n_p99="" out
   size=$(stat -c %s "$file")
+  chmod 644 "$file"
+  cmp -s "$file" <(curl -sf "$nginx_url/$name.json") || { echo "nginx does not serve $file"; exit 1; }
   count=$(grep -o '"serInstanceId"' "$file" | wc -l)
   echo "== $name: GET /services$query ($count services, $size bytes), 100 connections, ${dur}s x $rounds"
   for r in $(seq "$rounds"); do
@@ -100,6 +105,7 @@ bench() {
     m_rps+=" $(echo "$out" | rps)"; m_p99+=" $(echo "$out" | p99)"
     echo "  round $r mep:   $(echo "$out" | rps) rps, p99 $(echo "$out" | p99) ms"
     out=$(wrk_run "$nginx_url/$name.json")
+    [ -z "$(echo "$out" | non2xx)" ] || { echo "nginx answered errors:"; echo "$out"; exit 1; }
     n_rps+=" $(echo "$out" | rps)"; n_p99+=" $(echo "$out" | p99)"
     echo "  round $r nginx: $(echo "$out" | rps) rps, p99 $(echo "$out" | p99) ms"
   done
