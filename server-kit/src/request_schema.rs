@@ -290,26 +290,37 @@ mod tests {
         );
     }
 
-    #[test]
-    fn which_alternative_was_meant_is_left_to_the_handler() {
+    /// The validators of a document with one operation, `method` `path`, whose JSON body is
+    /// `schema`, beside `components`.
+    fn schemas_of(path: &str, method: &str, schema: Value, components: Value) -> RequestSchemas {
         let doc: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
             "openapi": "3.1.0",
             "info": {"title": "t", "version": "1"},
-            "paths": {"/x": {"put": {
-                "requestBody": {"content": {"application/json": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "n": {"type": "integer", "maximum": 1},
-                        "v": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id"]}]},
-                        "o": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/O"}]},
-                    },
-                }}}},
+            "paths": {path: {method: {
+                "requestBody": {"content": {"application/json": {"schema": schema}}},
                 "responses": {"204": {"description": "done"}},
             }}},
-            "components": {"schemas": {"O": {"type": "object", "required": ["id"]}}},
+            "components": components,
         }))
         .unwrap();
-        let schemas = RequestSchemas::of(&doc).unwrap();
+        RequestSchemas::of(&doc).unwrap()
+    }
+
+    #[test]
+    fn which_alternative_was_meant_is_left_to_the_handler() {
+        let schemas = schemas_of(
+            "/x",
+            "put",
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "n": {"type": "integer", "maximum": 1},
+                    "v": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["id"]}]},
+                    "o": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/O"}]},
+                },
+            }),
+            serde_json::json!({"schemas": {"O": {"type": "object", "required": ["id"]}}}),
+        );
         let problems = |body: Value| schemas.problems(&Method::PUT, "/x", &body);
         assert!(problems(serde_json::json!({"v": {"name": "a"}})).is_empty());
         // an optional object (utoipa's oneOf of null and the object) is one alternative only
@@ -324,24 +335,20 @@ mod tests {
 
     #[test]
     fn tuples_keep_their_item_schemas_and_length() {
-        let doc: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
-            "openapi": "3.1.0",
-            "info": {"title": "t", "version": "1"},
-            "paths": {"/p": {"post": {
-                "requestBody": {"content": {"application/json": {"schema": {
-                    "type": "array",
-                    "prefixItems": [
-                        {"type": "number", "maximum": 180},
-                        {"type": "number", "maximum": 90},
-                    ],
-                    "items": false,
-                    "minItems": 2,
-                }}}},
-                "responses": {"204": {"description": "done"}},
-            }}},
-        }))
-        .unwrap();
-        let schemas = RequestSchemas::of(&doc).unwrap();
+        let schemas = schemas_of(
+            "/p",
+            "post",
+            serde_json::json!({
+                "type": "array",
+                "prefixItems": [
+                    {"type": "number", "maximum": 180},
+                    {"type": "number", "maximum": 90},
+                ],
+                "items": false,
+                "minItems": 2,
+            }),
+            Value::Null,
+        );
         let problems = |body: Value| schemas.problems(&Method::POST, "/p", &body);
         assert!(problems(serde_json::json!([10.5, 20])).is_empty());
         let lat = problems(serde_json::json!([10, 91]));
