@@ -53,7 +53,7 @@ fn main() {
                 } else {
                     vec!["RNIS".into()]
                 },
-                app_d_ids: (0..(i % 4)).map(|k| format!("app-{k}")).collect(),
+                app_instances: (0..(i % 4)).map(|k| (format!("app-{k}"), 1)).collect(),
             }
         })
         .collect();

@@ -574,14 +574,11 @@ impl Inventory {
 
     /// The placement view of every site, with the applications instantiated on each.
     pub async fn views(&self) -> Result<Vec<SiteView>, InventoryError> {
-        let mut apps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for i in self.store.instance_list().await? {
-            if let Some(site) = i
-                .site_id
-                .filter(|_| i.instantiation_state == "INSTANTIATED")
-            {
-                apps.entry(site).or_default().push(i.app_d_id);
-            }
+        let mut apps: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for (site, app_d_id, count) in self.store.instantiated_by_site().await? {
+            apps.entry(site)
+                .or_default()
+                .insert(app_d_id, usize::try_from(count).unwrap_or(0));
         }
         Ok(self
             .list()
@@ -616,7 +613,7 @@ impl Inventory {
                     free: s.free_capacity.clone().unwrap_or_default(),
                     total,
                     services: s.spec.services.clone(),
-                    app_d_ids: apps.remove(&s.spec.id).unwrap_or_default(),
+                    app_instances: apps.remove(&s.spec.id).unwrap_or_default(),
                     id: s.spec.id.into(),
                 }
             })

@@ -61,8 +61,9 @@ pub struct SiteView {
     pub total: Capacity,
     /// MEC services available at the site (by name).
     pub services: Vec<String>,
-    /// AppD ids of the instances already on the site (for spread and affinity).
-    pub app_d_ids: Vec<String>,
+    /// How many instances of each AppD (by id) the site already holds (for spread and
+    /// affinity).
+    pub app_instances: BTreeMap<String, usize>,
 }
 
 /// What an instance needs.
@@ -315,7 +316,7 @@ impl<'r> Prepared<'r> {
         if let Some(conflict) = req
             .anti_affinity
             .iter()
-            .find(|a| site.app_d_ids.contains(a))
+            .find(|a| site.app_instances.contains_key(*a))
         {
             return Err(Rejection::AntiAffinity(conflict));
         }
@@ -407,13 +408,9 @@ fn score(req: &PlacementRequest, site: &SiteView, latency: Option<f64>) -> f64 {
     } else if let Some(l) = latency {
         score += 30.0 / (1.0 + l / 10.0);
     }
-    let same = site
-        .app_d_ids
-        .iter()
-        .filter(|a| **a == req.app_d_id)
-        .count() as f64;
+    let same = site.app_instances.get(&req.app_d_id).copied().unwrap_or(0) as f64;
     score += 15.0 / (1.0 + same);
-    if req.affinity.iter().any(|a| site.app_d_ids.contains(a)) {
+    if req.affinity.iter().any(|a| site.app_instances.contains_key(a)) {
         score += 20.0;
     }
     score
@@ -507,7 +504,7 @@ mod tests {
             },
             free: cap,
             services: vec!["RNIS".into()],
-            app_d_ids: vec![],
+            app_instances: BTreeMap::new(),
         }
     }
 
@@ -534,7 +531,7 @@ mod tests {
         let mut no_rnis = site("no-rnis", 0.0, 8000);
         no_rnis.services.clear();
         let mut busy = site("busy", 0.0, 8000);
-        busy.app_d_ids.push("competitor".into());
+        busy.app_instances.insert("competitor".into(), 1);
         let far = site("far", 40.0, 8000);
         let ok = site("ok", 0.1, 8000);
         let r = PlacementRequest {
@@ -684,7 +681,9 @@ mod tests {
                     s.location.longitude = -5.0 + next() * 30.0;
                     s.access_latency_ms = 1.0 + next() * 4.0;
                     s.free.cpu_millis = (next() * 8000.0) as u64;
-                    s.app_d_ids = (0..i % 3).map(|_| "va".to_owned()).collect();
+                    if i % 3 > 0 {
+                        s.app_instances.insert("va".into(), i % 3);
+                    }
                     s
                 })
                 .collect();
@@ -721,7 +720,7 @@ mod tests {
         let d = place(&near, &[site("far", 10.0, 8000), site("near", 0.0, 8000)]);
         assert_eq!(d.chosen.as_deref(), Some("near"));
         let mut crowded = site("crowded", 0.0, 8000);
-        crowded.app_d_ids = vec!["va".into(), "va".into()];
+        crowded.app_instances.insert("va".into(), 2);
         assert_eq!(
             place(&req(), &[crowded.clone(), site("empty", 0.0, 8000)])
                 .chosen
@@ -729,7 +728,7 @@ mod tests {
             Some("empty")
         );
         let mut friend = site("friend", 0.0, 8000);
-        friend.app_d_ids = vec!["db".into()];
+        friend.app_instances.insert("db".into(), 1);
         let with_db = PlacementRequest {
             affinity: vec!["db".into()],
             ..req()

@@ -1098,6 +1098,22 @@ impl Store {
         Ok(row.as_ref().map(instance_row).transpose()?)
     }
 
+    /// How many INSTANTIATED instances of each AppD each site holds: `(site, appDId, count)`,
+    /// counted from an index (placement asks for every decision).
+    pub async fn instantiated_by_site(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site_id, app_d_id, COUNT(*) FROM app_instances \
+             WHERE instantiation_state = 'INSTANTIATED' AND site_id IS NOT NULL \
+             GROUP BY site_id, app_d_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
     /// Every instance, oldest first.
     pub async fn instance_list(&self) -> Result<Vec<InstanceRow>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -899,6 +899,14 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
         op["placement"]["rejected"][format!("anti-affinity with {VA}")],
         json!(["fast-1"])
     );
+    // placement counts what each site holds: a, not b, whose placement failed
+    let views = ctx.server.as_ref().unwrap().inventory.views().await.unwrap();
+    let held: Vec<_> = views
+        .iter()
+        .map(|v| (&*v.id, v.app_instances.clone()))
+        .filter(|(_, held)| !held.is_empty())
+        .collect();
+    assert_eq!(held, [("fast-1", [(VA.to_owned(), 1)].into())]);
     lcm(
         &ctx,
         Method::POST,
