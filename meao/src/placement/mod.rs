@@ -410,7 +410,11 @@ fn score(req: &PlacementRequest, site: &SiteView, latency: Option<f64>) -> f64 {
     }
     let same = site.app_instances.get(&req.app_d_id).copied().unwrap_or(0) as f64;
     score += 15.0 / (1.0 + same);
-    if req.affinity.iter().any(|a| site.app_instances.contains_key(a)) {
+    if req
+        .affinity
+        .iter()
+        .any(|a| site.app_instances.contains_key(a))
+    {
         score += 20.0;
     }
     score

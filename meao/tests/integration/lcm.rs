@@ -900,7 +900,14 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
         json!(["fast-1"])
     );
     // placement counts what each site holds: a, not b, whose placement failed
-    let views = ctx.server.as_ref().unwrap().inventory.views().await.unwrap();
+    let views = ctx
+        .server
+        .as_ref()
+        .unwrap()
+        .inventory
+        .views()
+        .await
+        .unwrap();
     let held: Vec<_> = views
         .iter()
         .map(|v| (&*v.id, v.app_instances.clone()))
