@@ -448,13 +448,7 @@ impl Lcm {
                 row.instantiation_state
             )));
         }
-        let remaining = self
-            .store
-            .instance_list()
-            .await?
-            .iter()
-            .any(|i| i.app_pkg_id == row.app_pkg_id);
-        if !remaining {
+        if !self.store.package_has_instances(&row.app_pkg_id).await? {
             self.store
                 .package_set_usage(&row.app_pkg_id, "NOT_IN_USE")
                 .await?;

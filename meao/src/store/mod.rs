@@ -1114,6 +1114,15 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
+    /// Whether any instance (in any state) is of package `app_pkg_id`.
+    pub async fn package_has_instances(&self, app_pkg_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM app_instances WHERE app_pkg_id = $1 LIMIT 1")
+            .bind(app_pkg_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Every instance, oldest first.
     pub async fn instance_list(&self) -> Result<Vec<InstanceRow>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -43,6 +43,11 @@ pub(super) async fn lcm(
     ctx.send(r).await
 }
 
+/// DELETE of an app instance identifier.
+async fn delete_instance(ctx: &Ctx, id: &str) -> reqwest::Response {
+    lcm(ctx, Method::DELETE, &format!("/app_instances/{id}"), None).await
+}
+
 /// Creates an instance of the video analytics package; its id.
 pub(super) async fn create_va(ctx: &Ctx) -> String {
     let created: Value = lcm(
@@ -173,7 +178,7 @@ async fn instance_lifecycle(db: Db) {
     .await;
     assert_not_allowed(r, "instantiated already").await;
     assert_not_allowed(
-        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None).await,
+        delete_instance(&ctx, &id).await,
         "an instantiated instance's identifier is not deleted",
     )
     .await;
@@ -216,12 +221,7 @@ async fn instance_lifecycle(db: Db) {
         vim.list_owned().await.unwrap().is_empty(),
         "nothing left on the site"
     );
-    assert_eq!(
-        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None)
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(delete_instance(&ctx, &id).await.status(), 204);
     let r = ctx.delete_site("paris-1").await;
     assert_eq!(r.status(), 204, "hosts nothing any more");
     let pkg = ctx
@@ -336,13 +336,7 @@ async fn failed_temp_retry_and_fail(db: Db) {
     .await;
     assert_eq!(op["operationState"], "FAILED_TEMP");
     assert_not_allowed(
-        lcm(
-            &ctx,
-            Method::DELETE,
-            &format!("/app_instances/{b_id}"),
-            None,
-        )
-        .await,
+        delete_instance(&ctx, &b_id).await,
         "an operation is pending",
     )
     .await;
@@ -355,17 +349,7 @@ async fn failed_temp_retry_and_fail(db: Db) {
     .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["operationState"], "FAILED");
-    assert_eq!(
-        lcm(
-            &ctx,
-            Method::DELETE,
-            &format!("/app_instances/{b_id}"),
-            None
-        )
-        .await
-        .status(),
-        204
-    );
+    assert_eq!(delete_instance(&ctx, &b_id).await.status(), 204);
 }
 
 async fn interrupted_operation_completes_after_restart(db: Db) {
@@ -544,12 +528,7 @@ async fn notifications_follow_the_lifecycle(db: Db) {
     )
     .await;
     assert_eq!(states.next().await["appInstanceState"], "NOT_INSTANTIATED");
-    assert_eq!(
-        lcm(&ctx, Method::DELETE, &format!("/app_instances/{id}"), None)
-            .await
-            .status(),
-        204
-    );
+    assert_eq!(delete_instance(&ctx, &id).await.status(), 204);
     let n = deleted.next().await;
     assert_eq!(
         n["_links"]["appInstance"]["href"]
@@ -921,6 +900,10 @@ async fn cancel_graceful_terminate_and_anti_affinity(db: Db) {
         None,
     )
     .await;
+    // deleting b leaves the package in use: a is still an instance of it
+    assert_eq!(delete_instance(&ctx, &b_id).await.status(), 204);
+    let pkg = ctx.json(&format!("/onboarded_app_packages/{VA}")).await;
+    assert_eq!(pkg["usageState"], "IN_USE");
 
     // graceful termination stops the workload before removing it
     let op = run(
